@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+/**
+ * The `coedit` command. Exit codes: 0 done, 1 failed, 2 bad usage.
+ */
+import { UsageError } from '../server/config.js'
+import { CoeditError } from '../server/errors.js'
+import { serve } from './serve.js'
+
+const VERBS: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
+  serve: { run: serve, summary: 'run the collaboration server (see coedit serve --help)' },
+}
+
+function usage(): string {
+  return [
+    'Usage: coedit <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(16)} ${v.summary}`),
+    '',
+    'Run `coedit <command> --help` for the options of a command.',
+  ].join('\n')
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv
+  if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
+    console.log(usage())
+    return verb === undefined ? 2 : 0
+  }
+  const command = VERBS[verb]
+  if (!command) {
+    console.error(`coedit: unknown command "${verb}"\n\n${usage()}`)
+    return 2
+  }
+  try {
+    return await command.run(rest)
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`coedit ${verb}: ${err.message}`)
+      return 2
+    }
+    if (err instanceof CoeditError) {
+      console.error(`coedit ${verb}: ${err.message}`)
+      return 1
+    }
+    console.error(`coedit ${verb}: unexpected error:`, err)
+    return 1
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2))

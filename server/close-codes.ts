@@ -1,0 +1,28 @@
+/**
+ * WebSocket close codes coedit sends, as `{ code, reason }` pairs.
+ *
+ * The stock y-websocket provider (3.x) stops reconnecting on 4400-4499 and retries on
+ * everything else, so "your fault, retrying will not help" is 44xx and "our fault,
+ * try again" is 1001/1011/1013 or 45xx.
+ */
+export interface CloseCode {
+  readonly code: number
+  readonly reason: string
+}
+
+export const CLOSE_NORMAL: CloseCode = { code: 1000, reason: 'normal closure' }
+export const CLOSE_GOING_AWAY: CloseCode = { code: 1001, reason: 'server shutting down' }
+export const CLOSE_UNSUPPORTED_DATA: CloseCode = { code: 1003, reason: 'text frames are not part of the protocol' }
+export const CLOSE_MESSAGE_TOO_BIG: CloseCode = { code: 1009, reason: 'message too big' }
+export const CLOSE_INTERNAL_ERROR: CloseCode = { code: 1011, reason: 'internal error' }
+export const CLOSE_TRY_AGAIN_LATER: CloseCode = { code: 1013, reason: 'try again later' }
+export const CLOSE_BAD_MESSAGE: CloseCode = { code: 4400, reason: 'malformed message' }
+export const CLOSE_UNAUTHORIZED: CloseCode = { code: 4401, reason: 'unauthorized' }
+export const CLOSE_FORBIDDEN: CloseCode = { code: 4403, reason: 'forbidden' }
+
+/** Close reasons travel in a control frame whose payload is at most 125 bytes. */
+export function closeReason(reason: string): string {
+  const bytes = Buffer.from(reason, 'utf8')
+  if (bytes.length <= 123) return reason
+  return bytes.subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '') + '...'
+}

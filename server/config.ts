@@ -1,0 +1,190 @@
+/**
+ * Server configuration: every option in one table with its flag, environment
+ * variable, default and help text. Parsed once at the entry point and passed down;
+ * nothing reads the environment anywhere else.
+ */
+import { parseArgs } from 'node:util'
+
+export interface ServerConfig {
+  port: number
+  host: string
+  dataDir: string
+  pingInterval: number
+  maxMessageSize: number
+  roomGrace: number
+  awarenessInterval: number
+  compactEvery: number
+  echo: boolean
+  fsync: boolean
+  logLevel: LogLevel
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+type Kind = 'port' | 'string' | 'duration' | 'size' | 'count' | 'boolean' | 'level'
+
+interface OptionSpec<K extends keyof ServerConfig = keyof ServerConfig> {
+  key: K
+  flag: string
+  env: string
+  kind: Kind
+  default: ServerConfig[K]
+  help: string
+}
+
+const spec = <K extends keyof ServerConfig>(s: OptionSpec<K>): OptionSpec => s as unknown as OptionSpec
+
+export const SERVE_OPTIONS: readonly OptionSpec[] = [
+  spec({ key: 'port', flag: 'port', env: 'PORT', kind: 'port', default: 1234, help: 'TCP port (0 picks a free one)' }),
+  spec({ key: 'host', flag: 'host', env: 'HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on; 0.0.0.0 serves the LAN' }),
+  spec({ key: 'dataDir', flag: 'data', env: 'DATA_DIR', kind: 'string', default: './data', help: 'LevelDB data directory' }),
+  spec({ key: 'pingInterval', flag: 'ping-interval', env: 'PING_INTERVAL', kind: 'duration', default: 30_000, help: 'ping every connection this often; one that missed the last ping is closed' }),
+  spec({ key: 'maxMessageSize', flag: 'max-message-size', env: 'MAX_MESSAGE_SIZE', kind: 'size', default: 16 * 1024 * 1024, help: 'largest accepted message; bigger ones close the connection with 1009' }),
+  spec({ key: 'roomGrace', flag: 'room-grace', env: 'ROOM_GRACE', kind: 'duration', default: 10_000, help: 'keep a room in memory this long after its last connection left' }),
+  spec({ key: 'awarenessInterval', flag: 'awareness-interval', env: 'AWARENESS_INTERVAL', kind: 'duration', default: 50, help: 'relay a room\'s awareness changes at most this often, merged' }),
+  spec({ key: 'compactEvery', flag: 'compact-every', env: 'COMPACT_EVERY', kind: 'count', default: 500, help: 'fold a room\'s stored updates into one state after this many' }),
+  spec({ key: 'echo', flag: 'echo', env: 'ECHO', kind: 'boolean', default: true, help: 'send each stored update back to its sender too (y-websocket 4 "saved" status); --no-echo to turn off' }),
+  spec({ key: 'fsync', flag: 'fsync', env: 'FSYNC', kind: 'boolean', default: false, help: 'fsync every write batch, surviving power loss and not only a crash' }),
+  spec({ key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` }),
+]
+
+export const DEFAULT_CONFIG: ServerConfig = Object.fromEntries(
+  SERVE_OPTIONS.map((o) => [o.key, o.default]),
+) as unknown as ServerConfig
+
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, k: 1024, m: 1024 ** 2, g: 1024 ** 3,
+}
+
+/** `500ms`, `30s`, `2m`, `1h`; a bare number is milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text)
+  if (!m) throw new UsageError(`"${text}" is not a duration (examples: 500ms, 30s, 2m, 1h)`)
+  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!)
+}
+
+/** `1048576`, `512KiB`, `16MiB`, `1MB`. */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const unit = SIZE_UNITS[(m?.[2] ?? '').toLowerCase()]
+  if (!m || unit === undefined) throw new UsageError(`"${text}" is not a size (examples: 1048576, 512KiB, 16MiB)`)
+  return Math.round(Number(m[1]) * unit)
+}
+
+function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[keyof ServerConfig] {
+  const fail = (why: string): never => { throw new UsageError(`${source}: ${why}`) }
+  switch (o.kind) {
+    case 'port': {
+      const n = Number(text)
+      if (!/^\d+$/.test(text.trim()) || n > 65535) fail(`"${text}" is not a port (0-65535)`)
+      return n
+    }
+    case 'count': {
+      const n = Number(text)
+      if (!/^\d+$/.test(text.trim()) || n < 1) fail(`"${text}" is not a positive whole number`)
+      return n
+    }
+    case 'duration': {
+      try {
+        const n = parseDuration(text)
+        if (n < 1) fail('must be at least 1ms')
+        return n
+      } catch (err) { return fail((err as Error).message) }
+    }
+    case 'size': {
+      try {
+        const n = parseSize(text)
+        if (n < 64) fail('must be at least 64 bytes')
+        return n
+      } catch (err) { return fail((err as Error).message) }
+    }
+    case 'boolean': {
+      const t = text.trim().toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(t)) return true
+      if (['0', 'false', 'no', 'off'].includes(t)) return false
+      return fail(`"${text}" is not true or false`)
+    }
+    case 'level':
+      if (!(LOG_LEVELS as readonly string[]).includes(text)) fail(`"${text}" is not one of ${LOG_LEVELS.join(', ')}`)
+      return text as LogLevel
+    case 'string':
+      if (text.length === 0) fail('must not be empty')
+      return text
+  }
+}
+
+/** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
+export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean } {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } }
+  for (const o of SERVE_OPTIONS) {
+    if (o.kind === 'boolean') {
+      options[o.flag] = { type: 'boolean' }
+      options[`no-${o.flag}`] = { type: 'boolean' }
+    } else {
+      options[o.flag] = { type: 'string' }
+    }
+  }
+  let values: Record<string, string | boolean | undefined>
+  try {
+    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as typeof values
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!)
+  }
+  const config: Record<string, unknown> = { ...DEFAULT_CONFIG }
+  for (const o of SERVE_OPTIONS) {
+    const envValue = env[o.env]
+    if (envValue !== undefined && envValue !== '') config[o.key] = parseValue(o, envValue, o.env)
+    if (o.kind === 'boolean') {
+      if (values[o.flag] === true) config[o.key] = true
+      if (values[`no-${o.flag}`] === true) config[o.key] = false
+    } else if (typeof values[o.flag] === 'string') {
+      config[o.key] = parseValue(o, values[o.flag] as string, `--${o.flag}`)
+    }
+  }
+  return { ...(config as unknown as ServerConfig), help: values.help === true }
+}
+
+function formatDefault(o: OptionSpec): string {
+  const v = o.default
+  if (o.kind === 'duration') return formatDuration(v as number)
+  if (o.kind === 'size') return formatSize(v as number)
+  return String(v)
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`
+  if (ms % 1000 === 0) return `${ms / 1000}s`
+  return `${ms}ms`
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`
+  if (bytes % 1024 === 0) return `${bytes / 1024}KiB`
+  return `${bytes}`
+}
+
+export function serveHelp(): string {
+  const rows = SERVE_OPTIONS.map((o) => {
+    const flag = o.kind === 'boolean' ? `--${o.flag}, --no-${o.flag}` : `--${o.flag} <${o.kind}>`
+    return `  ${flag.padEnd(30)} ${o.help}\n  ${''.padEnd(30)} env ${o.env}, default ${formatDefault(o)}`
+  })
+  return [
+    'Usage: coedit serve [options]',
+    '',
+    'Runs the collaboration server: y-websocket protocol on ws://HOST:PORT/<room>,',
+    'the web editor on http://HOST:PORT/. Flags override environment variables.',
+    'Durations take a unit (500ms, 30s, 2m, 1h; a bare number is ms); sizes take',
+    'bytes or KiB/MiB/GiB.',
+    '',
+    'Options:',
+    ...rows,
+    '  --help                         show this help',
+  ].join('\n')
+}

@@ -1,0 +1,203 @@
+/**
+ * LevelDB store (the default). Appends from every room that arrive in the same
+ * event-loop turn are written in one atomic batch (group commit): a burst of
+ * updates costs one write, not one per update, and ordering is kept because each
+ * batch waits for the one before it.
+ */
+import { Level } from 'level'
+import { CoeditError } from '../errors.js'
+import {
+  decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, unescapeRoom,
+  updateKey, updatePrefix,
+} from './keys.js'
+import type { RoomInfo, Store, StoredRoom } from './store.js'
+
+export interface LevelStoreOptions {
+  /** fsync every batch: survives power loss, not only a process crash. Default false. */
+  sync?: boolean
+}
+
+interface PendingAppend {
+  room: string
+  updates: readonly Uint8Array[]
+  resolve: (seq: number) => void
+  reject: (err: unknown) => void
+}
+
+type BatchOp =
+  | { type: 'put'; key: string; value: Uint8Array }
+  | { type: 'del'; key: string }
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+
+export class LevelStore implements Store {
+  private readonly db: Level<string, Uint8Array>
+  private readonly sync: boolean
+  private readonly nextSeq = new Map<string, Promise<number> | number>()
+  private queue: PendingAppend[] = []
+  private writing = false
+  private scheduled = false
+  private closed = false
+
+  private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
+    this.db = db
+    this.sync = options.sync ?? false
+  }
+
+  /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
+  static async open(dir: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
+    const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    try {
+      await db.open()
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new CoeditError('STORE_LOCKED', `data directory ${dir} is in use by another coedit process`, { cause: err })
+      }
+      throw new CoeditError('STORE_OPEN_FAILED', `cannot open data directory ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
+    }
+    return new LevelStore(db, options)
+  }
+
+  async load(room: string): Promise<StoredRoom> {
+    const updates: Uint8Array[] = []
+    let upTo = 0
+    const stored = await this.db.get(stateKey(room))
+    if (stored !== undefined) {
+      const decoded = decodeState(stored)
+      upTo = decoded.upTo
+      updates.push(decoded.state)
+    }
+    let lastSeq = upTo
+    let pendingUpdates = 0
+    const prefix = updatePrefix(room)
+    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix) })) {
+      const seq = seqOfUpdateKey(key)
+      // Left behind by a compaction that stopped between its two steps: already in the state.
+      if (seq <= upTo) continue
+      updates.push(value)
+      lastSeq = seq
+      pendingUpdates++
+    }
+    if (!this.nextSeq.has(room)) this.nextSeq.set(room, lastSeq + 1)
+    return { updates, lastSeq, pendingUpdates }
+  }
+
+  async append(room: string, updates: readonly Uint8Array[]): Promise<number> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    if (!this.nextSeq.has(room)) this.nextSeq.set(room, this.findNextSeq(room))
+    const known = this.nextSeq.get(room)
+    if (typeof known !== 'number') await known
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ room, updates, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  private async findNextSeq(room: string): Promise<number> {
+    let last = 0
+    const stored = await this.db.get(stateKey(room))
+    if (stored !== undefined) last = decodeState(stored).upTo
+    const prefix = updatePrefix(room)
+    for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
+      last = Math.max(last, seqOfUpdateKey(key))
+    }
+    this.nextSeq.set(room, last + 1)
+    return last + 1
+  }
+
+  private schedule(): void {
+    if (this.writing || this.scheduled || this.queue.length === 0) return
+    this.scheduled = true
+    // setImmediate runs after the poll phase: every message read in this turn joins the batch.
+    setImmediate(() => {
+      this.scheduled = false
+      void this.flush()
+    })
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue
+    this.queue = []
+    this.writing = true
+    const ops: BatchOp[] = []
+    const results: number[] = []
+    const now = Date.now()
+    const touched = new Set<string>()
+    for (const { room, updates } of batch) {
+      let seq = this.nextSeq.get(room) as number
+      for (const update of updates) ops.push({ type: 'put', key: updateKey(room, seq++), value: update })
+      this.nextSeq.set(room, seq)
+      results.push(seq - 1)
+      touched.add(room)
+    }
+    for (const room of touched) {
+      ops.push({ type: 'put', key: metaKey(room), value: textEncoder.encode(JSON.stringify({ updatedAt: now })) })
+    }
+    try {
+      await this.db.batch(ops, { sync: this.sync })
+      batch.forEach((p, i) => p.resolve(results[i]!))
+    } catch (err) {
+      // The sequence numbers of this batch stay unused: gaps are harmless, reuse is not.
+      const error = new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
+      for (const p of batch) p.reject(error)
+    } finally {
+      this.writing = false
+      this.schedule()
+    }
+  }
+
+  async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
+    // Two steps, safe to stop between: `load` skips updates the state already holds.
+    await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
+    const prefix = updatePrefix(room)
+    await this.db.clear({ gt: prefix, lte: updateKey(room, upTo) })
+  }
+
+  async listRooms(): Promise<RoomInfo[]> {
+    const rooms = new Map<string, RoomInfo>()
+    const info = (escaped: string): RoomInfo => {
+      let r = rooms.get(escaped)
+      if (!r) {
+        r = { name: unescapeRoom(escaped), updates: 0, bytes: 0, updatedAt: undefined, lastSeq: 0 }
+        rooms.set(escaped, r)
+      }
+      return r
+    }
+    for await (const [key, value] of this.db.iterator({ gt: 'm:', lt: 'm;' })) {
+      try {
+        info(key.slice(2)).updatedAt = (JSON.parse(textDecoder.decode(value)) as { updatedAt?: number }).updatedAt
+      } catch {
+        info(key.slice(2))
+      }
+    }
+    const upTos = new Map<string, number>()
+    for await (const [key, value] of this.db.iterator({ gt: 's:', lt: 's;' })) {
+      const r = info(key.slice(2))
+      const { upTo } = decodeState(value)
+      upTos.set(key.slice(2), upTo)
+      r.bytes += value.length
+      r.lastSeq = Math.max(r.lastSeq, upTo)
+    }
+    for await (const [key, value] of this.db.iterator({ gt: 'u:', lt: 'u;' })) {
+      const escaped = key.slice(2, key.lastIndexOf(':'))
+      const seq = seqOfUpdateKey(key)
+      if (seq <= (upTos.get(escaped) ?? 0)) continue
+      const r = info(escaped)
+      r.updates++
+      r.bytes += value.length
+      r.lastSeq = Math.max(r.lastSeq, seq)
+    }
+    return [...rooms.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    while (this.writing || this.scheduled || this.queue.length > 0) {
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await this.db.close()
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The rooms loaded in memory. A room is loaded once however many clients arrive
+ * together, kept while it has connections, and unloaded after a grace period once
+ * the last one left and everything is stored. A client arriving during the unload
+ * keeps the room (or gets a freshly loaded one): never a half-destroyed document.
+ */
+import type { Logger } from 'pino'
+import { Room, type Peer, type RoomOptions } from './room.js'
+import type { Store } from './persistence/store.js'
+
+export interface RegistryOptions extends Omit<RoomOptions, 'log'> {
+  /** ms a room stays loaded after its last connection left. */
+  roomGrace: number
+}
+
+interface Entry {
+  loading: Promise<Room>
+  room: Room | undefined
+  graceTimer: NodeJS.Timeout | undefined
+  unloading: Promise<void> | undefined
+}
+
+export class RoomRegistry {
+  private readonly entries = new Map<string, Entry>()
+  private readonly store: Store
+  private readonly options: RegistryOptions
+  private readonly log: Logger
+
+  constructor(store: Store, options: RegistryOptions, log: Logger) {
+    this.store = store
+    this.options = options
+    this.log = log
+  }
+
+  get loadedCount(): number {
+    return this.entries.size
+  }
+
+  get rooms(): Room[] {
+    return [...this.entries.values()].flatMap((e) => (e.room ? [e.room] : []))
+  }
+
+  /** Resolves to the loaded room, loading it if needed. Rejects if storage cannot be read. */
+  get(name: string): Promise<Room> {
+    let entry = this.entries.get(name)
+    if (!entry) {
+      const started = performance.now()
+      const fresh: Entry = { loading: undefined as unknown as Promise<Room>, room: undefined, graceTimer: undefined, unloading: undefined }
+      fresh.loading = Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) }).then(
+        (room) => {
+          fresh.room = room
+          room.onEmpty = () => this.scheduleUnload(name, fresh)
+          this.log.info({ event: 'room_loaded', room: name, ms: Math.round(performance.now() - started) }, 'room loaded')
+          return room
+        },
+        (err: unknown) => {
+          if (this.entries.get(name) === fresh) this.entries.delete(name)
+          this.log.error({ event: 'room_load_failed', room: name, err: String(err) }, 'room load failed')
+          throw err
+        },
+      )
+      entry = fresh
+      this.entries.set(name, entry)
+    }
+    return entry.loading
+  }
+
+  /** Joins `peer` to room `name`. */
+  async join(name: string, peer: Peer): Promise<Room> {
+    for (;;) {
+      const room = await this.get(name)
+      const entry = this.entries.get(name)
+      if (entry?.room === room && room.addPeer(peer)) {
+        if (entry.graceTimer) clearTimeout(entry.graceTimer)
+        entry.graceTimer = undefined
+        return room
+      }
+      // The room finished unloading while we waited: wait for that and load it again.
+      await entry?.unloading
+    }
+  }
+
+  private scheduleUnload(name: string, entry: Entry): void {
+    if (entry.graceTimer) clearTimeout(entry.graceTimer)
+    entry.graceTimer = setTimeout(() => {
+      entry.graceTimer = undefined
+      void this.unload(name, entry)
+    }, this.options.roomGrace)
+    entry.graceTimer.unref()
+  }
+
+  private unload(name: string, entry: Entry): Promise<void> {
+    const room = entry.room
+    if (!room || entry.unloading) return entry.unloading ?? Promise.resolve()
+    entry.unloading = (async () => {
+      try {
+        await room.flushed()
+        await room.compact()
+        // A client that joined while we were flushing keeps this room.
+        if (room.size > 0 || room.hasPendingWrites || this.entries.get(name) !== entry) return
+        this.entries.delete(name)
+        room.destroy()
+        this.log.info({ event: 'room_unloaded', room: name }, 'room unloaded')
+      } finally {
+        entry.unloading = undefined
+      }
+    })()
+    return entry.unloading
+  }
+
+  /** Stores everything pending in every room (for shutdown). */
+  async flushAll(): Promise<void> {
+    await Promise.all(this.rooms.map((room) => room.flushed()))
+  }
+
+  /** Flushes and unloads every room; used at shutdown after connections are closed. */
+  async closeAll(): Promise<void> {
+    for (const entry of this.entries.values()) {
+      if (entry.graceTimer) clearTimeout(entry.graceTimer)
+    }
+    await Promise.allSettled([...this.entries.values()].map((e) => e.loading))
+    await Promise.all(this.rooms.map(async (room) => {
+      await room.flushed()
+      await room.compact()
+      room.destroy()
+    }))
+    this.entries.clear()
+  }
+}

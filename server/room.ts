@@ -1,0 +1,397 @@
+/**
+ * A room: one Yjs document, its awareness, and the connections editing it.
+ *
+ * Invariant: the in-memory document holds exactly what is durably stored. An incoming
+ * update is validated, appended to the store, and only once the store confirms is it
+ * applied to the document, which is what relays it (and what later joiners are served
+ * from). So nothing anyone receives from the server can be lost by a crash.
+ *
+ * The room knows connections only through `Peer` (send, close): no `ws` here.
+ */
+import * as Y from 'yjs'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import type { Logger } from 'pino'
+import {
+  CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
+} from './close-codes.js'
+import {
+  ProtocolError, decodeAwarenessUpdate, decodeClientMessage, encodeAwareness, encodeAwarenessUpdate,
+  encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
+} from './protocol.js'
+import type { Store } from './persistence/store.js'
+
+export interface Peer {
+  /** Short id for logs. */
+  readonly id: string
+  /** Opted into coedit extension messages (`?coedit=1`). */
+  readonly wantsAck: boolean
+  send(message: Uint8Array): void
+  close(close: CloseCode, detail?: string): void
+}
+
+/** Transaction origins, so an update is relayed once and never persisted twice. */
+export type UpdateOrigin =
+  | { readonly source: 'connection'; readonly peer: Peer }
+  | { readonly source: 'load' }
+  | { readonly source: 'admin' }
+
+const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
+const ADMIN_ORIGIN: UpdateOrigin = { source: 'admin' }
+
+export interface RoomOptions {
+  /** Send each stored update back to its sender too (the echo-based "saved" signal of y-websocket 4). */
+  echo: boolean
+  /** Minimum ms between two awareness relays of a room; changes in between are merged. */
+  awarenessInterval: number
+  /** Fold the update log into one stored state after this many updates. */
+  compactEvery: number
+  log: Logger
+}
+
+interface PeerState {
+  readonly origin: UpdateOrigin
+  /** Awareness client IDs this connection introduced: the only ones it may change. */
+  readonly awarenessIds: Set<number>
+  /** Document messages (sync step 2 + update) received, for persisted acks. */
+  received: number
+  /** Highest count confirmed durable but not yet told to the client. */
+  ackDue: number
+}
+
+type WriteResult = { ok: true; seq: number } | { ok: false; error: unknown }
+
+export class Room {
+  readonly name: string
+  readonly doc: Y.Doc
+  readonly awareness: awarenessProtocol.Awareness
+  private readonly store: Store
+  private readonly options: RoomOptions
+  private readonly log: Logger
+  private readonly peers = new Map<Peer, PeerState>()
+  private readonly awarenessOwner = new Map<number, Peer>()
+  private awarenessDirty = new Set<number>()
+  private awarenessTimer: NodeJS.Timeout | undefined
+  private lastAwarenessFlush = 0
+  private readonly ackDirty = new Set<Peer>()
+  private tail: Promise<void> = Promise.resolve()
+  private pendingWrites = 0
+  private lastSeq: number
+  private sinceCompaction: number
+  private compacting: Promise<void> | undefined
+  private destroyed = false
+  /** Called when the last peer leaves. */
+  onEmpty: (room: Room) => void = () => {}
+
+  private constructor(name: string, store: Store, options: RoomOptions, lastSeq: number, pendingUpdates: number) {
+    this.name = name
+    this.store = store
+    this.options = options
+    this.log = options.log
+    this.lastSeq = lastSeq
+    this.sinceCompaction = pendingUpdates
+    this.doc = new Y.Doc({ gc: true })
+    this.awareness = new awarenessProtocol.Awareness(this.doc)
+    // The server is not a participant.
+    this.awareness.setLocalState(null)
+  }
+
+  /** Loads a room from storage. Rejects (and serves nothing) if storage cannot be read. */
+  static async load(name: string, store: Store, options: RoomOptions): Promise<Room> {
+    const stored = await store.load(name)
+    const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates)
+    room.applyStored(stored.updates)
+    room.doc.on('update', room.onDocUpdate)
+    room.awareness.on('update', room.onAwarenessUpdate)
+    if (room.sinceCompaction >= options.compactEvery) room.scheduleCompaction()
+    return room
+  }
+
+  private applyStored(updates: Uint8Array[]): void {
+    if (updates.length === 0) return
+    try {
+      // One merged update integrates far faster than thousands of small ones.
+      Y.applyUpdate(this.doc, updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates), LOAD_ORIGIN)
+    } catch (err) {
+      this.log.error({ event: 'load_merge_failed', err: String(err) }, 'merged load failed, applying one by one')
+      for (const update of updates) {
+        try {
+          Y.applyUpdate(this.doc, update, LOAD_ORIGIN)
+        } catch (e) {
+          this.log.error({ event: 'load_update_skipped', err: String(e) }, 'stored update could not be applied')
+        }
+      }
+    }
+  }
+
+  get size(): number {
+    return this.peers.size
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed
+  }
+
+  /** Adds a connection and greets it. Returns false if the room was unloaded meanwhile. */
+  addPeer(peer: Peer): boolean {
+    if (this.destroyed) return false
+    this.peers.set(peer, {
+      origin: { source: 'connection', peer },
+      awarenessIds: new Set(),
+      received: 0,
+      ackDue: 0,
+    })
+    peer.send(encodeSyncStep1(Y.encodeStateVector(this.doc)))
+    if (this.awareness.getStates().size > 0) {
+      peer.send(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...this.awareness.getStates().keys()])))
+    }
+    return true
+  }
+
+  removePeer(peer: Peer): void {
+    const state = this.peers.get(peer)
+    if (!state) return
+    this.peers.delete(peer)
+    this.ackDirty.delete(peer)
+    const ids = [...state.awarenessIds].filter((id) => this.awarenessOwner.get(id) === peer)
+    for (const id of ids) this.awarenessOwner.delete(id)
+    if (ids.length > 0) {
+      awarenessProtocol.removeAwarenessStates(this.awareness, ids, 'disconnect')
+      this.flushAwareness()
+    }
+    if (this.peers.size === 0) this.onEmpty(this)
+  }
+
+  /** Handles one binary frame from `peer`. Malformed input closes only that peer. */
+  receive(peer: Peer, data: Uint8Array): void {
+    const state = this.peers.get(peer)
+    if (!state) return
+    try {
+      const message = decodeClientMessage(data)
+      switch (message.type) {
+        case 'sync-step1':
+          peer.send(encodeSyncStep2(this.encodeStateFor(message.stateVector)))
+          break
+        case 'sync-step2':
+        case 'sync-update':
+          this.receiveUpdate(peer, state, message.update)
+          break
+        case 'awareness':
+          this.receiveAwareness(peer, state, message.update)
+          break
+        case 'query-awareness':
+          peer.send(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...this.awareness.getStates().keys()])))
+          break
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.log.warn({ event: 'bad_message', peer: peer.id, code: err.code, err: err.message }, 'malformed message, closing connection')
+        peer.close(CLOSE_BAD_MESSAGE, `${err.code}: ${err.message}`)
+      } else {
+        this.log.error({ event: 'message_failed', peer: peer.id, err: String(err) }, 'message handling failed')
+        peer.close(CLOSE_INTERNAL_ERROR)
+      }
+    }
+  }
+
+  private encodeStateFor(stateVector: Uint8Array): Uint8Array {
+    let sv: Map<number, number>
+    try {
+      sv = Y.decodeStateVector(stateVector)
+    } catch {
+      throw new ProtocolError('BAD_STATE_VECTOR', 'sync step 1 carries a malformed state vector')
+    }
+    if (sv.size === 0) return Y.encodeStateAsUpdate(this.doc)
+    return Y.encodeStateAsUpdate(this.doc, stateVector)
+  }
+
+  private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
+    const empty = validateUpdate(update)
+    const count = ++state.received
+    if (empty) {
+      // Nothing to store, but acks must stay in order with the writes before it.
+      this.tail = this.tail.then(() => this.ack(peer, count))
+      return
+    }
+    this.enqueueWrite(update, state.origin, peer, count)
+  }
+
+  /**
+   * Stores `update` and then applies it. Writes start at once (the store batches them);
+   * applies happen strictly in arrival order.
+   */
+  private enqueueWrite(update: Uint8Array, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
+    this.pendingWrites++
+    const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
+      (seq) => ({ ok: true, seq }),
+      (error: unknown) => ({ ok: false, error }),
+    )
+    const done = this.tail.then(() => written).then((result) => {
+      this.pendingWrites--
+      if (!result.ok) {
+        this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')
+        // The client still has its update and will send it again after reconnecting.
+        peer?.close(CLOSE_TRY_AGAIN_LATER, 'storage unavailable')
+        if (!peer) throw result.error
+        return
+      }
+      this.lastSeq = Math.max(this.lastSeq, result.seq)
+      this.sinceCompaction++
+      try {
+        Y.applyUpdate(this.doc, update, origin)
+      } catch (err) {
+        this.log.error({ event: 'apply_failed', err: String(err) }, 'stored update failed to apply')
+      }
+      if (peer) this.ack(peer, count)
+      if (this.sinceCompaction >= this.options.compactEvery) this.scheduleCompaction()
+    })
+    this.tail = done.catch(() => {})
+    return done
+  }
+
+  /** Merges an update from the admin API or an import; resolves once stored and relayed. */
+  async applyAdminUpdate(update: Uint8Array): Promise<void> {
+    if (validateUpdate(update)) return
+    await this.enqueueWrite(update, ADMIN_ORIGIN, undefined, 0)
+  }
+
+  private ack(peer: Peer, count: number): void {
+    if (!peer.wantsAck) return
+    const state = this.peers.get(peer)
+    if (!state) return
+    state.ackDue = count
+    if (this.ackDirty.size === 0) queueMicrotask(this.flushAcks)
+    this.ackDirty.add(peer)
+  }
+
+  private readonly flushAcks = (): void => {
+    for (const peer of this.ackDirty) {
+      const state = this.peers.get(peer)
+      if (state) peer.send(encodeCoeditPersisted(state.ackDue))
+    }
+    this.ackDirty.clear()
+  }
+
+  private readonly onDocUpdate = (update: Uint8Array, origin: unknown): void => {
+    const message = encodeSyncUpdate(update)
+    const sender = (origin as UpdateOrigin | undefined)?.source === 'connection' && !this.options.echo
+      ? (origin as Extract<UpdateOrigin, { source: 'connection' }>).peer
+      : undefined
+    for (const peer of this.peers.keys()) {
+      if (peer !== sender) peer.send(message)
+    }
+  }
+
+  private receiveAwareness(peer: Peer, state: PeerState, update: Uint8Array): void {
+    const entries = decodeAwarenessUpdate(update)
+    const accepted = entries.filter((e) => {
+      const owner = this.awarenessOwner.get(e.clientID)
+      return e.clientID !== this.doc.clientID && (owner === undefined || owner === peer)
+    })
+    if (accepted.length === 0) return
+    for (const e of accepted) {
+      if (e.state === null) continue
+      this.awarenessOwner.set(e.clientID, peer)
+      state.awarenessIds.add(e.clientID)
+    }
+    const filtered = accepted.length === entries.length ? update : encodeAwarenessUpdate(accepted)
+    awarenessProtocol.applyAwarenessUpdate(this.awareness, filtered, state.origin)
+  }
+
+  private readonly onAwarenessUpdate = (
+    change: { added: number[]; updated: number[]; removed: number[] },
+  ): void => {
+    for (const id of change.added) this.awarenessDirty.add(id)
+    for (const id of change.updated) this.awarenessDirty.add(id)
+    for (const id of change.removed) {
+      this.awarenessDirty.add(id)
+      const owner = this.awarenessOwner.get(id)
+      if (owner) {
+        this.awarenessOwner.delete(id)
+        this.peers.get(owner)?.awarenessIds.delete(id)
+      }
+    }
+    this.scheduleAwarenessFlush()
+  }
+
+  private scheduleAwarenessFlush(): void {
+    if (this.awarenessTimer || this.destroyed) return
+    const delay = Math.max(0, this.lastAwarenessFlush + this.options.awarenessInterval - Date.now())
+    this.awarenessTimer = setTimeout(() => this.flushAwareness(), delay)
+  }
+
+  /** Sends every awareness change since the last flush as one message to every peer. */
+  private flushAwareness(): void {
+    if (this.awarenessTimer) clearTimeout(this.awarenessTimer)
+    this.awarenessTimer = undefined
+    if (this.awarenessDirty.size === 0) return
+    const ids = [...this.awarenessDirty]
+    this.awarenessDirty = new Set()
+    this.lastAwarenessFlush = Date.now()
+    const message = encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids))
+    for (const peer of this.peers.keys()) peer.send(message)
+  }
+
+  private scheduleCompaction(): void {
+    if (this.compacting || this.destroyed) return
+    this.compacting = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.compact())
+      .finally(() => { this.compacting = undefined })
+  }
+
+  /** Folds the update log into one state. The document equals the store through `lastSeq`. */
+  async compact(): Promise<void> {
+    if (this.sinceCompaction === 0) return
+    const upTo = this.lastSeq
+    const folded = this.sinceCompaction
+    const state = Y.encodeStateAsUpdate(this.doc)
+    try {
+      const started = performance.now()
+      await this.store.compact(this.name, state, upTo)
+      this.sinceCompaction -= folded
+      this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
+    } catch (err) {
+      this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
+    }
+  }
+
+  /** Resolves once every update received so far is stored and applied (and any compaction done). */
+  async flushed(): Promise<void> {
+    let tail
+    do {
+      tail = this.tail
+      await tail
+      await this.compacting
+    } while (tail !== this.tail)
+  }
+
+  get hasPendingWrites(): boolean {
+    return this.pendingWrites > 0
+  }
+
+  /** Closes every connection (for shutdown). */
+  closeAll(close: CloseCode): void {
+    for (const peer of [...this.peers.keys()]) peer.close(close)
+  }
+
+  destroy(): void {
+    if (this.destroyed) return
+    this.destroyed = true
+    if (this.awarenessTimer) clearTimeout(this.awarenessTimer)
+    this.awareness.destroy()
+    this.doc.destroy()
+  }
+}
+
+/**
+ * Rejects bytes that are not a Yjs v1 update before they reach storage: a stored
+ * malformed update would break every later load. Returns true if the update is empty.
+ */
+export function validateUpdate(update: Uint8Array): boolean {
+  let decoded: { structs: unknown[]; ds: { clients: Map<number, unknown[]> } }
+  try {
+    decoded = Y.decodeUpdate(update)
+  } catch (err) {
+    throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: ${(err as Error).message}`)
+  }
+  return decoded.structs.length === 0 && decoded.ds.clients.size === 0
+}

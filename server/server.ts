@@ -1,0 +1,127 @@
+/**
+ * Composition: store → rooms → transport → HTTP. `startServer` is both what
+ * `coedit serve` runs and the public API for headless tests.
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
+import { CoeditError } from './errors.js'
+import { createRequestHandler, editorRoutes, sendJson, type Route } from './http.js'
+import { createLogger, type Logger } from './log.js'
+import { LevelStore } from './persistence/leveldb.js'
+import { MemoryStore } from './persistence/memory.js'
+import type { Store } from './persistence/store.js'
+import { RoomRegistry } from './registry.js'
+import { Transport } from './transport.js'
+
+export interface StartOptions extends Partial<ServerConfig> {
+  /**
+   * Where documents live: 'leveldb' (in `dataDir`), 'memory' (gone with the process),
+   * or a `Store` of your own. Default: 'leveldb' if `dataDir` is given, else 'memory'.
+   */
+  storage?: 'leveldb' | 'memory' | Store
+  /** A pino logger; default: one at `logLevel` (which defaults to 'silent' here) on stdout. */
+  logger?: Logger
+}
+
+export interface CoeditServer {
+  /** WebSocket base URL: `new WebsocketProvider(server.url, room, doc)`. */
+  readonly url: string
+  /** HTTP base URL of the editor and probes. */
+  readonly httpUrl: string
+  readonly port: number
+  readonly host: string
+  readonly store: Store
+  readonly registry: RoomRegistry
+  readonly config: ServerConfig
+  /** Stops accepting, stores everything, closes connections with 1001, closes storage. */
+  close(): Promise<void>
+}
+
+export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
+  const { storage, logger, ...overrides } = options
+  const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
+  const log = logger ?? createLogger(config.logLevel)
+  const mode = storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
+  const store: Store = mode === 'memory' ? new MemoryStore()
+    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync })
+    : mode
+  const ownsStore = typeof mode === 'string'
+
+  const registry = new RoomRegistry(store, {
+    echo: config.echo,
+    awarenessInterval: config.awarenessInterval,
+    compactEvery: config.compactEvery,
+    roomGrace: config.roomGrace,
+  }, log)
+  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval }, log)
+  let closing = false
+
+  const routes: Route[] = [
+    (req, res, url) => {
+      if (url.pathname !== '/healthz') return false
+      sendJson(res, 200, { status: 'ok' })
+      return true
+    },
+    editorRoutes(),
+  ]
+  const http: Server = createServer(createRequestHandler(routes, log))
+  http.on('upgrade', (req, socket, head) => {
+    if (closing) {
+      socket.destroy()
+      return
+    }
+    transport.handleUpgrade(req, socket, head)
+  })
+  http.on('clientError', (_err, socket) => socket.destroy())
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject)
+      http.listen(config.port, config.host, () => {
+        http.off('error', reject)
+        resolve()
+      })
+    })
+  } catch (err) {
+    if (ownsStore) await store.close()
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EADDRINUSE') throw new CoeditError('PORT_IN_USE', `port ${config.port} on ${config.host} is already in use`, { cause: err })
+    throw new CoeditError('LISTEN_FAILED', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, { cause: err })
+  }
+  const port = (http.address() as AddressInfo).port
+  const urlHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host
+  log.info({ event: 'listening', host: config.host, port, dataDir: mode === 'leveldb' ? config.dataDir : undefined }, `coedit listening on http://${urlHost}:${port}`)
+
+  let closed: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      closing = true
+      const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
+      await registry.flushAll()
+      transport.closeAll()
+      await transport.drained(2000)
+      await registry.closeAll()
+      if (ownsStore) await store.close()
+      http.closeAllConnections()
+      await httpClosed
+      log.info({ event: 'stopped' }, 'coedit stopped')
+    })()
+    return closed
+  }
+
+  return {
+    url: `ws://${urlHost}:${port}`,
+    httpUrl: `http://${urlHost}:${port}`,
+    port,
+    host: config.host,
+    store,
+    registry,
+    config,
+    close,
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}

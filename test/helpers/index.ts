@@ -1,0 +1,90 @@
+/**
+ * Test helpers: servers on port 0 in temp dirs, stock y-websocket providers, polling.
+ * Every provider is created with `disableBc: true`: providers in one process would
+ * otherwise sync through BroadcastChannel without the server and prove nothing.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import WebSocket from 'ws'
+import { startServer, type CoeditServer, type StartOptions } from '../../server/index.js'
+
+export async function tempDir(prefix = 'coedit-test-'): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), prefix))
+  return { path, remove: () => rm(path, { recursive: true, force: true }) }
+}
+
+/** Polls `check` until it returns truthy (or stops throwing); fails after `timeout` ms with `message`. */
+export async function waitFor<T>(check: () => T | Promise<T>, { timeout = 5000, interval = 10, message = 'condition' } = {}): Promise<T> {
+  const deadline = Date.now() + timeout
+  let lastError: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value) return value
+    } catch (err) {
+      lastError = err
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${message}${lastError ? `: ${String(lastError)}` : ''}`)
+    }
+    await new Promise((r) => setTimeout(r, interval))
+  }
+}
+
+export interface Client {
+  doc: Y.Doc
+  provider: WebsocketProvider
+  text: Y.Text
+  destroy(): void
+}
+
+/** A stock y-websocket 3 provider on `room`. */
+export function connect(url: string, room: string, options: { doc?: Y.Doc; connect?: boolean; params?: Record<string, string> } = {}): Client {
+  const doc = options.doc ?? new Y.Doc()
+  const provider = new WebsocketProvider(url, room, doc, {
+    // ws implements the WebSocket API the provider needs; its types differ from the DOM's.
+    WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
+    disableBc: true,
+    connect: options.connect ?? true,
+    params: options.params ?? {},
+    resyncInterval: -1,
+  })
+  return {
+    doc,
+    provider,
+    text: doc.getText('text'),
+    destroy: () => {
+      provider.destroy()
+      doc.destroy()
+    },
+  }
+}
+
+export function synced(client: Client, timeout = 5000): Promise<unknown> {
+  return waitFor(() => client.provider.synced, { timeout, message: 'provider synced' })
+}
+
+/** Starts a server for one test; `t.after` style cleanup is the caller's. */
+export async function withServer(options: StartOptions = {}): Promise<CoeditServer> {
+  return startServer({ port: 0, ...options })
+}
+
+/** A small seeded PRNG (mulberry32) so randomized tests replay from a printed seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** The seed for a randomized test: SEED from the environment to replay, else a fresh one. */
+export function testSeed(): number {
+  return process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 31)
+}
