@@ -45,7 +45,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'awarenessInterval', flag: 'awareness-interval', env: 'AWARENESS_INTERVAL', kind: 'duration', default: 50, help: 'relay a room\'s awareness changes at most this often, merged' }),
   spec({ key: 'compactEvery', flag: 'compact-every', env: 'COMPACT_EVERY', kind: 'count', default: 500, help: 'fold a room\'s stored updates into one state after this many' }),
   spec({ key: 'echo', flag: 'echo', env: 'ECHO', kind: 'boolean', default: true, help: 'send each stored update back to its sender too (y-websocket 4 "saved" status); --no-echo to turn off' }),
-  spec({ key: 'fsync', flag: 'fsync', env: 'FSYNC', kind: 'boolean', default: false, help: 'fsync every write batch, surviving power loss and not only a crash' }),
+  spec({ key: 'fsync', flag: 'fsync', env: 'FSYNC', kind: 'boolean', default: true, help: 'fsync every write batch so it survives power loss, not only a process crash; --no-fsync trades that for latency' }),
   spec({ key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` }),
 ]
 

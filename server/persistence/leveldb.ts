@@ -13,7 +13,7 @@ import {
 import type { RoomInfo, Store, StoredRoom } from './store.js'
 
 export interface LevelStoreOptions {
-  /** fsync every batch: survives power loss, not only a process crash. Default false. */
+  /** fsync every batch: survives power loss, not only a process crash. Default true. */
   sync?: boolean
 }
 
@@ -42,7 +42,7 @@ export class LevelStore implements Store {
 
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
     this.db = db
-    this.sync = options.sync ?? false
+    this.sync = options.sync ?? true
   }
 
   /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
