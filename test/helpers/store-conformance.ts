@@ -1,0 +1,161 @@
+/**
+ * The Store contract, as one suite every backend runs (LevelDB, memory, and any
+ * cluster store): `storeConformance('postgres', () => openMyStore())`.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import * as Y from 'yjs'
+import type { Store } from '../../server/persistence/store.js'
+
+export interface StoreFixture {
+  store: Store
+  /** Closes `store` and opens the same storage again; omit for backends that forget on close. */
+  reopen?: () => Promise<Store>
+  /** Closes whatever is open and removes the storage. */
+  cleanup: () => Promise<void>
+}
+
+/** A real Yjs update that inserts `text` (updates of one doc, so they depend on each other). */
+function editor(): { doc: Y.Doc; edit: (text: string) => Uint8Array } {
+  const doc = new Y.Doc()
+  return {
+    doc,
+    edit(text) {
+      let update: Uint8Array | undefined
+      const capture = (u: Uint8Array): void => { update = u }
+      doc.once('update', capture)
+      doc.getText('t').insert(doc.getText('t').length, text)
+      return update!
+    },
+  }
+}
+
+function replay(updates: readonly Uint8Array[]): string {
+  const doc = new Y.Doc()
+  for (const u of updates) Y.applyUpdate(doc, u)
+  return doc.getText('t').toString()
+}
+
+export function storeConformance(name: string, open: () => Promise<StoreFixture>): void {
+  const withStore = (title: string, body: (f: StoreFixture) => Promise<void>): void => {
+    test(`${name}: ${title}`, async (t) => {
+      const fixture = await open()
+      t.after(() => fixture.cleanup())
+      await body(fixture)
+    })
+  }
+
+  withStore('a room never written loads empty', async ({ store }) => {
+    assert.deepEqual(await store.load('nothing-here'), { updates: [], lastSeq: 0, pendingUpdates: 0 })
+  })
+
+  withStore('append returns growing sequence numbers and load returns the updates in order', async ({ store }) => {
+    const e = editor()
+    const updates = ['a', 'b', 'c', 'd'].map((s) => e.edit(s))
+    const s1 = await store.append('r', [updates[0]!])
+    const s2 = await store.append('r', [updates[1]!, updates[2]!])
+    const s3 = await store.append('r', [updates[3]!])
+    assert.ok(s1 >= 1 && s2 >= s1 + 2 && s3 > s2, `sequence numbers ${s1}, ${s2}, ${s3}`)
+    const loaded = await store.load('r')
+    assert.equal(loaded.lastSeq, s3)
+    assert.equal(loaded.pendingUpdates, 4)
+    assert.deepEqual(loaded.updates.map((u) => Buffer.from(u)), updates.map((u) => Buffer.from(u)))
+    assert.equal(replay(loaded.updates), 'abcd')
+  })
+
+  withStore('appends called together keep call order per room and never mix rooms', async ({ store }) => {
+    const rooms = ['x', 'y', 'x:y', 'x;', 'a/b', 'ü 🙂', '%41', 'x:']
+    const editors = new Map(rooms.map((r) => [r, editor()]))
+    const calls: Array<Promise<number>> = []
+    const expected = new Map<string, string>()
+    for (let i = 0; i < 200; i++) {
+      const room = rooms[i % rooms.length]!
+      const ch = String.fromCharCode(97 + (i % 26))
+      expected.set(room, (expected.get(room) ?? '') + ch)
+      calls.push(store.append(room, [editors.get(room)!.edit(ch)]))
+    }
+    const seqs = await Promise.all(calls)
+    for (const room of rooms) {
+      const mine = seqs.filter((_, i) => rooms[i % rooms.length] === room)
+      for (let i = 1; i < mine.length; i++) assert.ok(mine[i]! > mine[i - 1]!, `room ${room}: seq ${mine[i]} after ${mine[i - 1]}`)
+      const loaded = await store.load(room)
+      assert.equal(replay(loaded.updates), expected.get(room), `room ${room}`)
+      assert.equal(loaded.lastSeq, mine.at(-1))
+    }
+  })
+
+  withStore('stored bytes do not change when the caller reuses its buffer', async ({ store }) => {
+    const e = editor()
+    const update = e.edit('hello')
+    const copy = update.slice()
+    await store.append('r', [update])
+    update.fill(0)
+    assert.deepEqual(Buffer.from((await store.load('r')).updates[0]!), Buffer.from(copy))
+  })
+
+  withStore('compact replaces the prefix up to upTo and keeps later updates', async ({ store }) => {
+    const e = editor()
+    let upTo = 0
+    for (const s of ['a', 'b', 'c']) upTo = await store.append('r', [e.edit(s)])
+    const snapshot = Y.encodeStateAsUpdate(e.doc)
+    const later = e.edit('d')
+    // An append running while compaction runs must survive it.
+    const [, laterSeq] = await Promise.all([store.compact('r', snapshot, upTo), store.append('r', [later])])
+    const loaded = await store.load('r')
+    assert.equal(loaded.pendingUpdates, 1)
+    assert.equal(loaded.updates.length, 2)
+    assert.equal(loaded.lastSeq, laterSeq)
+    assert.equal(replay(loaded.updates), 'abcd')
+    const next = await store.append('r', [e.edit('e')])
+    assert.ok(next > laterSeq, 'sequence numbers keep growing after compaction')
+    assert.equal(replay((await store.load('r')).updates), 'abcde')
+  })
+
+  withStore('compaction of everything leaves a state and an empty log', async ({ store }) => {
+    const e = editor()
+    let upTo = 0
+    for (let i = 0; i < 50; i++) upTo = await store.append('r', [e.edit(String(i % 10))])
+    await store.compact('r', Y.encodeStateAsUpdate(e.doc), upTo)
+    const loaded = await store.load('r')
+    assert.equal(loaded.pendingUpdates, 0)
+    assert.equal(loaded.updates.length, 1)
+    assert.equal(loaded.lastSeq, upTo)
+    assert.equal(replay(loaded.updates), e.doc.getText('t').toString())
+    const room = (await store.listRooms()).find((r) => r.name === 'r')
+    assert.ok(room)
+    assert.equal(room.updates, 0)
+    assert.equal(room.lastSeq, upTo)
+  })
+
+  withStore('listRooms names every written room with its log size', async ({ store }) => {
+    const e1 = editor()
+    const e2 = editor()
+    await store.append('beta', [e1.edit('x')])
+    await store.append('alpha:1', [e2.edit('y'), e2.edit('z')])
+    const rooms = await store.listRooms()
+    assert.deepEqual(rooms.map((r) => r.name), ['alpha:1', 'beta'])
+    assert.equal(rooms[0]!.updates, 2)
+    assert.equal(rooms[1]!.updates, 1)
+    assert.ok(rooms.every((r) => r.bytes > 0 && r.lastSeq >= r.updates))
+  })
+
+  withStore('append after close fails with STORE_CLOSED', async ({ store }) => {
+    await store.close()
+    await assert.rejects(store.append('r', [editor().edit('x')]), (err: { code?: string }) => err.code === 'STORE_CLOSED')
+  })
+
+  withStore('what was appended and compacted is there after reopening', async (fixture) => {
+    if (!fixture.reopen) return
+    const e = editor()
+    let upTo = 0
+    for (const s of ['a', 'b']) upTo = await fixture.store.append('r', [e.edit(s)])
+    await fixture.store.compact('r', Y.encodeStateAsUpdate(e.doc), upTo)
+    const last = await fixture.store.append('r', [e.edit('c')])
+    const reopened = await fixture.reopen()
+    const loaded = await reopened.load('r')
+    assert.equal(replay(loaded.updates), 'abc')
+    assert.equal(loaded.lastSeq, last)
+    assert.ok((await reopened.append('r', [e.edit('d')])) > last, 'sequence numbers continue after reopening')
+    assert.equal(replay((await reopened.load('r')).updates), 'abcd')
+  })
+}
