@@ -1,0 +1,320 @@
+/**
+ * PostgreSQL store: the shared store of cluster mode (LevelDB is single-process).
+ *
+ * Sequence numbers are per room and contiguous: an append bumps `rooms.last_seq`
+ * under that row's lock and inserts its updates in the same statement, so appends
+ * to one room commit in sequence order, from any process. A reader that has seen
+ * seq s of a room can therefore ask for "everything after s" and never skip an
+ * update that commits later (what `readSince` relies on to heal missed messages).
+ *
+ * Appends arriving in one event-loop turn, from every room, go in one statement
+ * (group commit). Compaction runs under a per-room advisory lock, so one process
+ * at a time folds a room, and it only deletes what its state already holds.
+ */
+import pg from 'pg'
+import { CoeditError } from '../errors.js'
+import type { RoomInfo, Store, StoredRoom } from './store.js'
+
+export interface PostgresStoreOptions {
+  /** Connection string, e.g. postgres://user@host:5432/db */
+  connectionString: string
+  /** Schema holding coedit's tables (created if missing). Default 'coedit'. */
+  schema?: string
+  /** Pool size. Default 10. */
+  poolSize?: number
+}
+
+interface PendingAppend {
+  room: string
+  updates: readonly Uint8Array[]
+  resolve: (seq: number) => void
+  reject: (err: unknown) => void
+}
+
+/** Everything stored after a sequence number: the compacted state if it overlaps, then updates. */
+export interface StoredSince {
+  updates: Array<{ seq: number; data: Uint8Array }>
+  /** Set when compaction folded updates after `afterSeq`: apply it first (idempotent). */
+  state: { upTo: number; data: Uint8Array } | undefined
+  lastSeq: number
+}
+
+const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
+  (s) => `
+    CREATE TABLE IF NOT EXISTS ${s}.rooms (
+      name text PRIMARY KEY,
+      last_seq bigint NOT NULL DEFAULT 0,
+      updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE IF NOT EXISTS ${s}.updates (
+      room text NOT NULL,
+      seq bigint NOT NULL,
+      data bytea NOT NULL,
+      PRIMARY KEY (room, seq)
+    );
+    CREATE TABLE IF NOT EXISTS ${s}.states (
+      room text PRIMARY KEY,
+      up_to bigint NOT NULL,
+      data bytea NOT NULL
+    );`,
+]
+
+const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
+
+export class PostgresStore implements Store {
+  private readonly pool: pg.Pool
+  private readonly s: string
+  private queue: PendingAppend[] = []
+  private writing = false
+  private scheduled = false
+  private closed = false
+
+  private constructor(pool: pg.Pool, schema: string) {
+    this.pool = pool
+    this.s = schema
+  }
+
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const schema = options.schema ?? 'coedit'
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+      throw new CoeditError('BAD_SCHEMA', `schema name "${schema}" must be lower-case letters, digits and _`)
+    }
+    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 })
+    // An idle client losing its connection must not crash the process.
+    pool.on('error', () => {})
+    const store = new PostgresStore(pool, schema)
+    try {
+      await store.migrate()
+    } catch (err) {
+      await pool.end().catch(() => {})
+      throw new CoeditError('STORE_OPEN_FAILED', `cannot open PostgreSQL store: ${(err as Error).message}`, { cause: err })
+    }
+    return store
+  }
+
+  /** Creates the schema and applies missing migrations, one process at a time. */
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`coedit-migrate:${this.s}`])
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`)
+      await client.query(`CREATE TABLE IF NOT EXISTS ${this.s}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`)
+      const { rows } = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${this.s}.migrations`)
+      for (let v = (rows[0]?.v ?? 0) + 1; v <= MIGRATIONS.length; v++) {
+        await client.query(MIGRATIONS[v - 1]!(this.s))
+        await client.query(`INSERT INTO ${this.s}.migrations (version) VALUES ($1)`, [v])
+      }
+      await client.query('COMMIT')
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  async load(room: string): Promise<StoredRoom> {
+    // One statement, one snapshot: a concurrent compaction cannot make us miss updates.
+    const { rows } = await this.pool.query<{ kind: number; seq: string; data: Buffer | null }>(
+      `SELECT 0 AS kind, up_to AS seq, data FROM ${this.s}.states WHERE room = $1
+       UNION ALL
+       SELECT 1, seq, data FROM ${this.s}.updates
+         WHERE room = $1 AND seq > COALESCE((SELECT up_to FROM ${this.s}.states WHERE room = $1), 0)
+       UNION ALL
+       SELECT 2, last_seq, NULL FROM ${this.s}.rooms WHERE name = $1
+       ORDER BY kind, seq`,
+      [room],
+    )
+    const updates: Uint8Array[] = []
+    let lastSeq = 0
+    let pendingUpdates = 0
+    for (const row of rows) {
+      if (row.kind === 2) lastSeq = Number(row.seq)
+      else {
+        updates.push(row.data!)
+        if (row.kind === 1) pendingUpdates++
+      }
+    }
+    return { updates, lastSeq, pendingUpdates }
+  }
+
+  /** Everything after `afterSeq`, for a process catching up on updates it did not receive. */
+  async readSince(room: string, afterSeq: number): Promise<StoredSince> {
+    const { rows } = await this.pool.query<{ kind: number; seq: string; data: Buffer | null }>(
+      `SELECT 0 AS kind, up_to AS seq, data FROM ${this.s}.states WHERE room = $1 AND up_to > $2
+       UNION ALL
+       SELECT 1, seq, data FROM ${this.s}.updates WHERE room = $1 AND seq > $2
+       UNION ALL
+       SELECT 2, last_seq, NULL FROM ${this.s}.rooms WHERE name = $1
+       ORDER BY kind, seq`,
+      [room, afterSeq],
+    )
+    const out: StoredSince = { updates: [], state: undefined, lastSeq: afterSeq }
+    for (const row of rows) {
+      const seq = Number(row.seq)
+      if (row.kind === 0) out.state = { upTo: seq, data: row.data! }
+      else if (row.kind === 1) out.updates.push({ seq, data: row.data! })
+      else out.lastSeq = Math.max(afterSeq, seq)
+    }
+    if (out.state) out.updates = out.updates.filter((u) => u.seq > out.state!.upTo)
+    return out
+  }
+
+  /** Last sequence number of each of `rooms` (rooms never written are absent). */
+  async lastSeqs(rooms: readonly string[]): Promise<Map<string, number>> {
+    const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
+      `SELECT name, last_seq FROM ${this.s}.rooms WHERE name = ANY($1::text[])`, [rooms],
+    )
+    return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
+  }
+
+  append(room: string, updates: readonly Uint8Array[]): Promise<number> {
+    if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ room, updates, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  private schedule(): void {
+    if (this.writing || this.scheduled || this.queue.length === 0) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      void this.flush()
+    })
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue
+    this.queue = []
+    this.writing = true
+    // Per room: how many updates, in call order; rows locked in name order to avoid deadlocks.
+    const counts = new Map<string, number>()
+    const uRoom: string[] = []
+    const uIdx: number[] = []
+    const uData: Uint8Array[] = []
+    const ends: number[] = []
+    for (const p of batch) {
+      let n = counts.get(p.room) ?? 0
+      for (const update of p.updates) {
+        uRoom.push(p.room)
+        uIdx.push(++n)
+        uData.push(update)
+      }
+      counts.set(p.room, n)
+      ends.push(n)
+    }
+    const rooms = [...counts.keys()].sort()
+    const ns = rooms.map((r) => counts.get(r)!)
+    try {
+      const lastSeqs = await this.withRetry(async () => {
+        const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
+          `WITH input AS (
+             SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(name, n, ord)
+           ), bumped AS (
+             INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at)
+             SELECT name, n, now() FROM input ORDER BY ord
+             ON CONFLICT (name) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq, updated_at = now()
+             RETURNING r.name, r.last_seq
+           ), inserted AS (  -- runs to completion though nothing reads it
+             INSERT INTO ${this.s}.updates (room, seq, data)
+             SELECT u.room, b.last_seq - i.n + u.idx, u.data
+             FROM unnest($3::text[], $4::bigint[], $5::bytea[]) AS u(room, idx, data)
+             JOIN bumped b ON b.name = u.room
+             JOIN input i ON i.name = u.room
+             RETURNING 1
+           )
+           SELECT name, last_seq FROM bumped`,
+          [rooms, ns, uRoom, uIdx, uData.map(toBuffer)],
+        )
+        return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
+      })
+      batch.forEach((p, i) => {
+        const last = lastSeqs.get(p.room)!
+        // This call's last update is `ends[i]` of the room's n in this batch.
+        p.resolve(last - counts.get(p.room)! + ends[i]!)
+      })
+    } catch (err) {
+      const error = new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
+      for (const p of batch) p.reject(error)
+    } finally {
+      this.writing = false
+      this.schedule()
+    }
+  }
+
+  private async withRetry<T>(run: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await run()
+      } catch (err) {
+        if (attempt >= 5 || !RETRYABLE.has((err as { code?: string }).code ?? '')) throw err
+        await new Promise((r) => setTimeout(r, 5 * 2 ** attempt))
+      }
+    }
+  }
+
+  async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [`coedit-compact:${this.s}:${room}`])
+      if (!rows[0]?.ok) {
+        // Another process is folding this room right now; its state will do.
+        await client.query('ROLLBACK')
+        return
+      }
+      const { rowCount } = await client.query(
+        `INSERT INTO ${this.s}.states AS st (room, up_to, data) VALUES ($1, $2, $3)
+         ON CONFLICT (room) DO UPDATE SET up_to = excluded.up_to, data = excluded.data
+         WHERE st.up_to < excluded.up_to`,
+        [room, upTo, toBuffer(state)],
+      )
+      if (rowCount) await client.query(`DELETE FROM ${this.s}.updates WHERE room = $1 AND seq <= $2`, [room, upTo])
+      await client.query('COMMIT')
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  async listRooms(): Promise<RoomInfo[]> {
+    const { rows } = await this.pool.query<{ name: string; last_seq: string; updated_at: Date; updates: string; bytes: string }>(
+      `SELECT r.name, r.last_seq, r.updated_at,
+              (SELECT count(*) FROM ${this.s}.updates u WHERE u.room = r.name
+                 AND u.seq > COALESCE((SELECT up_to FROM ${this.s}.states s WHERE s.room = r.name), 0)) AS updates,
+              COALESCE((SELECT sum(length(data)) FROM ${this.s}.updates u WHERE u.room = r.name), 0)
+                + COALESCE((SELECT length(data) FROM ${this.s}.states s WHERE s.room = r.name), 0) AS bytes
+       FROM ${this.s}.rooms r ORDER BY r.name COLLATE "C"`,
+    )
+    return rows.map((r) => ({
+      name: r.name,
+      updates: Number(r.updates),
+      bytes: Number(r.bytes),
+      updatedAt: r.updated_at.getTime(),
+      lastSeq: Number(r.last_seq),
+    }))
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    while (this.writing || this.scheduled || this.queue.length > 0) {
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await this.pool.end()
+  }
+
+  /** Drops the schema: for tests that made their own. */
+  async dropSchema(): Promise<void> {
+    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.s} CASCADE`)
+  }
+}
+
+function toBuffer(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
