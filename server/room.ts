@@ -34,9 +34,25 @@ export type UpdateOrigin =
   | { readonly source: 'connection'; readonly peer: Peer }
   | { readonly source: 'load' }
   | { readonly source: 'admin' }
+  | { readonly source: 'remote' }
 
 const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
 const ADMIN_ORIGIN: UpdateOrigin = { source: 'admin' }
+const REMOTE_ORIGIN: UpdateOrigin = { source: 'remote' }
+
+/**
+ * Cross-process replication (cluster mode). Absent in single-process mode.
+ * Updates other processes stored arrive through `applyRemote`/`catchUp`; awareness through
+ * `applyRemoteAwareness`.
+ */
+export interface RoomReplication {
+  /** A local update is durable as `seq`: tell the other processes. */
+  published(room: Room, seq: number, update: Uint8Array): void
+  /** Awareness changes made by this process's own connections. */
+  awareness(room: Room, update: Uint8Array): void
+  /** Sequence numbers skipped ahead: fetch what is missing from the store. */
+  gap(room: Room): void
+}
 
 export interface RoomOptions {
   /** Send each stored update back to its sender too (the echo-based "saved" signal of y-websocket 4). */
@@ -46,6 +62,7 @@ export interface RoomOptions {
   /** Fold the update log into one stored state after this many updates. */
   compactEvery: number
   log: Logger
+  replication?: RoomReplication
 }
 
 interface PeerState {
@@ -75,7 +92,12 @@ export class Room {
   private readonly ackDirty = new Set<Peer>()
   private tail: Promise<void> = Promise.resolve()
   private pendingWrites = 0
-  private lastSeq: number
+  /** Every stored update up to this sequence number is in the document. */
+  private appliedThrough: number
+  /** Applied updates beyond a gap (cluster mode: another process's update not seen yet). */
+  private readonly appliedAhead = new Set<number>()
+  /** Awareness client IDs owned by connections of other processes, by process id. */
+  private readonly remoteAwareness = new Map<number, string>()
   private sinceCompaction: number
   private compacting: Promise<void> | undefined
   private destroyed = false
@@ -87,7 +109,7 @@ export class Room {
     this.store = store
     this.options = options
     this.log = options.log
-    this.lastSeq = lastSeq
+    this.appliedThrough = lastSeq
     this.sinceCompaction = pendingUpdates
     this.doc = new Y.Doc({ gc: true })
     this.awareness = new awarenessProtocol.Awareness(this.doc)
@@ -234,18 +256,104 @@ export class Room {
         if (!peer) throw result.error
         return
       }
-      this.lastSeq = Math.max(this.lastSeq, result.seq)
       this.sinceCompaction++
       try {
         Y.applyUpdate(this.doc, update, origin)
       } catch (err) {
         this.log.error({ event: 'apply_failed', err: String(err) }, 'stored update failed to apply')
       }
+      this.markApplied(result.seq)
+      this.options.replication?.published(this, result.seq, update)
       if (peer) this.ack(peer, count)
       if (this.sinceCompaction >= this.options.compactEvery) this.scheduleCompaction()
     })
     this.tail = done.catch(() => {})
     return done
+  }
+
+  /** Records that update `seq` is in the document; out-of-order seqs wait for the gap to fill. */
+  private markApplied(seq: number): void {
+    if (seq <= this.appliedThrough) return
+    if (seq === this.appliedThrough + 1 || !this.options.replication) {
+      this.appliedThrough = seq
+      while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
+      return
+    }
+    this.appliedAhead.add(seq)
+    this.options.replication.gap(this)
+  }
+
+  get lastApplied(): number {
+    return this.appliedThrough
+  }
+
+  /** An update another process stored as `seq` (cluster mode). Relayed to this process's peers. */
+  applyRemote(seq: number, update: Uint8Array): void {
+    if (this.destroyed || seq <= this.appliedThrough || this.appliedAhead.has(seq)) return
+    try {
+      Y.applyUpdate(this.doc, update, REMOTE_ORIGIN)
+    } catch (err) {
+      this.log.error({ event: 'apply_failed', seq, err: String(err) }, 'remote update failed to apply')
+    }
+    this.sinceCompaction++
+    this.markApplied(seq)
+  }
+
+  /** Applies what the store holds after `appliedThrough` (cluster mode: heals missed messages). */
+  catchUp(since: { state: { upTo: number; data: Uint8Array } | undefined; updates: Array<{ seq: number; data: Uint8Array }>; lastSeq: number }): void {
+    if (this.destroyed) return
+    const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
+    if (parts.length > 0) {
+      try {
+        Y.applyUpdate(this.doc, parts.length === 1 ? parts[0]! : Y.mergeUpdates(parts), REMOTE_ORIGIN)
+      } catch (err) {
+        this.log.error({ event: 'apply_failed', err: String(err) }, 'catch-up failed to apply')
+        return
+      }
+    }
+    if (since.lastSeq > this.appliedThrough) {
+      this.sinceCompaction += since.lastSeq - this.appliedThrough
+      this.appliedThrough = since.lastSeq
+      for (const seq of this.appliedAhead) if (seq <= this.appliedThrough) this.appliedAhead.delete(seq)
+      while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
+    }
+  }
+
+  /** Awareness states from another process's connections; never overrides this process's own. */
+  applyRemoteAwareness(processId: string, update: Uint8Array): void {
+    if (this.destroyed) return
+    let entries
+    try {
+      entries = decodeAwarenessUpdate(update)
+    } catch {
+      return
+    }
+    const accepted = entries.filter((e) => !this.awarenessOwner.has(e.clientID) && e.clientID !== this.doc.clientID)
+    if (accepted.length === 0) return
+    for (const e of accepted) {
+      if (e.state === null) this.remoteAwareness.delete(e.clientID)
+      else this.remoteAwareness.set(e.clientID, processId)
+    }
+    awarenessProtocol.applyAwarenessUpdate(this.awareness, encodeAwarenessUpdate(accepted), REMOTE_ORIGIN)
+  }
+
+  /** Removes the presence of every client of a process that died. */
+  removeRemoteProcess(processId: string): void {
+    const ids = [...this.remoteAwareness].filter(([, p]) => p === processId).map(([id]) => id)
+    if (ids.length === 0) return
+    for (const id of ids) this.remoteAwareness.delete(id)
+    awarenessProtocol.removeAwarenessStates(this.awareness, ids, REMOTE_ORIGIN)
+  }
+
+  /** Processes owning awareness states in this room (cluster mode liveness checks). */
+  get remoteProcesses(): Set<string> {
+    return new Set(this.remoteAwareness.values())
+  }
+
+  /** Awareness states of this process's own connections, encoded (for a peer process that asks). */
+  encodeLocalAwareness(): Uint8Array | undefined {
+    const ids = [...this.awarenessOwner.keys()].filter((id) => this.awareness.getStates().has(id))
+    return ids.length > 0 ? awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids) : undefined
   }
 
   /** Merges an update from the admin API or an import; resolves once stored and relayed. */
@@ -299,7 +407,13 @@ export class Room {
 
   private readonly onAwarenessUpdate = (
     change: { added: number[]; updated: number[]; removed: number[] },
+    origin: unknown,
   ): void => {
+    const replication = this.options.replication
+    if (replication && origin !== REMOTE_ORIGIN && origin !== 'timeout') {
+      // Changes made by our own connections (or their departure) go to the other processes.
+      replication.awareness(this, awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
+    }
     for (const id of change.added) this.awarenessDirty.add(id)
     for (const id of change.updated) this.awarenessDirty.add(id)
     for (const id of change.removed) {
@@ -341,7 +455,7 @@ export class Room {
   /** Folds the update log into one state. The document equals the store through `lastSeq`. */
   async compact(): Promise<void> {
     if (this.sinceCompaction === 0) return
-    const upTo = this.lastSeq
+    const upTo = this.appliedThrough
     const folded = this.sinceCompaction
     const state = Y.encodeStateAsUpdate(this.doc)
     try {

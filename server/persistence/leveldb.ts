@@ -125,8 +125,10 @@ export class LevelStore implements Store {
     const results: number[] = []
     const now = Date.now()
     const touched = new Set<string>()
+    const firstSeq = new Map<string, number>()
     for (const { room, updates } of batch) {
       let seq = this.nextSeq.get(room) as number
+      if (!firstSeq.has(room)) firstSeq.set(room, seq)
       for (const update of updates) ops.push({ type: 'put', key: updateKey(room, seq++), value: update })
       this.nextSeq.set(room, seq)
       results.push(seq - 1)
@@ -139,7 +141,9 @@ export class LevelStore implements Store {
       await this.db.batch(ops, { sync: this.sync })
       batch.forEach((p, i) => p.resolve(results[i]!))
     } catch (err) {
-      // The sequence numbers of this batch stay unused: gaps are harmless, reuse is not.
+      // Nothing of the batch was written (batches are atomic): hand its numbers out again, so
+      // a room's sequence stays contiguous (rooms count on that to know they hold everything).
+      for (const [room, seq] of firstSeq) this.nextSeq.set(room, seq)
       const error = new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
       for (const p of batch) p.reject(error)
     } finally {
