@@ -11,18 +11,39 @@ export interface ServerConfig {
   dataDir: string
   pingInterval: number
   maxMessageSize: number
+  authSecret: string
+  authPublicKey: string
+  allowedOrigins: string
+  trustProxy: boolean
+  maxDocumentSize: number
+  maxMessagesPerSecond: number
+  maxBytesPerSecond: number
+  maxConnectionsPerIp: number
+  maxRooms: number
+  maxRoomNameLength: number
+  roomNamePattern: string
+  maxClockAdvance: number
+  maxBufferedBytes: number
+  tlsCert: string
+  tlsKey: string
   roomGrace: number
   awarenessInterval: number
   compactEvery: number
   echo: boolean
   fsync: boolean
+  postgres: string
+  postgresSchema: string
+  redis: string
+  redisPrefix: string
+  healInterval: number
+  livenessTtl: number
   logLevel: LogLevel
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
-type Kind = 'port' | 'string' | 'duration' | 'size' | 'count' | 'boolean' | 'level'
+type Kind = 'port' | 'string' | 'duration' | 'size' | 'count' | 'limit' | 'boolean' | 'level'
 
 interface OptionSpec<K extends keyof ServerConfig = keyof ServerConfig> {
   key: K
@@ -41,11 +62,32 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'dataDir', flag: 'data', env: 'DATA_DIR', kind: 'string', default: './data', help: 'LevelDB data directory' }),
   spec({ key: 'pingInterval', flag: 'ping-interval', env: 'PING_INTERVAL', kind: 'duration', default: 30_000, help: 'ping every connection this often; one that missed the last ping is closed' }),
   spec({ key: 'maxMessageSize', flag: 'max-message-size', env: 'MAX_MESSAGE_SIZE', kind: 'size', default: 16 * 1024 * 1024, help: 'largest accepted message; bigger ones close the connection with 1009' }),
+  spec({ key: 'authSecret', flag: 'auth-secret', env: 'AUTH_SECRET', kind: 'string', default: '', help: 'require tokens signed with this HS256 secret (at least 32 bytes); prefer the env var, flags show in ps' }),
+  spec({ key: 'authPublicKey', flag: 'auth-public-key', env: 'AUTH_PUBLIC_KEY', kind: 'string', default: '', help: 'require tokens signed for this PEM public key file (EC P-256 → ES256, RSA → RS256)' }),
+  spec({ key: 'allowedOrigins', flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'string', default: '', help: 'comma-separated browser origins allowed to connect besides the server\'s own (* = any); requests without Origin are not browsers and pass' }),
+  spec({ key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'boolean', default: false, help: 'behind a reverse proxy: take the client address from X-Forwarded-For and the host from X-Forwarded-Host' }),
+  spec({ key: 'maxDocumentSize', flag: 'max-document-size', env: 'MAX_DOCUMENT_SIZE', kind: 'size', default: 64 * 1024 * 1024, help: 'refuse updates that would take a room\'s stored size past this (close 4413); the room stays usable' }),
+  spec({ key: 'maxMessagesPerSecond', flag: 'max-messages-per-second', env: 'MAX_MESSAGES_PER_SECOND', kind: 'limit', default: 1000, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
+  spec({ key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', env: 'MAX_BYTES_PER_SECOND', kind: 'limit', default: 8 * 1024 * 1024, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
+  spec({ key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'MAX_CONNECTIONS_PER_IP', kind: 'limit', default: 1000, help: 'open WebSocket connections per client address; more are refused with HTTP 429 (0 = no limit)' }),
+  spec({ key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', default: 10_000, help: 'rooms loaded in memory; the least recently used idle room is unloaded to make space, else joins close with 1013' }),
+  spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are refused with HTTP 400' }),
+  spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control characters)' }),
+  spec({ key: 'maxClockAdvance', flag: 'max-clock-advance', env: 'MAX_CLOCK_ADVANCE', kind: 'count', default: 2 ** 26, help: 'an update may reach at most this many clock units beyond what the room has of each client; beyond: close 4400' }),
+  spec({ key: 'maxBufferedBytes', flag: 'max-buffered-bytes', env: 'MAX_BUFFERED_BYTES', kind: 'size', default: 16 * 1024 * 1024, help: 'unsent bytes queued for one connection (besides its largest message) before it is closed with 4408' }),
+  spec({ key: 'tlsCert', flag: 'tls-cert', env: 'TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file: serve https:// and wss:// (with --tls-key)' }),
+  spec({ key: 'tlsKey', flag: 'tls-key', env: 'TLS_KEY', kind: 'string', default: '', help: 'PEM private key file for --tls-cert' }),
   spec({ key: 'roomGrace', flag: 'room-grace', env: 'ROOM_GRACE', kind: 'duration', default: 10_000, help: 'keep a room in memory this long after its last connection left' }),
   spec({ key: 'awarenessInterval', flag: 'awareness-interval', env: 'AWARENESS_INTERVAL', kind: 'duration', default: 50, help: 'relay a room\'s awareness changes at most this often, merged' }),
   spec({ key: 'compactEvery', flag: 'compact-every', env: 'COMPACT_EVERY', kind: 'count', default: 500, help: 'fold a room\'s stored updates into one state after this many' }),
   spec({ key: 'echo', flag: 'echo', env: 'ECHO', kind: 'boolean', default: true, help: 'send each stored update back to its sender too (y-websocket 4 "saved" status); --no-echo to turn off' }),
   spec({ key: 'fsync', flag: 'fsync', env: 'FSYNC', kind: 'boolean', default: true, help: 'fsync every write batch so it survives power loss, not only a process crash; --no-fsync trades that for latency' }),
+  spec({ key: 'postgres', flag: 'postgres', env: 'POSTGRES_URL', kind: 'string', default: '', help: 'cluster mode: PostgreSQL connection string for the shared store (with --redis)' }),
+  spec({ key: 'postgresSchema', flag: 'postgres-schema', env: 'POSTGRES_SCHEMA', kind: 'string', default: 'coedit', help: 'cluster mode: schema of coedit\'s tables (created and migrated by coedit)' }),
+  spec({ key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'string', default: '', help: 'cluster mode: Redis URL of the bus between processes (with --postgres)' }),
+  spec({ key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'string', default: 'coedit:', help: 'cluster mode: prefix of coedit\'s Redis keys and channels' }),
+  spec({ key: 'healInterval', flag: 'heal-interval', env: 'HEAL_INTERVAL', kind: 'duration', default: 2000, help: 'cluster mode: check the store for updates the bus missed this often' }),
+  spec({ key: 'livenessTtl', flag: 'liveness-ttl', env: 'LIVENESS_TTL', kind: 'duration', default: 6000, help: 'cluster mode: a process silent this long is dead; its clients\' presence is removed' }),
   spec({ key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` }),
 ]
 
@@ -88,6 +130,11 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
     case 'count': {
       const n = Number(text)
       if (!/^\d+$/.test(text.trim()) || n < 1) fail(`"${text}" is not a positive whole number`)
+      return n
+    }
+    case 'limit': {
+      const n = Number(text)
+      if (!/^\d+$/.test(text.trim())) fail(`"${text}" is not a whole number (0 = no limit)`)
       return n
     }
     case 'duration': {
@@ -147,11 +194,17 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       config[o.key] = parseValue(o, values[o.flag] as string, `--${o.flag}`)
     }
   }
+  if (Boolean(config.redis) !== Boolean(config.postgres)) {
+    throw new UsageError('--redis and --postgres go together: cluster mode needs both')
+  }
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
+  if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
   return { ...(config as unknown as ServerConfig), help: values.help === true }
 }
 
 function formatDefault(o: OptionSpec): string {
   const v = o.default
+  if (v === '') return '(off)'
   if (o.kind === 'duration') return formatDuration(v as number)
   if (o.kind === 'size') return formatSize(v as number)
   return String(v)

@@ -11,6 +11,13 @@ import type { Store } from './persistence/store.js'
 export interface RegistryOptions extends Omit<RoomOptions, 'log'> {
   /** ms a room stays loaded after its last connection left. */
   roomGrace: number
+  /** Told when a room is loaded (before anyone is served) and unloaded: cluster mode hooks in here. */
+  lifecycle?: RoomLifecycle
+}
+
+export interface RoomLifecycle {
+  loaded(room: Room): Promise<void>
+  unloaded(room: Room): void
 }
 
 interface Entry {
@@ -47,7 +54,8 @@ export class RoomRegistry {
       const started = performance.now()
       const fresh: Entry = { loading: undefined as unknown as Promise<Room>, room: undefined, graceTimer: undefined, unloading: undefined }
       fresh.loading = Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) }).then(
-        (room) => {
+        async (room) => {
+          await this.options.lifecycle?.loaded(room)
           fresh.room = room
           room.onEmpty = () => this.scheduleUnload(name, fresh)
           this.log.info({ event: 'room_loaded', room: name, ms: Math.round(performance.now() - started) }, 'room loaded')
@@ -99,6 +107,7 @@ export class RoomRegistry {
         // A client that joined while we were flushing keeps this room.
         if (room.size > 0 || room.hasPendingWrites || this.entries.get(name) !== entry) return
         this.entries.delete(name)
+        this.options.lifecycle?.unloaded(room)
         room.destroy()
         this.log.info({ event: 'room_unloaded', room: name }, 'room unloaded')
       } finally {
@@ -122,6 +131,7 @@ export class RoomRegistry {
     await Promise.all(this.rooms.map(async (room) => {
       await room.flushed()
       await room.compact()
+      this.options.lifecycle?.unloaded(room)
       room.destroy()
     }))
     this.entries.clear()

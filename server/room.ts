@@ -15,16 +15,21 @@ import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
 import {
-  ProtocolError, decodeAwarenessUpdate, decodeClientMessage, encodeAwareness, encodeAwarenessUpdate,
+  ProtocolError, type AwarenessEntry, decodeAwarenessUpdate, decodeClientMessage, encodeAwareness, encodeAwarenessUpdate,
   encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
+import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
+import { checkUpdateClocks } from './limits.js'
+import { encodeAuthDenied } from './protocol.js'
 
 export interface Peer {
   /** Short id for logs. */
   readonly id: string
   /** Opted into coedit extension messages (`?coedit=1`). */
   readonly wantsAck: boolean
+  /** A reader: receives the document and awareness, but its document changes are never applied, relayed or stored. */
+  readonly readOnly?: boolean
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
 }
@@ -61,6 +66,10 @@ export interface RoomOptions {
   awarenessInterval: number
   /** Fold the update log into one stored state after this many updates. */
   compactEvery: number
+  /** Refuse updates that would take the stored size (last compacted state + updates since) past this; 0 = no limit. */
+  maxDocumentSize?: number
+  /** How far past the room's state of a client an update may reach (see checkUpdateClocks); 0 = no check. */
+  maxClockAdvance?: number
   log: Logger
   replication?: RoomReplication
 }
@@ -69,10 +78,15 @@ interface PeerState {
   readonly origin: UpdateOrigin
   /** Awareness client IDs this connection introduced: the only ones it may change. */
   readonly awarenessIds: Set<number>
+  /** Added to this connection's clocks of an ID it re-introduced (see receiveAwareness). */
+  readonly clockOffsets: Map<number, number>
+  sentAwareness: boolean
   /** Document messages (sync step 2 + update) received, for persisted acks. */
   received: number
   /** Highest count confirmed durable but not yet told to the client. */
   ackDue: number
+  /** A read-only peer was told once that its writes are refused. */
+  deniedSent?: boolean
 }
 
 type WriteResult = { ok: true; seq: number } | { ok: false; error: unknown }
@@ -100,6 +114,8 @@ export class Room {
   private readonly remoteAwareness = new Map<number, string>()
   private sinceCompaction: number
   private compacting: Promise<void> | undefined
+  /** Bytes stored (or being stored) for this room: the document size limit counts these. */
+  private storedBytes = 0
   private destroyed = false
   /** Called when the last peer leaves. */
   onEmpty: (room: Room) => void = () => {}
@@ -121,6 +137,7 @@ export class Room {
   static async load(name: string, store: Store, options: RoomOptions): Promise<Room> {
     const stored = await store.load(name)
     const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates)
+    for (const u of stored.updates) room.storedBytes += u.length
     room.applyStored(stored.updates)
     room.doc.on('update', room.onDocUpdate)
     room.awareness.on('update', room.onAwarenessUpdate)
@@ -159,6 +176,8 @@ export class Room {
     this.peers.set(peer, {
       origin: { source: 'connection', peer },
       awarenessIds: new Set(),
+      clockOffsets: new Map(),
+      sentAwareness: false,
       received: 0,
       ackDue: 0,
     })
@@ -195,7 +214,8 @@ export class Room {
           break
         case 'sync-step2':
         case 'sync-update':
-          this.receiveUpdate(peer, state, message.update)
+          if (peer.readOnly) this.refuseWrite(peer, state, message.update)
+          else this.receiveUpdate(peer, state, message.update)
           break
         case 'awareness':
           this.receiveAwareness(peer, state, message.update)
@@ -226,8 +246,27 @@ export class Room {
     return Y.encodeStateAsUpdate(this.doc, stateVector)
   }
 
+  /**
+   * A reader's document change: never applied, relayed or stored. The first non-empty one
+   * gets an auth "permission denied" message (the stock provider logs it); later ones are
+   * dropped silently. A reader's empty sync step 2 (the usual answer to our step 1) is no write.
+   */
+  private refuseWrite(peer: Peer, state: PeerState, update: Uint8Array): void {
+    if (validateUpdate(update) || state.deniedSent) return
+    state.deniedSent = true
+    this.log.info({ event: 'write_refused', peer: peer.id, code: 'READ_ONLY' }, 'read-only connection tried to write')
+    peer.send(encodeAuthDenied('read-only access: your changes are not saved or shared'))
+  }
+
   private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
     const empty = validateUpdate(update)
+    if (!empty && this.options.maxClockAdvance) checkUpdateClocks(update, Y.decodeStateVector(Y.encodeStateVector(this.doc)), this.options.maxClockAdvance)
+    const limit = this.options.maxDocumentSize
+    if (!empty && limit && this.storedBytes + update.length > limit) {
+      this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
+      peer.close(CLOSE_DOCUMENT_TOO_LARGE, `document size limit of ${limit} bytes reached`)
+      return
+    }
     const count = ++state.received
     if (empty) {
       // Nothing to store, but acks must stay in order with the writes before it.
@@ -243,6 +282,7 @@ export class Room {
    */
   private enqueueWrite(update: Uint8Array, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
     this.pendingWrites++
+    this.storedBytes += update.length
     const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
@@ -250,6 +290,7 @@ export class Room {
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
       if (!result.ok) {
+        this.storedBytes -= update.length
         this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')
         // The client still has its update and will send it again after reconnecting.
         peer?.close(CLOSE_TRY_AGAIN_LATER, 'storage unavailable')
@@ -389,19 +430,43 @@ export class Room {
     }
   }
 
+  /**
+   * A connection may only change the client IDs it introduced. Stock providers send back
+   * every awareness change they receive, so an entry for an ID nobody here owns is an echo
+   * unless it is newer than what we know, or it is in the connection's first awareness
+   * message (sent on open, before it heard anything): a client reconnecting with its old
+   * ID and clock. Its clock is then shifted past the old one, so everyone accepts it.
+   */
   private receiveAwareness(peer: Peer, state: PeerState, update: Uint8Array): void {
     const entries = decodeAwarenessUpdate(update)
-    const accepted = entries.filter((e) => {
-      const owner = this.awarenessOwner.get(e.clientID)
-      return e.clientID !== this.doc.clientID && (owner === undefined || owner === peer)
-    })
-    if (accepted.length === 0) return
-    for (const e of accepted) {
-      if (e.state === null) continue
-      this.awarenessOwner.set(e.clientID, peer)
-      state.awarenessIds.add(e.clientID)
+    const first = !state.sentAwareness
+    state.sentAwareness = true
+    const accepted: AwarenessEntry[] = []
+    let rewritten = false
+    for (const e of entries) {
+      const id = e.clientID
+      if (id === this.doc.clientID) continue
+      const owner = this.awarenessOwner.get(id)
+      if (owner !== undefined && owner !== peer) continue
+      let offset = state.clockOffsets.get(id) ?? 0
+      if (owner === undefined) {
+        // Present but owned by no connection here: another process's client (cluster mode).
+        if (e.state === null || this.awareness.getStates().has(id)) continue
+        const known = this.awareness.meta.get(id)?.clock
+        if (known !== undefined && e.clock <= known) {
+          if (!first) continue
+          offset = known + 1 - e.clock
+        }
+        this.awarenessOwner.set(id, peer)
+        state.awarenessIds.add(id)
+        if (offset !== 0) state.clockOffsets.set(id, offset)
+        this.remoteAwareness.delete(id)
+      }
+      if (offset !== 0) rewritten = true
+      accepted.push(offset === 0 ? e : { clientID: id, clock: e.clock + offset, state: e.state })
     }
-    const filtered = accepted.length === entries.length ? update : encodeAwarenessUpdate(accepted)
+    if (accepted.length === 0) return
+    const filtered = accepted.length === entries.length && !rewritten ? update : encodeAwarenessUpdate(accepted)
     awarenessProtocol.applyAwarenessUpdate(this.awareness, filtered, state.origin)
   }
 
@@ -458,10 +523,12 @@ export class Room {
     const upTo = this.appliedThrough
     const folded = this.sinceCompaction
     const state = Y.encodeStateAsUpdate(this.doc)
+    const bytesBefore = this.storedBytes
     try {
       const started = performance.now()
       await this.store.compact(this.name, state, upTo)
       this.sinceCompaction -= folded
+      this.storedBytes = state.length + (this.storedBytes - bytesBefore)
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
     } catch (err) {
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')

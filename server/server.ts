@@ -11,6 +11,8 @@ import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
 import type { Store } from './persistence/store.js'
+import { PostgresStore } from './persistence/postgres.js'
+import { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
 import { Transport } from './transport.js'
 
@@ -42,17 +44,32 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const { storage, logger, ...overrides } = options
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
-  const mode = storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
+  const clustered = config.postgres !== '' && config.redis !== ''
+  const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
   const store: Store = mode === 'memory' ? new MemoryStore()
     : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync })
+    : mode === 'postgres' ? await PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema })
     : mode
   const ownsStore = typeof mode === 'string'
+  let cluster: Cluster | undefined
+  if (clustered) {
+    try {
+      cluster = await Cluster.start(store as PostgresStore, {
+        redisUrl: config.redis, redisPrefix: config.redisPrefix, healInterval: config.healInterval, livenessTtl: config.livenessTtl,
+      }, log)
+    } catch (err) {
+      await store.close()
+      throw new CoeditError('REDIS_FAILED', `cannot connect to Redis at ${config.redis}: ${(err as Error).message}`, { cause: err })
+    }
+  }
 
   const registry = new RoomRegistry(store, {
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
     compactEvery: config.compactEvery,
     roomGrace: config.roomGrace,
+    replication: cluster,
+    lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
   }, log)
   const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval }, log)
   let closing = false
@@ -84,6 +101,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       })
     })
   } catch (err) {
+    await cluster?.close()
     if (ownsStore) await store.close()
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'EADDRINUSE') throw new CoeditError('PORT_IN_USE', `port ${config.port} on ${config.host} is already in use`, { cause: err })
@@ -102,6 +120,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       transport.closeAll()
       await transport.drained(2000)
       await registry.closeAll()
+      await cluster?.close()
       if (ownsStore) await store.close()
       http.closeAllConnections()
       await httpClosed

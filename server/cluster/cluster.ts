@@ -1,0 +1,156 @@
+/**
+ * Cluster mode: rooms shared by several coedit processes through PostgreSQL (the
+ * store, and the truth) and Redis (the bus, a fast path only).
+ *
+ * - A process stores an update in PostgreSQL, applies it, then publishes it; others
+ *   apply what they hear. So the durability rule holds cluster-wide: nobody on any
+ *   process receives an update that is not stored.
+ * - A process never depends on the bus: on a gap in a room's sequence, after a Redis
+ *   reconnect, and every `healInterval` anyway, it reads what it missed from the store.
+ * - Awareness crosses processes on the bus; the presence of a dead process's clients
+ *   is removed once its heartbeat lapses.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { PostgresStore } from '../persistence/postgres.js'
+import type { Room, RoomReplication } from '../room.js'
+import { AWARENESS_QUERY, AWARENESS_UPDATE, RedisBus } from './bus.js'
+
+export interface ClusterOptions {
+  redisUrl: string
+  /** Key and channel prefix, so several clusters (or test runs) share one Redis. */
+  redisPrefix: string
+  /** ms between checks of the store for updates the bus did not deliver. */
+  healInterval: number
+  /** ms after its last heartbeat a process counts as dead (its clients' presence is removed). */
+  livenessTtl: number
+}
+
+export class Cluster implements RoomReplication {
+  readonly processId = randomBytes(6).toString('base64url')
+  private bus!: RedisBus
+  private readonly store: PostgresStore
+  private readonly options: ClusterOptions
+  private readonly log: Logger
+  private readonly rooms = new Map<string, Room>()
+  private readonly healing = new Map<string, Promise<void>>()
+  private healTimer: NodeJS.Timeout | undefined
+
+  private constructor(store: PostgresStore, options: ClusterOptions, log: Logger) {
+    this.store = store
+    this.options = options
+    this.log = log.child({ process: this.processId })
+  }
+
+  static async start(store: PostgresStore, options: ClusterOptions, log: Logger): Promise<Cluster> {
+    const cluster = new Cluster(store, options, log)
+    cluster.bus = await RedisBus.connect(
+      { url: options.redisUrl, prefix: options.redisPrefix, processId: cluster.processId, livenessTtl: options.livenessTtl },
+      {
+        update: (room, seq, update) => cluster.rooms.get(room)?.applyRemote(seq, update),
+        awareness: (room, processId, kind, payload) => cluster.onAwareness(room, processId, kind, payload),
+        reconnected: () => cluster.onReconnected(),
+      },
+      cluster.log,
+    )
+    cluster.healTimer = setInterval(() => void cluster.tick(), options.healInterval)
+    cluster.healTimer.unref()
+    cluster.log.info({ event: 'cluster_joined' }, 'cluster mode: PostgreSQL store, Redis bus')
+    return cluster
+  }
+
+  /** A room was loaded here: hear its channel, then read what was stored meanwhile. */
+  async attach(room: Room): Promise<void> {
+    this.rooms.set(room.name, room)
+    try {
+      await this.bus.subscribe(room.name)
+    } catch (err) {
+      this.log.warn({ event: 'subscribe_failed', room: room.name, err: String(err) }, 'subscribe failed; healing from the store only')
+    }
+    // Ask the other processes for their clients' presence in this room.
+    this.bus.publishAwareness(room.name, AWARENESS_QUERY, new Uint8Array(0))
+    await this.heal(room)
+  }
+
+  detach(room: Room): void {
+    if (this.rooms.get(room.name) !== room) return
+    this.rooms.delete(room.name)
+    this.bus.unsubscribe(room.name).catch(() => {})
+  }
+
+  published(room: Room, seq: number, update: Uint8Array): void {
+    this.bus.publishUpdate(room.name, seq, update)
+  }
+
+  awareness(room: Room, update: Uint8Array): void {
+    this.bus.publishAwareness(room.name, AWARENESS_UPDATE, update)
+  }
+
+  gap(room: Room): void {
+    void this.heal(room)
+  }
+
+  /** Reads everything after what the room holds; one read per room at a time. */
+  private heal(room: Room): Promise<void> {
+    const running = this.healing.get(room.name)
+    if (running) return running
+    const done = (async () => {
+      try {
+        const since = await this.store.readSince(room.name, room.lastApplied)
+        if (since.lastSeq > room.lastApplied || since.state) room.catchUp(since)
+      } catch (err) {
+        this.log.warn({ event: 'heal_failed', room: room.name, err: String(err) }, 'catch-up from the store failed')
+      } finally {
+        this.healing.delete(room.name)
+      }
+    })()
+    this.healing.set(room.name, done)
+    return done
+  }
+
+  private onAwareness(roomName: string, processId: string, kind: number, payload: Uint8Array): void {
+    const room = this.rooms.get(roomName)
+    if (!room) return
+    if (kind === AWARENESS_UPDATE) room.applyRemoteAwareness(processId, payload)
+    else if (kind === AWARENESS_QUERY) {
+      const local = room.encodeLocalAwareness()
+      if (local) this.bus.publishAwareness(roomName, AWARENESS_UPDATE, local)
+    }
+  }
+
+  private onReconnected(): void {
+    for (const room of this.rooms.values()) {
+      void this.heal(room)
+      const local = room.encodeLocalAwareness()
+      if (local) this.bus.publishAwareness(room.name, AWARENESS_UPDATE, local)
+      this.bus.publishAwareness(room.name, AWARENESS_QUERY, new Uint8Array(0))
+    }
+  }
+
+  /** Periodic safety net: rooms behind the store catch up; dead processes' presence goes. */
+  private async tick(): Promise<void> {
+    const rooms = [...this.rooms.values()]
+    if (rooms.length === 0) return
+    try {
+      const lastSeqs = await this.store.lastSeqs(rooms.map((r) => r.name))
+      for (const room of rooms) {
+        if ((lastSeqs.get(room.name) ?? 0) > room.lastApplied) void this.heal(room)
+      }
+    } catch (err) {
+      this.log.warn({ event: 'heal_check_failed', err: String(err) }, 'store check failed')
+    }
+    const processes = new Set<string>()
+    for (const room of rooms) for (const p of room.remoteProcesses) processes.add(p)
+    const dead = await this.bus.dead([...processes])
+    for (const processId of dead) {
+      this.log.info({ event: 'process_gone', peerProcess: processId }, 'removing presence of a process that stopped')
+      for (const room of rooms) room.removeRemoteProcess(processId)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.healTimer) clearInterval(this.healTimer)
+    await Promise.allSettled(this.healing.values())
+    await this.bus.close()
+  }
+}
