@@ -10,7 +10,12 @@ import {
   decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, unescapeRoom,
   updateKey, updatePrefix,
 } from './keys.js'
-import type { RoomInfo, Store, StoredRoom } from './store.js'
+import type { RoomInfo, StoredRoom } from './store.js'
+import {
+  decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
+  versionStateKey, versionStatePrefix,
+} from './version-keys.js'
+import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
 
 export interface LevelStoreOptions {
   /** fsync every batch: survives power loss, not only a process crash. Default true. */
@@ -31,7 +36,9 @@ type BatchOp =
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
-export class LevelStore implements Store {
+type LevelSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>
+
+export class LevelStore implements VersionedStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
   private readonly nextSeq = new Map<string, Promise<number> | number>()
@@ -195,6 +202,144 @@ export class LevelStore implements Store {
     }
     return [...rooms.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
+
+  // ---- history and backup (operator CLI, issue 4) -----------------------------------
+
+  /** Version writes of a room run one at a time, so ids are handed out without races. */
+  private readonly versionChains = new Map<string, Promise<unknown>>()
+
+  private serialized<T>(room: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.versionChains.get(room) ?? Promise.resolve()).then(fn)
+    const settled = next.catch(() => {})
+    this.versionChains.set(room, settled)
+    void settled.then(() => {
+      if (this.versionChains.get(room) === settled) this.versionChains.delete(room)
+    })
+    return next
+  }
+
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    return this.serialized(room, async () => {
+      const prefix = versionMetaPrefix(room)
+      let id = 1
+      for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
+        id = idOfVersionKey(key) + 1
+      }
+      const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length }
+      await this.db.batch([
+        { type: 'put', key: versionStateKey(room, id), value: version.state },
+        { type: 'put', key: versionMetaKey(room, id), value: encodeVersionMeta(info) },
+      ], { sync: this.sync })
+      return info
+    })
+  }
+
+  async listVersions(room: string): Promise<VersionInfo[]> {
+    return this.readVersionInfos(room, undefined)
+  }
+
+  private async readVersionInfos(room: string, snapshot: LevelSnapshot | undefined): Promise<VersionInfo[]> {
+    const prefix = versionMetaPrefix(room)
+    const out: VersionInfo[] = []
+    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix), ...(snapshot ? { snapshot } : {}) })) {
+      out.push({ id: idOfVersionKey(key), ...decodeVersionMeta(value) })
+    }
+    return out
+  }
+
+  async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
+    const [meta, state] = await this.db.getMany([versionMetaKey(room, id), versionStateKey(room, id)])
+    if (meta === undefined || state === undefined) return undefined
+    return { id, ...decodeVersionMeta(meta), state }
+  }
+
+  async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return
+    await this.serialized(room, () => this.db.batch(ids.flatMap((id) => [
+      { type: 'del' as const, key: versionMetaKey(room, id) },
+      { type: 'del' as const, key: versionStateKey(room, id) },
+    ]), { sync: this.sync }))
+  }
+
+  /** Reads go through one LevelDB snapshot: writes made after this call are not seen. */
+  async snapshot(): Promise<StoreSnapshot> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const snapshot = this.db.snapshot()
+    try {
+      const names = new Set<string>()
+      for (const range of [{ gt: 'm:', lt: 'm;' }, { gt: 's:', lt: 's;' }]) {
+        for await (const key of this.db.keys({ ...range, snapshot })) names.add(unescapeRoom(key.slice(2)))
+      }
+      const rooms = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      return {
+        rooms,
+        read: (room) => this.readRoom(room, snapshot),
+        close: () => snapshot.close(),
+      }
+    } catch (err) {
+      await snapshot.close()
+      throw err
+    }
+  }
+
+  private async readRoom(room: string, snapshot: LevelSnapshot): Promise<RoomRecord> {
+    const updates: Uint8Array[] = []
+    let lastSeq = 0
+    const stored = await this.db.get(stateKey(room), { snapshot })
+    if (stored !== undefined) {
+      const decoded = decodeState(stored)
+      lastSeq = decoded.upTo
+      updates.push(decoded.state)
+    }
+    const upTo = lastSeq
+    const prefix = updatePrefix(room)
+    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix), snapshot })) {
+      const seq = seqOfUpdateKey(key)
+      if (seq <= upTo) continue
+      updates.push(value)
+      lastSeq = seq
+    }
+    let updatedAt: number | undefined
+    const meta = await this.db.get(metaKey(room), { snapshot })
+    if (meta !== undefined) {
+      try {
+        updatedAt = (JSON.parse(textDecoder.decode(meta)) as { updatedAt?: number }).updatedAt
+      } catch {
+        updatedAt = undefined
+      }
+    }
+    const versions: StoredVersion[] = []
+    for (const info of await this.readVersionInfos(room, snapshot)) {
+      const state = await this.db.get(versionStateKey(room, info.id), { snapshot })
+      if (state !== undefined) versions.push({ ...info, state })
+    }
+    return { name: room, updatedAt, lastSeq, updates, versions }
+  }
+
+  async putRoom(record: RoomRecord): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const room = record.name
+    const ops: BatchOp[] = []
+    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room)]) {
+      for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) ops.push({ type: 'del', key })
+    }
+    ops.push({ type: 'del', key: stateKey(room) })
+    const [first, ...rest] = record.updates
+    // The first update becomes the compacted state, the rest keep their place in the log.
+    const upTo = record.lastSeq - rest.length
+    if (first !== undefined) ops.push({ type: 'put', key: stateKey(room), value: encodeState(upTo, first) })
+    rest.forEach((update, i) => ops.push({ type: 'put', key: updateKey(room, upTo + 1 + i), value: update }))
+    ops.push({ type: 'put', key: metaKey(room), value: textEncoder.encode(JSON.stringify({ updatedAt: record.updatedAt ?? Date.now() })) })
+    for (const v of record.versions) {
+      ops.push({ type: 'put', key: versionStateKey(room, v.id), value: v.state })
+      ops.push({ type: 'put', key: versionMetaKey(room, v.id), value: encodeVersionMeta(v) })
+    }
+    await this.db.batch(ops, { sync: this.sync })
+    this.nextSeq.set(room, record.lastSeq + 1)
+  }
+
+  // ---- end of history and backup ------------------------------------------------------
 
   async close(): Promise<void> {
     if (this.closed) return

@@ -37,3 +37,63 @@ export interface Store {
   listRooms(): Promise<RoomInfo[]>
   close(): Promise<void>
 }
+
+// ---- history and backup (operator CLI, issue 4) -------------------------------------
+// Optional capabilities: LevelDB and memory implement them; a store without them (the
+// cluster's PostgreSQL store for now) serves rooms but has no history and no backup.
+
+/** One stored version of a room: its whole state at a moment. */
+export interface VersionInfo {
+  /** Per-room id, growing with every version recorded. */
+  id: number
+  /** When it was recorded, ms since the epoch. */
+  at: number
+  /** The room's last stored update sequence number the version includes. */
+  seq: number
+  /** Size of the stored state. */
+  bytes: number
+}
+
+export interface StoredVersion extends VersionInfo {
+  state: Uint8Array
+}
+
+/** A room as a backup holds it: everything `load` returns plus its metadata and versions. */
+export interface RoomRecord {
+  name: string
+  updatedAt: number | undefined
+  lastSeq: number
+  /** What `load` would return: the compacted state first, then later updates. */
+  updates: Uint8Array[]
+  versions: StoredVersion[]
+}
+
+/** A consistent read view of every room as of the moment it was taken. */
+export interface StoreSnapshot {
+  /** Every room in the view, sorted by name. */
+  readonly rooms: readonly string[]
+  /** One room as the view holds it. */
+  read(room: string): Promise<RoomRecord>
+  close(): Promise<void>
+}
+
+export interface VersionedStore extends Store {
+  /** Records a version of `room`; returns its info (with the id it was given). */
+  putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo>
+  /** Versions of `room`, oldest first, without their states. */
+  listVersions(room: string): Promise<VersionInfo[]>
+  getVersion(room: string, id: number): Promise<StoredVersion | undefined>
+  deleteVersions(room: string, ids: readonly number[]): Promise<void>
+  /** A consistent view of every room (a LevelDB snapshot) for a backup taken while serving. */
+  snapshot(): Promise<StoreSnapshot>
+  /**
+   * Replaces whatever `record.name` holds by `record` (state, metadata and versions) in
+   * one atomic write: what restoring a backup does.
+   */
+  putRoom(record: RoomRecord): Promise<void>
+}
+
+export function isVersionedStore(store: Store): store is VersionedStore {
+  const s = store as Partial<VersionedStore>
+  return typeof s.putVersion === 'function' && typeof s.snapshot === 'function' && typeof s.putRoom === 'function'
+}

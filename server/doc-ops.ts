@@ -1,0 +1,286 @@
+/**
+ * Document operations of the operator tools, shared by the offline CLI and the admin
+ * API: export as text/JSON, imports and reverts computed as new updates on top of a
+ * room's current state (so they merge like any client edit), and time specs.
+ * Pure functions of Yjs states: no storage, no network.
+ */
+import * as Y from 'yjs'
+import { CoeditError } from './errors.js'
+import { validateUpdate } from './room.js'
+import type { VersionInfo } from './persistence/store.js'
+
+/** The shared text the editor and the README's client example use. */
+export const DEFAULT_TEXT_NAME = 'text'
+
+export const EXPORT_FORMATS = ['text', 'json', 'update'] as const
+export type ExportFormat = (typeof EXPORT_FORMATS)[number]
+export const IMPORT_FORMATS = ['update', 'text', 'json'] as const
+export type ImportFormat = (typeof IMPORT_FORMATS)[number]
+
+/** A document holding `updates` (a room's stored log, or one state). */
+export function docFromUpdates(updates: readonly Uint8Array[], gc = true): Y.Doc {
+  const doc = new Y.Doc({ gc })
+  if (updates.length > 0) Y.applyUpdate(doc, updates.length === 1 ? updates[0]! : Y.mergeUpdates([...updates]))
+  return doc
+}
+
+/** One update holding everything in `updates`. */
+export function mergeState(updates: readonly Uint8Array[]): Uint8Array {
+  const doc = docFromUpdates(updates)
+  try {
+    return Y.encodeStateAsUpdate(doc)
+  } finally {
+    doc.destroy()
+  }
+}
+
+export function exportDoc(doc: Y.Doc, format: ExportFormat, textName = DEFAULT_TEXT_NAME): Uint8Array {
+  switch (format) {
+    case 'update':
+      return Y.encodeStateAsUpdate(doc)
+    case 'text':
+      return new TextEncoder().encode(readRoot(doc, textName, 'text') as string)
+    case 'json':
+      return new TextEncoder().encode(JSON.stringify(docToJson(doc), null, 2) + '\n')
+  }
+}
+
+type RootKind = 'text' | 'map' | 'array' | 'xml'
+
+/**
+ * What a root type is: an update does not say, so this looks at its content. Must run
+ * before anything calls `doc.get(name, Constructor)` on the same document.
+ */
+// YEvent<any>: the element type of `doc.share`.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
+  if (type instanceof Y.Text) return 'text'
+  if (type instanceof Y.Map) return 'map'
+  if (type instanceof Y.Array) return 'array'
+  if (type instanceof Y.XmlFragment) return 'xml'
+  let sawType = false
+  for (let item = type._start; item !== null; item = item.right) {
+    const content = item.content
+    if (content instanceof Y.ContentString || content instanceof Y.ContentFormat || content instanceof Y.ContentEmbed) return 'text'
+    if (content instanceof Y.ContentType) {
+      if (content.type instanceof Y.XmlElement || content.type instanceof Y.XmlText) return 'xml'
+      sawType = true
+    }
+    if (content instanceof Y.ContentAny || content instanceof Y.ContentBinary || content instanceof Y.ContentJSON) return 'array'
+  }
+  if (sawType) return 'array'
+  if (type._map.size > 0) return 'map'
+  return undefined
+}
+
+// any: each root type has its own event type; the UndoManager takes any of them.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function typedRoot(doc: Y.Doc, name: string, kind: RootKind): Y.AbstractType<any> {
+  switch (kind) {
+    case 'text': return doc.getText(name)
+    case 'map': return doc.getMap(name)
+    case 'array': return doc.getArray(name)
+    case 'xml': return doc.getXmlFragment(name)
+  }
+}
+
+function readRoot(doc: Y.Doc, name: string, kind: RootKind): unknown {
+  switch (kind) {
+    case 'text': return doc.getText(name).toString()
+    case 'map': return doc.getMap(name).toJSON()
+    case 'array': return doc.getArray(name).toJSON()
+    case 'xml': return doc.getXmlFragment(name).toString()
+  }
+}
+
+/** The whole document as JSON: text as a string, maps as objects, arrays as arrays, XML as its markup. */
+export function docToJson(doc: Y.Doc): Record<string, unknown> {
+  const kinds = [...doc.share].map(([name, type]) => [name, rootKind(type)] as const)
+  const out: Record<string, unknown> = {}
+  for (const [name, kind] of kinds.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (kind !== undefined) out[name] = readRoot(doc, name, kind)
+  }
+  return out
+}
+
+/** Runs `change` on a copy of `current` and returns the update it made (empty if none). */
+function changeAsUpdate(current: Uint8Array, change: (doc: Y.Doc) => void): Uint8Array {
+  const doc = docFromUpdates([current])
+  const made: Uint8Array[] = []
+  doc.on('update', (update: Uint8Array) => made.push(update))
+  try {
+    doc.transact(() => change(doc))
+    return made.length === 0 ? new Uint8Array([0, 0]) : Y.mergeUpdates(made)
+  } finally {
+    doc.destroy()
+  }
+}
+
+/** Replaces a Y.Text's content by `text`, touching only the part that differs. */
+function setText(type: Y.Text, text: string): void {
+  const old = type.toString()
+  if (old === text) return
+  let start = 0
+  while (start < old.length && start < text.length && old[start] === text[start]) start++
+  let end = 0
+  while (end < old.length - start && end < text.length - start && old[old.length - 1 - end] === text[text.length - 1 - end]) end++
+  if (old.length - start - end > 0) type.delete(start, old.length - start - end)
+  if (text.length - start - end > 0) type.insert(start, text.slice(start, text.length - end))
+}
+
+/**
+ * The update an import makes on top of `current`: an update file is merged as is; text
+ * replaces the shared text; JSON sets each root it names (strings → text, objects → map,
+ * arrays → array). Throws BAD_FILE (changing nothing) for input that is not what it says.
+ */
+export function importUpdate(current: Uint8Array, body: Uint8Array, format: ImportFormat, textName = DEFAULT_TEXT_NAME): Uint8Array {
+  switch (format) {
+    case 'update': {
+      try {
+        validateUpdate(body)
+        // decodeUpdate accepts some truncated input; applying it to a scratch doc is the real test.
+        const probe = docFromUpdates([current, body])
+        probe.destroy()
+      } catch (err) {
+        throw new CoeditError('BAD_FILE', `not a Yjs update: ${(err as Error).message}`)
+      }
+      return body
+    }
+    case 'text': {
+      const text = decodeUtf8(body)
+      return changeAsUpdate(current, (doc) => setText(doc.getText(textName), text))
+    }
+    case 'json': {
+      let value: unknown
+      try {
+        value = JSON.parse(decodeUtf8(body))
+      } catch (err) {
+        throw new CoeditError('BAD_FILE', `not JSON: ${(err as Error).message}`)
+      }
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        throw new CoeditError('BAD_FILE', 'a JSON import is an object of root types, as `export --format json` writes')
+      }
+      const roots = Object.entries(value as Record<string, unknown>)
+      const existing = docFromUpdates([current])
+      const kinds = new Map([...existing.share].map(([name, type]) => [name, rootKind(type)]))
+      existing.destroy()
+      for (const [name, v] of roots) {
+        const want: RootKind | undefined = typeof v === 'string' ? 'text' : Array.isArray(v) ? 'array' : v !== null && typeof v === 'object' ? 'map' : undefined
+        if (!want) throw new CoeditError('BAD_FILE', `root "${name}" must be a string, an object or an array`)
+        const have = kinds.get(name)
+        if (have !== undefined && have !== want) throw new CoeditError('BAD_FILE', `root "${name}" is a ${have} in the room, not a ${want}`)
+      }
+      return changeAsUpdate(current, (doc) => {
+        for (const [name, v] of roots) {
+          if (typeof v === 'string') {
+            setText(doc.getText(name), v)
+          } else if (Array.isArray(v)) {
+            const array = doc.getArray(name)
+            array.delete(0, array.length)
+            array.insert(0, v)
+          } else {
+            const map = doc.getMap(name)
+            const entries = Object.entries(v as Record<string, unknown>)
+            for (const key of [...map.keys()]) if (!(key in (v as object))) map.delete(key)
+            for (const [key, item] of entries) {
+              if (JSON.stringify(map.get(key)) !== JSON.stringify(item)) map.set(key, item)
+            }
+          }
+        }
+      })
+    }
+  }
+}
+
+function decodeUtf8(body: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(body)
+  } catch {
+    throw new CoeditError('BAD_FILE', 'not UTF-8 text')
+  }
+}
+
+const TRACKED = Symbol('changes since the version')
+
+/**
+ * The update that turns `current` back into the content of `old` (a version of the same
+ * room), as a new change on top of `current`: the changes made since `old` are undone
+ * with a Y.UndoManager. Because it deletes what was added since (rather than rewinding),
+ * a client that still holds that content cannot bring it back: deletions win in a merge.
+ */
+export function computeRevert(current: Uint8Array, old: Uint8Array): Uint8Array {
+  // Roots that exist now but not in the old version must be in scope too; and each must
+  // have its real type: the UndoManager only sees changes to typed roots.
+  const scratch = docFromUpdates([old, current])
+  const kinds = [...scratch.share].map(([name, type]) => [name, rootKind(type)] as const)
+  scratch.destroy()
+  // gc off: undoing a deletion needs the deleted content.
+  const doc = docFromUpdates([old], false)
+  try {
+    const scope = kinds.flatMap(([name, kind]) => (kind === undefined ? [] : [typedRoot(doc, name, kind)]))
+    const undo = new Y.UndoManager(scope, { trackedOrigins: new Set([TRACKED]), captureTimeout: Number.POSITIVE_INFINITY })
+    Y.applyUpdate(doc, current, TRACKED)
+    const made: Uint8Array[] = []
+    doc.on('update', (update: Uint8Array) => made.push(update))
+    while (undo.canUndo()) undo.undo()
+    undo.destroy()
+    return made.length === 0 ? new Uint8Array([0, 0]) : Y.mergeUpdates(made)
+  } finally {
+    doc.destroy()
+  }
+}
+
+/** Same content, whatever the encoding: both states give the same JSON and the same state vector. */
+export function sameContent(a: Uint8Array, b: Uint8Array): boolean {
+  const da = docFromUpdates([a])
+  const db = docFromUpdates([b])
+  try {
+    return JSON.stringify(docToJson(da)) === JSON.stringify(docToJson(db))
+      && Buffer.from(Y.encodeStateVector(da)).equals(Buffer.from(Y.encodeStateVector(db)))
+  } finally {
+    da.destroy()
+    db.destroy()
+  }
+}
+
+/** True if `state` contains every insertion of `part` (merging `part` would add nothing). */
+export function containsState(state: Uint8Array, part: Uint8Array): boolean {
+  const missing = Y.decodeUpdate(Y.diffUpdate(part, Y.encodeStateVectorFromUpdate(state)))
+  return missing.structs.length === 0
+}
+
+const RELATIVE_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
+
+/**
+ * A moment: ISO 8601 (`2026-11-22T10:00:00Z`, a date, or a local time without zone) or a
+ * time ago (`90s`, `10m`, `2h`, `3d`, `1w`). Throws BAD_TIME.
+ */
+export function parseTimeSpec(text: string, now: number): number {
+  const rel = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*(?:ago)?\s*$/i.exec(text)
+  if (rel) return now - Math.round(Number(rel[1]) * RELATIVE_UNITS[rel[2]!.toLowerCase()]!)
+  if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.test(text.trim())) {
+    const ms = Date.parse(text.trim())
+    if (Number.isFinite(ms)) return ms
+  }
+  throw new CoeditError('BAD_TIME', `"${text}" is not a time: use ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d)`)
+}
+
+/**
+ * The version `spec` names: a bare number is a version id; anything else is a time, and
+ * picks the newest version recorded at or before it. Throws VERSION_NOT_FOUND / BAD_TIME.
+ */
+export function resolveVersion(versions: readonly VersionInfo[], spec: string, now: number): VersionInfo {
+  if (/^\s*\d+\s*$/.test(spec)) {
+    const id = Number(spec)
+    const found = versions.find((v) => v.id === id)
+    if (!found) throw new CoeditError('VERSION_NOT_FOUND', `there is no version ${id} (see coedit history)`)
+    return found
+  }
+  const at = parseTimeSpec(spec, now)
+  let best: VersionInfo | undefined
+  for (const v of versions) if (v.at <= at && (!best || v.at >= best.at)) best = v
+  if (!best) {
+    throw new CoeditError('VERSION_NOT_FOUND', `no version was recorded at or before ${new Date(at).toISOString()}${versions.length > 0 ? ` (the oldest is from ${new Date(Math.min(...versions.map((v) => v.at))).toISOString()})` : ''}`)
+  }
+  return best
+}
