@@ -1,0 +1,85 @@
+/**
+ * `coedit serve` as a child process, for tests that kill it (SIGKILL, SIGTERM) or
+ * check its exit code. The port comes from the JSON `listening` log line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+export interface ChildServer {
+  child: ChildProcess
+  port: number
+  url: string
+  /** Every stdout line parsed as JSON (non-JSON lines are kept as `{ text }`). */
+  logs: Array<Record<string, unknown>>
+  stderr: () => string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Runs `coedit <args>` to completion. */
+export function runCli(args: string[], env: Record<string, string> = {}, timeout = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', ...args], {
+      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`coedit ${args.join(' ')} did not exit within ${timeout} ms; stderr: ${stderr}`))
+    }, timeout)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      // 'exit' can come before the pipes are drained.
+      setImmediate(() => resolve({ code, stdout, stderr }))
+    })
+  })
+}
+
+/** Starts `coedit serve --port 0 <args>` and resolves once it listens. */
+export function startChildServer(args: string[], { timeout = 30_000, env = {} as Record<string, string> } = {}): Promise<ChildServer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', 'serve', '--port', '0', ...args], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: Array<Record<string, unknown>> = []
+  let stderr = ''
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }))
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`server did not start within ${timeout} ms; stderr: ${stderr}`))
+    }, timeout)
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      reject(new Error(`server exited before listening (code ${code}, signal ${signal}); stderr: ${stderr}`))
+    })
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let entry: Record<string, unknown>
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>
+      } catch {
+        entry = { text: line }
+      }
+      logs.push(entry)
+      if (entry.event === 'listening' && typeof entry.port === 'number') {
+        clearTimeout(timer)
+        const port = entry.port
+        resolve({
+          child, port, url: `ws://127.0.0.1:${port}`, logs, stderr: () => stderr, exited,
+          kill: (signal = 'SIGKILL') => {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+            return exited
+          },
+        })
+      }
+    })
+  })
+}
