@@ -302,6 +302,7 @@ export class Room {
         Y.applyUpdate(this.doc, update, origin)
       } catch (err) {
         this.log.error({ event: 'apply_failed', err: String(err) }, 'stored update failed to apply')
+        peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
       }
       this.markApplied(result.seq)
       this.options.replication?.published(this, result.seq, update)
@@ -568,11 +569,32 @@ export class Room {
  * malformed update would break every later load. Returns true if the update is empty.
  */
 export function validateUpdate(update: Uint8Array): boolean {
-  let decoded: { structs: unknown[]; ds: { clients: Map<number, unknown[]> } }
+  let decoded: { structs: Array<{ length: number }>; ds: { clients: Map<number, Array<{ len: number }>> } }
   try {
     decoded = Y.decodeUpdate(update)
   } catch (err) {
     throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: ${(err as Error).message}`)
   }
-  return decoded.structs.length === 0 && decoded.ds.clients.size === 0
+  // Y.decodeUpdate accepts zero-length structs and delete ranges, which Yjs never writes
+  // and which break the transaction that applies them, leaving the document damaged.
+  if (decoded.structs.some((s) => !(s.length > 0))) {
+    throw new ProtocolError('BAD_UPDATE', 'not a valid Yjs update: zero-length struct')
+  }
+  for (const ranges of decoded.ds.clients.values()) {
+    if (ranges.some((d) => !(d.len > 0))) throw new ProtocolError('BAD_UPDATE', 'not a valid Yjs update: empty delete range')
+  }
+  const empty = decoded.structs.length === 0 && decoded.ds.clients.size === 0
+  if (!empty) {
+    // Integrating is where any other malformation shows. On a scratch document that is
+    // cheap: structs that build on content the scratch lacks just stay pending there.
+    const scratch = new Y.Doc({ gc: false })
+    try {
+      Y.applyUpdate(scratch, update)
+    } catch (err) {
+      throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: ${(err as Error).message}`)
+    } finally {
+      scratch.destroy()
+    }
+  }
+  return empty
 }
