@@ -37,6 +37,9 @@ export interface ServerConfig {
   redisPrefix: string
   healInterval: number
   livenessTtl: number
+  adminToken: string
+  historyInterval: number
+  historyRetention: string
   logLevel: LogLevel
 }
 
@@ -88,6 +91,9 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'string', default: 'coedit:', help: 'cluster mode: prefix of coedit\'s Redis keys and channels' }),
   spec({ key: 'healInterval', flag: 'heal-interval', env: 'HEAL_INTERVAL', kind: 'duration', default: 2000, help: 'cluster mode: check the store for updates the bus missed this often' }),
   spec({ key: 'livenessTtl', flag: 'liveness-ttl', env: 'LIVENESS_TTL', kind: 'duration', default: 6000, help: 'cluster mode: a process silent this long is dead; its clients\' presence is removed' }),
+  spec({ key: 'adminToken', flag: 'admin-token', env: 'ADMIN_TOKEN', kind: 'string', default: '', help: 'turn on the admin HTTP API (/admin/...) for `coedit --server`, with this bearer token' }),
+  spec({ key: 'historyInterval', flag: 'history-interval', env: 'HISTORY_INTERVAL', kind: 'duration', default: 60_000, help: 'record a version of each changed room this often (coedit history/revert)' }),
+  spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: '1h:1m,1d:10m,7d:1h,30d:1d', help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
   spec({ key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` }),
 ]
 

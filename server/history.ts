@@ -1,0 +1,192 @@
+/**
+ * Room history: the server records a version (the room's whole state) of every loaded
+ * room that changed, once per `historyInterval` and whenever a room is compacted (which
+ * includes unloading), and thins old versions out by a retention policy: fine-grained
+ * recent history, coarser older history, nothing past the last tier. So a room keeps at
+ * most `retentionBound(tiers)` versions however long it is edited.
+ */
+import * as Y from 'yjs'
+import type { Logger } from 'pino'
+import { UsageError } from './config.js'
+import { isVersionedStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+
+/** Versions younger than `age` are kept one per `every` (the newest of each such slot). */
+export interface RetentionTier {
+  age: number
+  every: number
+}
+
+export const DEFAULT_RETENTION = '1h:1m,1d:10m,7d:1h,30d:1d'
+
+const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
+
+function parseSpan(text: string, what: string): number {
+  const m = /^\s*(\d+)\s*(s|m|h|d|w)\s*$/i.exec(text)
+  if (!m || Number(m[1]) < 1) throw new UsageError(`history retention: "${text}" is not a ${what} (examples: 30s, 10m, 2h, 7d, 4w)`)
+  return Number(m[1]) * UNITS[m[2]!.toLowerCase()]!
+}
+
+/** `1h:1m,1d:10m,7d:1h,30d:1d`: AGE:EVERY tiers, ages increasing. Throws UsageError. */
+export function parseRetention(text: string): RetentionTier[] {
+  const tiers = text.split(',').map((part) => {
+    const [age, every, extra] = part.split(':')
+    if (age === undefined || every === undefined || extra !== undefined) {
+      throw new UsageError(`history retention: "${part}" is not AGE:EVERY (example: ${DEFAULT_RETENTION})`)
+    }
+    return { age: parseSpan(age, 'duration'), every: parseSpan(every, 'duration') }
+  })
+  tiers.forEach((t, i) => {
+    if (t.every > t.age) throw new UsageError(`history retention: in "${text}", a tier keeps one version per at most its age`)
+    if (i > 0 && t.age <= tiers[i - 1]!.age) throw new UsageError(`history retention: in "${text}", tier ages must increase`)
+  })
+  return tiers
+}
+
+/** The most versions a room can hold under `tiers` (each tier's slots, the newest included). */
+export function retentionBound(tiers: readonly RetentionTier[]): number {
+  let bound = 0
+  let from = 0
+  for (const t of tiers) {
+    bound += Math.floor((t.age - from) / t.every) + 1
+    from = t.age
+  }
+  return bound
+}
+
+/** Ids of the versions the policy drops at `now`: past the last tier, or not the newest of their slot. */
+export function versionsToDrop(versions: readonly VersionInfo[], tiers: readonly RetentionTier[], now: number): number[] {
+  const newestFirst = [...versions].sort((a, b) => b.at - a.at || b.id - a.id)
+  const seen = new Set<string>()
+  const drop: number[] = []
+  newestFirst.forEach((v, i) => {
+    if (i === 0) return // the newest version is always kept
+    const age = now - v.at
+    const tier = tiers.findIndex((t) => age <= t.age)
+    if (tier < 0) {
+      drop.push(v.id)
+      return
+    }
+    const slot = `${tier}:${Math.floor(v.at / tiers[tier]!.every)}`
+    if (seen.has(slot)) drop.push(v.id)
+    else seen.add(slot)
+  })
+  return drop
+}
+
+/** What the keeper needs of a loaded room. */
+export interface HistoryRoom {
+  readonly name: string
+  readonly doc: Y.Doc
+  readonly lastApplied: number
+  readonly isDestroyed: boolean
+}
+
+export interface HistoryOptions {
+  /** Record changed rooms this often (ms). */
+  interval: number
+  retention: readonly RetentionTier[]
+  log: Logger
+  /** The clock (tests inject one). */
+  now?: () => number
+}
+
+export class HistoryKeeper {
+  private readonly store: VersionedStore | undefined
+  private readonly options: HistoryOptions
+  private readonly now: () => number
+  /** Sequence number of each room's newest version (rooms seen since start). */
+  private readonly recordedSeq = new Map<string, number>()
+  private readonly chains = new Map<string, Promise<void>>()
+  private timer: NodeJS.Timeout | undefined
+  private rooms: () => Iterable<HistoryRoom> = () => []
+
+  constructor(store: Store, options: HistoryOptions) {
+    this.store = isVersionedStore(store) ? store : undefined
+    this.options = options
+    this.now = options.now ?? Date.now
+  }
+
+  /** False for a store without versions (cluster mode): history is then off. */
+  get enabled(): boolean {
+    return this.store !== undefined
+  }
+
+  /** Starts recording the rooms `rooms()` lists every `interval`. */
+  start(rooms: () => Iterable<HistoryRoom>): void {
+    this.rooms = rooms
+    if (!this.store || this.timer) return
+    this.timer = setInterval(() => void this.tick(), this.options.interval)
+    this.timer.unref()
+  }
+
+  /** Records a version of every loaded room that changed since its last one. */
+  async tick(): Promise<void> {
+    const due: Promise<unknown>[] = []
+    for (const room of this.rooms()) {
+      if (room.isDestroyed) continue
+      const seq = room.lastApplied
+      if (seq === 0 || seq === this.recordedSeq.get(room.name)) continue
+      due.push(this.record(room.name, Y.encodeStateAsUpdate(room.doc), seq))
+    }
+    await Promise.all(due)
+  }
+
+  /** Room hook: a room folded its log into `state` (also how an unloading room says goodbye). */
+  readonly compacted = (room: { name: string }, state: Uint8Array, upTo: number): void => {
+    void this.record(room.name, state, upTo)
+  }
+
+  /**
+   * Records `state` (the room through `seq`) unless the newest version already holds that
+   * seq, then prunes. Never rejects: history must not break serving. Resolves to the
+   * version recorded, if any.
+   */
+  record(room: string, state: Uint8Array, seq: number): Promise<VersionInfo | undefined> {
+    const store = this.store
+    if (!store) return Promise.resolve(undefined)
+    const run = async (): Promise<VersionInfo | undefined> => {
+      let last = this.recordedSeq.get(room)
+      if (last === undefined) {
+        const versions = await store.listVersions(room)
+        last = versions.length > 0 ? versions[versions.length - 1]!.seq : -1
+      }
+      if (seq === last) {
+        this.recordedSeq.set(room, seq)
+        return undefined
+      }
+      const info = await store.putVersion(room, { at: this.now(), seq, state })
+      this.recordedSeq.set(room, seq)
+      await this.prune(room)
+      return info
+    }
+    const result = (this.chains.get(room) ?? Promise.resolve()).then(run).catch((err: unknown) => {
+      this.options.log.error({ event: 'history_failed', room, err: String(err) }, 'recording a version failed')
+      return undefined
+    })
+    const tail = result.then(() => {})
+    this.chains.set(room, tail)
+    void tail.then(() => {
+      if (this.chains.get(room) === tail) this.chains.delete(room)
+    })
+    return result
+  }
+
+  /** Drops what the retention policy no longer keeps. */
+  async prune(room: string): Promise<void> {
+    if (!this.store) return
+    const drop = versionsToDrop(await this.store.listVersions(room), this.options.retention, this.now())
+    if (drop.length > 0) await this.store.deleteVersions(room, drop)
+  }
+
+  /** Forgets what it knew of `room` (its versions were replaced, e.g. by a restore). */
+  forget(room: string): void {
+    this.recordedSeq.delete(room)
+  }
+
+  /** Stops the timer and waits for versions being written. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    while (this.chains.size > 0) await Promise.all([...this.chains.values()])
+  }
+}
