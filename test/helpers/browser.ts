@@ -1,0 +1,108 @@
+/**
+ * Browser test helpers: Debian's Chromium driven by playwright-core, the editor bundle
+ * built on demand, and pages that record every console error.
+ */
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { PACKAGE_ROOT, WEB_DIST } from '../../server/paths.js'
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+export const SKIP_MESSAGE = `browser tests skipped: ${CHROMIUM_PATH} not found (apt-get install chromium enables them)`
+
+/** Whether the browser tests can run; in CI a missing browser is a failure, not a skip. */
+export function browserAvailable(): boolean {
+  return existsSync(CHROMIUM_PATH)
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    timeout: 60_000,
+  })
+}
+
+function newestMtime(path: string): number {
+  const st = statSync(path)
+  if (!st.isDirectory()) return st.mtimeMs
+  let newest = 0
+  for (const entry of readdirSync(path)) newest = Math.max(newest, newestMtime(join(path, entry)))
+  return newest
+}
+
+/** Builds dist/web unless it is newer than every source of it. */
+export function ensureWebBuild(): void {
+  const index = join(WEB_DIST, 'index.html')
+  const script = join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')
+  const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script))
+  if (existsSync(index) && existsSync(join(WEB_DIST, 'assets', 'app.js')) && statSync(index).mtimeMs >= sources) return
+  const result = spawnSync(process.execPath, [script], { cwd: PACKAGE_ROOT, encoding: 'utf8' })
+  if (result.status !== 0) throw new Error(`building the editor failed:\n${result.stdout}${result.stderr}`)
+}
+
+export interface EditorPage {
+  context: BrowserContext
+  page: Page
+  /** Console errors and uncaught exceptions seen so far. */
+  errors: string[]
+  close(): Promise<void>
+}
+
+export interface OpenOptions {
+  viewport?: { width: number; height: number }
+  /** Set the user's name in localStorage before the page loads. */
+  name?: string
+  /** Reuse a context (to reload or open a second tab with the same storage). */
+  context?: BrowserContext
+}
+
+/** Opens the editor at `url` in a fresh context and waits until its text area is connected. */
+export async function openEditor(browser: Browser, url: string, options: OpenOptions = {}): Promise<EditorPage> {
+  const context = options.context ?? await browser.newContext({ viewport: options.viewport ?? { width: 1000, height: 640 } })
+  if (options.name !== undefined) {
+    await context.addInitScript((name: string) => {
+      if (!localStorage.getItem('coedit:name')) localStorage.setItem('coedit:name', name)
+    }, options.name)
+  }
+  const page = await context.newPage()
+  const errors: string[] = []
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`)
+  })
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`))
+  await page.goto(url)
+  await page.waitForSelector('#editor')
+  return {
+    context,
+    page,
+    errors,
+    close: async () => {
+      if (!options.context) await context.close()
+      else await page.close()
+    },
+  }
+}
+
+export async function waitForConnected(page: Page, timeout = 20_000): Promise<void> {
+  await page.waitForSelector('#connection[data-state="connected"]', { timeout })
+}
+
+export async function waitForSaved(page: Page, timeout = 20_000): Promise<void> {
+  await page.waitForSelector('#save-status[data-state="saved"]', { timeout })
+}
+
+export const editorValue = (page: Page): Promise<string> => page.$eval('#editor', (el) => (el as HTMLTextAreaElement).value)
+
+export const selection = (page: Page): Promise<[number, number]> =>
+  page.$eval('#editor', (el) => [(el as HTMLTextAreaElement).selectionStart, (el as HTMLTextAreaElement).selectionEnd] as [number, number])
+
+/** Focuses the text area and puts the caret (or selection) at the given indices. */
+export async function setCaret(page: Page, start: number, end = start): Promise<void> {
+  await page.$eval('#editor', (el, [s, e]) => {
+    const ta = el as HTMLTextAreaElement
+    ta.focus()
+    ta.setSelectionRange(s!, e!)
+  }, [start, end])
+}

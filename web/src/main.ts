@@ -1,0 +1,136 @@
+/**
+ * The editor page for `/r/<room>`: one Y.Doc whose Y.Text `text` is bound to the text
+ * area, synced with coedit over the stock y-websocket provider (opted into coedit's
+ * "persisted" acks), kept offline in IndexedDB, with presence and an honest status line.
+ */
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import { TextareaBinding } from './binding.js'
+import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
+import { Presence } from './presence.js'
+import { SaveStatus, countingWebSocket, type Connection, type Saved } from './status.js'
+
+/** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
+export const TEXT_NAME = 'text'
+
+const CONNECTION_TEXT: Record<Connection, string> = {
+  connected: 'Connected',
+  connecting: 'Connecting…',
+  offline: 'Offline — reconnecting',
+}
+const SAVED_TEXT: Record<Saved, string> = {
+  saved: 'Saved',
+  saving: 'Saving…',
+  'offline-unsaved': 'Offline — not saved',
+  offline: 'No unsaved edits',
+}
+
+function byId<T extends HTMLElement>(id: string): T {
+  const el = document.getElementById(id)
+  if (!el) throw new Error(`#${id} missing from the page`)
+  return el as T
+}
+
+function roomFromPath(): string | null {
+  const raw = location.pathname.replace(/^\/r\//, '')
+  try {
+    const room = decodeURIComponent(raw)
+    return room.length > 0 ? room : null
+  } catch {
+    return null
+  }
+}
+
+function start(): void {
+  const room = roomFromPath()
+  const textarea = byId<HTMLTextAreaElement>('editor')
+  if (room === null) {
+    byId('connection').textContent = 'This address names no valid room.'
+    textarea.disabled = true
+    return
+  }
+  document.title = `${room} · coedit`
+  byId('room-name').textContent = room
+
+  const doc = new Y.Doc()
+  const ytext = doc.getText(TEXT_NAME)
+  const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
+  const provider = new WebsocketProvider(wsBase, encodeURIComponent(room), doc, {
+    params: { coedit: '1' },
+    WebSocketPolyfill: countingWebSocket(WebSocket),
+  })
+  let idb: IndexeddbPersistence | undefined
+  try {
+    idb = new IndexeddbPersistence(`coedit:${room}`, doc)
+  } catch {
+    // No IndexedDB (some private modes): the editor works, just not across reloads offline.
+  }
+
+  const status = new SaveStatus(provider, room)
+  const connectionEl = byId('connection')
+  const savedEl = byId('save-status')
+  const showStatus = (): void => {
+    connectionEl.dataset['state'] = status.connection
+    connectionEl.textContent = CONNECTION_TEXT[status.connection]
+    savedEl.dataset['state'] = status.saved
+    savedEl.textContent = SAVED_TEXT[status.saved]
+  }
+  status.onChange(showStatus)
+  showStatus()
+  provider.on('connection-close', () => status.update())
+
+  const binding = new TextareaBinding(ytext, textarea)
+  // The provider registered its update listener first, so a local edit is already sent (or not, offline).
+  doc.on('update', (_update: Uint8Array, origin: unknown) => {
+    if (origin !== provider && origin !== idb) status.localEdit()
+  })
+
+  const user = loadUser()
+  const presence = new Presence(provider.awareness, ytext, textarea, byId('people'), byId('carets'), user)
+  binding.onChange = () => presence.textChanged()
+
+  const nameInput = byId<HTMLInputElement>('name')
+  nameInput.maxLength = MAX_NAME_LENGTH
+  nameInput.value = user.name
+  nameInput.addEventListener('input', () => {
+    const name = nameInput.value.trim()
+    if (!name) return
+    user.name = name
+    saveName(name)
+    presence.setUser({ ...user })
+  })
+
+  const share = byId<HTMLButtonElement>('share')
+  share.addEventListener('click', () => {
+    const done = (text: string): void => {
+      share.textContent = text
+      setTimeout(() => { share.textContent = 'Copy link' }, 2000)
+    }
+    navigator.clipboard?.writeText(location.href).then(() => done('Link copied'), () => done('Copy the address bar'))
+      ?? done('Copy the address bar')
+  })
+
+  // A closed tab leaves the presence list at once, not after the awareness timeout.
+  window.addEventListener('pagehide', () => provider.awareness.setLocalState(null))
+  window.addEventListener('pageshow', (e) => {
+    if (e.persisted) provider.awareness.setLocalState({ user: { ...user }, cursor: null })
+  })
+
+  // For tests and the curious: the live objects, and a way to wait for IndexedDB writes.
+  Object.assign(window, {
+    coedit: {
+      doc, ytext, provider, binding, status,
+      /** Resolves once every update so far is written to IndexedDB (transactions run in order). */
+      idbFlushed: () => new Promise<void>((resolve) => {
+        const db = idb?.db
+        if (!db) return resolve()
+        const tx = db.transaction(['updates'], 'readonly')
+        tx.oncomplete = () => resolve()
+        tx.onerror = () => resolve()
+      }),
+    },
+  })
+}
+
+start()
