@@ -63,7 +63,9 @@ export async function openEditor(browser: Browser, url: string, options: OpenOpt
   const context = options.context ?? await browser.newContext({ viewport: options.viewport ?? { width: 1000, height: 640 } })
   if (options.name !== undefined) {
     await context.addInitScript((name: string) => {
-      if (!localStorage.getItem('coedit:name')) localStorage.setItem('coedit:name', name)
+      // Runs in the page; this tsconfig has no DOM lib.
+      const storage = (globalThis as unknown as { localStorage: { getItem(k: string): string | null; setItem(k: string, v: string): void } }).localStorage
+      if (!storage.getItem('coedit:name')) storage.setItem('coedit:name', name)
     }, options.name)
   }
   const page = await context.newPage()
