@@ -42,6 +42,16 @@ export function ensureWebBuild(): void {
   if (result.status !== 0) throw new Error(`building the editor failed:\n${result.stdout}${result.stderr}`)
 }
 
+/** The part of HTMLTextAreaElement the tests touch (the Node tsconfig has no DOM lib). */
+export interface TextArea {
+  value: string
+  selectionStart: number
+  selectionEnd: number
+  scrollTop: number
+  focus(): void
+  setSelectionRange(start: number, end: number): void
+}
+
 export interface EditorPage {
   context: BrowserContext
   page: Page
@@ -95,15 +105,15 @@ export async function waitForSaved(page: Page, timeout = 20_000): Promise<void> 
   await page.waitForSelector('#save-status[data-state="saved"]', { timeout })
 }
 
-export const editorValue = (page: Page): Promise<string> => page.$eval('#editor', (el) => (el as HTMLTextAreaElement).value)
+export const editorValue = (page: Page): Promise<string> => page.$eval('#editor', (el) => (el as unknown as TextArea).value)
 
 export const selection = (page: Page): Promise<[number, number]> =>
-  page.$eval('#editor', (el) => [(el as HTMLTextAreaElement).selectionStart, (el as HTMLTextAreaElement).selectionEnd] as [number, number])
+  page.$eval('#editor', (el) => [(el as unknown as TextArea).selectionStart, (el as unknown as TextArea).selectionEnd] as [number, number])
 
 /** Focuses the text area and puts the caret (or selection) at the given indices. */
 export async function setCaret(page: Page, start: number, end = start): Promise<void> {
   await page.$eval('#editor', (el, [s, e]) => {
-    const ta = el as HTMLTextAreaElement
+    const ta = el as unknown as TextArea
     ta.focus()
     ta.setSelectionRange(s!, e!)
   }, [start, end])
