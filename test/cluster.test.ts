@@ -1,0 +1,237 @@
+/**
+ * Cluster mode: several coedit processes sharing rooms through PostgreSQL (store)
+ * and Redis (bus), behind a load balancer without sticky sessions.
+ */
+import { test, before } from 'node:test'
+import assert from 'node:assert/strict'
+import * as Y from 'yjs'
+import { PostgresStore } from '../server/persistence/postgres.js'
+import { connect, prng, testSeed, waitFor, type Client } from './helpers/index.js'
+import { startChildServer, type ChildServer } from './helpers/child-server.js'
+import { storeConformance } from './helpers/store-conformance.js'
+import {
+  Balancer, POSTGRES_URL, REDIS_URL, clusterServicesMissing, deleteKeys, dropSchema, freePort, startRedis, uniqueNames,
+} from './helpers/services.js'
+
+// Thirty providers each add a process 'exit' listener.
+process.setMaxListeners(100)
+
+const missing = await clusterServicesMissing()
+if (missing) console.log(`# skipping cluster tests: ${missing}`)
+const ctest = (name: string, fn: Parameters<typeof test>[1]): void => { test(name, { skip: missing }, fn) }
+
+if (!missing) {
+  storeConformance('PostgresStore', async () => {
+    const { schema } = uniqueNames('conf')
+    let current = await PostgresStore.open({ connectionString: POSTGRES_URL, schema })
+    return {
+      store: current,
+      reopen: async () => {
+        await current.close()
+        current = await PostgresStore.open({ connectionString: POSTGRES_URL, schema })
+        return current
+      },
+      cleanup: async () => {
+        await current.close()
+        await dropSchema(schema)
+      },
+    }
+  })
+}
+
+function clusterArgs(schema: string, prefix: string, redisUrl = REDIS_URL): string[] {
+  return ['--postgres', POSTGRES_URL, '--postgres-schema', schema, '--redis', redisUrl, '--redis-prefix', prefix,
+    '--heal-interval', '300ms', '--liveness-ttl', '1500ms', '--log-level', 'info']
+}
+
+/** The document PostgreSQL holds for `room`. */
+async function storedDoc(schema: string, room: string): Promise<Y.Doc> {
+  const store = await PostgresStore.open({ connectionString: POSTGRES_URL, schema })
+  try {
+    const doc = new Y.Doc()
+    const { updates } = await store.load(room)
+    if (updates.length > 0) Y.applyUpdate(doc, Y.mergeUpdates(updates))
+    return doc
+  } finally {
+    await store.close()
+  }
+}
+
+/** True if everything `update` inserts or deletes is in `doc`. */
+function contains(doc: Y.Doc, update: Uint8Array): boolean {
+  const { structs, ds } = Y.decodeUpdate(update)
+  for (const s of structs) {
+    if (s.constructor.name === 'Skip') continue
+    if (Y.getState(doc.store, s.id.client) < s.id.clock + s.length) return false
+  }
+  const deleted = Y.createDeleteSetFromStructStore(doc.store)
+  for (const [client, items] of ds.clients) {
+    for (const item of items) {
+      if (!Y.isDeleted(deleted, Y.createID(client, item.clock)) || !Y.isDeleted(deleted, Y.createID(client, item.clock + item.len - 1))) return false
+    }
+  }
+  return true
+}
+
+/** Every update a client received from a server, in order. */
+function recordReceived(client: Client): Uint8Array[] {
+  const received: Uint8Array[] = []
+  client.doc.on('update', (update: Uint8Array, origin: unknown) => {
+    if (origin === client.provider) received.push(update)
+  })
+  return received
+}
+
+function randomEdit(client: Client, rand: () => number): void {
+  const text = client.text
+  if (text.length > 0 && rand() < 0.3) {
+    const at = Math.floor(rand() * text.length)
+    text.delete(at, Math.min(text.length - at, 1 + Math.floor(rand() * 3)))
+  } else {
+    text.insert(Math.floor(rand() * (text.length + 1)), String.fromCharCode(97 + Math.floor(rand() * 26)))
+  }
+}
+
+ctest('3 processes, 30 providers in 3 rooms, one process SIGKILLed mid-run: all converge, nothing received is lost', async (t) => {
+  const seed = testSeed()
+  const rand = prng(seed)
+  t.diagnostic(`seed ${seed} (replay with SEED=${seed})`)
+  const { schema, prefix } = uniqueNames('kill')
+  const servers: ChildServer[] = []
+  const clients: Client[] = []
+  const balancer = new Balancer([])
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await balancer.close()
+    await Promise.all(servers.map((s) => s.kill('SIGKILL')))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+  })
+  for (let i = 0; i < 3; i++) servers.push(await startChildServer(clusterArgs(schema, prefix)))
+  balancer.backends = servers.map((s) => s.port)
+  const lb = `ws://127.0.0.1:${await balancer.listen()}`
+  const rooms = ['alpha', 'beta', 'gamma']
+  const received = new Map<Client, Uint8Array[]>()
+  for (let i = 0; i < 30; i++) {
+    const c = connect(lb, rooms[i % 3]!)
+    received.set(c, recordReceived(c))
+    clients.push(c)
+  }
+  await waitFor(() => clients.every((c) => c.provider.synced), { timeout: 20_000, message: 'all providers synced' })
+
+  const edit = async (rounds: number): Promise<void> => {
+    for (let r = 0; r < rounds; r++) {
+      for (const c of clients) if (rand() < 0.5) randomEdit(c, rand)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+  await edit(30)
+  // Kill a process while edits are in flight; its clients come back through the balancer.
+  const victim = servers[1]!
+  balancer.backends = [servers[0]!.port, servers[2]!.port]
+  const editing = edit(30)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await victim.kill('SIGKILL')
+  // What every client had received before the kill must be in PostgreSQL.
+  const seenBeforeKill = new Map([...received].map(([c, list]) => [c, list.slice()]))
+  await editing
+  await edit(20)
+
+  for (const room of rooms) {
+    const members = clients.filter((_, i) => rooms[i % 3] === room)
+    await waitFor(() => members.every((c) => c.provider.synced && c.text.toString() === members[0]!.text.toString()), {
+      timeout: 30_000, message: `room ${room} converged (seed ${seed})`,
+    })
+  }
+  for (const room of rooms) {
+    const members = clients.filter((_, i) => rooms[i % 3] === room)
+    const stored = await waitFor(async () => {
+      const doc = await storedDoc(schema, room)
+      return doc.getText('text').toString() === members[0]!.text.toString() ? doc : undefined
+    }, { timeout: 10_000, message: `PostgreSQL holds room ${room}` })
+    for (const c of members) {
+      for (const update of seenBeforeKill.get(c)!) assert.ok(contains(stored, update), `an update a client received is missing from PostgreSQL (seed ${seed})`)
+    }
+  }
+})
+
+ctest('Redis stopped for 5 s during edits: processes heal from PostgreSQL, everything converges, nothing lost', async (t) => {
+  const { schema, prefix } = uniqueNames('redis')
+  const port = await freePort()
+  let redis = await startRedis(port)
+  const redisUrl = `redis://127.0.0.1:${port}`
+  const servers: ChildServer[] = []
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await Promise.all(servers.map((s) => s.kill('SIGKILL')))
+    redis.kill('SIGKILL')
+    await dropSchema(schema)
+  })
+  for (let i = 0; i < 2; i++) servers.push(await startChildServer(clusterArgs(schema, prefix, redisUrl)))
+  const a = connect(servers[0]!.url, 'doc')
+  const b = connect(servers[1]!.url, 'doc')
+  clients.push(a, b)
+  await waitFor(() => a.provider.synced && b.provider.synced, { timeout: 10_000 })
+  a.text.insert(0, 'A0 ')
+  await waitFor(() => b.text.toString().includes('A0'), { timeout: 5000, message: 'bus works before the outage' })
+
+  redis.kill('SIGTERM')
+  await new Promise((resolve) => redis.once('exit', resolve))
+  const outageStart = Date.now()
+  let n = 0
+  while (Date.now() - outageStart < 5000) {
+    a.text.insert(a.text.length, `a${n} `)
+    b.text.insert(0, `b${n} `)
+    n++
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  // Healing from the store works while Redis is still down.
+  await waitFor(() => a.text.toString() === b.text.toString(), { timeout: 10_000, message: 'converged during the outage' })
+  redis = await startRedis(port)
+  a.text.insert(0, 'after ')
+  await waitFor(() => a.text.toString() === b.text.toString() && b.text.toString().startsWith('after'), { timeout: 15_000, message: 'converged after Redis came back' })
+  for (let i = 0; i < n; i++) {
+    assert.ok(a.text.toString().includes(`a${i} `) && a.text.toString().includes(`b${i} `), `edit ${i} lost`)
+  }
+  const stored = await storedDoc(schema, 'doc')
+  assert.equal(stored.getText('text').toString(), a.text.toString())
+})
+
+ctest('a process started late serves the rooms correctly at once; presence crosses processes and leaves with a killed process', async (t) => {
+  const { schema, prefix } = uniqueNames('late')
+  const servers: ChildServer[] = []
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await Promise.all(servers.map((s) => s.kill('SIGKILL')))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+  })
+  servers.push(await startChildServer(clusterArgs(schema, prefix)))
+  servers.push(await startChildServer(clusterArgs(schema, prefix)))
+  const a = connect(servers[0]!.url, 'room')
+  const b = connect(servers[1]!.url, 'room')
+  clients.push(a, b)
+  await waitFor(() => a.provider.synced && b.provider.synced, { timeout: 10_000 })
+  for (let i = 0; i < 50; i++) (i % 2 ? a : b).text.insert(0, `${i},`)
+  await waitFor(() => a.text.toString() === b.text.toString() && a.text.length > 0, { timeout: 10_000 })
+
+  // Presence: B's user appears on A's client.
+  b.provider.awareness.setLocalStateField('user', { name: 'Bea' })
+  const seesBea = (): boolean => [...a.provider.awareness.getStates().values()].some((s) => (s as { user?: { name?: string } }).user?.name === 'Bea')
+  await waitFor(seesBea, { timeout: 5000, message: "A's client sees B's user" })
+
+  const late = await startChildServer(clusterArgs(schema, prefix))
+  servers.push(late)
+  const c = connect(late.url, 'room')
+  clients.push(c)
+  await waitFor(() => c.provider.synced, { timeout: 10_000 })
+  assert.equal(c.text.toString(), a.text.toString(), 'the late process served the full document at first sync')
+
+  // B's process dies: B's user disappears from A's client (liveness TTL 1.5 s here).
+  const killedAt = Date.now()
+  await servers[1]!.kill('SIGKILL')
+  await waitFor(() => !seesBea(), { timeout: 10_000, message: "B's presence removed after its process died" })
+  t.diagnostic(`presence of the killed process's client removed after ${Date.now() - killedAt} ms`)
+})
