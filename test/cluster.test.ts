@@ -2,7 +2,7 @@
  * Cluster mode: several coedit processes sharing rooms through PostgreSQL (store)
  * and Redis (bus), behind a load balancer without sticky sessions.
  */
-import { test, before } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { PostgresStore } from '../server/persistence/postgres.js'
@@ -18,7 +18,7 @@ process.setMaxListeners(100)
 
 const missing = await clusterServicesMissing()
 if (missing) console.log(`# skipping cluster tests: ${missing}`)
-const ctest = (name: string, fn: Parameters<typeof test>[1]): void => { test(name, { skip: missing }, fn) }
+const ctest = (name: string, fn: (t: TestContext) => Promise<void>): void => { test(name, { skip: missing }, fn) }
 
 if (!missing) {
   storeConformance('PostgresStore', async () => {
@@ -148,7 +148,7 @@ ctest('3 processes, 30 providers in 3 rooms, one process SIGKILLed mid-run: all 
     const stored = await waitFor(async () => {
       const doc = await storedDoc(schema, room)
       return doc.getText('text').toString() === members[0]!.text.toString() ? doc : undefined
-    }, { timeout: 10_000, message: `PostgreSQL holds room ${room}` })
+    }, { timeout: 10_000, message: `PostgreSQL holds room ${room}` }) as Y.Doc
     for (const c of members) {
       for (const update of seenBeforeKill.get(c)!) assert.ok(contains(stored, update), `an update a client received is missing from PostgreSQL (seed ${seed})`)
     }
