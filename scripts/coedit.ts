@@ -5,9 +5,11 @@
 import { UsageError } from '../server/config.js'
 import { CoeditError } from '../server/errors.js'
 import { serve } from './serve.js'
+import { token } from './token.js'
 
 const VERBS: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
   serve: { run: serve, summary: 'run the collaboration server (see coedit serve --help)' },
+  token: { run: token, summary: 'print an access token for a server started with --auth-secret or --auth-public-key' },
 }
 
 function usage(): string {

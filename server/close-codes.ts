@@ -19,6 +19,9 @@ export const CLOSE_TRY_AGAIN_LATER: CloseCode = { code: 1013, reason: 'try again
 export const CLOSE_BAD_MESSAGE: CloseCode = { code: 4400, reason: 'malformed message' }
 export const CLOSE_UNAUTHORIZED: CloseCode = { code: 4401, reason: 'unauthorized' }
 export const CLOSE_FORBIDDEN: CloseCode = { code: 4403, reason: 'forbidden' }
+export const CLOSE_SLOW_CONSUMER: CloseCode = { code: 4408, reason: 'not reading fast enough: too much unsent data' }
+export const CLOSE_DOCUMENT_TOO_LARGE: CloseCode = { code: 4413, reason: 'document size limit reached' }
+export const CLOSE_RATE_LIMITED: CloseCode = { code: 4429, reason: 'rate limit exceeded' }
 
 /** Close reasons travel in a control frame whose payload is at most 125 bytes. */
 export function closeReason(reason: string): string {

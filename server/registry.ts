@@ -5,14 +5,26 @@
  * keeps the room (or gets a freshly loaded one): never a half-destroyed document.
  */
 import type { Logger } from 'pino'
-import { Room, type Peer, type RoomOptions } from './room.js'
+import { Room, type Peer, type RoomObserver, type RoomOptions } from './room.js'
 import type { Store } from './persistence/store.js'
+import { CoeditError } from './errors.js'
 
 export interface RegistryOptions extends Omit<RoomOptions, 'log'> {
   /** ms a room stays loaded after its last connection left. */
   roomGrace: number
+  /** Most rooms loaded at once; to load one more, the least recently used idle room is unloaded first. */
+  maxRooms?: number
   /** Told when a room is loaded (before anyone is served) and unloaded: cluster mode hooks in here. */
   lifecycle?: RoomLifecycle
+  /** Told about loads and unloads too (metrics, webhooks). */
+  observer?: RegistryObserver
+}
+
+export interface RegistryObserver extends RoomObserver {
+  roomLoaded(room: Room, ms: number): void
+  roomLoadFailed(name: string): void
+  /** Before the room is destroyed: its document can still be read. */
+  roomUnloaded(room: Room): void
 }
 
 export interface RoomLifecycle {
@@ -25,6 +37,8 @@ interface Entry {
   room: Room | undefined
   graceTimer: NodeJS.Timeout | undefined
   unloading: Promise<void> | undefined
+  /** When a connection last joined or left (for least-recently-used unloading). */
+  lastUsed?: number
 }
 
 export class RoomRegistry {
@@ -53,17 +67,19 @@ export class RoomRegistry {
     if (!entry) {
       const started = performance.now()
       const fresh: Entry = { loading: undefined as unknown as Promise<Room>, room: undefined, graceTimer: undefined, unloading: undefined }
-      fresh.loading = Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) }).then(
+      fresh.loading = this.makeSpace(fresh).then(() => Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) })).then(
         async (room) => {
           await this.options.lifecycle?.loaded(room)
           fresh.room = room
           room.onEmpty = () => this.scheduleUnload(name, fresh)
           this.log.info({ event: 'room_loaded', room: name, ms: Math.round(performance.now() - started) }, 'room loaded')
+          this.options.observer?.roomLoaded(room, performance.now() - started)
           return room
         },
         (err: unknown) => {
           if (this.entries.get(name) === fresh) this.entries.delete(name)
           this.log.error({ event: 'room_load_failed', room: name, err: String(err) }, 'room load failed')
+          this.options.observer?.roomLoadFailed(name)
           throw err
         },
       )
@@ -79,6 +95,7 @@ export class RoomRegistry {
       const room = await this.get(name)
       const entry = this.entries.get(name)
       if (entry?.room === room && room.addPeer(peer)) {
+        entry.lastUsed = Date.now()
         if (entry.graceTimer) clearTimeout(entry.graceTimer)
         entry.graceTimer = undefined
         return room
@@ -88,7 +105,27 @@ export class RoomRegistry {
     }
   }
 
+  /**
+   * Over `maxRooms` (counting `fresh`, being loaded): unloads idle rooms, least recently
+   * used first, until there is space. Throws TOO_MANY_ROOMS if every room is in use.
+   */
+  private async makeSpace(fresh: Entry): Promise<void> {
+    const max = this.options.maxRooms
+    if (!max || this.entries.size <= max) return
+    const idle = [...this.entries].filter(([, e]) => e !== fresh && e.room && e.room.size === 0)
+      .sort(([, a], [, b]) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0))
+    for (const [name, e] of idle) {
+      if (this.entries.size <= max) return
+      if (e.graceTimer) clearTimeout(e.graceTimer)
+      e.graceTimer = undefined
+      this.log.info({ event: 'room_evicted', room: name }, 'unloading the least recently used idle room to make space')
+      await this.unload(name, e)
+    }
+    if (this.entries.size > max) throw new CoeditError('TOO_MANY_ROOMS', `${max} rooms are loaded and none is idle`)
+  }
+
   private scheduleUnload(name: string, entry: Entry): void {
+    entry.lastUsed = Date.now()
     if (entry.graceTimer) clearTimeout(entry.graceTimer)
     entry.graceTimer = setTimeout(() => {
       entry.graceTimer = undefined
@@ -108,6 +145,7 @@ export class RoomRegistry {
         if (room.size > 0 || room.hasPendingWrites || this.entries.get(name) !== entry) return
         this.entries.delete(name)
         this.options.lifecycle?.unloaded(room)
+        this.options.observer?.roomUnloaded(room)
         room.destroy()
         this.log.info({ event: 'room_unloaded', room: name }, 'room unloaded')
       } finally {

@@ -3,7 +3,7 @@
  * into a `Peer` of a room, holds the peer's messages until the room has loaded,
  * and finds dead peers by ping/pong.
  */
-import type { IncomingMessage } from 'node:http'
+import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, WebSocket, type RawData } from 'ws'
 import type { Logger } from 'pino'
@@ -15,12 +15,45 @@ import { COEDIT_OPT_IN_PARAM } from './protocol.js'
 import type { RoomRegistry } from './registry.js'
 import type { Peer, Room } from './room.js'
 import { parseRoomPath } from './room-name.js'
+import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Authenticator, type Grant, type OriginPolicy } from './auth.js'
+import { CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED } from './close-codes.js'
+import { AddressCounter, ConnectionRate } from './limits.js'
 
 export interface TransportOptions {
   /** Largest accepted frame in bytes; bigger ones close the connection with 1009. */
   maxMessageSize: number
   /** ms between pings; a peer that has not answered the previous ping is dropped. */
   pingInterval: number
+  /** Told about connections and every message (metrics). */
+  observer?: TransportObserver
+  /** Token checking; undefined = tokens off, everyone may write every room. */
+  auth?: Authenticator
+  /** Browser origins allowed besides the server's own (default: only its own). */
+  origins?: OriginPolicy
+  /** Client address from X-Forwarded-For, host from X-Forwarded-Host. */
+  trustProxy?: boolean
+  /** 0 or absent = no limit. */
+  maxConnectionsPerIp?: number
+  maxMessagesPerSecond?: number
+  maxBytesPerSecond?: number
+  /** Unsent bytes allowed per connection beyond its largest queued message; 0 or absent = no limit. */
+  maxBufferedBytes?: number
+  maxRoomNameLength?: number
+  roomNamePattern?: RegExp
+}
+
+/** setTimeout fires at once for delays past 2^31-1 ms; longer waits are chained. */
+const MAX_TIMER = 2 ** 31 - 1
+/** A slow consumer gets this long to take its close frame before the socket is destroyed. */
+const SLOW_CLOSE_GRACE = 1000
+
+/** Counts traffic; called on the hot path, so implementations only add numbers. */
+export interface TransportObserver {
+  opened(): void
+  received(message: Uint8Array): void
+  sent(message: Uint8Array): void
+  closed(code: number): void
+  error(kind: string): void
 }
 
 let nextPeerId = 1
@@ -29,21 +62,37 @@ class WsPeer implements Peer {
   readonly id: string
   readonly wantsAck: boolean
   readonly ws: WebSocket
+  readonly readOnly: boolean
   readonly openedAt = Date.now()
   alive = true
   bytesIn = 0
   bytesOut = 0
   closeSent: CloseCode | undefined
+  observer: TransportObserver | undefined
+  /** Largest message queued since the send buffer was last empty: one big message (a large document's sync) is no sign of a slow reader. */
+  private largestPending = 0
 
-  constructor(ws: WebSocket, wantsAck: boolean) {
+  constructor(ws: WebSocket, wantsAck: boolean, readOnly: boolean, private readonly maxBuffered: number, private readonly onSlow: (backlog: number) => void) {
     this.id = (nextPeerId++).toString(36)
     this.ws = ws
     this.wantsAck = wantsAck
+    this.readOnly = readOnly
   }
 
   send(message: Uint8Array): void {
     if (this.ws.readyState !== WebSocket.OPEN) return
+    const backlog = this.ws.bufferedAmount
+    if (backlog === 0) this.largestPending = 0
+    if (this.maxBuffered > 0 && backlog > this.maxBuffered + this.largestPending) {
+      this.onSlow(backlog)
+      this.close(CLOSE_SLOW_CONSUMER)
+      // It is not reading, so it will not read the close frame either: free the buffers soon.
+      setTimeout(() => this.ws.terminate(), SLOW_CLOSE_GRACE).unref()
+      return
+    }
+    this.largestPending = Math.max(this.largestPending, message.length)
     this.bytesOut += message.length
+    this.observer?.sent(message)
     this.ws.send(message)
   }
 
@@ -60,10 +109,14 @@ export class Transport {
   private readonly pingTimer: NodeJS.Timeout
   private readonly registry: RoomRegistry
   private readonly log: Logger
+  private readonly options: TransportOptions
+  private readonly addresses: AddressCounter
 
   constructor(registry: RoomRegistry, options: TransportOptions, log: Logger) {
     this.registry = registry
     this.log = log
+    this.options = options
+    this.addresses = new AddressCounter(options.maxConnectionsPerIp ?? 0)
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxMessageSize,
@@ -78,33 +131,84 @@ export class Transport {
     return this.peers.size
   }
 
-  /** Handles an HTTP upgrade request: refuses a bad room path with 400, otherwise joins the room. */
+  /**
+   * Handles an HTTP upgrade request. Refused with an HTTP status and no WebSocket opened:
+   * a bad room path (400), a foreign browser origin (403), a missing, forged or expired
+   * token (401), a token for other rooms (403), too many connections from one address (429).
+   * The URL is never logged: it may carry a token.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    const parsed = parseRoomPath(url.pathname)
-    if (!parsed.ok) {
-      rejectUpgrade(socket, 400, parsed.error)
-      this.log.info({ event: 'upgrade_refused', status: 400, reason: parsed.error }, 'upgrade refused')
-      return
+    const ip = clientAddress(req, this.options.trustProxy ?? false)
+    const refuse = (status: number, code: string, reason: string, room?: string): void => {
+      rejectUpgrade(socket, status, reason)
+      this.log.info({ event: 'upgrade_refused', status, code, reason, room, ip }, 'upgrade refused')
     }
-    const wantsAck = url.searchParams.get(COEDIT_OPT_IN_PARAM) !== null
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, parsed.room, wantsAck, req))
+    const parsed = parseRoomPath(url.pathname, this.options.maxRoomNameLength, this.options.roomNamePattern)
+    if (!parsed.ok) return refuse(400, 'BAD_ROOM_NAME', parsed.error)
+    const room = parsed.room
+    if (!originAllowed(req, this.options.origins ?? [], this.options.trustProxy ?? false)) {
+      return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed', room)
+    }
+    const upgrade = (grant: Grant): void => {
+      if (socket.destroyed) return
+      if (!this.addresses.acquire(ip)) return refuse(429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address', room)
+      socket.once('close', () => this.addresses.release(ip))
+      const wantsAck = url.searchParams.get(COEDIT_OPT_IN_PARAM) !== null
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, room, wantsAck, grant, ip))
+    }
+    const auth = this.options.auth
+    if (!auth) return upgrade(OPEN_GRANT)
+    auth.authorize(tokenOf(req, url), room).then(
+      (result) => {
+        if (result.ok) upgrade(result.grant)
+        else if (!socket.destroyed) refuse(result.status, result.code, result.reason, room)
+      },
+      (err: unknown) => {
+        this.log.error({ event: 'auth_failed', room, err: String(err) }, 'token check failed')
+        if (!socket.destroyed) rejectUpgrade(socket, 500, 'internal error')
+      },
+    )
   }
 
-  private accept(ws: WebSocket, roomName: string, wantsAck: boolean, req: IncomingMessage): void {
-    const peer = new WsPeer(ws, wantsAck)
+  private accept(ws: WebSocket, roomName: string, wantsAck: boolean, grant: Grant, ip: string): void {
+    const peer = new WsPeer(ws, wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
+      this.log.warn({ event: 'slow_consumer', room: roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
+    })
     this.peers.add(peer)
-    const ip = req.socket.remoteAddress
+    const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
+    let expiry: NodeJS.Timeout | undefined
+    const armExpiry = (at: number): void => {
+      const delay = at - Date.now()
+      expiry = delay > MAX_TIMER
+        ? setTimeout(() => armExpiry(at), MAX_TIMER)
+        : setTimeout(() => {
+          this.log.info({ event: 'token_expired', room: roomName, peer: peer.id }, 'token expired, closing connection')
+          peer.close(CLOSE_UNAUTHORIZED, 'token expired')
+        }, Math.max(0, delay))
+      expiry.unref()
+    }
+    if (grant.expiresAt !== undefined) armExpiry(grant.expiresAt)
     let room: Room | undefined
     let queue: Uint8Array[] | undefined = []
     let closed = false
-    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip }, 'connection opened')
+    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
+    peer.observer = this.options.observer
+    this.options.observer?.opened()
 
     ws.on('pong', () => { peer.alive = true })
     ws.on('message', (data: RawData, isBinary: boolean) => {
       peer.alive = true
+      if (peer.closeSent) return
       const bytes = toUint8Array(data)
       peer.bytesIn += bytes.length
+      this.options.observer?.received(bytes)
+      const verdict = rate.admit(bytes.length)
+      if (!verdict.ok) {
+        this.log.warn({ event: 'rate_limited', room: roomName, peer: peer.id, code: verdict.code }, 'rate limit exceeded, closing connection')
+        peer.close(CLOSE_RATE_LIMITED, verdict.code === 'MESSAGE_RATE' ? 'too many messages per second' : 'too many bytes per second')
+        return
+      }
       if (!isBinary) {
         this.log.warn({ event: 'bad_message', room: roomName, peer: peer.id, code: 'TEXT_FRAME' }, 'text frame, closing connection')
         peer.close(CLOSE_UNSUPPORTED_DATA)
@@ -117,12 +221,15 @@ export class Transport {
       // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
       this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message }, 'connection error')
+      this.options.observer?.error('connection')
     })
     ws.on('close', (code: number) => {
       closed = true
+      clearTimeout(expiry)
       queue = undefined
       this.peers.delete(peer)
       room?.removePeer(peer)
+      this.options.observer?.closed(code)
       this.log.info({
         event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code,
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
@@ -180,7 +287,7 @@ function toUint8Array(data: RawData): Uint8Array {
 function rejectUpgrade(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`
   socket.end(
-    `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Error'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
     'Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   )

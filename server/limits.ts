@@ -1,0 +1,114 @@
+/**
+ * Resource limits that do not belong to one module: token buckets for per-connection
+ * rates, the per-address connection count, and the plausibility check on the clocks
+ * and lengths an update claims.
+ */
+import * as Y from 'yjs'
+import { ProtocolError } from './protocol.js'
+
+/** A rate bucket holds this many seconds' worth of its rate: bursts up to that pass. */
+export const RATE_BURST_SECONDS = 10
+
+/**
+ * No clock or length in an update may reach past this, whatever the room holds:
+ * a trillion operations by one client is not a document, it is an attack, and
+ * numbers near 2^53 stop being exact.
+ */
+export const MAX_CLOCK = 2 ** 40
+
+/** A classic token bucket: `rate` tokens a second, at most `capacity` saved up. */
+export class TokenBucket {
+  private tokens: number
+  private last: number
+
+  constructor(readonly rate: number, readonly capacity: number, now = performance.now()) {
+    this.tokens = capacity
+    this.last = now
+  }
+
+  /** Takes `n` tokens if there are enough; false (taking nothing) otherwise. */
+  take(n: number, now = performance.now()): boolean {
+    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.rate)
+    this.last = now
+    if (this.tokens < n) return false
+    this.tokens -= n
+    return true
+  }
+}
+
+export type RateVerdict = { ok: true } | { ok: false; code: 'MESSAGE_RATE' | 'BYTE_RATE' }
+
+/** The message and byte buckets of one connection; a rate of 0 means no limit. */
+export class ConnectionRate {
+  private readonly messages: TokenBucket | undefined
+  private readonly bytes: TokenBucket | undefined
+
+  constructor(messagesPerSecond: number, bytesPerSecond: number) {
+    this.messages = messagesPerSecond > 0 ? new TokenBucket(messagesPerSecond, messagesPerSecond * RATE_BURST_SECONDS) : undefined
+    this.bytes = bytesPerSecond > 0 ? new TokenBucket(bytesPerSecond, bytesPerSecond * RATE_BURST_SECONDS) : undefined
+  }
+
+  admit(byteLength: number): RateVerdict {
+    const now = performance.now()
+    if (this.messages && !this.messages.take(1, now)) return { ok: false, code: 'MESSAGE_RATE' }
+    if (this.bytes && !this.bytes.take(byteLength, now)) return { ok: false, code: 'BYTE_RATE' }
+    return { ok: true }
+  }
+}
+
+/** Open connections per client address; `max` 0 means no limit. */
+export class AddressCounter {
+  private readonly counts = new Map<string, number>()
+
+  constructor(private readonly max: number) {}
+
+  /** Counts a connection from `address`, or returns false if it is at the limit. */
+  acquire(address: string): boolean {
+    const n = this.counts.get(address) ?? 0
+    if (this.max > 0 && n >= this.max) return false
+    this.counts.set(address, n + 1)
+    return true
+  }
+
+  release(address: string): void {
+    const n = (this.counts.get(address) ?? 0) - 1
+    if (n <= 0) this.counts.delete(address)
+    else this.counts.set(address, n)
+  }
+
+  count(address: string): number {
+    return this.counts.get(address) ?? 0
+  }
+}
+
+/**
+ * Refuses an update whose structs or deletions reach implausibly far past what the
+ * room has of each client: a well-formed update can claim a deleted range of 2^52
+ * items, or an item at clock 2^50, and would be stored (and served) forever.
+ *
+ * Allowed: for each client, every struct and deleted range ends at most `maxAdvance`
+ * clock units past the room's state for that client, and never past MAX_CLOCK.
+ * A legitimate client only ever extends its own clock by what it actually did.
+ */
+export function checkUpdateClocks(update: Uint8Array, stateOf: (client: number) => number, maxAdvance: number): void {
+  // The caller has already validated the bytes; decoding again cannot throw.
+  const { structs, ds } = Y.decodeUpdate(update) as unknown as {
+    structs: Array<{ id: { client: number; clock: number }; length: number }>
+    ds: { clients: Map<number, Array<{ clock: number; len: number }>> }
+  }
+  const limitOf = (client: number): number => Math.min(MAX_CLOCK, stateOf(client) + maxAdvance)
+  for (const s of structs) {
+    const end = s.id.clock + s.length
+    if (!(end <= limitOf(s.id.client))) {
+      throw new ProtocolError('IMPLAUSIBLE_CLOCK', `update claims clock ${end} for client ${s.id.client}, beyond the allowed ${limitOf(s.id.client)}`)
+    }
+  }
+  for (const [client, ranges] of ds.clients) {
+    for (const r of ranges) {
+      const end = r.clock + r.len
+      if (!(end <= limitOf(client))) {
+        throw new ProtocolError('IMPLAUSIBLE_CLOCK', `update deletes up to clock ${end} of client ${client}, beyond the allowed ${limitOf(client)}`)
+      }
+    }
+  }
+}
