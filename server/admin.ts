@@ -1,0 +1,208 @@
+/**
+ * The admin HTTP API behind `coedit <verb> --server URL --token TOKEN`. Off unless the
+ * server was started with `--admin-token`; every request needs `Authorization: Bearer
+ * TOKEN` (compared in constant time). Changes go through the live room, so connected
+ * clients see imports, reverts and restores at once.
+ *
+ *   GET  /admin/rooms                                   rooms (JSON)
+ *   GET  /admin/rooms/ROOM/export?format=text|json|update[&name=text]
+ *   POST /admin/rooms/ROOM/import?format=update|text|json[&name=text]   body: the file
+ *   GET  /admin/rooms/ROOM/history                      versions (JSON)
+ *   POST /admin/rooms/ROOM/revert?to=VERSION|TIME       (JSON)
+ *   GET  /admin/backup                                  the backup file (streamed)
+ *   POST /admin/restore[?force=1]                       body: a backup file (JSON)
+ *
+ * ROOM is percent-encoded. Errors are JSON `{ error: { code, message } }`.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import * as Y from 'yjs'
+import { CoeditError } from './errors.js'
+import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from './doc-ops.js'
+import { verifyBackup } from './backup-format.js'
+import type { HistoryKeeper } from './history.js'
+import { sendJson, type Route } from './http.js'
+import { Operations, type RoomAccess } from './operations.js'
+import type { Store } from './persistence/store.js'
+import type { RoomRegistry } from './registry.js'
+
+export interface AdminOptions {
+  token: string
+  store: Store
+  registry: RoomRegistry
+  history: HistoryKeeper
+  /** Largest import body accepted (bytes). */
+  maxImportSize: number
+}
+
+const STATUS: Record<string, number> = {
+  UNAUTHORIZED: 401,
+  ROOM_NOT_FOUND: 404,
+  VERSION_NOT_FOUND: 404,
+  NOT_FOUND: 404,
+  BAD_REQUEST: 400,
+  BAD_FILE: 400,
+  BAD_BACKUP: 400,
+  BAD_TIME: 400,
+  BAD_UPDATE: 400,
+  NOT_EMPTY: 409,
+  TOO_LARGE: 413,
+  HISTORY_UNAVAILABLE: 501,
+}
+
+/** Reads through the server's live rooms; a room loaded only for this unloads after the grace period. */
+function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper): RoomAccess {
+  return {
+    live: true,
+    async current(room) {
+      const loaded = registry.rooms.find((r) => r.name === room && !r.isDestroyed)
+      if (loaded) return loaded.lastApplied === 0 && loaded.doc.store.clients.size === 0 ? undefined : { state: Y.encodeStateAsUpdate(loaded.doc), seq: loaded.lastApplied }
+      const stored = await store.load(room)
+      return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq }
+    },
+    async apply(room, update) {
+      const live = await registry.get(room)
+      await live.applyAdminUpdate(update)
+      // The registry unloads a room when its last connection leaves; one nobody joined never had one.
+      if (live.size === 0) live.onEmpty(live)
+      return live.lastApplied
+    },
+    async recordVersion(room, state, seq) {
+      await history.record(room, state, seq)
+    },
+  }
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
+  if (!m) return false
+  // Hash both sides: timingSafeEqual needs equal lengths, and the length must not leak either.
+  const a = createHash('sha256').update(m[1]!).digest()
+  const b = createHash('sha256').update(token).digest()
+  return timingSafeEqual(a, b)
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const parts: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (--max-message-size)`)
+    parts.push(chunk)
+  }
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+function choice<T extends string>(value: string | null, allowed: readonly T[], fallback: T, what: string): T {
+  if (value === null || value === '') return fallback
+  if (!(allowed as readonly string[]).includes(value)) throw new CoeditError('BAD_REQUEST', `${what} must be one of ${allowed.join(', ')}`)
+  return value as T
+}
+
+const CONTENT_TYPE: Record<ExportFormat, string> = {
+  text: 'text/plain; charset=utf-8',
+  json: 'application/json; charset=utf-8',
+  update: 'application/octet-stream',
+}
+
+export function adminRoutes(options: AdminOptions): Route {
+  const ops = new Operations(options.store, liveAccess(options.registry, options.store, options.history))
+  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    if (!tokenMatches(req.headers.authorization, options.token)) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="coedit admin"')
+      throw new CoeditError('UNAUTHORIZED', 'missing or wrong admin token')
+    }
+    const method = req.method ?? 'GET'
+    const path = url.pathname
+    if (path === '/admin/rooms' && method === 'GET') {
+      sendJson(res, 200, { rooms: await ops.rooms() })
+      return
+    }
+    if (path === '/admin/backup' && method === 'GET') {
+      const chunks = ops.backup((rooms) => {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store', 'X-Coedit-Rooms': String(rooms) })
+      })
+      // The first chunk takes the snapshot (and writes the head); errors before it are JSON errors.
+      const first = await chunks.next()
+      res.write(first.value as Uint8Array)
+      await pipeline(chunks, res)
+      return
+    }
+    if (path === '/admin/restore' && method === 'POST') {
+      const force = url.searchParams.get('force') === '1'
+      if (!force && (await ops.rooms()).length > 0) {
+        throw new CoeditError('NOT_EMPTY', 'the server already has rooms: restore merges into them only with --force')
+      }
+      // Checked in full before anything changes: the body goes to a temporary file first.
+      const dir = await mkdtemp(join(tmpdir(), 'coedit-restore-'))
+      try {
+        const file = join(dir, 'backup')
+        await pipeline(req, createWriteStream(file))
+        await verifyBackup(createReadStream(file))
+        const result = await ops.restore(createReadStream(file))
+        sendJson(res, 200, result)
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
+      return
+    }
+    const m = /^\/admin\/rooms\/([^/]+)\/(export|import|history|revert)$/.exec(path)
+    if (!m) throw new CoeditError('NOT_FOUND', `no admin endpoint ${method} ${path}`)
+    let room: string
+    try {
+      room = decodeURIComponent(m[1]!)
+    } catch {
+      throw new CoeditError('BAD_REQUEST', 'the room name is not valid percent-encoding')
+    }
+    const action = m[2]!
+    const expected = action === 'import' || action === 'revert' ? 'POST' : 'GET'
+    if (method !== expected) throw new CoeditError('BAD_REQUEST', `${action} takes ${expected}`)
+    const textName = url.searchParams.get('name') || undefined
+    switch (action) {
+      case 'export': {
+        const format = choice<ExportFormat>(url.searchParams.get('format'), EXPORT_FORMATS, 'text', 'format')
+        const body = await ops.export(room, format, textName)
+        res.writeHead(200, { 'Content-Type': CONTENT_TYPE[format], 'Content-Length': body.length, 'Cache-Control': 'no-store' })
+        res.end(body)
+        return
+      }
+      case 'import': {
+        const format = choice<ImportFormat>(url.searchParams.get('format'), IMPORT_FORMATS, 'update', 'format')
+        const body = await readBody(req, options.maxImportSize)
+        sendJson(res, 200, await ops.import(room, body, format, textName))
+        return
+      }
+      case 'history':
+        sendJson(res, 200, { room, versions: await ops.history(room) })
+        return
+      case 'revert': {
+        const to = url.searchParams.get('to')
+        if (!to) throw new CoeditError('BAD_REQUEST', 'revert needs ?to=VERSION|TIME')
+        sendJson(res, 200, await ops.revert(room, to))
+        return
+      }
+    }
+  }
+  return async (req, res, url) => {
+    if (url.pathname !== '/admin' && !url.pathname.startsWith('/admin/')) return false
+    try {
+      await handle(req, res, url)
+    } catch (err) {
+      if (res.headersSent) {
+        // Mid-stream (a backup): cutting the connection makes the client see a truncated file.
+        res.destroy(err as Error)
+        return true
+      }
+      const code = err instanceof CoeditError ? err.code : (err as { code?: unknown }).code === 'BAD_UPDATE' ? 'BAD_UPDATE' : 'INTERNAL'
+      const status = STATUS[code] ?? 500
+      const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
+      sendJson(res, status, { error: { code, message } })
+    }
+    return true
+  }
+}

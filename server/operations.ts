@@ -1,0 +1,192 @@
+/**
+ * The operator verbs over a store: what the admin API runs inside the server and what
+ * the CLI runs on a data directory no server holds. The two differ only in `RoomAccess`:
+ * a running server reads and writes through its live rooms (so connected clients see
+ * every change at once); offline, the store is read and appended to directly.
+ */
+import * as Y from 'yjs'
+import { CoeditError } from './errors.js'
+import {
+  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
+  type ExportFormat, type ImportFormat,
+} from './doc-ops.js'
+import { decodeBackup, encodeBackup, type BackupHeader, type BackupRoom } from './backup-format.js'
+import { isVersionedStore, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+
+/** How the verbs see a room's current state and change it. */
+export interface RoomAccess {
+  /** The room's whole state and the seq it includes; undefined if the room does not exist. */
+  current(room: string): Promise<{ state: Uint8Array; seq: number } | undefined>
+  /** Merges `update` into the room (stored, then relayed to connected clients); returns the new seq. */
+  apply(room: string, update: Uint8Array): Promise<number>
+  /** Records a version (no-op if the newest already has `seq`). */
+  recordVersion(room: string, state: Uint8Array, seq: number): Promise<void>
+  /** True if the room is served live (restore then merges instead of replacing). */
+  readonly live: boolean
+}
+
+/** Offline access: the store alone. */
+export function storeAccess(store: Store): RoomAccess {
+  return {
+    live: false,
+    async current(room) {
+      const stored = await store.load(room)
+      if (stored.updates.length === 0) return undefined
+      return { state: mergeState(stored.updates), seq: stored.lastSeq }
+    },
+    apply: (room, update) => store.append(room, [update]),
+    async recordVersion(room, state, seq) {
+      if (!isVersionedStore(store)) return
+      const versions = await store.listVersions(room)
+      if (versions.length > 0 && versions[versions.length - 1]!.seq === seq) return
+      await store.putVersion(room, { at: Date.now(), seq, state })
+    },
+  }
+}
+
+export interface RevertResult {
+  room: string
+  /** The version the room's content was brought back to. */
+  version: VersionInfo
+  /** Size of the update the revert made (0: the content already was that version's). */
+  bytes: number
+}
+
+export interface ImportResult {
+  room: string
+  bytes: number
+  created: boolean
+}
+
+export interface RestoreResult {
+  rooms: number
+  verified: number
+}
+
+export class Operations {
+  readonly store: Store
+  private readonly access: RoomAccess
+
+  constructor(store: Store, access: RoomAccess = storeAccess(store)) {
+    this.store = store
+    this.access = access
+  }
+
+  private versioned(): VersionedStore {
+    if (!isVersionedStore(this.store)) {
+      throw new CoeditError('HISTORY_UNAVAILABLE', 'this server\'s store keeps no history or backups (cluster mode)')
+    }
+    return this.store
+  }
+
+  async rooms(): Promise<RoomInfo[]> {
+    return this.store.listRooms()
+  }
+
+  private async existing(room: string): Promise<{ state: Uint8Array; seq: number }> {
+    const current = await this.access.current(room)
+    if (!current) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+    return current
+  }
+
+  async export(room: string, format: ExportFormat, textName?: string): Promise<Uint8Array> {
+    const { state } = await this.existing(room)
+    const doc = docFromUpdates([state])
+    try {
+      return exportDoc(doc, format, textName)
+    } finally {
+      doc.destroy()
+    }
+  }
+
+  async import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult> {
+    const current = await this.access.current(room)
+    const update = importUpdate(current?.state ?? Y.encodeStateAsUpdate(new Y.Doc()), body, format, textName)
+    if (current) await this.access.recordVersion(room, current.state, current.seq)
+    if (isEmptyUpdate(update)) return { room, bytes: 0, created: false }
+    await this.access.apply(room, update)
+    return { room, bytes: update.length, created: current === undefined }
+  }
+
+  async history(room: string): Promise<VersionInfo[]> {
+    const versions = await this.versioned().listVersions(room)
+    if (versions.length === 0 && !(await this.access.current(room))) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+    return versions
+  }
+
+  /** Brings the room's content back to the version `to` names, as a new change (see computeRevert). */
+  async revert(room: string, to: string, now = Date.now()): Promise<RevertResult> {
+    const store = this.versioned()
+    const versions = await this.history(room)
+    const target = resolveVersion(versions, to, now)
+    const old = await store.getVersion(room, target.id)
+    if (!old) throw new CoeditError('VERSION_NOT_FOUND', `version ${target.id} was just deleted by the retention policy`)
+    const current = await this.existing(room)
+    // The state before the revert stays in the history: a revert can itself be reverted.
+    await this.access.recordVersion(room, current.state, current.seq)
+    const update = computeRevert(current.state, old.state)
+    if (isEmptyUpdate(update)) return { room, version: target, bytes: 0 }
+    await this.access.apply(room, update)
+    return { room, version: target, bytes: update.length }
+  }
+
+  /** The backup file of every room as of now, chunk by chunk. */
+  async *backup(onStart?: (rooms: number) => void, onRoom?: (room: string) => void): AsyncGenerator<Uint8Array> {
+    const snapshot = await this.versioned().snapshot()
+    try {
+      onStart?.(snapshot.rooms.length)
+      yield* encodeBackup(snapshot, Date.now(), onRoom)
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  /**
+   * Restores a backup that was already checked once (`verifyBackup`): offline each room
+   * replaces what the store held under its name; live it is merged into the running room.
+   * Then reads every room back and checks it holds the backup's content.
+   */
+  async restore(chunks: AsyncIterable<Uint8Array>, onStart?: (header: BackupHeader) => void, onRoom?: (room: string) => void): Promise<RestoreResult> {
+    const store = this.versioned()
+    const written: BackupRoom[] = []
+    let header: BackupHeader | undefined
+    for await (const item of decodeBackup(chunks)) {
+      if ('header' in item) {
+        header = item.header
+        onStart?.(header)
+        continue
+      }
+      const record = item.room
+      if (this.access.live) {
+        const existed = await this.access.current(record.name)
+        await this.access.apply(record.name, record.updates[0]!)
+        // Versions of a room the server already has would interleave with its own: keep those.
+        if (!existed) for (const v of record.versions) await store.putVersion(record.name, { at: v.at, seq: v.seq, state: v.state })
+      } else {
+        await store.putRoom(record)
+      }
+      // Keep only what verification needs: the state (versions are checked by count).
+      written.push({ ...record, versions: record.versions.map((v) => ({ ...v, state: new Uint8Array(0) })) })
+      onRoom?.(record.name)
+    }
+    let verified = 0
+    for (const record of written) {
+      if (isEmptyUpdate(record.updates[0]!) && this.access.live) {
+        verified++
+        continue
+      }
+      const now = await this.access.current(record.name)
+      const ok = now !== undefined && (this.access.live
+        ? containsState(now.state, record.updates[0]!)
+        : sameContent(now.state, record.updates[0]!) && (await store.listVersions(record.name)).length === record.versions.length)
+      if (!ok) throw new CoeditError('RESTORE_VERIFY_FAILED', `room "${record.name}" does not read back as the backup holds it`)
+      verified++
+    }
+    return { rooms: header?.rooms ?? written.length, verified }
+  }
+}
+
+function isEmptyUpdate(update: Uint8Array): boolean {
+  const decoded = Y.decodeUpdate(update)
+  return decoded.structs.length === 0 && decoded.ds.clients.size === 0
+}
