@@ -59,6 +59,15 @@ export interface RoomReplication {
   gap(room: Room): void
 }
 
+/** Told about stored and applied updates and compactions (metrics, webhooks). Never blocks the room. */
+export interface RoomObserver {
+  /** An append settled after `ms` (ok = durable). */
+  stored(ms: number, ok: boolean): void
+  /** A local update (connection or admin) is stored and applied to the document. */
+  applied(room: Room, origin: UpdateOrigin): void
+  compacted(updates: number, ms: number, ok: boolean): void
+}
+
 export interface RoomOptions {
   /** Send each stored update back to its sender too (the echo-based "saved" signal of y-websocket 4). */
   echo: boolean
@@ -74,6 +83,7 @@ export interface RoomOptions {
   replication?: RoomReplication
   /** Told after each successful compaction, with the state stored (history records it as a version). */
   onCompacted?: (room: Room, state: Uint8Array, upTo: number) => void
+  observer?: RoomObserver
 }
 
 interface PeerState {
@@ -262,7 +272,7 @@ export class Room {
 
   private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
     const empty = validateUpdate(update)
-    if (!empty && this.options.maxClockAdvance) checkUpdateClocks(update, Y.decodeStateVector(Y.encodeStateVector(this.doc)), this.options.maxClockAdvance)
+    if (!empty && this.options.maxClockAdvance) checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance)
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
@@ -289,6 +299,8 @@ export class Room {
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
+    const observer = this.options.observer
+    if (observer) { const t = performance.now(); void written.then((r) => observer.stored(performance.now() - t, r.ok)) }
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
       if (!result.ok) {
@@ -307,6 +319,7 @@ export class Room {
         peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
       }
       this.markApplied(result.seq)
+      this.options.observer?.applied(this, origin)
       this.options.replication?.published(this, result.seq, update)
       if (peer) this.ack(peer, count)
       if (this.sinceCompaction >= this.options.compactEvery) this.scheduleCompaction()
@@ -534,8 +547,10 @@ export class Room {
       this.options.onCompacted?.(this, state, upTo)
       this.storedBytes = state.length + (this.storedBytes - bytesBefore)
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
+      this.options.observer?.compacted(folded, performance.now() - started, true)
     } catch (err) {
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
+      this.options.observer?.compacted(folded, 0, false)
     }
   }
 

@@ -3,6 +3,7 @@
  * `coedit serve` runs and the public API for headless tests.
  */
 import { createServer, type Server } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
@@ -17,6 +18,7 @@ import { RoomRegistry } from './registry.js'
 import { Transport } from './transport.js'
 import { adminRoutes } from './admin.js'
 import { HistoryKeeper, parseRetention } from './history.js'
+import { securityOptions } from './security.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -47,6 +49,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
+  const security = securityOptions(config)
   const clustered = config.postgres !== '' && config.redis !== ''
   const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
   const store: Store = mode === 'memory' ? new MemoryStore()
@@ -73,10 +76,13 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     compactEvery: config.compactEvery,
     onCompacted: (room, state, upTo) => history.compacted(room, state, upTo),
     roomGrace: config.roomGrace,
+    maxRooms: config.maxRooms,
+    maxDocumentSize: config.maxDocumentSize,
+    maxClockAdvance: config.maxClockAdvance,
     replication: cluster,
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
   }, log)
-  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval }, log)
+  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport }, log)
   history.start(() => registry.rooms)
   let closing = false
 
@@ -89,7 +95,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     editorRoutes(),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, store, registry, history, maxImportSize: config.maxMessageSize })] : []),
   ]
-  const http: Server = createServer(createRequestHandler(routes, log))
+  const http: Server | HttpsServer = security.tls
+    ? createHttpsServer({ ...security.tls }, createRequestHandler(routes, log))
+    : createServer(createRequestHandler(routes, log))
   http.on('upgrade', (req, socket, head) => {
     if (closing) {
       socket.destroy()
@@ -116,7 +124,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   }
   const port = (http.address() as AddressInfo).port
   const urlHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host
-  log.info({ event: 'listening', host: config.host, port, dataDir: mode === 'leveldb' ? config.dataDir : undefined }, `coedit listening on http://${urlHost}:${port}`)
+  log.info({ event: 'listening', host: config.host, port, dataDir: mode === 'leveldb' ? config.dataDir : undefined }, `coedit listening on ${security.tls ? 'https' : 'http'}://${urlHost}:${port}`)
 
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
@@ -138,8 +146,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   }
 
   return {
-    url: `ws://${urlHost}:${port}`,
-    httpUrl: `http://${urlHost}:${port}`,
+    url: `${security.tls ? 'wss' : 'ws'}://${urlHost}:${port}`,
+    httpUrl: `${security.tls ? 'https' : 'http'}://${urlHost}:${port}`,
     port,
     host: config.host,
     store,
