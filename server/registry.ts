@@ -111,7 +111,10 @@ export class RoomRegistry {
    */
   private async makeSpace(fresh: Entry): Promise<void> {
     const max = this.options.maxRooms
-    if (!max || this.entries.size <= max) return
+    if (!max) return
+    // get() registers `fresh` right after calling us: count it.
+    await Promise.resolve()
+    if (this.entries.size <= max) return
     const idle = [...this.entries].filter(([, e]) => e !== fresh && e.room && e.room.size === 0)
       .sort(([, a], [, b]) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0))
     for (const [name, e] of idle) {
