@@ -40,13 +40,23 @@ export interface ServerConfig {
   adminToken: string
   historyInterval: number
   historyRetention: string
+  metricsToken: string
+  webhook: string
+  webhookSecret: string
+  webhookDebounce: number
+  webhookIncludeText: boolean
+  webhookRetries: number
+  webhookBackoff: number
+  webhookTimeout: number
+  webhookMaxQueue: number
+  shutdownDelay: number
   logLevel: LogLevel
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
-type Kind = 'port' | 'string' | 'duration' | 'size' | 'count' | 'limit' | 'boolean' | 'level'
+type Kind = 'port' | 'string' | 'duration' | 'size' | 'count' | 'limit' | 'boolean' | 'level' | 'urls'
 
 interface OptionSpec<K extends keyof ServerConfig = keyof ServerConfig> {
   key: K
@@ -94,6 +104,16 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'adminToken', flag: 'admin-token', env: 'ADMIN_TOKEN', kind: 'string', default: '', help: 'turn on the admin HTTP API (/admin/...) for `coedit --server`, with this bearer token' }),
   spec({ key: 'historyInterval', flag: 'history-interval', env: 'HISTORY_INTERVAL', kind: 'duration', default: 60_000, help: 'record a version of each changed room this often (coedit history/revert)' }),
   spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: '1h:1m,1d:10m,7d:1h,30d:1d', help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
+  spec({ key: 'metricsToken', flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'string', default: '', help: 'require this bearer token on GET /metrics' }),
+  spec({ key: 'webhook', flag: 'webhook', env: 'WEBHOOK', kind: 'urls', default: '', help: 'POST a signed notice here when a room\'s document changed; repeatable, or comma-separated (needs --webhook-secret)' }),
+  spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of the X-Coedit-Signature header of webhooks' }),
+  spec({ key: 'webhookDebounce', flag: 'webhook-debounce', env: 'WEBHOOK_DEBOUNCE', kind: 'duration', default: 2000, help: 'at most one webhook per room per this window, sent at its end' }),
+  spec({ key: 'webhookIncludeText', flag: 'webhook-include-text', env: 'WEBHOOK_INCLUDE_TEXT', kind: 'boolean', default: false, help: 'put the document\'s text (doc.getText(\'text\')) in webhooks' }),
+  spec({ key: 'webhookRetries', flag: 'webhook-retries', env: 'WEBHOOK_RETRIES', kind: 'count', default: 5, help: 'retries of a failed webhook, with exponential backoff' }),
+  spec({ key: 'webhookBackoff', flag: 'webhook-backoff', env: 'WEBHOOK_BACKOFF', kind: 'duration', default: 1000, help: 'wait before the first webhook retry; doubled for each later one' }),
+  spec({ key: 'webhookTimeout', flag: 'webhook-timeout', env: 'WEBHOOK_TIMEOUT', kind: 'duration', default: 10_000, help: 'a webhook delivery taking longer has failed' }),
+  spec({ key: 'webhookMaxQueue', flag: 'webhook-max-queue', env: 'WEBHOOK_MAX_QUEUE', kind: 'count', default: 10_000, help: 'rooms with a webhook waiting, per URL; beyond it the oldest notice is dropped' }),
+  spec({ key: 'shutdownDelay', flag: 'shutdown-delay', env: 'SHUTDOWN_DELAY', kind: 'duration', default: 0, help: 'on SIGTERM, answer /readyz with 503 this long before closing connections (lets a load balancer drain)' }),
   spec({ key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` }),
 ]
 
@@ -166,6 +186,11 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
     case 'level':
       if (!(LOG_LEVELS as readonly string[]).includes(text)) fail(`"${text}" is not one of ${LOG_LEVELS.join(', ')}`)
       return text as LogLevel
+    case 'urls': {
+      const urls = text.split(',').map((u) => u.trim()).filter((u) => u !== '')
+      for (const u of urls) if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) fail(`"${u}" is not an http(s) URL`)
+      return urls.join(',')
+    }
     case 'string':
       if (text.length === 0) fail('must not be empty')
       return text
@@ -174,16 +199,16 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
 
 /** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean } {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } }
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' } }
   for (const o of SERVE_OPTIONS) {
     if (o.kind === 'boolean') {
       options[o.flag] = { type: 'boolean' }
       options[`no-${o.flag}`] = { type: 'boolean' }
     } else {
-      options[o.flag] = { type: 'string' }
+      options[o.flag] = { type: 'string', ...(o.kind === 'urls' ? { multiple: true } : {}) }
     }
   }
-  let values: Record<string, string | boolean | undefined>
+  let values: Record<string, string | boolean | string[] | undefined>
   try {
     values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as typeof values
   } catch (err) {
@@ -198,11 +223,14 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       if (values[`no-${o.flag}`] === true) config[o.key] = false
     } else if (typeof values[o.flag] === 'string') {
       config[o.key] = parseValue(o, values[o.flag] as string, `--${o.flag}`)
+    } else if (Array.isArray(values[o.flag])) {
+      config[o.key] = parseValue(o, (values[o.flag] as string[]).join(','), `--${o.flag}`)
     }
   }
   if (Boolean(config.redis) !== Boolean(config.postgres)) {
     throw new UsageError('--redis and --postgres go together: cluster mode needs both')
   }
+  if (config.webhook && !config.webhookSecret) throw new UsageError('--webhook needs --webhook-secret (receivers check the signature)')
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
   if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
   return { ...(config as unknown as ServerConfig), help: values.help === true }
@@ -211,6 +239,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
 function formatDefault(o: OptionSpec): string {
   const v = o.default
   if (v === '') return '(off)'
+  if (v === 0 && o.kind === 'duration') return '0 (off)'
   if (o.kind === 'duration') return formatDuration(v as number)
   if (o.kind === 'size') return formatSize(v as number)
   return String(v)

@@ -7,7 +7,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
-import { createRequestHandler, editorRoutes, sendJson, type Route } from './http.js'
+import { createRequestHandler, editorRoutes, type Route } from './http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
@@ -19,6 +19,7 @@ import { Transport } from './transport.js'
 import { adminRoutes } from './admin.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
+import { Ops } from './ops.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -52,8 +53,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const security = securityOptions(config)
   const clustered = config.postgres !== '' && config.redis !== ''
   const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
+  const ops = new Ops({ config, log, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
   const store: Store = mode === 'memory' ? new MemoryStore()
-    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync })
+    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics })
     : mode === 'postgres' ? await PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema })
     : mode
   const ownsStore = typeof mode === 'string'
@@ -81,17 +83,15 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxClockAdvance: config.maxClockAdvance,
     replication: cluster,
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
+    observer: ops.registryObserver,
   }, log)
-  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport }, log)
+  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport, observer: ops.metrics }, log)
+  ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
   let closing = false
 
   const routes: Route[] = [
-    (req, res, url) => {
-      if (url.pathname !== '/healthz') return false
-      sendJson(res, 200, { status: 'ok' })
-      return true
-    },
+    ...ops.routes(),
     editorRoutes(),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, store, registry, history, maxImportSize: config.maxMessageSize })] : []),
   ]
@@ -116,6 +116,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       })
     })
   } catch (err) {
+    await ops.close()
     await cluster?.close()
     if (ownsStore) await store.close()
     const code = (err as NodeJS.ErrnoException).code
@@ -130,11 +131,15 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const close = (): Promise<void> => {
     closed ??= (async () => {
       closing = true
+      // Not ready before anything closes, and (with --shutdown-delay) for long enough that a load balancer notices.
+      ops.beginShutdown()
+      if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
       const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
       await registry.flushAll()
       transport.closeAll()
       await transport.drained(2000)
       await registry.closeAll()
+      await ops.close()
       await history.close()
       await cluster?.close()
       if (ownsStore) await store.close()

@@ -20,6 +20,8 @@ import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedSt
 export interface LevelStoreOptions {
   /** fsync every batch: survives power loss, not only a process crash. Default true. */
   sync?: boolean
+  /** Told the size and duration of every append batch (metrics). */
+  observer?: { batchWritten(updates: number, ms: number): void }
 }
 
 interface PendingAppend {
@@ -28,6 +30,9 @@ interface PendingAppend {
   resolve: (seq: number) => void
   reject: (err: unknown) => void
 }
+
+/** The readiness probe's key: '!' sorts before every room prefix, so no scan meets it. */
+const HEALTH_KEY = '!health'
 
 type BatchOp =
   | { type: 'put'; key: string; value: Uint8Array }
@@ -41,6 +46,7 @@ type LevelSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>
 export class LevelStore implements VersionedStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
+  private readonly observer: LevelStoreOptions['observer']
   private readonly nextSeq = new Map<string, Promise<number> | number>()
   private queue: PendingAppend[] = []
   private writing = false
@@ -50,6 +56,7 @@ export class LevelStore implements VersionedStore {
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
     this.db = db
     this.sync = options.sync ?? true
+    this.observer = options.observer
   }
 
   /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
@@ -145,7 +152,9 @@ export class LevelStore implements VersionedStore {
       ops.push({ type: 'put', key: metaKey(room), value: textEncoder.encode(JSON.stringify({ updatedAt: now })) })
     }
     try {
+      const started = performance.now()
       await this.db.batch(ops, { sync: this.sync })
+      this.observer?.batchWritten(ops.length - touched.size, performance.now() - started)
       batch.forEach((p, i) => p.resolve(results[i]!))
     } catch (err) {
       // Nothing of the batch was written (batches are atomic): hand its numbers out again, so
@@ -340,6 +349,19 @@ export class LevelStore implements VersionedStore {
   }
 
   // ---- end of history and backup ------------------------------------------------------
+
+  // ---- health (operations, issue 7) ---------------------------------------------------
+
+  /** A tiny write and read back of a key outside every room's range (not fsynced: it proves writability, not durability). */
+  async ping(): Promise<void> {
+    if (this.closed || this.db.status !== 'open') throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const value = textEncoder.encode(String(Date.now()))
+    await this.db.put(HEALTH_KEY, value)
+    const back = await this.db.get(HEALTH_KEY)
+    if (!back || Buffer.compare(back, value) !== 0) throw new CoeditError('STORE_PING_FAILED', 'health probe read back something else')
+  }
+
+  // ---- end of health ------------------------------------------------------------------
 
   async close(): Promise<void> {
     if (this.closed) return

@@ -136,6 +136,14 @@ export class MemoryStore implements VersionedStore {
 
   // ---- end of history and backup ------------------------------------------------------
 
+  // ---- health (operations, issue 7) ---------------------------------------------------
+
+  async ping(): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+  }
+
+  // ---- end of health ------------------------------------------------------------------
+
   async close(): Promise<void> {
     this.closed = true
   }

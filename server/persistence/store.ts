@@ -93,6 +93,20 @@ export interface VersionedStore extends Store {
   putRoom(record: RoomRecord): Promise<void>
 }
 
+// ---- health (operations, issue 7) ----------------------------------------------------
+// Optional too: /readyz reports a store without it as ready but unchecked.
+
+export interface PingableStore extends Store {
+  /** Proves the store is open and can write and read back; rejects (with a `code`) otherwise. */
+  ping(): Promise<void>
+}
+
+export function isPingableStore(store: Store): store is PingableStore {
+  return typeof (store as Partial<PingableStore>).ping === 'function'
+}
+
+// ---- end of health --------------------------------------------------------------------
+
 export function isVersionedStore(store: Store): store is VersionedStore {
   const s = store as Partial<VersionedStore>
   return typeof s.putVersion === 'function' && typeof s.snapshot === 'function' && typeof s.putRoom === 'function'

@@ -1,0 +1,220 @@
+/**
+ * Prometheus metrics (prom-client), one registry per server instance: several servers in
+ * one process (tests, embedders) never share or clash over a metric.
+ *
+ * The hot path (every message in and out) only bumps plain numbers; they are handed to
+ * prom-client when scraped, so a broadcast to a thousand peers costs a thousand additions,
+ * not a thousand label lookups.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import {
+  MESSAGE_AUTH, MESSAGE_AWARENESS, MESSAGE_COEDIT, MESSAGE_QUERY_AWARENESS, MESSAGE_SYNC,
+  SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE,
+} from './protocol.js'
+import type { RegistryObserver } from './registry.js'
+import type { Room, UpdateOrigin } from './room.js'
+import type { TransportObserver } from './transport.js'
+
+export const METRIC_PREFIX = 'coedit_'
+
+export const MESSAGE_KINDS = [
+  'sync_step1', 'sync_step2', 'sync_update', 'awareness', 'auth', 'query_awareness', 'coedit', 'other',
+] as const
+export type MessageKind = (typeof MESSAGE_KINDS)[number]
+
+/** The label of a frame, from its first bytes (every type and subtype below 128 is one byte). */
+export function messageKindIndex(m: Uint8Array): number {
+  switch (m[0]) {
+    case MESSAGE_SYNC:
+      return m[1] === SYNC_STEP1 ? 0 : m[1] === SYNC_STEP2 ? 1 : m[1] === SYNC_UPDATE ? 2 : 7
+    case MESSAGE_AWARENESS: return 3
+    case MESSAGE_AUTH: return 4
+    case MESSAGE_QUERY_AWARENESS: return 5
+    case MESSAGE_COEDIT: return 6
+    default: return 7
+  }
+}
+
+export function messageKind(m: Uint8Array): MessageKind {
+  return MESSAGE_KINDS[messageKindIndex(m)]!
+}
+
+/** delivered; failed (one attempt, retried later); dropped (gave up after the last retry, or superseded in a full queue). */
+export type WebhookResult = 'delivered' | 'failed' | 'dropped'
+
+/** What the metrics read rather than count: asked at scrape time. */
+export interface MetricsSources {
+  connections(): number
+  roomsLoaded(): number
+  /** Bytes the store occupies; undefined if unknown. */
+  storageBytes(): Promise<number | undefined>
+  webhookQueue(): number
+}
+
+/** Plain totals for the status page's rate chart. */
+export interface TrafficTotals {
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+  updatesApplied: number
+}
+
+const kindCounts = (): number[] => MESSAGE_KINDS.map(() => 0)
+
+export class Metrics implements TransportObserver, RegistryObserver {
+  readonly registry = new Registry()
+  private readonly messagesIn = kindCounts()
+  private readonly bytesIn = kindCounts()
+  private readonly messagesOut = kindCounts()
+  private readonly bytesOut = kindCounts()
+  private readonly applied_ = new Map<string, number>()
+  private defaultsStarted = false
+
+  private readonly opened_: Counter
+  private readonly closes: Counter<'code'>
+  private readonly errors: Counter<'kind'>
+  private readonly writeSeconds: Histogram
+  private readonly batchSize: Histogram
+  private readonly batchSeconds: Histogram
+  private readonly compactions: Counter
+  private readonly loads: Counter
+  private readonly unloads: Counter
+  private readonly loadSeconds: Histogram
+  private readonly webhooks: Counter<'result'>
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry]
+    const p = METRIC_PREFIX
+    new Gauge({ name: `${p}connections`, help: 'Open WebSocket connections', registers, collect() { this.set(sources.connections()) } })
+    new Gauge({ name: `${p}rooms_loaded`, help: 'Rooms held in memory', registers, collect() { this.set(sources.roomsLoaded()) } })
+    new Gauge({
+      name: `${p}storage_bytes`, help: 'Bytes the store occupies (LevelDB: its directory)', registers,
+      async collect() {
+        const bytes = await sources.storageBytes()
+        if (bytes !== undefined) this.set(bytes)
+      },
+    })
+    this.opened_ = new Counter({ name: `${p}connections_opened_total`, help: 'WebSocket connections accepted', registers })
+    this.closes = new Counter({ name: `${p}connections_closed_total`, help: 'WebSocket connections closed, by close code', labelNames: ['code'], registers })
+    this.errors = new Counter({ name: `${p}errors_total`, help: 'Errors, by kind', labelNames: ['kind'], registers })
+    this.trafficCounter(`${p}messages_received_total`, 'Messages received, by type', this.messagesIn)
+    this.trafficCounter(`${p}received_bytes_total`, 'Bytes received, by message type', this.bytesIn)
+    this.trafficCounter(`${p}messages_sent_total`, 'Messages sent, by type', this.messagesOut)
+    this.trafficCounter(`${p}sent_bytes_total`, 'Bytes sent, by message type', this.bytesOut)
+    const applied = this.applied_
+    const reportedApplied = new Map<string, number>()
+    new Counter({
+      name: `${p}updates_applied_total`, help: 'Document updates stored and applied, by origin', labelNames: ['origin'], registers,
+      collect() {
+        for (const [origin, n] of applied) {
+          this.inc({ origin }, n - (reportedApplied.get(origin) ?? 0))
+          reportedApplied.set(origin, n)
+        }
+      },
+    })
+    this.writeSeconds = new Histogram({
+      name: `${p}persistence_write_seconds`, help: 'Time from handing an update to the store until it is durable', registers,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    })
+    this.batchSize = new Histogram({
+      name: `${p}persistence_batch_size`, help: 'Updates per write batch (LevelDB group commit)', registers,
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    })
+    this.batchSeconds = new Histogram({
+      name: `${p}persistence_batch_seconds`, help: 'Duration of one write batch (LevelDB group commit, fsync included)', registers,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    })
+    this.compactions = new Counter({ name: `${p}compactions_total`, help: 'Update logs folded into one stored state', registers })
+    this.loads = new Counter({ name: `${p}room_loads_total`, help: 'Rooms loaded from storage', registers })
+    this.unloads = new Counter({ name: `${p}room_unloads_total`, help: 'Rooms unloaded after their grace period', registers })
+    this.loadSeconds = new Histogram({
+      name: `${p}room_load_seconds`, help: 'Time to load a room from storage', registers,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    })
+    this.webhooks = new Counter({ name: `${p}webhook_deliveries_total`, help: 'Webhook delivery attempts, by result', labelNames: ['result'], registers })
+    new Gauge({ name: `${p}webhook_queue`, help: 'Webhook deliveries waiting or in flight', registers, collect() { this.set(sources.webhookQueue()) } })
+  }
+
+  private trafficCounter(name: string, help: string, counts: number[]): void {
+    const reported = kindCounts()
+    new Counter({
+      name, help, labelNames: ['type'], registers: [this.registry],
+      collect() {
+        counts.forEach((n, i) => {
+          // Report every type, zeros included, so rate() works from the first scrape.
+          this.inc({ type: MESSAGE_KINDS[i]! }, n - reported[i]!)
+          reported[i] = n
+        })
+      },
+    })
+  }
+
+  /** The Prometheus text exposition. Process metrics (event-loop lag, heap, RSS) start with the first scrape. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    if (!this.defaultsStarted) {
+      // Lazily: each start adds an event-loop monitor and a GC observer that cannot be
+      // removed, and most in-process servers (tests) are never scraped.
+      this.defaultsStarted = true
+      collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX })
+    }
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+
+  totals(): TrafficTotals {
+    const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0)
+    return {
+      messagesIn: sum(this.messagesIn),
+      messagesOut: sum(this.messagesOut),
+      bytesIn: sum(this.bytesIn),
+      bytesOut: sum(this.bytesOut),
+      updatesApplied: [...this.applied_.values()].reduce((x, y) => x + y, 0),
+    }
+  }
+
+  // ---- TransportObserver
+  opened(): void { this.opened_.inc() }
+  closed(code: number): void { this.closes.inc({ code: String(code) }) }
+  received(m: Uint8Array): void {
+    const i = messageKindIndex(m)
+    this.messagesIn[i]!++
+    this.bytesIn[i]! += m.length
+  }
+  sent(m: Uint8Array): void {
+    const i = messageKindIndex(m)
+    this.messagesOut[i]!++
+    this.bytesOut[i]! += m.length
+  }
+  error(kind: string): void { this.errors.inc({ kind }) }
+
+  // ---- RegistryObserver (and RoomObserver)
+  stored(ms: number, ok: boolean): void {
+    if (ok) this.writeSeconds.observe(ms / 1000)
+    else this.error('store_write')
+  }
+  applied(_room: Room, origin: UpdateOrigin): void {
+    this.applied_.set(origin.source, (this.applied_.get(origin.source) ?? 0) + 1)
+  }
+  compacted(_updates: number, _ms: number, ok: boolean): void {
+    if (ok) this.compactions.inc()
+    else this.error('compaction')
+  }
+  roomLoaded(_room: Room, ms: number): void {
+    this.loads.inc()
+    this.loadSeconds.observe(ms / 1000)
+  }
+  roomLoadFailed(): void { this.error('room_load') }
+  roomUnloaded(): void { this.unloads.inc() }
+
+  // ---- LevelStore batches
+  batchWritten(updates: number, ms: number): void {
+    this.batchSize.observe(updates)
+    this.batchSeconds.observe(ms / 1000)
+  }
+
+  // ---- webhooks
+  webhook(result: WebhookResult): void {
+    this.webhooks.inc({ result })
+    if (result === 'dropped') this.error('webhook')
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * Operations, composed: metrics, webhooks, probes and the status page, wired into the
+ * core only through observers (registry/room/transport/store options) and HTTP routes.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto'
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { IncomingMessage } from 'node:http'
+import type { Logger } from 'pino'
+import type { ServerConfig } from './config.js'
+import { sendJson, sendText, type Route } from './http.js'
+import { Metrics, type TrafficTotals } from './metrics.js'
+import type { Store } from './persistence/store.js'
+import { probeRoutes } from './probes.js'
+import type { RegistryObserver, RoomRegistry } from './registry.js'
+import { STATUS_CSS, STATUS_HTML, STATUS_JS } from './status-page.js'
+import { Webhooks } from './webhooks.js'
+
+/** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */
+const SAMPLE_MS = 2000
+const WINDOW_MS = 10 * 60_000
+/** Storage size is read at most this often (a directory walk or a scan of every room). */
+const STORAGE_CACHE_MS = 5000
+/** Rooms listed on the status page, busiest first. */
+const STATUS_ROOMS = 200
+/** How long shutdown waits for webhooks still being delivered. */
+const WEBHOOK_DRAIN_MS = 2000
+
+export interface OpsOptions {
+  config: ServerConfig
+  /** The LevelDB directory, whose size is the storage size; undefined for other stores. */
+  dataDir: string | undefined
+  log: Logger
+}
+
+interface Sample {
+  t: number
+  totals: TrafficTotals
+}
+
+export class Ops {
+  readonly metrics: Metrics
+  readonly webhooks: Webhooks | undefined
+  /** Pass as the registry's `observer`. */
+  readonly registryObserver: RegistryObserver
+  private readonly options: OpsOptions
+  private readonly startedAt = Date.now()
+  private shuttingDown = false
+  private store: Store | undefined
+  private registry: RoomRegistry | undefined
+  private connections: () => number = () => 0
+  private samples: Sample[] = []
+  private sampler: NodeJS.Timeout | undefined
+  private storage: { at: number; bytes: Promise<number | undefined> } | undefined
+
+  constructor(options: OpsOptions) {
+    this.options = options
+    const { config, log } = options
+    this.metrics = new Metrics({
+      connections: () => this.connections(),
+      roomsLoaded: () => this.registry?.loadedCount ?? 0,
+      storageBytes: () => this.storageBytes(),
+      webhookQueue: () => this.webhooks?.queued ?? 0,
+    })
+    const urls = config.webhook.split(',').filter((u) => u !== '')
+    this.webhooks = urls.length === 0 ? undefined : new Webhooks({
+      urls,
+      secret: config.webhookSecret,
+      debounce: config.webhookDebounce,
+      includeText: config.webhookIncludeText,
+      retries: config.webhookRetries,
+      backoff: config.webhookBackoff,
+      timeout: config.webhookTimeout,
+      maxQueue: config.webhookMaxQueue,
+    }, log.child({ component: 'webhooks' }), (result) => this.metrics.webhook(result))
+    const m = this.metrics
+    const w = this.webhooks
+    this.registryObserver = {
+      stored: (ms, ok) => m.stored(ms, ok),
+      applied: (room, origin) => {
+        m.applied(room, origin)
+        w?.changed(room)
+      },
+      compacted: (updates, ms, ok) => m.compacted(updates, ms, ok),
+      roomLoaded: (room, ms) => m.roomLoaded(room, ms),
+      roomLoadFailed: () => m.roomLoadFailed(),
+      roomUnloaded: (room) => {
+        m.roomUnloaded()
+        w?.unloading(room)
+      },
+    }
+  }
+
+  /** What exists only once the server is composed; starts sampling traffic for the status chart. */
+  attach(store: Store, registry: RoomRegistry, connections: () => number): void {
+    this.store = store
+    this.registry = registry
+    this.connections = connections
+    const sample = (): void => {
+      this.samples.push({ t: Date.now(), totals: this.metrics.totals() })
+      if (this.samples.length > WINDOW_MS / SAMPLE_MS + 1) this.samples.shift()
+    }
+    sample()
+    this.sampler = setInterval(sample, SAMPLE_MS)
+    this.sampler.unref()
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown
+  }
+
+  /** First step of shutdown: /readyz answers 503 from now on, pending webhooks go out. */
+  beginShutdown(): void {
+    this.shuttingDown = true
+    this.webhooks?.flushPending()
+  }
+
+  /** After the rooms are closed: lets webhooks finish (briefly) and stops the sampler. */
+  async close(): Promise<void> {
+    clearInterval(this.sampler)
+    await this.webhooks?.close(WEBHOOK_DRAIN_MS)
+  }
+
+  routes(): Route[] {
+    const { config } = this.options
+    return [
+      probeRoutes(() => this.store, { shuttingDown: () => this.shuttingDown }),
+      async (req, res, url) => {
+        if (url.pathname !== '/metrics') return false
+        if (!bearerMatches(req, config.metricsToken)) {
+          res.setHeader('WWW-Authenticate', 'Bearer realm="coedit metrics"')
+          sendText(res, 401, 'unauthorized\n')
+          return true
+        }
+        const { contentType, body } = await this.metrics.exposition()
+        sendText(res, 200, body, contentType)
+        return true
+      },
+      async (req, res, url) => {
+        switch (url.pathname) {
+          case '/status':
+            sendText(res, 200, STATUS_HTML, 'text/html; charset=utf-8')
+            return true
+          case '/status/status.js':
+            sendText(res, 200, STATUS_JS, 'text/javascript; charset=utf-8')
+            return true
+          case '/status/status.css':
+            sendText(res, 200, STATUS_CSS, 'text/css; charset=utf-8')
+            return true
+          case '/status.json':
+            if (!bearerMatches(req, config.adminToken)) {
+              sendJson(res, 401, { error: 'unauthorized', code: 'ADMIN_TOKEN_REQUIRED' })
+              return true
+            }
+            sendJson(res, 200, await this.status())
+            return true
+          default:
+            return false
+        }
+      },
+    ]
+  }
+
+  /** What /status.json serves: no document content, only counts, room names and presence names. */
+  async status(): Promise<Record<string, unknown>> {
+    const now = Date.now()
+    const points = [...this.samples, { t: now, totals: this.metrics.totals() }]
+    const rates = points.slice(1).map((p, i) => {
+      const prev = points[i]!
+      const seconds = Math.max(0.001, (p.t - prev.t) / 1000)
+      const rate = (k: keyof TrafficTotals): number => Math.round(((p.totals[k] - prev.totals[k]) / seconds) * 100) / 100
+      return {
+        t: p.t, messagesIn: rate('messagesIn'), messagesOut: rate('messagesOut'),
+        bytesIn: rate('bytesIn'), bytesOut: rate('bytesOut'), updates: rate('updatesApplied'),
+      }
+    })
+    const rooms = (this.registry?.rooms ?? []).map((room) => ({
+      name: room.name,
+      connections: room.size,
+      users: [...room.awareness.getStates().values()]
+        .map((s) => (s as { user?: { name?: unknown } }).user?.name)
+        .filter((n): n is string => typeof n === 'string')
+        .map((n) => n.slice(0, 64)),
+    })).sort((a, b) => b.connections - a.connections || (a.name < b.name ? -1 : 1))
+    const memory = process.memoryUsage()
+    return {
+      time: now,
+      uptime: Math.round((now - this.startedAt) / 1000),
+      ready: !this.shuttingDown,
+      connections: this.connections(),
+      roomsLoaded: this.registry?.loadedCount ?? 0,
+      rooms: rooms.slice(0, STATUS_ROOMS),
+      storage: { kind: this.options.dataDir !== undefined ? 'leveldb' : 'other', bytes: (await this.storageBytes()) ?? null },
+      memory: { rss: memory.rss, heapUsed: memory.heapUsed },
+      webhooks: this.webhooks ? { queued: this.webhooks.queued } : null,
+      rates: { sampleSeconds: SAMPLE_MS / 1000, points: rates },
+    }
+  }
+
+  private storageBytes(): Promise<number | undefined> {
+    const now = Date.now()
+    if (!this.storage || now - this.storage.at > STORAGE_CACHE_MS) {
+      const dir = this.options.dataDir
+      const bytes = dir !== undefined
+        ? directoryBytes(dir)
+        : this.store ? this.store.listRooms().then((rooms) => rooms.reduce((n, r) => n + r.bytes, 0)) : Promise.resolve(undefined)
+      this.storage = { at: now, bytes: bytes.catch(() => undefined) }
+    }
+    return this.storage.bytes
+  }
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) total += await directoryBytes(path)
+    // A file can vanish between the listing and the stat (LevelDB compaction).
+    else total += await stat(path).then((s) => s.size, () => 0)
+  }
+  return total
+}
+
+/** True if no token is required, or the request carries `Authorization: Bearer <token>`. */
+export function bearerMatches(req: IncomingMessage, token: string): boolean {
+  if (!token) return true
+  const header = req.headers.authorization ?? ''
+  const match = /^Bearer\s+(.+)$/i.exec(header)
+  if (!match) return false
+  // Compare digests: equal length, so timingSafeEqual never throws and leaks no length.
+  const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+  return timingSafeEqual(digest(match[1]!.trim()), digest(token))
+}

@@ -1,0 +1,275 @@
+/**
+ * Change webhooks: when a room's document changed, POST a signed notice to every
+ * configured URL, at most once per room per debounce window.
+ *
+ * Nothing here runs on the sync path: `changed()` (called as each update is applied)
+ * only marks the room; the notice is built when the window closes and sent from a
+ * bounded per-endpoint queue. A slow or dead endpoint costs a few timers and sockets,
+ * never latency for editors. Per room, only the newest notice matters: a newer one
+ * replaces a queued older one, and deliveries of one room never overtake each other.
+ */
+import { createHmac, randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import * as Y from 'yjs'
+import type { Room } from './room.js'
+import type { WebhookResult } from './metrics.js'
+
+export const SIGNATURE_HEADER = 'X-Coedit-Signature'
+export const EVENT_DOCUMENT_CHANGED = 'document.changed'
+/** The shared text the editor binds to, sent with `includeText`. */
+const TEXT_NAME = 'text'
+/** Deliveries in flight per endpoint. */
+const CONCURRENCY = 4
+
+export interface WebhookOptions {
+  urls: readonly string[]
+  /** HMAC-SHA256 key of the signature header. */
+  secret: string
+  /** ms: a room's changes within this window after its first change make one notice. */
+  debounce: number
+  /** Send the document's text too (`doc.getText('text')`). */
+  includeText: boolean
+  /** Attempts after the first failed one. */
+  retries: number
+  /** ms before the first retry; doubled for each later one. */
+  backoff: number
+  /** ms a delivery may take before it counts as failed. */
+  timeout: number
+  /** Rooms waiting per endpoint; beyond it the oldest notice is dropped. */
+  maxQueue: number
+}
+
+export interface WebhookPayload {
+  event: typeof EVENT_DOCUMENT_CHANGED
+  room: string
+  /** ISO 8601 time the notice was built. */
+  time: string
+  /** Stored sequence number the document is at: larger is newer (order notices by it). */
+  seq: number
+  /** Y.encodeStateVector of the document, base64: a receiver can sync from it. */
+  stateVector: string
+  text?: string
+}
+
+/** `sha256=<hex HMAC-SHA256 of the raw body>`. */
+export function signature(secret: string, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
+}
+
+interface Job {
+  room: string
+  body: string
+  attempt: number
+  /** Waiting for a retry (or for the room's delivery in flight). */
+  timer: NodeJS.Timeout | undefined
+  readyAt: number
+}
+
+type Report = (result: WebhookResult) => void
+
+class Endpoint {
+  private readonly jobs = new Map<string, Job>()
+  private readonly inFlight = new Map<string, AbortController>()
+  private idle: Array<() => void> = []
+
+  constructor(
+    readonly url: string,
+    private readonly options: WebhookOptions,
+    private readonly log: Logger,
+    private readonly report: Report,
+  ) {}
+
+  get size(): number {
+    return this.jobs.size + this.inFlight.size
+  }
+
+  enqueue(room: string, body: string): void {
+    const queued = this.jobs.get(room)
+    if (queued) {
+      // Superseded: the newer state is the news; a retry schedule is kept.
+      queued.body = body
+      return
+    }
+    if (this.jobs.size >= this.options.maxQueue) {
+      const oldest = this.jobs.values().next().value as Job
+      this.remove(oldest)
+      this.report('dropped')
+      this.log.error({ event: 'webhook_dropped', url: this.url, room: oldest.room, reason: 'queue_full' }, 'webhook queue full, dropping the oldest notice')
+    }
+    this.jobs.set(room, { room, body, attempt: 0, timer: undefined, readyAt: 0 })
+    this.pump()
+  }
+
+  private remove(job: Job): void {
+    if (job.timer) clearTimeout(job.timer)
+    this.jobs.delete(job.room)
+  }
+
+  private pump(): void {
+    const now = Date.now()
+    for (const job of this.jobs.values()) {
+      if (this.inFlight.size >= CONCURRENCY) break
+      if (job.readyAt > now || this.inFlight.has(job.room)) continue
+      this.remove(job)
+      void this.send(job)
+    }
+    if (this.size === 0) this.settle()
+  }
+
+  private async send(job: Job): Promise<void> {
+    const controller = new AbortController()
+    this.inFlight.set(job.room, controller)
+    const timeout = setTimeout(() => controller.abort(), this.options.timeout)
+    let failure: Record<string, unknown> | undefined
+    try {
+      const res = await fetch(this.url, {
+        method: 'POST',
+        body: job.body,
+        redirect: 'manual',
+        signal: controller.signal,
+        headers: {
+          'Content-Type': 'application/json',
+          'User-Agent': 'coedit-webhook',
+          'X-Coedit-Event': EVENT_DOCUMENT_CHANGED,
+          'X-Coedit-Delivery': randomUUID(),
+          [SIGNATURE_HEADER]: signature(this.options.secret, job.body),
+        },
+      })
+      // Read the body so the connection can be reused.
+      await res.arrayBuffer().catch(() => undefined)
+      if (res.status < 200 || res.status > 299) failure = { status: res.status }
+    } catch (err) {
+      failure = { err: controller.signal.aborted ? 'timeout or shutdown' : String((err as Error & { cause?: unknown }).cause ?? err) }
+    } finally {
+      clearTimeout(timeout)
+      this.inFlight.delete(job.room)
+    }
+    if (!failure) {
+      this.report('delivered')
+      this.log.debug({ event: 'webhook_delivered', url: this.url, room: job.room, attempt: job.attempt + 1 }, 'webhook delivered')
+    } else {
+      this.report('failed')
+      this.retry(job, failure)
+    }
+    this.pump()
+  }
+
+  private retry(job: Job, failure: Record<string, unknown>): void {
+    const fields = { url: this.url, room: job.room, attempt: job.attempt + 1, ...failure }
+    // A newer notice of the room is queued: it replaces this one, and keeps its place.
+    if (this.jobs.has(job.room)) {
+      this.log.warn({ event: 'webhook_failed', ...fields }, 'webhook delivery failed; a newer notice is queued')
+      return
+    }
+    if (job.attempt >= this.options.retries) {
+      this.report('dropped')
+      this.log.error({ event: 'webhook_dropped', reason: 'retries_exhausted', ...fields }, 'webhook delivery failed, giving up')
+      return
+    }
+    const delay = this.options.backoff * 2 ** job.attempt
+    this.log.warn({ event: 'webhook_failed', retryIn: delay, ...fields }, 'webhook delivery failed, will retry')
+    job.attempt++
+    job.readyAt = Date.now() + delay
+    job.timer = setTimeout(() => {
+      job.timer = undefined
+      this.pump()
+    }, delay)
+    job.timer.unref()
+    this.jobs.set(job.room, job)
+  }
+
+  private settle(): void {
+    const waiting = this.idle
+    this.idle = []
+    for (const resolve of waiting) resolve()
+  }
+
+  /** Resolves when nothing is queued or in flight (retries waiting count as queued). */
+  whenIdle(): Promise<void> {
+    if (this.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idle.push(resolve))
+  }
+
+  /** Cancels retries and aborts what is in flight. */
+  stop(): void {
+    for (const job of [...this.jobs.values()]) this.remove(job)
+    for (const controller of this.inFlight.values()) controller.abort()
+    this.settle()
+  }
+}
+
+export class Webhooks {
+  private readonly endpoints: Endpoint[]
+  private readonly dirty = new Map<string, { room: Room; timer: NodeJS.Timeout }>()
+  /** Shutting down: notices go out at once, there is no later window. */
+  private immediate = false
+
+  constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report) {
+    this.endpoints = options.urls.map((url) => new Endpoint(url, options, log, report))
+  }
+
+  /** Notices waiting or in flight, all endpoints. */
+  get queued(): number {
+    return this.endpoints.reduce((n, e) => n + e.size, 0) + this.dirty.size * this.endpoints.length
+  }
+
+  /** The room's document changed (called as each update is applied: must stay O(1)). */
+  changed(room: Room): void {
+    const pending = this.dirty.get(room.name)
+    if (pending) {
+      pending.room = room
+      return
+    }
+    if (this.immediate) {
+      this.fire(room)
+      return
+    }
+    const timer = setTimeout(() => this.fire(room), this.options.debounce)
+    timer.unref()
+    this.dirty.set(room.name, { room, timer })
+  }
+
+  /** The room is about to be unloaded: send its pending notice while its document is readable. */
+  unloading(room: Room): void {
+    const pending = this.dirty.get(room.name)
+    if (pending?.room === room) this.fire(room)
+  }
+
+  private fire(room: Room): void {
+    const pending = this.dirty.get(room.name)
+    if (pending) {
+      clearTimeout(pending.timer)
+      this.dirty.delete(room.name)
+      room = pending.room
+    }
+    if (room.isDestroyed) return
+    const payload: WebhookPayload = {
+      event: EVENT_DOCUMENT_CHANGED,
+      room: room.name,
+      time: new Date().toISOString(),
+      seq: room.lastApplied,
+      stateVector: Buffer.from(Y.encodeStateVector(room.doc)).toString('base64'),
+      ...(this.options.includeText ? { text: room.doc.getText(TEXT_NAME).toString() } : {}),
+    }
+    const body = JSON.stringify(payload)
+    for (const endpoint of this.endpoints) endpoint.enqueue(room.name, body)
+  }
+
+  /** Shutdown, first step (rooms still loaded): send every pending notice now, and later ones at once. */
+  flushPending(): void {
+    this.immediate = true
+    for (const { room } of [...this.dirty.values()]) this.fire(room)
+  }
+
+  /** Shutdown, last step: waits up to `timeout` ms for deliveries, then abandons the rest. */
+  async close(timeout: number): Promise<void> {
+    this.flushPending()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all(this.endpoints.map((e) => e.whenIdle())),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, timeout) }),
+    ])
+    clearTimeout(timer)
+    for (const endpoint of this.endpoints) endpoint.stop()
+  }
+}
