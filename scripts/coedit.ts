@@ -6,10 +6,13 @@ import { UsageError } from '../server/config.js'
 import { CoeditError } from '../server/errors.js'
 import { serve } from './serve.js'
 import { token } from './token.js'
+import { OPERATOR_VERBS } from './cli/verbs.js'
+import { processIO, runVerb } from './cli/io.js'
 
 const VERBS: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
   serve: { run: serve, summary: 'run the collaboration server (see coedit serve --help)' },
   token: { run: token, summary: 'print an access token for a server started with --auth-secret or --auth-public-key' },
+  ...Object.fromEntries(Object.entries(OPERATOR_VERBS).map(([name, v]) => [name, { run: (argv: string[]) => runVerb(name, (a, io) => v.run(a, io), argv, processIO()), summary: v.summary }])),
 }
 
 function usage(): string {
