@@ -1,0 +1,22 @@
+/** Reads Prometheus text exposition, for tests that check metric values. */
+
+/** `name{a="b",c="d"}` → value; label order as exposed. Comments and blank lines are skipped. */
+export function parseExposition(text: string): Map<string, number> {
+  const samples = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?)\s+(\S+)(?:\s+\d+)?$/.exec(line)
+    if (!m) throw new Error(`not an exposition line: ${line}`)
+    samples.set(m[1]!, Number(m[2]))
+  }
+  return samples
+}
+
+export async function scrape(httpUrl: string, headers: Record<string, string> = {}): Promise<Map<string, number>> {
+  const res = await fetch(`${httpUrl}/metrics`, { headers })
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`)
+  return parseExposition(await res.text())
+}
+
+/** A sample's value, 0 if absent (a labelled counter has no sample until first counted). */
+export const value = (samples: Map<string, number>, key: string): number => samples.get(key) ?? 0
