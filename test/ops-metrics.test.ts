@@ -1,0 +1,100 @@
+/**
+ * /metrics in Prometheus text format: values follow connections, updates, storage
+ * and unloads, checked by parsing the exposition; each server has its own registry.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { startServer } from '../server/index.js'
+import { connect, synced, tempDir, waitFor } from './helpers/index.js'
+import { RawClient } from './helpers/raw-client.js'
+import { parseExposition, scrape, value } from './helpers/prometheus.js'
+
+test('metrics follow connections, updates, persistence, compaction and unloads', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const server = await startServer({ dataDir: dir.path, roomGrace: 50, compactEvery: 10 })
+  t.after(() => server.close())
+
+  const before = await scrape(server.httpUrl)
+  assert.equal(value(before, 'coedit_connections'), 0)
+  assert.equal(value(before, 'coedit_rooms_loaded'), 0)
+  for (const name of ['coedit_nodejs_eventloop_lag_seconds', 'coedit_process_resident_memory_bytes', 'coedit_nodejs_heap_size_used_bytes']) {
+    assert.ok(before.has(name), `${name} is exposed`)
+  }
+
+  const a = connect(server.url, 'metrics-room')
+  const b = connect(server.url, 'metrics-room')
+  t.after(() => { a.destroy(); b.destroy() })
+  await Promise.all([synced(a), synced(b)])
+  const connected = await scrape(server.httpUrl)
+  assert.equal(value(connected, 'coedit_connections'), 2)
+  assert.equal(value(connected, 'coedit_rooms_loaded'), 1)
+  assert.equal(value(connected, 'coedit_connections_opened_total'), 2)
+  assert.equal(value(connected, 'coedit_room_loads_total'), 1)
+  assert.equal(value(connected, 'coedit_room_load_seconds_count'), 1)
+
+  const EDITS = 25
+  for (let i = 0; i < EDITS; i++) a.text.insert(0, 'x')
+  await waitFor(() => b.text.length === EDITS, { timeout: 10_000, message: 'b to see every edit' })
+  const edited = await waitFor(async () => {
+    const s = await scrape(server.httpUrl)
+    return value(s, 'coedit_updates_applied_total{origin="connection"}') >= EDITS ? s : undefined
+  }, { timeout: 10_000, message: 'updates_applied to count every edit' })
+  assert.ok(value(edited, 'coedit_messages_received_total{type="sync_update"}') >= EDITS)
+  // Every update reaches b (and, echoed, a) as a sync update.
+  assert.ok(value(edited, 'coedit_messages_sent_total{type="sync_update"}') >= 2 * EDITS)
+  assert.ok(value(edited, 'coedit_received_bytes_total{type="sync_update"}') > value(before, 'coedit_received_bytes_total{type="sync_update"}'))
+  assert.ok(value(edited, 'coedit_persistence_write_seconds_count') >= EDITS)
+  const batches = value(edited, 'coedit_persistence_batch_size_count')
+  assert.ok(batches >= 1 && batches <= EDITS, `batches: ${batches}`)
+  assert.ok(value(edited, 'coedit_persistence_batch_size_sum') >= EDITS)
+  assert.ok(value(edited, 'coedit_persistence_batch_seconds_count') === batches)
+  assert.ok(value(edited, 'coedit_compactions_total') >= 1, 'compactEvery 10 folded the log')
+  assert.ok(value(edited, 'coedit_storage_bytes') > 0)
+
+  b.destroy()
+  await waitFor(async () => value(await scrape(server.httpUrl), 'coedit_connections') === 1, { message: 'one connection left' })
+  a.destroy()
+  const unloaded = await waitFor(async () => {
+    const s = await scrape(server.httpUrl)
+    return value(s, 'coedit_room_unloads_total') === 1 ? s : undefined
+  }, { timeout: 10_000, message: 'the room to unload' })
+  assert.equal(value(unloaded, 'coedit_rooms_loaded'), 0)
+  assert.equal(value(unloaded, 'coedit_connections'), 0)
+  const closes = [...unloaded].filter(([k]) => k.startsWith('coedit_connections_closed_total{')).reduce((n, [, v]) => n + v, 0)
+  assert.equal(closes, 2)
+})
+
+test('a malformed message shows up as a close by code 4400', async (t) => {
+  const server = await startServer()
+  t.after(() => server.close())
+  const raw = await RawClient.open(`${server.url}/bad`)
+  t.after(() => raw.close())
+  raw.send(new Uint8Array([0xde, 0xad, 0xbe, 0xef]))
+  assert.equal((await raw.waitClosed()).code, 4400)
+  await waitFor(async () => value(await scrape(server.httpUrl), 'coedit_connections_closed_total{code="4400"}') === 1,
+    { message: 'the close to be counted' })
+})
+
+test('two servers in one process keep separate registries', async (t) => {
+  const one = await startServer()
+  const two = await startServer()
+  t.after(() => Promise.all([one.close(), two.close()]))
+  const c = connect(one.url, 'only-on-one')
+  t.after(() => c.destroy())
+  await synced(c)
+  assert.equal(value(await scrape(one.httpUrl), 'coedit_connections'), 1)
+  assert.equal(value(await scrape(two.httpUrl), 'coedit_connections'), 0)
+  assert.equal(value(await scrape(two.httpUrl), 'coedit_rooms_loaded'), 0)
+})
+
+test('--metrics-token: 401 without the bearer token, 200 with it', async (t) => {
+  const server = await startServer({ metricsToken: 'scrape-me' })
+  t.after(() => server.close())
+  assert.equal((await fetch(`${server.httpUrl}/metrics`)).status, 401)
+  assert.equal((await fetch(`${server.httpUrl}/metrics`, { headers: { Authorization: 'Bearer nope' } })).status, 401)
+  const ok = await fetch(`${server.httpUrl}/metrics`, { headers: { Authorization: 'Bearer scrape-me' } })
+  assert.equal(ok.status, 200)
+  assert.match(ok.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+  assert.ok(parseExposition(await ok.text()).has('coedit_connections'))
+})
