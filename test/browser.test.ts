@@ -159,16 +159,19 @@ if (!browserAvailable() && !process.env.CI) {
       const a = await open(r, 'Alice')
       const b = await open(r, 'Bob')
       // Each user's script is drawn up front so the interleaving is the only thing left to chance.
-      const script = (): Array<{ at: number; text: string; backspaces: number }> =>
+      // Each op: put the caret (or select a few characters, to type over them), press Backspace, type.
+      const script = (): Array<{ at: number; select: number; text: string; backspaces: number }> =>
         Array.from({ length: 20 }, () => ({
           at: random(),
+          select: random() < 0.2 ? 1 + Math.floor(random() * 3) : 0,
           text: random() < 0.7 ? 'abcdefghij'.slice(0, 1 + Math.floor(random() * 4)) : '',
           backspaces: random() < 0.4 ? 1 + Math.floor(random() * 3) : 0,
         }))
       const run = async (p: EditorPage, ops: ReturnType<typeof script>): Promise<void> => {
         for (const op of ops) {
           const len = (await editorValue(p.page)).length
-          await setCaret(p.page, Math.floor(op.at * (len + 1)))
+          const at = Math.floor(op.at * (len + 1))
+          await setCaret(p.page, at, Math.min(len, at + op.select))
           for (let i = 0; i < op.backspaces; i++) await p.page.keyboard.press('Backspace')
           if (op.text) await p.page.keyboard.type(op.text)
         }
@@ -226,6 +229,49 @@ if (!browserAvailable() && !process.env.CI) {
         await waitForValue(a.page, (x) => x.startsWith('So quick'), 'A to see B\'s second insert')
         const [s2, e2] = await selection(a.page)
         assert.equal((await editorValue(a.page)).slice(s2, e2), 'fox')
+        assertNoErrors(a, b)
+      } finally {
+        await a.close()
+        await b.close()
+      }
+    })
+
+    test('remote edits above keep the scroll position; IME composition syncs once composed', async () => {
+      const r = room('scroll-ime')
+      const a = await open(r, 'Alice')
+      const b = await open(r, 'Bob')
+      try {
+        const lines = Array.from({ length: 200 }, (_, i) => `line ${i}`).join('\n')
+        await a.page.$eval('#editor', (el, text) => {
+          const ta = el as unknown as TextArea & { dispatchEvent(e: unknown): void }
+          ta.value = text
+          ta.dispatchEvent(new (globalThis as unknown as { Event: new (t: string) => unknown }).Event('input'))
+        }, lines)
+        await waitForValue(b.page, (v) => v === lines, 'B to see the long text')
+        await a.page.$eval('#editor', (el) => { (el as unknown as TextArea).scrollTop = 1200 })
+        const at = lines.indexOf('line 150')
+        await setCaret(a.page, at)
+        await a.page.$eval('#editor', (el) => { (el as unknown as TextArea).scrollTop = 1200 })
+        await setCaret(b.page, 0)
+        await b.page.keyboard.type('top\n')
+        await waitForValue(a.page, (v) => v.startsWith('top\n'), 'A to see the insert at the top')
+        assert.equal(await a.page.$eval('#editor', (el) => (el as unknown as TextArea).scrollTop), 1200, 'scroll position kept')
+        assert.deepEqual(await selection(a.page), [at + 4, at + 4])
+
+        // A composes Japanese text; B types at the top meanwhile; nothing half-composed is synced.
+        const cdp = await a.context.newCDPSession(a.page)
+        await setCaret(a.page, 4)
+        await cdp.send('Input.imeSetComposition', { text: 'にほん', selectionStart: 3, selectionEnd: 3 })
+        await setCaret(b.page, 0)
+        await b.page.keyboard.type('>> ')
+        await waitFor(() => a.page.evaluate(() => (globalThis as unknown as { coedit: { ytext: { toString(): string } } }).coedit.ytext.toString().startsWith('>> top')),
+          { timeout: 10_000, message: 'B\'s edit to reach A\'s document during the composition' })
+        assert.ok(!(await storedText(inner, r)).includes('にほん'), 'no mid-composition text is synced')
+        assert.ok((await editorValue(a.page)).startsWith('top\nにほん'), 'the text area is left to the IME until the composition ends')
+        await cdp.send('Input.insertText', { text: '日本' })
+        const expected = `>> top\n日本${lines}`
+        await waitForValue(a.page, (v) => v === expected, 'A to show the composed text after B\'s edit')
+        await waitForValue(b.page, (v) => v === expected, 'B to get the composed text')
         assertNoErrors(a, b)
       } finally {
         await a.close()

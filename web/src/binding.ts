@@ -131,8 +131,10 @@ export class TextareaBinding {
       return
     }
     if (this.textarea.value !== this.shadow) {
-      // Input the browser has not reported yet (rare): fold it in first, so nothing is lost.
-      this.syncLocal()
+      // Input the browser has not reported yet (rare): merge it like a composition, so nothing is lost.
+      this.queued.push(delta)
+      this.flushQueued()
+      return
     }
     this.applyRemote(delta, tr.origin === this.undoManager)
   }
