@@ -158,7 +158,7 @@ export function importUpdate(current: Uint8Array, body: Uint8Array, format: Impo
         throw new CoeditError('BAD_FILE', `not JSON: ${(err as Error).message}`)
       }
       if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-        throw new CoeditError('BAD_FILE', 'a JSON import is an object of root types, as `export --format json` writes')
+        throw new CoeditError('BAD_FILE', 'a JSON import must be an object of root types, as `export --format json` writes it')
       }
       const roots = Object.entries(value as Record<string, unknown>)
       const existing = docFromUpdates([current])
