@@ -88,6 +88,27 @@ function summary(samples: number[]): { median: number; p95: number; max: number 
   return { median: round(percentile(sorted, 50)), p95: round(percentile(sorted, 95)), max: round(sorted[sorted.length - 1]!) }
 }
 
+/** Types `text` into the focused text area; for each key, ms from keydown to the frame after its input event. */
+async function timeTyping(page: Page, text: string): Promise<number[]> {
+  await page.evaluate(() => {
+    const g = globalThis as unknown as {
+      keyMs: number[]; addEventListener(t: string, f: () => void, c?: boolean): void
+      requestAnimationFrame(f: () => void): void; performance: { now(): number }
+      document: { querySelector(s: string): { addEventListener(t: string, f: () => void): void } }
+    }
+    g.keyMs = []
+    let down = 0
+    g.addEventListener('keydown', () => { down = g.performance.now() }, true)
+    // Registered after the editor's own listener: runs once the edit is applied and sent.
+    g.document.querySelector('#editor').addEventListener('input', () => g.requestAnimationFrame(() => g.keyMs.push(g.performance.now() - down)))
+  })
+  await page.keyboard.type(text)
+  return until(async () => {
+    const ms = await page.evaluate(() => (globalThis as unknown as { keyMs: number[] }).keyMs)
+    return ms.length === text.length ? ms : undefined
+  }, 'every keystroke timed', 10_000)
+}
+
 const ARTIFACTS = join(PACKAGE_ROOT, 'test-artifacts')
 
 if (!browserAvailable() && !process.env.CI) {
@@ -487,8 +508,23 @@ if (!browserAvailable() && !process.env.CI) {
         assert.ok(await a.page.locator('.remote-caret-label:text-is("Grace")').isVisible())
 
         await mkdir(ARTIFACTS, { recursive: true })
-        const png = await a.page.screenshot()
-        assert.ok(png.length > 10_000, 'the screenshot has content')
+        const [pngA, pngB] = await Promise.all([a.page.screenshot(), b.page.screenshot()])
+        assert.ok(pngA.length > 10_000 && pngB.length > 10_000, 'the screenshots have content')
+        await writeFile(join(ARTIFACTS, 'editor-ada.png'), pngA)
+        await writeFile(join(ARTIFACTS, 'editor-grace.png'), pngB)
+        // Both windows side by side, as two people would see them.
+        const frame = await a.context.newPage()
+        let png: Buffer
+        try {
+          await frame.setViewportSize({ width: 1300, height: 400 })
+          const img = (buf: Buffer, who: string): string =>
+            `<figure style="margin:0"><img alt="${who}'s window" style="width:630px;border:1px solid #d1d5db;display:block" src="data:image/png;base64,${buf.toString('base64')}">` +
+            `<figcaption style="font:13px system-ui,sans-serif;color:#4b5563;padding:4px 0">${who}'s window</figcaption></figure>`
+          await frame.setContent(`<body style="margin:0;padding:12px;display:flex;gap:16px;background:#fff">${img(pngA, 'Ada')}${img(pngB, 'Grace')}</body>`)
+          png = await frame.screenshot()
+        } finally {
+          await frame.close()
+        }
         await writeFile(join(ARTIFACTS, 'editor-two-users.png'), png)
         // The README's image is refreshed on request only, so ordinary runs leave the tree clean.
         if (process.env.UPDATE_SCREENSHOT) await writeFile(join(PACKAGE_ROOT, 'web', 'screenshot.png'), png)
@@ -555,31 +591,26 @@ if (!browserAvailable() && !process.env.CI) {
       try {
         await waitForValue(a.page, (v) => v.length === text.length, 'the 1 MB document in the text area', 30_000)
         const openMs = Date.now() - started
-        await setCaret(a.page, 512 * 1024)
-        await a.page.evaluate(() => {
-          const g = globalThis as unknown as {
-            keyMs: number[]; addEventListener(t: string, f: () => void, c?: boolean): void
-            requestAnimationFrame(f: () => void): void; performance: { now(): number }
-            document: { querySelector(s: string): { addEventListener(t: string, f: () => void): void } }
-          }
-          g.keyMs = []
-          let down = 0
-          g.addEventListener('keydown', () => { down = g.performance.now() }, true)
-          // Registered after the binding's listener: runs once the edit is applied and sent.
-          g.document.querySelector('#editor').addEventListener('input', () => g.requestAnimationFrame(() => g.keyMs.push(g.performance.now() - down)))
-        })
         const typed = 'typing into a big one'
-        await a.page.keyboard.type(typed)
-        await waitFor(() => a.page.evaluate(() => (globalThis as unknown as { keyMs: number[] }).keyMs.length), { timeout: 10_000, message: 'keystroke timings' })
-        const keyMs = await until(async () => {
-          const ms = await a.page.evaluate(() => (globalThis as unknown as { keyMs: number[] }).keyMs)
-          return ms.length === typed.length ? ms : undefined
-        }, 'every keystroke timed', 10_000)
-        const s = summary(keyMs)
-        const report = `1 MB document: opened in ${openMs} ms; keystroke to next frame median ${s.median} ms, p95 ${s.p95} ms, max ${s.max} ms (n=${keyMs.length})`
+        await setCaret(a.page, 512 * 1024)
+        const ours = summary(await timeTyping(a.page, typed))
+        // The same typing into a bare text area holding the same text, on this machine, now: the
+        // browser's own cost of a 1 MB text area, against which the binding's overhead is judged.
+        const bare = await a.context.newPage()
+        let baseline
+        try {
+          await bare.setContent('<textarea id="editor" style="width: 700px; height: 480px; font: 15px/1.5 monospace"></textarea>')
+          await bare.$eval('#editor', (el, value) => { (el as unknown as TextArea).value = value }, text)
+          await setCaret(bare, 512 * 1024)
+          baseline = summary(await timeTyping(bare, typed))
+        } finally {
+          await bare.close()
+        }
+        const report = `1 MB document: opened in ${openMs} ms; keystroke to next frame median ${ours.median} ms, p95 ${ours.p95} ms, max ${ours.max} ms` +
+          ` (a bare 1 MB text area here and now: median ${baseline.median} ms, p95 ${baseline.p95} ms; n=${typed.length})`
         console.log(report)
         t.diagnostic(report)
-        assert.ok(s.median < 100, report)
+        assert.ok(ours.median <= Math.max(3 * baseline.median, baseline.median + 50), report)
         await waitFor(async () => (await storedText(inner, r)).includes(typed), { timeout: 20_000, message: 'the typing to be stored' })
         await waitForSaved(a.page)
         assertNoErrors(a)

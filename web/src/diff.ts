@@ -39,9 +39,15 @@ function commonSuffix(a: string, b: string, max: number): number {
 export function computeSplice(before: string, after: string, cursor: number): Splice | null {
   if (before === after) return null
   const minLen = Math.min(before.length, after.length)
+  const fullPrefix = commonPrefix(before, after, minLen)
   let suffix = commonSuffix(before, after, minLen)
-  if (cursor >= 0 && cursor <= after.length) suffix = Math.min(suffix, after.length - cursor)
-  let prefix = commonPrefix(before, after, minLen - suffix)
+  let prefix = fullPrefix
+  if (prefix + suffix >= minLen) {
+    // Repeated text: any split keeping minLen characters is minimal; the caret picks one.
+    const hinted = cursor >= 0 && cursor <= after.length ? after.length - cursor : suffix
+    suffix = Math.max(minLen - fullPrefix, Math.min(suffix, hinted))
+    prefix = minLen - suffix
+  }
   if (prefix > 0 && isHigh(before.charCodeAt(prefix - 1))) prefix--
   if (suffix > 0 && isLow(before.charCodeAt(before.length - suffix))) suffix--
   return {
