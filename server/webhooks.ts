@@ -59,6 +59,8 @@ export function signature(secret: string, body: string): string {
 interface Job {
   room: string
   body: string
+  /** X-Coedit-Delivery: the same for every retry of one notice, so receivers can deduplicate. */
+  id: string
   attempt: number
   /** Waiting for a retry (or for the room's delivery in flight). */
   timer: NodeJS.Timeout | undefined
@@ -72,12 +74,18 @@ class Endpoint {
   private readonly inFlight = new Map<string, AbortController>()
   private idle: Array<() => void> = []
 
+  /** For logs: no credentials or query string (either may hold a secret). */
+  private readonly shown: string
+
   constructor(
     readonly url: string,
     private readonly options: WebhookOptions,
     private readonly log: Logger,
     private readonly report: Report,
-  ) {}
+  ) {
+    const u = new URL(url)
+    this.shown = `${u.origin}${u.pathname}`
+  }
 
   get size(): number {
     return this.jobs.size + this.inFlight.size
@@ -88,15 +96,16 @@ class Endpoint {
     if (queued) {
       // Superseded: the newer state is the news; a retry schedule is kept.
       queued.body = body
+      queued.id = randomUUID()
       return
     }
     if (this.jobs.size >= this.options.maxQueue) {
       const oldest = this.jobs.values().next().value as Job
       this.remove(oldest)
       this.report('dropped')
-      this.log.error({ event: 'webhook_dropped', url: this.url, room: oldest.room, reason: 'queue_full' }, 'webhook queue full, dropping the oldest notice')
+      this.log.error({ event: 'webhook_dropped', url: this.shown, room: oldest.room, reason: 'queue_full' }, 'webhook queue full, dropping the oldest notice')
     }
-    this.jobs.set(room, { room, body, attempt: 0, timer: undefined, readyAt: 0 })
+    this.jobs.set(room, { room, body, id: randomUUID(), attempt: 0, timer: undefined, readyAt: 0 })
     this.pump()
   }
 
@@ -131,7 +140,7 @@ class Endpoint {
           'Content-Type': 'application/json',
           'User-Agent': 'coedit-webhook',
           'X-Coedit-Event': EVENT_DOCUMENT_CHANGED,
-          'X-Coedit-Delivery': randomUUID(),
+          'X-Coedit-Delivery': job.id,
           [SIGNATURE_HEADER]: signature(this.options.secret, job.body),
         },
       })
@@ -146,7 +155,7 @@ class Endpoint {
     }
     if (!failure) {
       this.report('delivered')
-      this.log.debug({ event: 'webhook_delivered', url: this.url, room: job.room, attempt: job.attempt + 1 }, 'webhook delivered')
+      this.log.debug({ event: 'webhook_delivered', url: this.shown, room: job.room, attempt: job.attempt + 1 }, 'webhook delivered')
     } else {
       this.report('failed')
       this.retry(job, failure)
@@ -155,7 +164,7 @@ class Endpoint {
   }
 
   private retry(job: Job, failure: Record<string, unknown>): void {
-    const fields = { url: this.url, room: job.room, attempt: job.attempt + 1, ...failure }
+    const fields = { url: this.shown, room: job.room, attempt: job.attempt + 1, ...failure }
     // A newer notice of the room is queued: it replaces this one, and keeps its place.
     if (this.jobs.has(job.room)) {
       this.log.warn({ event: 'webhook_failed', ...fields }, 'webhook delivery failed; a newer notice is queued')

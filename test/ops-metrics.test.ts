@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { startServer } from '../server/index.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
-import { parseExposition, scrape, value } from './helpers/prometheus.js'
+import { parseExposition, scrape, scrapeUntil, value } from './helpers/prometheus.js'
 
 test('metrics follow connections, updates, persistence, compaction and unloads', async (t) => {
   const dir = await tempDir()
@@ -36,10 +36,7 @@ test('metrics follow connections, updates, persistence, compaction and unloads',
   const EDITS = 25
   for (let i = 0; i < EDITS; i++) a.text.insert(0, 'x')
   await waitFor(() => b.text.length === EDITS, { timeout: 10_000, message: 'b to see every edit' })
-  const edited = await waitFor(async () => {
-    const s = await scrape(server.httpUrl)
-    return value(s, 'coedit_updates_applied_total{origin="connection"}') >= EDITS ? s : undefined
-  }, { timeout: 10_000, message: 'updates_applied to count every edit' })
+  const edited = await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_updates_applied_total{origin="connection"}') >= EDITS, 'updates_applied to count every edit')
   assert.ok(value(edited, 'coedit_messages_received_total{type="sync_update"}') >= EDITS)
   // Every update reaches b (and, echoed, a) as a sync update.
   assert.ok(value(edited, 'coedit_messages_sent_total{type="sync_update"}') >= 2 * EDITS)
@@ -55,10 +52,7 @@ test('metrics follow connections, updates, persistence, compaction and unloads',
   b.destroy()
   await waitFor(async () => value(await scrape(server.httpUrl), 'coedit_connections') === 1, { message: 'one connection left' })
   a.destroy()
-  const unloaded = await waitFor(async () => {
-    const s = await scrape(server.httpUrl)
-    return value(s, 'coedit_room_unloads_total') === 1 ? s : undefined
-  }, { timeout: 10_000, message: 'the room to unload' })
+  const unloaded = await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_room_unloads_total') === 1, 'the room to unload')
   assert.equal(value(unloaded, 'coedit_rooms_loaded'), 0)
   assert.equal(value(unloaded, 'coedit_connections'), 0)
   const closes = [...unloaded].filter(([k]) => k.startsWith('coedit_connections_closed_total{')).reduce((n, [, v]) => n + v, 0)

@@ -90,9 +90,10 @@ test('SIGTERM: readyz is 503 before the WebSocket is closed with 1001, then the 
   t.after(() => agentSocket.destroy())
 
   server.child.kill('SIGTERM')
-  const seen = await waitFor(async () => {
-    const r = await agentSocket.get('/readyz')
-    return r.status === 503 ? r : undefined
+  let seen = { status: 0, body: '' }
+  await waitFor(async () => {
+    seen = await agentSocket.get('/readyz')
+    return seen.status === 503
   }, { timeout: 10_000, message: 'readyz 503 after SIGTERM' })
   assert.equal(JSON.parse(seen.body).status, 'shutting_down')
   assert.equal(ws.closeInfo, undefined, 'the WebSocket must still be open when readiness flips')

@@ -20,3 +20,14 @@ export async function scrape(httpUrl: string, headers: Record<string, string> = 
 
 /** A sample's value, 0 if absent (a labelled counter has no sample until first counted). */
 export const value = (samples: Map<string, number>, key: string): number => samples.get(key) ?? 0
+
+/** Scrapes until `ready` holds for the samples (counters are updated a moment after the event); returns them. */
+export async function scrapeUntil(httpUrl: string, ready: (samples: Map<string, number>) => boolean, message: string, timeout = 10_000): Promise<Map<string, number>> {
+  let last = new Map<string, number>()
+  const { waitFor } = await import('./index.js')
+  await waitFor(async () => {
+    last = await scrape(httpUrl)
+    return ready(last)
+  }, { timeout, message })
+  return last
+}
