@@ -175,8 +175,9 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
   let magic: Uint8Array
   try {
     magic = await r.read(MAGIC.length, 'the header')
-  } catch {
-    throw bad('file too short')
+  } catch (err) {
+    if (err instanceof CoeditError) throw bad('file too short')
+    throw err
   }
   if (!Buffer.from(magic).equals(Buffer.from(MAGIC))) throw bad('wrong file type (no COEDITBK header)')
   const version = (await r.read(1, 'the header'))[0]

@@ -1,0 +1,207 @@
+/**
+ * coedit backup / restore-backup: a backup of a live server taken while clients keep
+ * editing holds everything any client had received before it started, each room is
+ * internally consistent, and it restores into a second server; bad files change nothing.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import * as Y from 'yjs'
+import { startServer } from '../server/index.js'
+import { LevelStore } from '../server/persistence/leveldb.js'
+import { decodeBackup, type BackupRoom } from '../server/backup-format.js'
+import { docFromUpdates, mergeState } from '../server/doc-ops.js'
+import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
+import { cli } from './helpers/cli.js'
+
+async function readBackup(file: string): Promise<BackupRoom[]> {
+  const rooms: BackupRoom[] = []
+  const bytes = await readFile(file)
+  for await (const item of decodeBackup((async function* () { yield bytes })())) if ('room' in item) rooms.push(item.room)
+  return rooms
+}
+
+/** True if `state` already holds every insertion and deletion of `updates`. */
+function holdsAll(state: Uint8Array, updates: Uint8Array[]): boolean {
+  const doc = docFromUpdates([state])
+  let changed = false
+  doc.on('update', () => { changed = true })
+  Y.applyUpdate(doc, Y.mergeUpdates(updates))
+  doc.destroy()
+  return !changed
+}
+
+test('backup of a live server while 5 clients keep editing, restored into a second server', async (t) => {
+  const seed = testSeed()
+  const random = prng(seed)
+  t.diagnostic(`seed ${seed} (SEED=${seed} to replay)`)
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const server = await startServer({ dataDir: join(dir.path, 'one'), adminToken: 'tok', compactEvery: 40, historyInterval: 100 })
+  t.after(() => server.close())
+  const auth = ['--server', server.httpUrl, '--token', 'tok']
+  const roomOf = ['alpha', 'beta', 'alpha', 'beta', 'beta']
+  const clients: Client[] = []
+  const received: Uint8Array[][] = []
+  for (const [i, room] of roomOf.entries()) {
+    const c = connect(server.url, room)
+    clients.push(c)
+    t.after(() => c.destroy())
+    received.push([])
+    // What the server sent this client: stored before it was sent (persist before relay).
+    c.doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === c.provider) received[i]!.push(update)
+    })
+  }
+  await Promise.all(clients.map((c) => synced(c)))
+  // A room nobody edits during the backup.
+  const still = new Y.Doc()
+  still.getText('text').insert(0, 'quiet room')
+  assert.equal((await cli(['import', 'gamma', '-', '--format', 'update', ...auth], { stdin: Y.encodeStateAsUpdate(still) })).code, 0)
+
+  let editing = true
+  const loops = clients.map(async (c, i) => {
+    let n = 0
+    while (editing) {
+      const len = c.text.length
+      if (len > 20 && random() < 0.3) c.text.delete(Math.floor(random() * (len - 5)), 3)
+      else c.text.insert(Math.floor(random() * (len + 1)), `${i}:${n++} `)
+      await new Promise((r) => setTimeout(r, 2 + Math.floor(random() * 8)))
+    }
+  })
+  await waitFor(() => received.every((r) => r.length >= 10), { timeout: 20_000, message: 'clients exchanging edits' })
+
+  const seenBefore = received.map((r) => r.slice())
+  const file = join(dir.path, 'backup.coedit')
+  const res = await cli(['backup', '--out', file, '--json', ...auth])
+  assert.equal(res.code, 0, res.stderr)
+  const afterBackup = received.map((r) => r.length)
+  // Editing went on during the backup and after it.
+  await waitFor(() => received.every((r, i) => r.length > afterBackup[i]!), { timeout: 20_000, message: 'edits after the backup' })
+  editing = false
+  await Promise.all(loops)
+  assert.equal((JSON.parse(res.out) as { rooms: number }).rooms, 3)
+
+  const rooms = await readBackup(file)
+  assert.deepEqual(rooms.map((r) => r.name), ['alpha', 'beta', 'gamma'])
+  for (const room of rooms) {
+    // Internally consistent: the state applies with nothing missing.
+    const doc = docFromUpdates(room.updates)
+    assert.equal(doc.store.pendingStructs, null, `${room.name}: no structs waiting for missing ones`)
+    assert.equal(doc.store.pendingDs, null, `${room.name}: no pending deletions`)
+    doc.destroy()
+  }
+  for (const [i, room] of roomOf.entries()) {
+    const state = rooms.find((r) => r.name === room)!.updates[0]!
+    assert.ok(holdsAll(state, seenBefore[i]!), `client ${i} (${room}): every update it had received before the backup is in it (seed ${seed})`)
+  }
+
+  // Restore into a fresh directory and serve it.
+  const two = join(dir.path, 'two')
+  const restored = await cli(['restore-backup', file, '--data', two, '--json'])
+  assert.equal(restored.code, 0, restored.stderr)
+  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3 })
+  const second = await startServer({ dataDir: two })
+  t.after(() => second.close())
+  for (const [i, room] of roomOf.entries()) {
+    const reader = connect(second.url, room)
+    t.after(() => reader.destroy())
+    await synced(reader)
+    const backupState = rooms.find((r) => r.name === room)!.updates[0]!
+    await waitFor(() => holdsAll(Y.encodeStateAsUpdate(reader.doc), [backupState]), { message: `${room} served from the restored server` })
+    assert.ok(holdsAll(Y.encodeStateAsUpdate(reader.doc), seenBefore[i]!), `client ${i}: restored server holds what it had received`)
+    assert.equal(reader.text.toString(), docFromUpdates([backupState]).getText('text').toString())
+  }
+})
+
+test('restore-backup: refuses a used directory without --force, a bad file changes nothing, verifies what it wrote', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const src = join(dir.path, 'src')
+  const store = await LevelStore.open(src)
+  for (const name of ['a', 'b', 'c/d']) {
+    const doc = new Y.Doc()
+    doc.getText('text').insert(0, `room ${name}`)
+    await store.append(name, [Y.encodeStateAsUpdate(doc)])
+    await store.putVersion(name, { at: Date.now() - 60_000, seq: 1, state: Y.encodeStateAsUpdate(doc) })
+  }
+  await store.close()
+  const file = join(dir.path, 'b.coedit')
+  const b = await cli(['backup', '--out', file, '--data', src])
+  assert.equal(b.code, 0, b.stderr)
+  assert.match(b.out, /backed up 3 rooms/)
+  const bytes = await readFile(file)
+
+  // Corrupt, truncated and foreign files: exit 1 and the target directory is not even created.
+  const bad: Array<[string, Uint8Array]> = [
+    ['truncated', bytes.subarray(0, bytes.length - 10)],
+    ['cut-in-half', bytes.subarray(0, Math.floor(bytes.length / 2))],
+    ['flipped', (() => { const c = Buffer.from(bytes); c[Math.floor(c.length / 2)]! ^= 0x40; return c })()],
+    ['trailing', Buffer.concat([bytes, Buffer.from('x')])],
+    ['not-a-backup', Buffer.from('hello, I am a text file\n')],
+    ['empty', Buffer.alloc(0)],
+  ]
+  for (const [name, content] of bad) {
+    const f = join(dir.path, name)
+    await writeFile(f, content)
+    const target = join(dir.path, `restore-${name}`)
+    const res = await cli(['restore-backup', f, '--data', target])
+    assert.equal(res.code, 1, `${name}: ${res.stderr}`)
+    assert.match(res.stderr, /not a valid coedit backup/, name)
+    await assert.rejects(readdir(target), { code: 'ENOENT' }, `${name}: nothing written`)
+  }
+
+  const into = join(dir.path, 'into')
+  assert.equal((await cli(['restore-backup', file, '--data', into])).code, 0)
+  const again = await cli(['restore-backup', file, '--data', into])
+  assert.equal(again.code, 1)
+  assert.match(again.stderr, /already holds rooms.*--force/)
+  const forced = await cli(['restore-backup', file, '--data', into, '--force', '--json'])
+  assert.equal(forced.code, 0, forced.stderr)
+  assert.equal((JSON.parse(forced.out) as { verified: number }).verified, 3)
+
+  const check = await LevelStore.open(into)
+  t.after(() => check.close())
+  assert.deepEqual((await check.listRooms()).map((r) => r.name), ['a', 'b', 'c/d'])
+  assert.equal(docFromUpdates([mergeState((await check.load('c/d')).updates)]).getText('text').toString(), 'room c/d')
+  assert.equal((await check.listVersions('a')).length, 1, 'history comes along')
+  const missing = await cli(['restore-backup', join(dir.path, 'nope.coedit'), '--data', join(dir.path, 'x')])
+  assert.equal(missing.code, 1)
+  assert.match(missing.stderr, /no file/)
+})
+
+test('restore-backup through the admin API: refuses a server with rooms unless --force, then merges live', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const src = await startServer({ dataDir: join(dir.path, 'src'), adminToken: 't1' })
+  t.after(() => src.close())
+  const writer = connect(src.url, 'shared')
+  t.after(() => writer.destroy())
+  await synced(writer)
+  writer.text.insert(0, 'from the backup')
+  await waitFor(async () => (await src.store.load('shared')).lastSeq >= 1)
+  const file = join(dir.path, 'x.coedit')
+  assert.equal((await cli(['backup', '--out', file, '--server', src.httpUrl, '--token', 't1'])).code, 0)
+
+  const dst = await startServer({ dataDir: join(dir.path, 'dst'), adminToken: 't2' })
+  t.after(() => dst.close())
+  const viewer = connect(dst.url, 'other')
+  t.after(() => viewer.destroy())
+  await synced(viewer)
+  viewer.text.insert(0, 'already here')
+  await waitFor(async () => (await dst.store.listRooms()).length === 1)
+  const refused = await cli(['restore-backup', file, '--server', dst.httpUrl, '--token', 't2'])
+  assert.equal(refused.code, 1)
+  assert.match(refused.stderr, /already has rooms.*--force/)
+
+  const watcher = connect(dst.url, 'shared')
+  t.after(() => watcher.destroy())
+  await synced(watcher)
+  const ok = await cli(['restore-backup', file, '--force', '--server', dst.httpUrl, '--token', 't2', '--json'])
+  assert.equal(ok.code, 0, ok.stderr)
+  await waitFor(() => watcher.text.toString() === 'from the backup', { message: 'a connected client sees the restored room' })
+  const bad = join(dir.path, 'bad.coedit')
+  await writeFile(bad, (await readFile(file)).subarray(0, 20))
+  assert.equal((await cli(['restore-backup', bad, '--force', '--server', dst.httpUrl, '--token', 't2'])).code, 1)
+})
