@@ -56,7 +56,12 @@ export class ConnectionRate {
   }
 }
 
-/** Open connections per client address; `max` 0 means no limit. */
+/**
+ * Open connections per client address; `max` 0 means no limit. Loopback addresses are
+ * not limited: they are this machine (a local tool, a load test) or a reverse proxy
+ * whose clients cannot be told apart without --trust-proxy, and limiting the proxy
+ * would cap the whole server.
+ */
 export class AddressCounter {
   private readonly counts = new Map<string, number>()
 
@@ -65,7 +70,7 @@ export class AddressCounter {
   /** Counts a connection from `address`, or returns false if it is at the limit. */
   acquire(address: string): boolean {
     const n = this.counts.get(address) ?? 0
-    if (this.max > 0 && n >= this.max) return false
+    if (this.max > 0 && n >= this.max && !isLoopback(address)) return false
     this.counts.set(address, n + 1)
     return true
   }
@@ -111,4 +116,9 @@ export function checkUpdateClocks(update: Uint8Array, stateOf: (client: number) 
       }
     }
   }
+}
+
+/** 127.0.0.0/8, ::1, and their IPv4-mapped IPv6 forms. */
+export function isLoopback(address: string): boolean {
+  return address === '::1' || /^(?:::ffff:)?127\./i.test(address)
 }

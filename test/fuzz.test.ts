@@ -290,6 +290,7 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
   t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries(byAnswer))}`)
   for (const [kind, row] of [...outcome.answers].sort()) t.diagnostic(`  ${kind.padEnd(22)} ${JSON.stringify(Object.fromEntries(row))}`)
   t.diagnostic(`heap ${Math.round(heapBefore / 1e6)} MB before, ${Math.round(heapAfter / 1e6)} MB after (growth ${Math.round(growth / 1e6)} MB); error log lines: ${problems.length}`)
+  for (const p of problems) t.diagnostic(`  error: ${JSON.stringify({ event: p.event, code: p.code, err: p.err })}`)
   // The rooms legitimately grew by the accepted updates (a few KB); anything like leaked sockets or rooms is tens of MB.
   assert.ok(growth < 30e6, `heap grew by ${Math.round(growth / 1e6)} MB`)
 

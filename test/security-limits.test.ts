@@ -41,9 +41,9 @@ function textUpdate(text: string): Uint8Array {
   return Y.encodeStateAsUpdate(doc)
 }
 
-function upgradeStatus(url: string): Promise<{ status: number; ws?: WebSocket }> {
+function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ws?: WebSocket }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url)
+    const ws = new WebSocket(url, { headers })
     ws.once('open', () => resolve({ status: 101, ws }))
     ws.once('unexpected-response', (_req, res) => {
       res.resume()
@@ -144,21 +144,34 @@ test('more bytes per second than --max-bytes-per-second closes with 4429', async
 })
 
 test('--max-connections-per-ip refuses the next upgrade with 429 and frees the slot on close', async (t) => {
-  const { server } = await serverWith(t, { maxConnectionsPerIp: 3 })
+  // Behind a trusted proxy the address comes from X-Forwarded-For: several clients from one test process.
+  const { server } = await serverWith(t, { maxConnectionsPerIp: 3, trustProxy: true })
+  const from = (ip: string): Record<string, string> => ({ 'X-Forwarded-For': `10.9.8.7, ${ip}` })
   const open: WebSocket[] = []
   t.after(() => { for (const ws of open) ws.terminate() })
   for (let i = 0; i < 3; i++) {
-    const r = await upgradeStatus(`${server.url}/r${i}`)
+    const r = await upgradeStatus(`${server.url}/r${i}`, from('203.0.113.5'))
     assert.equal(r.status, 101)
     open.push(r.ws!)
   }
-  assert.equal((await upgradeStatus(`${server.url}/r`)).status, 429)
-  open.pop()!.close()
+  assert.equal((await upgradeStatus(`${server.url}/r`, from('203.0.113.5'))).status, 429)
+  const other = await upgradeStatus(`${server.url}/r`, from('203.0.113.6'))
+  assert.equal(other.status, 101, 'another address is not affected')
+  open.push(other.ws!)
+  open.shift()!.close()
   await waitFor(async () => {
-    const r = await upgradeStatus(`${server.url}/r`)
+    const r = await upgradeStatus(`${server.url}/r`, from('203.0.113.5'))
     if (r.ws) open.push(r.ws)
     return r.status === 101
   }, { message: 'a slot is free again' })
+
+  // Loopback (a local tool, or an untrusted proxy) is not limited.
+  const { server: local } = await serverWith(t, { maxConnectionsPerIp: 2 })
+  for (let i = 0; i < 4; i++) {
+    const r = await upgradeStatus(`${local.url}/r`, from('203.0.113.5'))
+    assert.equal(r.status, 101, 'X-Forwarded-For is ignored without --trust-proxy, and loopback is exempt')
+    open.push(r.ws!)
+  }
 })
 
 test('--max-rooms unloads the least recently used idle room first, and refuses with 1013 when none is idle', async (t) => {
