@@ -243,6 +243,18 @@ export function sameContent(a: Uint8Array, b: Uint8Array): boolean {
   }
 }
 
+/** Same content as JSON (the state vectors may differ). */
+export function sameJson(a: Uint8Array, b: Uint8Array): boolean {
+  const da = docFromUpdates([a])
+  const db = docFromUpdates([b])
+  try {
+    return JSON.stringify(docToJson(da)) === JSON.stringify(docToJson(db))
+  } finally {
+    da.destroy()
+    db.destroy()
+  }
+}
+
 /** True if `state` contains every insertion of `part` (merging `part` would add nothing). */
 export function containsState(state: Uint8Array, part: Uint8Array): boolean {
   const missing = Y.decodeUpdate(Y.diffUpdate(part, Y.encodeStateVectorFromUpdate(state)))

@@ -7,7 +7,7 @@
 import * as Y from 'yjs'
 import { CoeditError } from './errors.js'
 import {
-  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
+  computeRevert, containsState, docFromUpdates, sameJson, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type BackupRoom } from './backup-format.js'
@@ -124,6 +124,8 @@ export class Operations {
     const current = await this.existing(room)
     // The state before the revert stays in the history: a revert can itself be reverted.
     await this.access.recordVersion(room, current.state, current.seq)
+    // Already that content: a revert would only churn (undo and redo the same text).
+    if (sameJson(current.state, old.state)) return { room, version: target, bytes: 0 }
     const update = computeRevert(current.state, old.state)
     if (isEmptyUpdate(update)) return { room, version: target, bytes: 0 }
     await this.access.apply(room, update)
