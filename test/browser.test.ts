@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test'
 import * as Y from 'yjs'
 import type { Browser, Page, WebSocketRoute } from 'playwright-core'
 import { startServer, type CoeditServer, type Store } from '../server/index.js'
+import { signToken } from '../server/auth.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
 import { PACKAGE_ROOT } from '../server/paths.js'
 import {
@@ -532,6 +533,42 @@ if (!browserAvailable() && !process.env.CI) {
       } finally {
         await a.close()
         await b.close()
+      }
+    })
+
+    test('tokens from the page\'s fragment: write, read-only, expired', async () => {
+      const secret = 'a-test-secret-that-is-at-least-32-bytes-long'
+      const secured = await startServer({ port: 0, storage: 'memory', authSecret: secret })
+      const url = (r: string, token: string): string => `${secured.httpUrl}/r/${r}#token=${token}`
+      const writer = await signToken({ rooms: ['team/*'], access: 'write', ttl: 3_600_000, secret })
+      const reader = await signToken({ rooms: ['team/*'], access: 'read', ttl: 3_600_000, secret })
+      const a = await openEditor(browser, url('team%2Fplan', writer), { name: 'Writer' })
+      const b = await openEditor(browser, url('team%2Fplan', reader), { name: 'Reader' })
+      try {
+        await waitForConnected(a.page)
+        await waitForConnected(b.page)
+        await setCaret(a.page, 0)
+        await a.page.keyboard.type('written with a token')
+        await waitForSaved(a.page)
+        await waitForValue(b.page, (v) => v === 'written with a token', 'the reader to see the text')
+        assert.equal(await b.page.$eval('#editor', (el) => (el as unknown as { readOnly: boolean }).readOnly), true)
+        assert.equal(await b.page.getAttribute('#save-status', 'data-state'), 'read-only')
+        assertNoErrors(a, b)
+
+        // A token that expires during the session: the server closes with 4401 and the page says why.
+        const shortLived = await signToken({ rooms: ['team/*'], access: 'write', ttl: 6000, secret })
+        const c = await openEditor(browser, url('team%2Fplan', shortLived), { name: 'Brief' })
+        try {
+          await waitForConnected(c.page, 5000)
+          await c.page.waitForSelector('#connection[data-state="closed"]', { timeout: 15_000 })
+          assert.match(await c.page.textContent('#connection') ?? '', /token expired/)
+        } finally {
+          await c.close()
+        }
+      } finally {
+        await a.close()
+        await b.close()
+        await secured.close()
       }
     })
 

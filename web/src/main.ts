@@ -10,6 +10,8 @@ import { TextareaBinding } from './binding.js'
 import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
 import { Presence } from './presence.js'
 import { SaveStatus, countingWebSocket, type Connection, type Saved } from './status.js'
+import { accessOf, tokenFromFragment } from './token.js'
+import * as decoding from 'lib0/decoding'
 
 /** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
 export const TEXT_NAME = 'text'
@@ -18,13 +20,17 @@ const CONNECTION_TEXT: Record<Connection, string> = {
   connected: 'Connected',
   connecting: 'Connecting…',
   offline: 'Offline — reconnecting',
+  closed: 'Disconnected',
 }
 const SAVED_TEXT: Record<Saved, string> = {
   saved: 'Saved',
   saving: 'Saving…',
   'offline-unsaved': 'Offline — not saved',
   offline: 'No unsaved edits',
+  'read-only': 'Read-only — your edits are not saved',
 }
+const MESSAGE_AUTH = 2
+const AUTH_PERMISSION_DENIED = 0
 
 function byId<T extends HTMLElement>(id: string): T {
   const el = document.getElementById(id)
@@ -56,8 +62,9 @@ function start(): void {
   const doc = new Y.Doc()
   const ytext = doc.getText(TEXT_NAME)
   const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
+  const token = tokenFromFragment(location.hash)
   const provider = new WebsocketProvider(wsBase, encodeURIComponent(room), doc, {
-    params: { coedit: '1' },
+    params: token ? { coedit: '1', token } : { coedit: '1' },
     WebSocketPolyfill: countingWebSocket(WebSocket),
   })
   let idb: IndexeddbPersistence | undefined
@@ -72,13 +79,26 @@ function start(): void {
   const savedEl = byId('save-status')
   const showStatus = (): void => {
     connectionEl.dataset['state'] = status.connection
-    connectionEl.textContent = CONNECTION_TEXT[status.connection]
+    connectionEl.textContent = status.connection === 'closed'
+      ? `${CONNECTION_TEXT.closed}: ${status.closedReason} — reload to try again`
+      : CONNECTION_TEXT[status.connection]
     savedEl.dataset['state'] = status.saved
     savedEl.textContent = SAVED_TEXT[status.saved]
   }
   status.onChange(showStatus)
   showStatus()
   provider.on('connection-close', () => status.update())
+
+  const readOnly = (): void => {
+    textarea.readOnly = true
+    textarea.setAttribute('aria-readonly', 'true')
+    status.setReadOnly()
+  }
+  if (token && accessOf(token) === 'read') readOnly()
+  // The server's "permission denied" (a read-only token that wrote anyway): shown, not just logged.
+  provider.messageHandlers[MESSAGE_AUTH] = (_encoder, decoder) => {
+    if (decoding.readVarUint(decoder) === AUTH_PERMISSION_DENIED) readOnly()
+  }
 
   const binding = new TextareaBinding(ytext, textarea)
   // The provider registered its update listener first, so a local edit is already sent (or not, offline).

@@ -27,8 +27,8 @@ interface SocketCount {
   step2Sent: boolean
 }
 
-export type Connection = 'connected' | 'connecting' | 'offline'
-export type Saved = 'saved' | 'saving' | 'offline-unsaved' | 'offline'
+export type Connection = 'connected' | 'connecting' | 'offline' | 'closed'
+export type Saved = 'saved' | 'saving' | 'offline-unsaved' | 'offline' | 'read-only'
 
 const counts = new WeakMap<WebSocket, SocketCount>()
 
@@ -57,6 +57,10 @@ export function countingWebSocket(Base: typeof WebSocket): typeof WebSocket {
 export class SaveStatus {
   connection: Connection = 'connecting'
   saved: Saved = 'offline'
+  /** Why the server closed the connection for good (a 44xx close: the provider stops retrying). */
+  closedReason = ''
+  /** The server refuses this client's edits (a read-only token). */
+  readOnly = false
   private readonly provider: WebsocketProvider
   private readonly unsavedKey: string
   private unsaved: boolean
@@ -76,7 +80,14 @@ export class SaveStatus {
       c.acked = Math.max(c.acked, decoding.readVarUint(decoder))
       this.update()
     }
-    provider.on('status', () => this.update())
+    provider.on('closed', (event: { code: number; reason: string }) => {
+      this.closedReason = event.reason || `closed with code ${event.code}`
+      this.update()
+    })
+    provider.on('status', (event: { status: string }) => {
+      if (event.status === 'connected') this.closedReason = ''
+      this.update()
+    })
     provider.on('sync', () => this.update())
     this.update()
   }
@@ -87,6 +98,11 @@ export class SaveStatus {
       this.unsaved = true
       writeStorage(this.unsavedKey, '1')
     }
+    this.update()
+  }
+
+  setReadOnly(): void {
+    this.readOnly = true
     this.update()
   }
 
@@ -104,9 +120,14 @@ export class SaveStatus {
 
   update(): void {
     const p = this.provider
-    const connection: Connection = p.wsconnected ? 'connected' : p.wsconnecting && p.wsUnsuccessfulReconnects === 0 ? 'connecting' : 'offline'
+    const connection: Connection = p.wsconnected ? 'connected'
+      : this.closedReason && !p.shouldConnect ? 'closed'
+      : p.wsconnecting && p.wsUnsuccessfulReconnects === 0 ? 'connecting' : 'offline'
     let saved: Saved
-    if (this.isSaved()) {
+    if (this.readOnly) {
+      // Its edits are never stored, so never acknowledged: "Saving…" would wait forever.
+      saved = 'read-only'
+    } else if (this.isSaved()) {
       saved = 'saved'
       if (this.unsaved) {
         this.unsaved = false
@@ -117,7 +138,7 @@ export class SaveStatus {
     } else {
       saved = this.unsaved ? 'offline-unsaved' : 'offline'
     }
-    if (connection === this.connection && saved === this.saved) return
+    if (connection === this.connection && saved === this.saved && connection !== 'closed') return
     this.connection = connection
     this.saved = saved
     for (const fn of this.listeners) fn()
