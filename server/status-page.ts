@@ -37,7 +37,7 @@ export const STATUS_HTML = `<!doctype html>
       <div class="card"><div class="label">Memory (RSS)</div><div class="value" id="rss">–</div></div>
     </section>
     <section class="panel">
-      <h2>Messages per second, last 10 minutes</h2>
+      <h2>Messages per second, up to the last 10 minutes</h2>
       <svg id="chart" viewBox="0 0 600 160" preserveAspectRatio="none" role="img" aria-label="Messages per second received and sent">
         <line x1="0" y1="159.5" x2="600" y2="159.5" class="axis"></line>
         <polyline id="line-in" class="line-in" points=""></polyline>
@@ -67,6 +67,7 @@ export const STATUS_CSS = `:root {
   color-scheme: light;
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 html, body { margin: 0; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; color: var(--fg); background: var(--bg); }
 .bar { display: flex; flex-wrap: wrap; align-items: center; justify-content: space-between; gap: 0.25rem 1rem; padding: 0.5rem 1rem; background: var(--paper); border-bottom: 1px solid var(--line); }
@@ -134,8 +135,10 @@ function setState(state, text) { $('state').dataset.state = state; $('state').te
 
 function drawChart(points, now) {
   const max = Math.max(1, ...points.map((p) => Math.max(p.messagesIn, p.messagesOut)))
+  // A young server's line would hug the right edge of 10 minutes: show at least one minute, at most ten.
+  const span = Math.min(WINDOW_MS, Math.max(60 * 1000, points.length > 0 ? now - points[0].t : 0))
   const line = (key) => points.map((p) => {
-    const x = Math.max(0, (p.t - (now - WINDOW_MS)) / WINDOW_MS * 600)
+    const x = Math.max(0, (p.t - (now - span)) / span * 600)
     const y = 158 - p[key] / max * 150
     return x.toFixed(1) + ',' + y.toFixed(1)
   }).join(' ')
