@@ -1,0 +1,117 @@
+/**
+ * Awareness: presence of a dropped connection disappears at once; a connection can
+ * only change the client IDs it introduced; relays of a busy room are coalesced.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { startServer } from '../server/index.js'
+import { decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness } from '../server/protocol.js'
+import { connect, synced, waitFor } from './helpers/index.js'
+import { RawClient } from './helpers/raw-client.js'
+
+const presence = (clientID: number, clock: number, state: unknown): Uint8Array =>
+  encodeAwareness(encodeAwarenessUpdate([{ clientID, clock, state }]))
+
+test('the presence of an abruptly destroyed socket disappears within 1 s', async (t) => {
+  const server = await startServer({ storage: 'memory' })
+  const observer = connect(server.url, 'presence')
+  t.after(async () => {
+    observer.destroy()
+    await server.close()
+  })
+  await synced(observer)
+  for (const how of ['terminate', 'stock provider'] as const) {
+    let id: number
+    let drop: () => void
+    if (how === 'terminate') {
+      const raw = await RawClient.open(`${server.url}/presence`)
+      id = 900001
+      raw.send(presence(id, 1, { user: { name: 'Raw' } }))
+      drop = () => raw.ws.terminate()
+    } else {
+      const stock = connect(server.url, 'presence')
+      t.after(() => stock.destroy())
+      id = stock.doc.clientID
+      stock.provider.awareness.setLocalStateField('user', { name: 'Stock' })
+      // Like a crashed tab: the socket goes without a close frame and nothing reconnects.
+      drop = () => {
+        stock.provider.shouldConnect = false
+        ;(stock.provider.ws as unknown as { terminate(): void }).terminate()
+      }
+    }
+    await waitFor(() => observer.provider.awareness.getStates().has(id), { message: `${how}: observer sees the presence` })
+    const started = Date.now()
+    drop()
+    await waitFor(() => !observer.provider.awareness.getStates().has(id), { timeout: 5000, message: `${how}: presence removed` })
+    const ms = Date.now() - started
+    t.diagnostic(`${how}: presence gone after ${ms} ms`)
+    assert.ok(ms < 1000, `${how}: presence disappeared after ${ms} ms`)
+  }
+})
+
+test('a connection cannot set or remove another connection\'s client IDs', async (t) => {
+  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
+  const owner = await RawClient.open(`${server.url}/own`)
+  const intruder = await RawClient.open(`${server.url}/own`)
+  const observer = connect(server.url, 'own')
+  t.after(async () => {
+    owner.close()
+    intruder.close()
+    observer.destroy()
+    await server.close()
+  })
+  await synced(observer)
+  const states = observer.provider.awareness.getStates()
+  owner.send(presence(111, 1, { name: 'owner' }))
+  await waitFor(() => (states.get(111) as { name?: string } | undefined)?.name === 'owner', { message: 'owner presence' })
+
+  // Higher clocks would win in y-protocols: the server must drop these itself.
+  intruder.send(presence(111, 5, { name: 'intruder' }))
+  intruder.send(presence(111, 6, null))
+  intruder.send(encodeAwareness(encodeAwarenessUpdate([
+    { clientID: 111, clock: 7, state: { name: 'intruder' } },
+    { clientID: 222, clock: 1, state: { name: 'intruder-own' } },
+  ])))
+  // The intruder's own ID in the same message still goes through.
+  await waitFor(() => states.has(222), { message: 'the intruder\'s own presence' })
+  // A query makes the server answer with its current states: they are what it keeps.
+  const before = intruder.messages.length
+  intruder.send(encodeQueryAwareness())
+  await intruder.waitForMessage('awareness', before)
+  assert.deepEqual(states.get(111), { name: 'owner' })
+  const room = server.registry.rooms.find((r) => r.name === 'own')!
+  assert.deepEqual(room.awareness.getStates().get(111), { name: 'owner' })
+  assert.equal(intruder.closeInfo, undefined, 'ignored, not disconnected')
+
+  // The owner can still update and remove its own ID.
+  owner.send(presence(111, 2, { name: 'owner v2' }))
+  await waitFor(() => (states.get(111) as { name?: string } | undefined)?.name === 'owner v2', { message: 'owner update' })
+  owner.send(presence(111, 3, null))
+  await waitFor(() => !states.has(111), { message: 'owner removal' })
+
+  // The intruder leaving removes only what it owned.
+  intruder.ws.terminate()
+  await waitFor(() => !states.has(222), { message: 'the intruder\'s presence removed' })
+})
+
+test('awareness relays are coalesced: N clients do not cost N² messages', async (t) => {
+  const N = 20
+  const server = await startServer({ storage: 'memory', awarenessInterval: 300 })
+  const clients = await Promise.all(Array.from({ length: N }, () => RawClient.open(`${server.url}/busy`)))
+  t.after(async () => {
+    for (const c of clients) c.close()
+    await server.close()
+  })
+  await Promise.all(clients.map((c) => c.waitForMessage('sync-step1')))
+  const counted = clients.map((c) => c.messages.length)
+  clients.forEach((c, i) => c.send(presence(5000 + i, 1, { user: { name: `u${i}`, cursor: i } })))
+  const awarenessFrames = (i: number) => clients[i]!.messages.slice(counted[i]).filter((m): m is { type: 'awareness'; update: Uint8Array } => m.type === 'awareness')
+  // Count the frames it took until every client knew every state.
+  await waitFor(() => clients.every((_, i) => {
+    const ids = new Set(awarenessFrames(i).flatMap((m) => decodeAwarenessUpdate(m.update).map((e) => e.clientID)))
+    return ids.size === N
+  }), { timeout: 10_000, message: 'every client knows every state' })
+  const total = () => clients.reduce((n, _, i) => n + awarenessFrames(i).length, 0)
+  t.diagnostic(`${N} clients, ${N} awareness changes: ${total()} awareness frames in all (uncoalesced: ${N * N})`)
+  assert.ok(total() <= 3 * N, `${total()} awareness frames for ${N} changes of ${N} clients`)
+})
