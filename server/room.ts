@@ -568,6 +568,16 @@ export class Room {
     return this.pendingWrites > 0
   }
 
+  /** Updates received but not yet stored and applied (the transport stops reading above a bound). */
+  get writeBacklog(): number {
+    return this.pendingWrites
+  }
+
+  /** Resolves once every write queued so far is stored and applied; never rejects. */
+  writesSettled(): Promise<void> {
+    return this.tail
+  }
+
   /** Closes every connection (for shutdown). */
   closeAll(close: CloseCode): void {
     for (const peer of [...this.peers.keys()]) peer.close(close)

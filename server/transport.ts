@@ -46,6 +46,12 @@ export interface TransportOptions {
 const MAX_TIMER = 2 ** 31 - 1
 /** A slow consumer gets this long to take its close frame before the socket is destroyed. */
 const SLOW_CLOSE_GRACE = 1000
+/**
+ * Flow control: above this many updates waiting for storage in its room, a connection's
+ * socket is not read until they are stored, so a writer faster than the disk is slowed by
+ * TCP instead of filling the server's memory (the group commit stays large meanwhile).
+ */
+const MAX_WRITE_BACKLOG = 2048
 
 /** Counts traffic; called on the hot path, so implementations only add numbers. */
 export interface TransportObserver {
@@ -192,6 +198,7 @@ export class Transport {
     let room: Room | undefined
     let queue: Uint8Array[] | undefined = []
     let closed = false
+    let paused = false
     this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
     peer.observer = this.options.observer
     this.options.observer?.opened()
@@ -214,8 +221,19 @@ export class Transport {
         peer.close(CLOSE_UNSUPPORTED_DATA)
         return
       }
-      if (room) room.receive(peer, bytes)
-      else queue?.push(bytes)
+      if (room) {
+        room.receive(peer, bytes)
+        if (!paused && room.writeBacklog > MAX_WRITE_BACKLOG) {
+          paused = true
+          ws.pause()
+          void room.writesSettled().then(() => {
+            paused = false
+            if (!closed) ws.resume()
+          })
+        }
+      } else {
+        queue?.push(bytes)
+      }
     })
     ws.on('error', (err: Error & { code?: string }) => {
       // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).

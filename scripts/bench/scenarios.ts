@@ -1,0 +1,355 @@
+/**
+ * The workloads. Each starts a fresh server (fresh data directory), drives it with
+ * protocol-level clients, and returns its metrics; `null` means "does not apply".
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as Y from 'yjs'
+import { LoadClient, PregeneratedWriter, Writer, fetchDoc, marksInText, scanMarks } from './client.js'
+import { ServerProcess, diskBytes, type ServerSpec } from './servers.js'
+import { Samples, pool, prng, settle, sleep, tick } from './stats.js'
+
+export type Metrics = Record<string, number | null>
+
+export interface Sizes {
+  reps: number
+  s1: { readers: number[]; rate: number; seconds: number }
+  s2: { rooms: number; clients: number; rate: number; seconds: number }
+  s3: { connections: number; rooms: number }
+  s4: { edits: number; chunk: number }
+  /** `prepare`: updates made in advance (more are made on demand). */
+  s5: { readers: number; seconds: number; killAfter: number; prepare: number }
+  /** Longest wait for stragglers after the load stops, ms. */
+  drainMs: number
+}
+
+export const FULL: Sizes = {
+  reps: 3,
+  s1: { readers: [50, 200], rate: 500, seconds: 10 },
+  s2: { rooms: 200, clients: 5, rate: 5, seconds: 20 },
+  s3: { connections: 5000, rooms: 1000 },
+  s4: { edits: 100_000, chunk: 100 },
+  s5: { readers: 10, seconds: 10, killAfter: 2, prepare: 400_000 },
+  drainMs: 20_000,
+}
+
+export const QUICK: Sizes = {
+  reps: 1,
+  s1: { readers: [50], rate: 500, seconds: 3 },
+  s2: { rooms: 40, clients: 5, rate: 5, seconds: 5 },
+  s3: { connections: 1000, rooms: 200 },
+  s4: { edits: 10_000, chunk: 100 },
+  s5: { readers: 10, seconds: 3, killAfter: 1, prepare: 120_000 },
+  drainMs: 8_000,
+}
+
+/** Tiny sizes for the CI smoke test: exercises every code path, measures nothing. */
+export const SMOKE: Sizes = {
+  reps: 1,
+  s1: { readers: [5], rate: 100, seconds: 1 },
+  s2: { rooms: 4, clients: 3, rate: 5, seconds: 1 },
+  s3: { connections: 40, rooms: 10 },
+  s4: { edits: 1000, chunk: 100 },
+  s5: { readers: 3, seconds: 1, killAfter: 0.5, prepare: 20_000 },
+  drainMs: 8_000,
+}
+
+export interface RunContext {
+  spec: ServerSpec
+  /** Core to pin the server to (undefined: no pinning). */
+  cpu: string | undefined
+  sizes: Sizes
+  /** Skip S6's kill -9 (so a profiled server exits normally and writes its profile). */
+  noKill?: boolean
+  log: (line: string) => void
+}
+
+async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDir: string) => Promise<T>): Promise<T> {
+  const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
+  const server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
+  const servers = [server]
+  try {
+    return await fn(server, dataDir)
+  } finally {
+    for (const s of servers) await s.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (room: string, i: number) => ConstructorParameters<typeof LoadClient>[3]): Promise<LoadClient[]> {
+  return pool(rooms, 100, async (room, i) => {
+    const client = new LoadClient(url, room, ctx.spec.dialect, make(room, i))
+    await client.ready
+    return client
+  })
+}
+
+function closeAll(clients: LoadClient[]): void {
+  for (const c of clients) c.close()
+}
+
+/** Sends `rate` updates/s for `seconds`, spread evenly (one timer per ms at most). */
+async function paced(seconds: number, rate: number, send: () => void): Promise<number> {
+  const total = Math.round(seconds * rate)
+  const started = performance.now()
+  let sent = 0
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + 1)
+    while (sent < due) {
+      send()
+      sent++
+    }
+    await sleep(1)
+  }
+  return sent
+}
+
+/** S1: one writer at `rate`, `readers` readers, one room. */
+export async function fanOut(ctx: RunContext, readers: number): Promise<Metrics> {
+  const { rate, seconds } = ctx.sizes.s1
+  return withServer(ctx, async (server) => {
+    const latency = new Samples()
+    const counts = new Array<number>(readers).fill(0)
+    const clients = await connectAll(server.url, Array.from({ length: readers }, () => 's1'), ctx, (_room, i) => ({
+      onUpdate: (update) => {
+        const now = performance.now()
+        scanMarks(update, (writer, _seq, sentAt) => {
+          if (writer !== 0) return
+          counts[i]!++
+          latency.push(now - sentAt)
+        })
+      },
+    }))
+    const writerClient = new LoadClient(server.url, 's1', ctx.spec.dialect)
+    await writerClient.ready
+    const writer = new Writer(0)
+    server.resetCpu()
+    const sent = await paced(seconds, rate, () => writerClient.sendUpdate(writer.next()))
+    const sum = (): number => counts.reduce((a, b) => a + b, 0)
+    await settle(sum, () => sum() >= sent * readers, 3000, ctx.sizes.drainMs)
+    const cpu = server.cpuSeconds()
+    const [p50, p99] = latency.quantiles([0.5, 0.99])
+    closeAll([...clients, writerClient])
+    return { delivered: sum() / (sent * readers), p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024 }
+  })
+}
+
+/** S2: many rooms, every client types at `rate` and reads the others. */
+export async function manyRooms(ctx: RunContext): Promise<Metrics> {
+  const { rooms, clients: perRoom, rate, seconds } = ctx.sizes.s2
+  return withServer(ctx, async (server) => {
+    const latency = new Samples()
+    const n = rooms * perRoom
+    const received = new Array<number>(n).fill(0)
+    const names = Array.from({ length: n }, (_, i) => `s2-${Math.floor(i / perRoom)}`)
+    const clients = await connectAll(server.url, names, ctx, (_room, i) => ({
+      onUpdate: (update) => {
+        const now = performance.now()
+        scanMarks(update, (writer, _seq, sentAt) => {
+          if (writer === i) return
+          received[i]!++
+          latency.push(now - sentAt)
+        })
+      },
+    }))
+    const writers = clients.map((_, i) => new Writer(i))
+    const sent = new Array<number>(n).fill(0)
+    const perClient = Math.round(seconds * rate)
+    server.resetCpu()
+    const random = prng(2)
+    await Promise.all(clients.map(async (client, i) => {
+      // Random phase, so the clients do not all type in the same millisecond.
+      await sleep(random() * (1000 / rate))
+      const started = performance.now()
+      while (sent[i]! < perClient) {
+        client.sendUpdate(writers[i]!.next())
+        sent[i]!++
+        await sleep(Math.max(0, started + (sent[i]! * 1000) / rate - performance.now()))
+      }
+    }))
+    const expected = sent.reduce((a, b) => a + b, 0) * (perRoom - 1)
+    const sum = (): number => received.reduce((a, b) => a + b, 0)
+    await settle(sum, () => sum() >= expected, 3000, ctx.sizes.drainMs)
+    const cpu = server.cpuSeconds()
+    const [p50, p99] = latency.quantiles([0.5, 0.99])
+    closeAll(clients)
+    return { delivered: sum() / expected, p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024 }
+  })
+}
+
+/** S3: idle connections after the handshake. */
+export async function idleConnections(ctx: RunContext): Promise<Metrics> {
+  const { connections, rooms } = ctx.sizes.s3
+  return withServer(ctx, async (server) => {
+    await sleep(300)
+    const before = server.rssKB()
+    const started = performance.now()
+    const names = Array.from({ length: connections }, (_, i) => `s3-${i % rooms}`)
+    const clients = await connectAll(server.url, names, ctx, () => ({ timeout: 60_000 }))
+    const connectSeconds = (performance.now() - started) / 1000
+    await sleep(1000)
+    const after = server.rssKB()
+    const peak = server.peakRssKB()
+    closeAll(clients)
+    return { rssPerConnKB: (after - before) / connections, connectSeconds, peakRssMB: peak / 1024 }
+  })
+}
+
+let s4Cache: { edits: number; updates: Uint8Array[]; length: number } | undefined
+
+/** The S4 document: `edits` single-character inserts at seeded random positions, as updates of `chunk` edits. */
+function coldDocument(edits: number, chunk: number): { updates: Uint8Array[]; length: number } {
+  if (s4Cache?.edits === edits) return s4Cache
+  const doc = new Y.Doc()
+  const text = doc.getText('t')
+  const random = prng(4)
+  const updates: Uint8Array[] = []
+  const pending: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => pending.push(u))
+  for (let i = 0; i < edits; i++) {
+    text.insert(Math.floor(random() * (text.length + 1)), String.fromCharCode(97 + Math.floor(random() * 26)))
+    if (pending.length >= chunk) updates.push(Y.mergeUpdates(pending.splice(0)))
+  }
+  if (pending.length > 0) updates.push(Y.mergeUpdates(pending.splice(0)))
+  s4Cache = { edits, updates, length: text.length }
+  return s4Cache
+}
+
+/** Waits until the data directory stops changing (a server that stores after relaying). */
+async function quiescent(dir: string, stableMs: number, maxMs: number): Promise<void> {
+  const started = Date.now()
+  let last = -1
+  let since = Date.now()
+  while (Date.now() - started < maxMs) {
+    const size = diskBytes(dir)
+    if (size !== last) {
+      last = size
+      since = Date.now()
+    } else if (Date.now() - since >= stableMs) {
+      return
+    }
+    await sleep(250)
+  }
+}
+
+/** S4: cold load of a large, fragmented document after a restart. */
+export async function coldLoad(ctx: RunContext): Promise<Metrics> {
+  if (!ctx.spec.persistent) return { coldLoadMs: null, storedMB: null, complete: null }
+  const { updates, length } = coldDocument(ctx.sizes.s4.edits, ctx.sizes.s4.chunk)
+  const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
+  try {
+    let server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
+    try {
+      const uploader = new LoadClient(server.url, 's4', ctx.spec.dialect)
+      await uploader.ready
+      for (const u of updates) {
+        uploader.sendUpdate(u)
+        while (uploader.bufferedAmount > 1 << 20) await tick()
+      }
+      const uploaded = await fetchDoc(server.url, 's4', ctx.spec.dialect, (d) => d.getText('t').length >= length, 120_000)
+      uploader.close()
+      if (!uploaded.complete) throw new Error(`${ctx.spec.label}: upload incomplete`)
+      // Hocuspocus debounces its store by 2 s; y-websocket-server stores after relaying.
+      await quiescent(dataDir, 3000, 60_000)
+    } finally {
+      await server.stop()
+    }
+    const storedMB = diskBytes(dataDir) / (1 << 20)
+    server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
+    try {
+      await sleep(300)
+      const loaded = await fetchDoc(server.url, 's4', ctx.spec.dialect, (d) => d.getText('t').length >= length, 60_000)
+      return { coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, complete: loaded.complete ? 1 : 0 }
+    } finally {
+      await server.stop()
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+/** Shared by every S5 run: making the updates is not part of what is measured. */
+const s5Writer = new PregeneratedWriter(0)
+
+/**
+ * S5: one writer as fast as the socket allows, `readers` readers; updates/s that reached
+ * every reader within the window. Then S6 in the same room: the writer goes on at full
+ * speed, the server is killed with SIGKILL mid-stream and restarted, and every update any
+ * reader saw must still be there.
+ */
+export async function ceiling(ctx: RunContext): Promise<Metrics> {
+  const { readers, seconds, killAfter } = ctx.sizes.s5
+  const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
+  let server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
+  const clients: LoadClient[] = []
+  try {
+    const counts = new Array<number>(readers).fill(0)
+    const maxSeq = new Array<number>(readers).fill(0)
+    let windowEnd = Infinity
+    const inWindow = new Array<number>(readers).fill(0)
+    clients.push(...await connectAll(server.url, Array.from({ length: readers }, () => 's5'), ctx, (_room, i) => ({
+      onUpdate: (update) => {
+        const inside = performance.now() <= windowEnd
+        scanMarks(update, (writer, seq) => {
+          if (writer !== 0) return
+          counts[i]!++
+          if (inside) inWindow[i]!++
+          if (seq > maxSeq[i]!) maxSeq[i] = seq
+        })
+      },
+    })))
+    const writerClient = new LoadClient(server.url, 's5', ctx.spec.dialect)
+    await writerClient.ready
+    clients.push(writerClient)
+    const writer = s5Writer
+    writer.rewind()
+    writer.prepare(ctx.sizes.s5.prepare)
+    const blast = async (ms: number, stop?: () => boolean): Promise<void> => {
+      const end = performance.now() + ms
+      while (performance.now() < end && !stop?.()) {
+        for (let n = 0; n < 64 && writerClient.bufferedAmount < 256 * 1024; n++) writerClient.sendUpdate(writer.next())
+        await tick()
+      }
+    }
+    server.resetCpu()
+    const started = performance.now()
+    windowEnd = started + seconds * 1000
+    await blast(seconds * 1000)
+    const sent = writer.seq
+    const min = (): number => Math.min(...counts)
+    await settle(min, () => min() >= sent, 5000, ctx.sizes.drainMs)
+    const metrics: Metrics = {
+      throughput: Math.min(...inWindow) / seconds,
+      sentPerSec: sent / seconds,
+      delivered: min() / sent,
+      cpu: server.cpuSeconds(),
+      peakRssMB: server.peakRssKB() / 1024,
+      seen: null, present: null, lost: null,
+    }
+    if (!ctx.spec.persistent || ctx.noKill) return metrics
+
+    // S6: kill -9 while the writer is going at full speed.
+    let killed = false
+    const blasting = blast(killAfter * 1000 + 5000, () => killed)
+    await sleep(killAfter * 1000)
+    await server.kill9()
+    killed = true
+    await blasting
+    const seen = Math.max(...maxSeq)
+    closeAll(clients)
+    clients.length = 0
+    server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
+    const has = (doc: Y.Doc): boolean => doc.getText('t').toString().includes(`TS:0:${seen}:`)
+    // y-websocket-server answers with an empty document first and sends the content later.
+    const restored = await fetchDoc(server.url, 's5', ctx.spec.dialect, has, 10_000)
+    const present = new Set(marksInText(restored.doc.getText('t').toString()).filter((m) => m.writer === 0).map((m) => m.seq))
+    let lost = 0
+    for (let seq = 1; seq <= seen; seq++) if (!present.has(seq)) lost++
+    return { ...metrics, seen, present: seen - lost, lost }
+  } finally {
+    closeAll(clients)
+    await server.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The servers under test, each started as its own process pinned to the server core,
+ * and what the bench reads about them from /proc (CPU seconds, RSS).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+import type { Dialect } from './client.js'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build')
+
+export type ServerKind = 'coedit' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
+
+export interface ServerSpec {
+  kind: ServerKind
+  label: string
+  dialect: Dialect
+  /** Stores documents at all. */
+  persistent: boolean
+  /** Every update is durable before anyone receives it. */
+  durableBeforeRelay: boolean
+  command(port: number, dataDir: string): { args: string[]; env: Record<string, string> }
+}
+
+export const SPECS: Record<ServerKind, ServerSpec> = {
+  coedit: {
+    kind: 'coedit', label: 'coedit', dialect: 'y', persistent: true, durableBeforeRelay: true,
+    command: (port, dataDir) => ({
+      // Defaults, except the per-client abuse limits: all the load comes from one address
+      // and one writer, and the peers have no such limits.
+      args: [
+        join(BUILD_DIR, 'coedit.mjs'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, '--log-level', 'warn',
+        '--max-messages-per-second', '0', '--max-bytes-per-second', '0', '--max-connections-per-ip', '0',
+      ],
+      env: {},
+    }),
+  },
+  ywss: {
+    kind: 'ywss', label: 'y-websocket-server+leveldb', dialect: 'y', persistent: true, durableBeforeRelay: false,
+    command: (port, dataDir) => ({
+      args: [join(ROOT, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')],
+      env: { HOST: '127.0.0.1', PORT: String(port), YPERSISTENCE: dataDir },
+    }),
+  },
+  'ywss-mem': {
+    kind: 'ywss-mem', label: 'y-websocket-server', dialect: 'y', persistent: false, durableBeforeRelay: false,
+    command: (port) => ({
+      args: [join(ROOT, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')],
+      env: { HOST: '127.0.0.1', PORT: String(port) },
+    }),
+  },
+  hocuspocus: {
+    kind: 'hocuspocus', label: 'hocuspocus+sqlite', dialect: 'hocus', persistent: true, durableBeforeRelay: false,
+    command: (port, dataDir) => ({ args: [join(BUILD_DIR, 'hocuspocus.mjs'), String(port), join(dataDir, 'db.sqlite')], env: {} }),
+  },
+  'hocuspocus-mem': {
+    kind: 'hocuspocus-mem', label: 'hocuspocus', dialect: 'hocus', persistent: false, durableBeforeRelay: false,
+    command: (port) => ({ args: [join(BUILD_DIR, 'hocuspocus.mjs'), String(port), ''], env: {} }),
+  },
+  raw: {
+    kind: 'raw', label: 'raw ws', dialect: 'raw', persistent: false, durableBeforeRelay: false,
+    command: (port) => ({ args: [join(BUILD_DIR, 'raw-ws.mjs'), String(port)], env: {} }),
+  },
+}
+
+/**
+ * Bundles coedit and the peer wrappers once, so every server starts from plain JS:
+ * no TypeScript loader in the measured process (same runtime code, less memory).
+ */
+export async function buildServers(): Promise<void> {
+  await build({
+    entryPoints: {
+      coedit: join(ROOT, 'scripts', 'coedit.ts'),
+      hocuspocus: join(ROOT, 'scripts', 'bench', 'peers', 'hocuspocus.ts'),
+      'raw-ws': join(ROOT, 'scripts', 'bench', 'peers', 'raw-ws.ts'),
+    },
+    outdir: BUILD_DIR,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  })
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1')
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => resolve(false))
+  })
+}
+
+const CLOCK_TICKS = 100
+
+export class ServerProcess {
+  readonly spec: ServerSpec
+  readonly child: ChildProcess
+  readonly port: number
+  readonly dataDir: string
+  readonly exited: Promise<void>
+  private output = ''
+  private cpuBase = 0
+
+  private constructor(spec: ServerSpec, child: ChildProcess, port: number, dataDir: string) {
+    this.spec = spec
+    this.child = child
+    this.port = port
+    this.dataDir = dataDir
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
+    const keep = (d: Buffer): void => { this.output = (this.output + d.toString()).slice(-4000) }
+    child.stdout?.on('data', keep)
+    child.stderr?.on('data', keep)
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`
+  }
+
+  get pid(): number {
+    return this.child.pid!
+  }
+
+  get recentOutput(): string {
+    return this.output
+  }
+
+  /** Starts `spec` on the server core and resolves once it accepts TCP connections. */
+  static async start(spec: ServerSpec, dataDir: string, cpu: string | undefined): Promise<ServerProcess> {
+    const port = await freePort()
+    const { args, env } = spec.command(port, dataDir)
+    // e.g. BENCH_NODE_ARGS_COEDIT="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile one server.
+    const extra = (process.env[`BENCH_NODE_ARGS_${spec.kind.toUpperCase().replace(/-/g, '_')}`] ?? '').split(' ').filter(Boolean)
+    const node = [process.execPath, ...extra, ...args]
+    const argv = cpu !== undefined ? ['taskset', '-c', cpu, ...node] : node
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const server = new ServerProcess(spec, child, port, dataDir)
+    const deadline = Date.now() + 30_000
+    let exited = false
+    void server.exited.then(() => { exited = true })
+    while (!(await canConnect(port))) {
+      if (exited) throw new Error(`${spec.label} exited during startup: ${server.output}`)
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL')
+        throw new Error(`${spec.label} did not listen within 30 s: ${server.output}`)
+      }
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    server.cpuBase = server.cpuTotal()
+    return server
+  }
+
+  private cpuTotal(): number {
+    try {
+      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8')
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+    } catch {
+      return 0
+    }
+  }
+
+  /** CPU seconds (user + system) since the server was ready or `resetCpu()`. */
+  cpuSeconds(): number {
+    return this.cpuTotal() - this.cpuBase
+  }
+
+  resetCpu(): void {
+    this.cpuBase = this.cpuTotal()
+  }
+
+  private status(field: string): number {
+    try {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'))
+      return m ? Number(m[1]) : 0
+    } catch {
+      return 0
+    }
+  }
+
+  rssKB(): number {
+    return this.status('VmRSS')
+  }
+
+  peakRssKB(): number {
+    return this.status('VmHWM')
+  }
+
+  /** SIGTERM, then SIGKILL after `timeout` ms. */
+  async stop(timeout = 20_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return
+    this.child.kill('SIGTERM')
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeout)
+    await this.exited
+    clearTimeout(timer)
+  }
+
+  async kill9(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return
+    this.child.kill('SIGKILL')
+    await this.exited
+  }
+}
+
+/** Bytes of all files under `dir`. */
+export function diskBytes(dir: string): number {
+  let total = 0
+  let entries
+  try {
+    entries = readdirSync(dir, { withFileTypes: true })
+  } catch {
+    return 0
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) total += diskBytes(p)
+    else if (e.isFile()) total += statSync(p).size
+  }
+  return total
+}
