@@ -5,6 +5,10 @@
  * The hot path (every message in and out) only bumps plain numbers; they are handed to
  * prom-client when scraped, so a broadcast to a thousand peers costs a thousand additions,
  * not a thousand label lookups.
+ *
+ * Process metrics (event-loop lag, heap, RSS, GC) describe the process, not a server, and
+ * their collectors cannot be stopped: they live in one registry per process, started with
+ * the first server, and every server's scrape includes them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import {
@@ -16,6 +20,16 @@ import type { Room, UpdateOrigin } from './room.js'
 import type { TransportObserver } from './transport.js'
 
 export const METRIC_PREFIX = 'coedit_'
+
+let processRegistry: Registry | undefined
+
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry, prefix: METRIC_PREFIX })
+  }
+  return processRegistry
+}
 
 export const MESSAGE_KINDS = [
   'sync_step1', 'sync_step2', 'sync_update', 'awareness', 'auth', 'query_awareness', 'coedit', 'other',
@@ -69,7 +83,8 @@ export class Metrics implements TransportObserver, RegistryObserver {
   private readonly messagesOut = kindCounts()
   private readonly bytesOut = kindCounts()
   private readonly applied_ = new Map<string, number>()
-  private defaultsStarted = false
+  /** This server's metrics and the process's, as one scrape. */
+  private readonly scraped: Registry
 
   private readonly opened_: Counter
   private readonly closes: Counter<'code'>
@@ -134,6 +149,7 @@ export class Metrics implements TransportObserver, RegistryObserver {
     })
     this.webhooks = new Counter({ name: `${p}webhook_deliveries_total`, help: 'Webhook delivery attempts, by result', labelNames: ['result'], registers })
     new Gauge({ name: `${p}webhook_queue`, help: 'Webhook deliveries waiting or in flight', registers, collect() { this.set(sources.webhookQueue()) } })
+    this.scraped = Registry.merge([this.registry, processMetrics()])
   }
 
   private trafficCounter(name: string, help: string, counts: number[]): void {
@@ -150,15 +166,9 @@ export class Metrics implements TransportObserver, RegistryObserver {
     })
   }
 
-  /** The Prometheus text exposition. Process metrics (event-loop lag, heap, RSS) start with the first scrape. */
+  /** The Prometheus text exposition: this server's metrics and the process's. */
   async exposition(): Promise<{ contentType: string; body: string }> {
-    if (!this.defaultsStarted) {
-      // Lazily: each start adds an event-loop monitor and a GC observer that cannot be
-      // removed, and most in-process servers (tests) are never scraped.
-      this.defaultsStarted = true
-      collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX })
-    }
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+    return { contentType: this.scraped.contentType, body: await this.scraped.metrics() }
   }
 
   totals(): TrafficTotals {
