@@ -279,6 +279,17 @@ if (!browserAvailable() && !process.env.CI) {
         await waitForValue(a.page, (v) => v.startsWith('top\n'), 'A to see the insert at the top')
         assert.equal(await a.page.$eval('#editor', (el) => (el as unknown as TextArea).scrollTop), 1200, 'scroll position kept')
         assert.deepEqual(await selection(a.page), [at + 4, at + 4])
+        // B's caret (line 2) follows A's scrolling: above the visible area now, inside it at the top.
+        const caret = a.page.locator('.remote-caret[data-name="Bob"]')
+        await caret.waitFor({ state: 'attached', timeout: 10_000 })
+        const area = await a.page.locator('#editor').boundingBox()
+        assert.ok(area)
+        await waitFor(async () => ((await caret.boundingBox())?.y ?? Infinity) < area.y, { timeout: 10_000, message: 'the remote caret scrolled out of view' })
+        await a.page.$eval('#editor', (el) => { (el as unknown as TextArea).scrollTop = 0 })
+        await waitFor(async () => {
+          const box = await caret.boundingBox()
+          return box !== null && box.y > area.y && box.y < area.y + 80
+        }, { timeout: 10_000, message: 'the remote caret back in view on the second line' })
 
         // A composes Japanese text; B types at the top meanwhile; nothing half-composed is synced.
         const cdp = await a.context.newCDPSession(a.page)
