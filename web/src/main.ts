@@ -120,6 +120,10 @@ function start(): void {
     saveName(name)
     presence.setUser({ ...user })
   })
+  // Leaving the field empty keeps the last name rather than showing a blank one.
+  nameInput.addEventListener('change', () => {
+    if (!nameInput.value.trim()) nameInput.value = user.name
+  })
 
   const share = byId<HTMLButtonElement>('share')
   share.addEventListener('click', () => {
