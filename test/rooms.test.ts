@@ -1,0 +1,158 @@
+/**
+ * Rooms: many rooms restore exactly after a restart; a room is loaded once however many
+ * clients arrive together; nothing is answered before the load finished; a failed load
+ * closes with 1013 and never serves (or overwrites storage with) an empty document.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import * as Y from 'yjs'
+import { startServer, MemoryStore } from '../server/index.js'
+import { encodeSyncStep1, encodeSyncUpdate } from '../server/protocol.js'
+import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
+import { RawClient } from './helpers/raw-client.js'
+import { ControlledStore, gate } from './helpers/controlled-store.js'
+
+async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) {
+    await Promise.all(items.slice(i, i + size).map((item, j) => fn(item, i + j)))
+  }
+}
+
+/** Writes `updates` to `room` over the wire and resolves once the server acked them as stored. */
+async function write(url: string, room: string, updates: Uint8Array[]): Promise<void> {
+  const c = await RawClient.open(`${url}/${encodeURIComponent(room)}?coedit=1`)
+  try {
+    for (const u of updates) c.send(encodeSyncUpdate(u))
+    await waitFor(() => c.messages.some((m) => m.type === 'coedit-persisted' && m.count === updates.length), { timeout: 20_000, message: `acks for ${room}` })
+  } finally {
+    c.close()
+  }
+}
+
+/** The document a fresh connection is served (its first sync step 2). */
+async function read(url: string, room: string): Promise<Y.Doc> {
+  const c = await RawClient.open(`${url}/${encodeURIComponent(room)}`)
+  try {
+    c.send(encodeSyncStep1(new Uint8Array([0])))
+    const step2 = await c.waitForMessage('sync-step2', 0, 20_000)
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, step2.update)
+    return doc
+  } finally {
+    c.close()
+  }
+}
+
+test('300 rooms restore exactly after a restart', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const names = Array.from({ length: 300 }, (_, i) => i % 50 === 0 ? `room ${i}/ü:${i}` : `room-${i}`)
+  const expected = new Map<string, { text: string; sv: Buffer; map: unknown }>()
+  // compactEvery 3: rooms with more updates are stored compacted, the others as a log.
+  let server = await startServer({ dataDir: dir.path, compactEvery: 3, roomGrace: 20 })
+  await inBatches(names, 25, async (name, i) => {
+    const doc = new Y.Doc()
+    const updates: Uint8Array[] = []
+    doc.on('update', (u: Uint8Array) => updates.push(u))
+    for (let k = 0; k <= i % 6; k++) doc.getText('text').insert(0, `${name}#${k};`)
+    if (i % 4 === 0) doc.getText('text').delete(0, 2)
+    doc.getMap('m').set('i', i)
+    await write(server.url, name, updates)
+    expected.set(name, { text: doc.getText('text').toString(), sv: Buffer.from(Y.encodeStateVector(doc)), map: doc.getMap('m').toJSON() })
+  })
+  await server.close()
+
+  server = await startServer({ dataDir: dir.path })
+  t.after(() => server.close())
+  const stored = await server.store.listRooms()
+  assert.equal(stored.length, names.length, 'every room is listed')
+  await inBatches(names, 25, async (name) => {
+    const doc = await read(server.url, name)
+    const want = expected.get(name)!
+    assert.equal(doc.getText('text').toString(), want.text, `${name}: content`)
+    assert.deepEqual(doc.getMap('m').toJSON(), want.map, `${name}: map`)
+    assert.deepEqual(Buffer.from(Y.encodeStateVector(doc)), want.sv, `${name}: state vector`)
+  })
+})
+
+test('a room is loaded once when many clients join together, and nothing is answered before', async (t) => {
+  const inner = new MemoryStore()
+  const seed = new Y.Doc()
+  seed.getText('text').insert(0, 'stored content')
+  await inner.append('busy', [Y.encodeStateAsUpdate(seed)])
+  const store = new ControlledStore(inner)
+  const loading = gate()
+  store.beforeLoad = () => loading.promise
+  const server = await startServer({ storage: store })
+  const raws: RawClient[] = []
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    for (const r of raws) r.close()
+    await server.close()
+  })
+  for (let i = 0; i < 10; i++) clients.push(connect(server.url, 'busy'))
+  // Raw clients ask for the document the moment they are open, before the load finished.
+  for (let i = 0; i < 10; i++) {
+    const r = new RawClient(`${server.url}/busy`)
+    r.ws.once('open', () => r.send(encodeSyncStep1(new Uint8Array([0]))))
+    raws.push(r)
+  }
+  await Promise.all(raws.map((r) => r.opened))
+  await waitFor(() => store.calls.load >= 1, { message: 'the load started' })
+  assert.ok(raws.every((r) => r.frames === 0), 'nothing is sent while the room loads')
+  loading.open()
+  await Promise.all(clients.map((c) => synced(c)))
+  for (const r of raws) {
+    const step2 = await r.waitForMessage('sync-step2')
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, step2.update)
+    assert.equal(doc.getText('text').toString(), 'stored content', 'the first answer already holds the stored document')
+  }
+  assert.equal(store.loads.get('busy'), 1, 'loaded exactly once')
+  assert.ok(clients.every((c) => c.text.toString() === 'stored content'))
+})
+
+test('a failed load closes with 1013, serves nothing, and never overwrites what is stored', async (t) => {
+  const inner = new MemoryStore()
+  const seed = new Y.Doc()
+  seed.getText('text').insert(0, 'precious')
+  await inner.append('fragile', [Y.encodeStateAsUpdate(seed)])
+  const store = new ControlledStore(inner)
+  let failing = true
+  store.beforeLoad = (room) => {
+    if (failing && room === 'fragile') throw new Error('disk on fire')
+  }
+  const server = await startServer({ storage: store })
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await server.close()
+  })
+  const raw = await RawClient.open(`${server.url}/fragile`)
+  raw.send(encodeSyncStep1(new Uint8Array([0])))
+  const closed = await raw.waitClosed()
+  assert.equal(closed.code, 1013)
+  assert.ok(!raw.messages.some((m) => m.type === 'sync-step1' || m.type === 'sync-step2'), 'no document was served')
+
+  // A stock provider with local edits keeps retrying (1013 means try again) and stores nothing meanwhile.
+  const client = connect(server.url, 'fragile')
+  clients.push(client)
+  client.text.insert(0, 'local ')
+  await waitFor(() => (store.loads.get('fragile') ?? 0) >= 3, { timeout: 20_000, message: 'the provider retries' })
+  assert.equal(store.calls.append, 0, 'nothing stored while the room cannot load')
+  assert.equal(client.provider.synced, false)
+  // Other rooms are not affected.
+  const other = connect(server.url, 'sturdy')
+  clients.push(other)
+  await synced(other)
+
+  failing = false
+  // Both inserts are at 0 and concurrent: Yjs orders them by client ID.
+  const merged = (text: string): boolean => text.length === 'local precious'.length && text.includes('local ') && text.includes('precious')
+  await waitFor(() => client.provider.synced && merged(client.text.toString()), { timeout: 20_000, message: 'sync once storage is back' })
+  const stored = await inner.load('fragile')
+  const doc = new Y.Doc()
+  for (const u of stored.updates) Y.applyUpdate(doc, u)
+  assert.ok(merged(doc.getText('text').toString()), 'the stored content survived and the client\'s edit joined it')
+})
