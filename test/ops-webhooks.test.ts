@@ -72,7 +72,7 @@ test('one signed notice per debounce window, to every URL, with state vector and
   const r1 = await receiver()
   const r2 = await receiver()
   t.after(() => Promise.all([r1.close(), r2.close()]))
-  const DEBOUNCE = 1000
+  const DEBOUNCE = 1500
   const server = await startServer({
     webhook: `${r1.url},${r2.url}`, webhookSecret: SECRET, webhookDebounce: DEBOUNCE, webhookIncludeText: true,
   })
