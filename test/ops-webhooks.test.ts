@@ -152,6 +152,35 @@ test('an endpoint that keeps failing is given up on, logged and counted', async 
   assert.ok(!logs.includes('should-not-be-logged'), 'query strings stay out of logs')
 })
 
+test('a pending notice goes out when its room unloads and when the server shuts down', async (t) => {
+  const r = await receiver()
+  t.after(() => r.close())
+  // A window far longer than the test: only unload and shutdown can send these notices.
+  const server = await startServer({ webhook: r.url, webhookSecret: SECRET, webhookDebounce: 3_600_000, roomGrace: 50 })
+  let stopped = false
+  t.after(() => (stopped ? undefined : server.close()))
+
+  const leaving = connect(server.url, 'left alone')
+  await synced(leaving)
+  leaving.text.insert(0, 'bye')
+  await waitFor(() => server.registry.rooms.some((room) => room.lastApplied === 1), { message: 'the edit to be stored' })
+  leaving.destroy()
+  await waitFor(() => r.deliveries.length === 1, { timeout: 10_000, message: 'the notice at unload' })
+  assert.equal((JSON.parse(r.deliveries[0]!.body) as { room: string }).room, 'left alone')
+
+  const staying = connect(server.url, 'open at shutdown')
+  t.after(() => staying.destroy())
+  await synced(staying)
+  staying.text.insert(0, 'still here')
+  await waitFor(() => server.registry.rooms.some((room) => room.name === 'open at shutdown' && room.lastApplied === 1), { message: 'the edit to be stored' })
+  stopped = true
+  await server.close()
+  assert.equal(r.deliveries.length, 2, 'delivered before close() resolved')
+  const last = JSON.parse(r.deliveries[1]!.body) as { room: string; seq: number }
+  assert.deepEqual([last.room, last.seq], ['open at shutdown', 1])
+  assert.equal(r.deliveries[1]!.headers['x-coedit-signature'], sign(r.deliveries[1]!.body))
+})
+
 /** Ms from an edit on `a` until `b` has it. */
 async function editLatency(a: Client, b: Client): Promise<number> {
   const arrived = new Promise<void>((resolve) => b.doc.once('update', () => resolve()))
