@@ -14,6 +14,8 @@ import { decodeBackup, type BackupRoom } from '../server/backup-format.js'
 import { docFromUpdates, mergeState } from '../server/doc-ops.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
+/** waitFor with a generous default timeout: the CPU is shared with other test runs. */
+const wait = <T>(check: () => T | Promise<T>, options: Parameters<typeof waitFor>[1] = {}): Promise<T> => waitFor(check, { timeout: 15_000, ...options })
 
 async function readBackup(file: string): Promise<BackupRoom[]> {
   const rooms: BackupRoom[] = []
@@ -70,7 +72,7 @@ test('backup of a live server while 5 clients keep editing, restored into a seco
       await new Promise((r) => setTimeout(r, 2 + Math.floor(random() * 8)))
     }
   })
-  await waitFor(() => received.every((r) => r.length >= 10), { timeout: 20_000, message: 'clients exchanging edits' })
+  await wait(() => received.every((r) => r.length >= 10), { timeout: 20_000, message: 'clients exchanging edits' })
 
   const seenBefore = received.map((r) => r.slice())
   const file = join(dir.path, 'backup.coedit')
@@ -78,7 +80,7 @@ test('backup of a live server while 5 clients keep editing, restored into a seco
   assert.equal(res.code, 0, res.stderr)
   const afterBackup = received.map((r) => r.length)
   // Editing went on during the backup and after it.
-  await waitFor(() => received.every((r, i) => r.length > afterBackup[i]!), { timeout: 20_000, message: 'edits after the backup' })
+  await wait(() => received.every((r, i) => r.length > afterBackup[i]!), { timeout: 20_000, message: 'edits after the backup' })
   editing = false
   await Promise.all(loops)
   assert.equal((JSON.parse(res.out) as { rooms: number }).rooms, 3)
@@ -109,7 +111,7 @@ test('backup of a live server while 5 clients keep editing, restored into a seco
     t.after(() => reader.destroy())
     await synced(reader)
     const backupState = rooms.find((r) => r.name === room)!.updates[0]!
-    await waitFor(() => holdsAll(Y.encodeStateAsUpdate(reader.doc), [backupState]), { message: `${room} served from the restored server` })
+    await wait(() => holdsAll(Y.encodeStateAsUpdate(reader.doc), [backupState]), { message: `${room} served from the restored server` })
     assert.ok(holdsAll(Y.encodeStateAsUpdate(reader.doc), seenBefore[i]!), `client ${i}: restored server holds what it had received`)
     assert.equal(reader.text.toString(), docFromUpdates([backupState]).getText('text').toString())
   }
@@ -180,7 +182,7 @@ test('restore-backup through the admin API: refuses a server with rooms unless -
   t.after(() => writer.destroy())
   await synced(writer)
   writer.text.insert(0, 'from the backup')
-  await waitFor(async () => (await src.store.load('shared')).lastSeq >= 1)
+  await wait(async () => (await src.store.load('shared')).lastSeq >= 1)
   const file = join(dir.path, 'x.coedit')
   assert.equal((await cli(['backup', '--out', file, '--server', src.httpUrl, '--token', 't1'])).code, 0)
 
@@ -190,7 +192,7 @@ test('restore-backup through the admin API: refuses a server with rooms unless -
   t.after(() => viewer.destroy())
   await synced(viewer)
   viewer.text.insert(0, 'already here')
-  await waitFor(async () => (await dst.store.listRooms()).length === 1)
+  await wait(async () => (await dst.store.listRooms()).length === 1)
   const refused = await cli(['restore-backup', file, '--server', dst.httpUrl, '--token', 't2'])
   assert.equal(refused.code, 1)
   assert.match(refused.stderr, /already has rooms.*--force/)
@@ -200,7 +202,7 @@ test('restore-backup through the admin API: refuses a server with rooms unless -
   await synced(watcher)
   const ok = await cli(['restore-backup', file, '--force', '--server', dst.httpUrl, '--token', 't2', '--json'])
   assert.equal(ok.code, 0, ok.stderr)
-  await waitFor(() => watcher.text.toString() === 'from the backup', { message: 'a connected client sees the restored room' })
+  await wait(() => watcher.text.toString() === 'from the backup', { message: 'a connected client sees the restored room' })
   const bad = join(dir.path, 'bad.coedit')
   await writeFile(bad, (await readFile(file)).subarray(0, 20))
   assert.equal((await cli(['restore-backup', bad, '--force', '--server', dst.httpUrl, '--token', 't2'])).code, 1)

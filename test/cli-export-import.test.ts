@@ -13,6 +13,8 @@ import { LevelStore } from '../server/persistence/leveldb.js'
 import { docFromUpdates, docToJson, mergeState } from '../server/doc-ops.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
+/** waitFor with a generous default timeout: the CPU is shared with other test runs. */
+const wait = <T>(check: () => T | Promise<T>, options: Parameters<typeof waitFor>[1] = {}): Promise<T> => waitFor(check, { timeout: 15_000, ...options })
 
 /** A document using every root kind, nested values and formatting. */
 function richDoc(): Y.Doc {
@@ -119,7 +121,7 @@ test('through the admin API: export → import round trips, and connected client
   await synced(writer)
   writer.text.insert(0, 'typed live')
   writer.doc.getMap('meta').set('k', 'v')
-  await waitFor(async () => (await server.store.load('live')).lastSeq >= 2, { message: 'edits stored' })
+  await wait(async () => (await server.store.load('live')).lastSeq >= 2, { message: 'edits stored' })
 
   for (const [format, file] of [['update', 'x.bin'], ['json', 'x.json'], ['text', 'x.txt']] as const) {
     const out = join(dir.path, file)
@@ -132,7 +134,7 @@ test('through the admin API: export → import round trips, and connected client
     const i = await cli(['import', target, out, '--format', format, ...auth])
     assert.equal(i.code, 0, i.stderr)
     const expected = format === 'text' ? { text: 'typed live' } : { meta: { k: 'v' }, text: 'typed live' }
-    await waitFor(() => JSON.stringify(docToJson(watcher.doc)) === JSON.stringify(expected), { timeout: 10_000, message: `${format} import seen by a connected client` })
+    await wait(() => JSON.stringify(docToJson(watcher.doc)) === JSON.stringify(expected), { timeout: 10_000, message: `${format} import seen by a connected client` })
   }
   const rooms = JSON.parse((await cli(['rooms', '--json', ...auth])).out) as Array<{ name: string }>
   assert.deepEqual(rooms.map((r) => r.name), ['copy-json', 'copy-text', 'copy-update', 'live'])
@@ -204,7 +206,7 @@ test('admin API: wrong or missing token is refused (401) and changes nothing; of
   assert.equal(wrong.code, 1)
   assert.match(wrong.stderr, /refused the admin token/)
   assert.equal((await server.store.listRooms()).length, 0)
-  for (const headers of [{}, { Authorization: 'Bearer right-token-but-longer' }, { Authorization: 'Basic right-token' }]) {
+  for (const headers of [{}, { Authorization: 'Bearer right-token-but-longer' }, { Authorization: 'Basic right-token' }] as Array<Record<string, string>>) {
     const res = await fetch(`${server.httpUrl}/admin/rooms`, { headers })
     assert.equal(res.status, 401)
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED')

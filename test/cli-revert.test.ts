@@ -11,18 +11,20 @@ import { LevelStore } from '../server/persistence/leveldb.js'
 import { docFromUpdates, mergeState } from '../server/doc-ops.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
+/** waitFor with a generous default timeout: the CPU is shared with other test runs. */
+const wait = <T>(check: () => T | Promise<T>, options: Parameters<typeof waitFor>[1] = {}): Promise<T> => waitFor(check, { timeout: 15_000, ...options })
 
 interface Version { id: number; at: number; seq: number }
 
 /** Waits until the server recorded a version holding everything the room has stored. */
 async function versionOfNow(server: CoeditServer, room: string, auth: string[]): Promise<Version> {
   const seq = (await server.store.load(room)).lastSeq
-  return waitFor(async () => {
+  return wait(async () => {
     const res = await cli(['history', room, '--json', ...auth])
     const versions = JSON.parse(res.out) as Version[]
     const last = versions[versions.length - 1]
     return last && last.seq >= seq ? last : undefined
-  }, { timeout: 10_000, message: `a version of ${room} through seq ${seq}` })
+  }, { timeout: 15_000, message: `a version of ${room} through seq ${seq}` }) as Promise<Version>
 }
 
 const textOf = (c: Client): string => c.text.toString()
@@ -41,7 +43,7 @@ test('revert live: connected clients show the old content; an offline client rec
 
   a.text.insert(0, 'The quick brown fox')
   a.doc.getMap('meta').set('title', 'Fox')
-  await waitFor(() => textOf(b) === 'The quick brown fox' && textOf(c) === 'The quick brown fox')
+  await wait(() => textOf(b) === 'The quick brown fox' && textOf(c) === 'The quick brown fox')
   const good = await versionOfNow(server, 'doc', auth)
 
   // The damage, seen by everyone including c.
@@ -50,25 +52,25 @@ test('revert live: connected clients show the old content; an offline client rec
   b.text.insert(b.text.length, ' jumps')
   b.doc.getMap('meta').set('title', 'DAMAGED')
   const damaged = 'The slow brown fox jumps'
-  await waitFor(() => [a, b, c].every((x) => textOf(x) === damaged && x.doc.getMap('meta').get('title') === 'DAMAGED'), { message: 'damage everywhere' })
-  await waitFor(async () => (await server.store.load('doc')).lastSeq >= good.seq + 4, { message: 'damage stored' })
+  await wait(() => [a, b, c].every((x) => textOf(x) === damaged && x.doc.getMap('meta').get('title') === 'DAMAGED'), { message: 'damage everywhere' })
+  await wait(async () => (await server.store.load('doc')).lastSeq >= good.seq + 4, { message: 'damage stored' })
 
   // c goes offline holding the damaged (pre-revert) state and keeps editing.
   c.provider.disconnect()
-  await waitFor(() => !c.provider.wsconnected)
+  await wait(() => !c.provider.wsconnected)
   c.text.insert(0, '[offline] ')
   c.text.insert(c.text.length, ' [c end]')
 
   const res = await cli(['revert', 'doc', '--to', String(good.id), '--json', ...auth])
   assert.equal(res.code, 0, res.stderr)
   assert.equal((JSON.parse(res.out) as { version: Version }).version.id, good.id)
-  await waitFor(() => textOf(a) === 'The quick brown fox' && textOf(b) === 'The quick brown fox', { message: 'connected clients show the old content' })
+  await wait(() => textOf(a) === 'The quick brown fox' && textOf(b) === 'The quick brown fox', { message: 'connected clients show the old content' })
   assert.equal(a.doc.getMap('meta').get('title'), 'Fox')
 
   c.provider.connect()
   await synced(c)
   const expected = '[offline] The quick brown fox [c end]'
-  await waitFor(() => [a, b, c].every((x) => textOf(x) === expected), { timeout: 10_000, message: `all converge to ${expected}` })
+  await wait(() => [a, b, c].every((x) => textOf(x) === expected), { timeout: 10_000, message: `all converge to ${expected}` })
   for (const x of [a, b, c]) {
     assert.doesNotMatch(textOf(x), /slow|jumps/, 'reverted-away content stays away')
     assert.equal(x.doc.getMap('meta').get('title'), 'Fox')
@@ -77,7 +79,7 @@ test('revert live: connected clients show the old content; an offline client rec
   const fresh = connect(server.url, 'doc')
   t.after(() => fresh.destroy())
   await synced(fresh)
-  await waitFor(() => textOf(fresh) === expected)
+  await wait(() => textOf(fresh) === expected)
 
   // The pre-revert state is a version too: the revert itself can be reverted.
   const versions = JSON.parse((await cli(['history', 'doc', '--json', ...auth])).out) as Version[]
