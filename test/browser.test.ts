@@ -312,7 +312,7 @@ if (!browserAvailable() && !process.env.CI) {
       }
     })
 
-    test('undo takes back only this user\'s own edits', async () => {
+    test('undo takes back only this user\'s own edits; cut and paste sync', async () => {
       const r = room('undo')
       const a = await open(r, 'Alice')
       const b = await open(r, 'Bob')
@@ -329,6 +329,14 @@ if (!browserAvailable() && !process.env.CI) {
         assert.equal(await editorValue(a.page), 'beta')
         await a.page.keyboard.press('Control+Shift+z')
         await waitForValue(b.page, (v) => v === 'alpha beta', 'A\'s redo to reach B')
+        // Cut and paste go through the same path as typing.
+        await setCaret(a.page, 0, 6)
+        await a.page.keyboard.press('Control+x')
+        await setCaret(a.page, 4)
+        await a.page.keyboard.type(' ')
+        await a.page.keyboard.press('Control+v')
+        await waitForValue(b.page, (v) => v === 'beta alpha ', 'A\'s cut and paste to reach B')
+        await waitFor(async () => (await storedText(inner, r)) === 'beta alpha ', { timeout: 10_000, message: 'the cut and paste to be stored' })
         assertNoErrors(a, b)
       } finally {
         await a.close()
