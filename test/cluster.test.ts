@@ -7,8 +7,11 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { PostgresStore } from '../server/persistence/postgres.js'
 import { connect, prng, testSeed, waitFor, type Client } from './helpers/index.js'
-import { startChildServer, type ChildServer } from './helpers/child-server.js'
+import { runCli, startChildServer, type ChildServer } from './helpers/child-server.js'
 import { storeConformance } from './helpers/store-conformance.js'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
   Balancer, POSTGRES_URL, REDIS_URL, clusterServicesMissing, deleteKeys, dropSchema, freePort, startRedis, uniqueNames,
 } from './helpers/services.js'
@@ -234,4 +237,82 @@ ctest('a process started late serves the rooms correctly at once; presence cross
   await servers[1]!.kill('SIGKILL')
   await waitFor(() => !seesBea(), { timeout: 10_000, message: "B's presence removed after its process died" })
   t.diagnostic(`presence of the killed process's client removed after ${Date.now() - killedAt} ms`)
+})
+
+ctest('PostgresStore: versions, a consistent snapshot while writes go on, whole-room writes, health probe', async (t) => {
+  const { schema } = uniqueNames('ver')
+  const store = await PostgresStore.open({ connectionString: POSTGRES_URL, schema })
+  t.after(async () => {
+    await store.close()
+    await dropSchema(schema)
+  })
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  doc.getText('text').insert(0, 'one ')
+  await store.append('r', [updates[0]!])
+  const v1 = await store.putVersion('r', { at: 1000, seq: 1, state: Y.encodeStateAsUpdate(doc) })
+  const v2 = await store.putVersion('r', { at: 2000, seq: 1, state: Y.encodeStateAsUpdate(doc) })
+  assert.deepEqual([v1.id, v2.id], [1, 2])
+  assert.deepEqual((await store.listVersions('r')).map((v) => [v.id, v.at]), [[1, 1000], [2, 2000]])
+  assert.equal((await store.getVersion('r', 2))?.at, 2000)
+  await store.deleteVersions('r', [1])
+  assert.deepEqual((await store.listVersions('r')).map((v) => v.id), [2])
+
+  const snapshot = await store.snapshot()
+  doc.getText('text').insert(4, 'two ')
+  await store.append('r', [updates[1]!])
+  await store.append('other', [updates[0]!])
+  assert.deepEqual(snapshot.rooms, ['r'], 'a room written after the snapshot is not in it')
+  const record = await snapshot.read('r')
+  await snapshot.close()
+  assert.equal(record.lastSeq, 1)
+  const seen = new Y.Doc()
+  for (const u of record.updates) Y.applyUpdate(seen, u)
+  assert.equal(seen.getText('text').toString(), 'one ', 'the snapshot does not see the later write')
+  assert.equal(record.versions.length, 1)
+
+  await store.putRoom({ ...record, name: 'copy' })
+  const copy = await store.load('copy')
+  assert.equal(copy.lastSeq, 1)
+  const copied = new Y.Doc()
+  for (const u of copy.updates) Y.applyUpdate(copied, u)
+  assert.equal(copied.getText('text').toString(), 'one ')
+  assert.equal(await store.append('copy', [updates[1]!]), 2, 'appends continue after the restored sequence')
+  await store.ping()
+})
+
+ctest('cluster: an import and a live backup through the admin API of one process reach the clients of another', async (t) => {
+  const { schema, prefix } = uniqueNames('admin')
+  const dir = await mkdtemp(join(tmpdir(), 'coedit-cluster-admin-'))
+  const servers: ChildServer[] = []
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await Promise.all(servers.map((s) => s.kill('SIGKILL')))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+    await rm(dir, { recursive: true, force: true })
+  })
+  const token = 'cluster-admin-token-0123456789'
+  for (let i = 0; i < 2; i++) servers.push(await startChildServer([...clusterArgs(schema, prefix), '--admin-token', token]))
+  const onB = connect(servers[1]!.url, 'notes')
+  clients.push(onB)
+  await waitFor(() => onB.provider.synced, { timeout: 10_000 })
+  onB.text.insert(0, 'typed on B. ')
+  const file = join(dir, 'import.txt')
+  await writeFile(file, 'imported through A')
+  const imported = await runCli(['import', 'notes', file, '--format', 'text', '--server', `http://127.0.0.1:${servers[0]!.port}`, '--token', token])
+  assert.equal(imported.code, 0, imported.stderr)
+  await waitFor(() => onB.text.toString().includes('imported through A'), { timeout: 10_000, message: "the import reached B's client" })
+
+  const backupFile = join(dir, 'cluster.backup')
+  const backup = await runCli(['backup', '--out', backupFile, '--server', `http://127.0.0.1:${servers[0]!.port}`, '--token', token])
+  assert.equal(backup.code, 0, backup.stderr)
+  const restored = join(dir, 'restored')
+  const restore = await runCli(['restore-backup', backupFile, '--data', restored])
+  assert.equal(restore.code, 0, restore.stderr)
+  const exported = await runCli(['export', 'notes', '--format', 'text', '--data', restored])
+  assert.equal(exported.code, 0, exported.stderr)
+  assert.equal(exported.stdout.trim(), onB.text.toString().trim(), 'the backup taken through A holds what B\'s client has')
 })

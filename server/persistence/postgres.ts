@@ -13,7 +13,9 @@
  */
 import pg from 'pg'
 import { CoeditError } from '../errors.js'
-import type { RoomInfo, Store, StoredRoom } from './store.js'
+import type {
+  PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom, StoredVersion, VersionInfo, VersionedStore,
+} from './store.js'
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db */
@@ -57,11 +59,21 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
       up_to bigint NOT NULL,
       data bytea NOT NULL
     );`,
+  (s) => `
+    CREATE TABLE IF NOT EXISTS ${s}.versions (
+      room text NOT NULL,
+      id bigint NOT NULL,
+      at bigint NOT NULL,
+      seq bigint NOT NULL,
+      data bytea NOT NULL,
+      PRIMARY KEY (room, id)
+    );
+    CREATE TABLE IF NOT EXISTS ${s}.health (id int PRIMARY KEY, at bigint NOT NULL);`,
 ]
 
 const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
 
-export class PostgresStore implements Store {
+export class PostgresStore implements VersionedStore, PingableStore {
   private readonly pool: pg.Pool
   private readonly s: string
   private queue: PendingAppend[] = []
@@ -308,6 +320,151 @@ export class PostgresStore implements Store {
     }
     await this.pool.end()
   }
+
+  // ---- history, backup and health: what the operator CLI and /readyz use ---------------
+
+  /** Runs `fn` in a transaction holding the per-room lock of version writes. */
+  private async inRoomTransaction<T>(room: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`coedit-room:${this.s}:${room}`])
+      const out = await fn(client)
+      await client.query('COMMIT')
+      return out
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    return this.inRoomTransaction(room, async (client) => {
+      const { rows } = await client.query<{ id: string }>(
+        `INSERT INTO ${this.s}.versions (room, id, at, seq, data)
+         SELECT $1, COALESCE(max(id), 0) + 1, $2, $3, $4 FROM ${this.s}.versions WHERE room = $1
+         RETURNING id`,
+        [room, version.at, version.seq, toBuffer(version.state)],
+      )
+      return { id: Number(rows[0]!.id), at: version.at, seq: version.seq, bytes: version.state.length }
+    })
+  }
+
+  async listVersions(room: string): Promise<VersionInfo[]> {
+    const { rows } = await this.pool.query<{ id: string; at: string; seq: string; bytes: number }>(
+      `SELECT id, at, seq, length(data) AS bytes FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
+    )
+    return rows.map((r) => ({ id: Number(r.id), at: Number(r.at), seq: Number(r.seq), bytes: r.bytes }))
+  }
+
+  async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
+    const { rows } = await this.pool.query<{ at: string; seq: string; data: Buffer }>(
+      `SELECT at, seq, data FROM ${this.s}.versions WHERE room = $1 AND id = $2`, [room, id],
+    )
+    const r = rows[0]
+    return r && { id, at: Number(r.at), seq: Number(r.seq), bytes: r.data.length, state: r.data }
+  }
+
+  async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return
+    await this.pool.query(`DELETE FROM ${this.s}.versions WHERE room = $1 AND id = ANY($2::bigint[])`, [room, ids])
+  }
+
+  /** A REPEATABLE READ transaction: every read sees the database as of its first query. */
+  async snapshot(): Promise<StoreSnapshot> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const client = await this.pool.connect()
+    const end = async (): Promise<void> => {
+      await client.query('COMMIT').catch(() => {})
+      client.release()
+    }
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+      const { rows } = await client.query<{ name: string }>(
+        `SELECT name FROM ${this.s}.rooms UNION SELECT room FROM ${this.s}.states ORDER BY 1`,
+      )
+      const rooms = rows.map((r) => r.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      return { rooms, read: (room) => this.readRoom(client, room), close: end }
+    } catch (err) {
+      await end()
+      throw err
+    }
+  }
+
+  private async readRoom(client: pg.PoolClient, room: string): Promise<RoomRecord> {
+    const { rows } = await client.query<{ kind: number; seq: string; data: Buffer | null; at: string | null }>(
+      `SELECT 0 AS kind, up_to AS seq, data, NULL::bigint AS at FROM ${this.s}.states WHERE room = $1
+       UNION ALL
+       SELECT 1, seq, data, NULL FROM ${this.s}.updates
+         WHERE room = $1 AND seq > COALESCE((SELECT up_to FROM ${this.s}.states WHERE room = $1), 0)
+       UNION ALL
+       SELECT 2, last_seq, NULL, (extract(epoch FROM updated_at) * 1000)::bigint FROM ${this.s}.rooms WHERE name = $1
+       ORDER BY kind, seq`,
+      [room],
+    )
+    const record: RoomRecord = { name: room, updatedAt: undefined, lastSeq: 0, updates: [], versions: [] }
+    for (const row of rows) {
+      if (row.kind === 2) {
+        record.lastSeq = Number(row.seq)
+        record.updatedAt = Number(row.at)
+      } else {
+        record.updates.push(row.data!)
+        record.lastSeq = Math.max(record.lastSeq, Number(row.seq))
+      }
+    }
+    const versions = await client.query<{ id: string; at: string; seq: string; data: Buffer }>(
+      `SELECT id, at, seq, data FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
+    )
+    record.versions = versions.rows.map((v) => ({ id: Number(v.id), at: Number(v.at), seq: Number(v.seq), bytes: v.data.length, state: v.data }))
+    return record
+  }
+
+  async putRoom(record: RoomRecord): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const room = record.name
+    const [first, ...rest] = record.updates
+    const upTo = record.lastSeq - rest.length
+    await this.inRoomTransaction(room, async (client) => {
+      // Hold the room row so no append interleaves with the replacement.
+      await client.query(
+        `INSERT INTO ${this.s}.rooms (name, last_seq, updated_at) VALUES ($1, $2, to_timestamp($3 / 1000.0))
+         ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
+        [room, record.lastSeq, record.updatedAt ?? Date.now()],
+      )
+      await client.query(`DELETE FROM ${this.s}.updates WHERE room = $1`, [room])
+      await client.query(`DELETE FROM ${this.s}.states WHERE room = $1`, [room])
+      await client.query(`DELETE FROM ${this.s}.versions WHERE room = $1`, [room])
+      if (first !== undefined) {
+        await client.query(`INSERT INTO ${this.s}.states (room, up_to, data) VALUES ($1, $2, $3)`, [room, upTo, toBuffer(first)])
+      }
+      if (rest.length > 0) {
+        await client.query(
+          `INSERT INTO ${this.s}.updates (room, seq, data) SELECT $1, s, d FROM unnest($2::bigint[], $3::bytea[]) AS t(s, d)`,
+          [room, rest.map((_, i) => upTo + 1 + i), rest.map(toBuffer)],
+        )
+      }
+      for (const v of record.versions) {
+        await client.query(
+          `INSERT INTO ${this.s}.versions (room, id, at, seq, data) VALUES ($1, $2, $3, $4, $5)`,
+          [room, v.id, v.at, v.seq, toBuffer(v.state)],
+        )
+      }
+    })
+  }
+
+  async ping(): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const now = Date.now()
+    const { rows } = await this.pool.query<{ at: string }>(
+      `INSERT INTO ${this.s}.health (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at RETURNING at`, [now],
+    )
+    if (Number(rows[0]?.at) !== now) throw new CoeditError('STORE_PING_FAILED', 'health probe read back something else')
+  }
+
+  // ---- end of history, backup and health ----------------------------------------------
 
   /** Drops the schema: for tests that made their own. */
   async dropSchema(): Promise<void> {
