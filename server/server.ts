@@ -12,8 +12,9 @@ import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
 import type { Store } from './persistence/store.js'
-import { PostgresStore } from './persistence/postgres.js'
-import { Cluster } from './cluster/cluster.js'
+// Cluster mode only: loaded on demand (pg and ioredis add ~20 MB to every process otherwise).
+import type { PostgresStore } from './persistence/postgres.js'
+import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
 import { Transport } from './transport.js'
 import { adminRoutes } from './admin.js'
@@ -56,13 +57,13 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const ops = new Ops({ config, log, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
   const store: Store = mode === 'memory' ? new MemoryStore()
     : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics })
-    : mode === 'postgres' ? await PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema })
+    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics })
     : mode
   const ownsStore = typeof mode === 'string'
   let cluster: Cluster | undefined
   if (clustered) {
     try {
-      cluster = await Cluster.start(store as PostgresStore, {
+      cluster = await (await import('./cluster/cluster.js')).Cluster.start(store as PostgresStore, {
         redisUrl: config.redis, redisPrefix: config.redisPrefix, healInterval: config.healInterval, livenessTtl: config.livenessTtl,
       }, log)
     } catch (err) {

@@ -24,6 +24,8 @@ export interface PostgresStoreOptions {
   schema?: string
   /** Pool size. Default 10. */
   poolSize?: number
+  /** Told of every group commit (metrics). */
+  observer?: { batchWritten(updates: number, ms: number): void }
 }
 
 interface PendingAppend {
@@ -76,14 +78,16 @@ const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
 export class PostgresStore implements VersionedStore, PingableStore {
   private readonly pool: pg.Pool
   private readonly s: string
+  private readonly observer: PostgresStoreOptions['observer']
   private queue: PendingAppend[] = []
   private writing = false
   private scheduled = false
   private closed = false
 
-  private constructor(pool: pg.Pool, schema: string) {
+  private constructor(pool: pg.Pool, schema: string, observer: PostgresStoreOptions['observer']) {
     this.pool = pool
     this.s = schema
+    this.observer = observer
   }
 
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
@@ -94,7 +98,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
     const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 })
     // An idle client losing its connection must not crash the process.
     pool.on('error', () => {})
-    const store = new PostgresStore(pool, schema)
+    const store = new PostgresStore(pool, schema, options.observer)
     try {
       await store.migrate()
     } catch (err) {
@@ -220,6 +224,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
     }
     const rooms = [...counts.keys()].sort()
     const ns = rooms.map((r) => counts.get(r)!)
+    const started = performance.now()
     try {
       const lastSeqs = await this.withRetry(async () => {
         const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
@@ -243,6 +248,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
         )
         return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
       })
+      this.observer?.batchWritten(uData.length, performance.now() - started)
       batch.forEach((p, i) => {
         const last = lastSeqs.get(p.room)!
         // This call's last update is `ends[i]` of the room's n in this batch.
