@@ -274,19 +274,24 @@ export class PregeneratedWriter {
  * A full client (applies what it receives to a Y.Doc), for checking what a server holds:
  * cold loads and what survived a kill -9.
  */
-export async function fetchDoc(baseUrl: string, room: string, dialect: Dialect, until: (doc: Y.Doc) => boolean, timeout: number): Promise<{ doc: Y.Doc; ms: number; complete: boolean }> {
+export async function fetchDoc(baseUrl: string, room: string, dialect: Dialect, until: (doc: Y.Doc) => boolean, timeout: number, idleMs = Infinity): Promise<{ doc: Y.Doc; ms: number; complete: boolean }> {
   const doc = new Y.Doc()
   const started = performance.now()
   let done!: () => void
   const finished = new Promise<void>((resolve) => { done = resolve })
+  // Gives up once nothing has arrived for `idleMs` (a server that lost the content).
+  let idle: NodeJS.Timeout | undefined
   const client = new LoadClient(baseUrl, room, dialect, {
     timeout,
     onUpdate: (update) => {
       Y.applyUpdate(doc, update)
       if (until(doc)) done()
+      clearTimeout(idle)
+      if (Number.isFinite(idleMs)) idle = setTimeout(done, idleMs)
     },
   })
   const timer = setTimeout(done, timeout)
+  void finished.then(() => clearTimeout(idle))
   try {
     await Promise.race([client.ready.catch(() => {}), finished])
     await finished

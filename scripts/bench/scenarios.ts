@@ -17,9 +17,14 @@ export interface Sizes {
   s1: { readers: number[]; rate: number; seconds: number }
   s2: { rooms: number; clients: number; rate: number; seconds: number }
   s3: { connections: number; rooms: number }
-  s4: { edits: number; chunk: number }
-  /** `prepare`: updates made in advance (more are made on demand). */
-  s5: { readers: number; seconds: number; killAfter: number; prepare: number }
+  /** `settleMs`: the data directory must stay unchanged this long before the restart. */
+  s4: { edits: number; chunk: number; settleMs: number }
+  /**
+   * `prepare`: updates made in advance (more are made on demand); `limit`: at most this many
+   * updates in the window (smoke runs); `idleMs`: after the restart, give up waiting for
+   * content once nothing arrived for this long.
+   */
+  s5: { readers: number; seconds: number; killAfter: number; prepare: number; limit: number; idleMs: number }
   /** Longest wait for stragglers after the load stops, ms. */
   drainMs: number
 }
@@ -29,9 +34,9 @@ export const FULL: Sizes = {
   s1: { readers: [50, 200], rate: 500, seconds: 10 },
   s2: { rooms: 200, clients: 5, rate: 5, seconds: 20 },
   s3: { connections: 5000, rooms: 1000 },
-  s4: { edits: 100_000, chunk: 100 },
-  s5: { readers: 10, seconds: 10, killAfter: 2, prepare: 400_000 },
-  drainMs: 20_000,
+  s4: { edits: 100_000, chunk: 100, settleMs: 3000 },
+  s5: { readers: 10, seconds: 10, killAfter: 2, prepare: 400_000, limit: Infinity, idleMs: 5000 },
+  drainMs: 10_000,
 }
 
 export const QUICK: Sizes = {
@@ -39,8 +44,8 @@ export const QUICK: Sizes = {
   s1: { readers: [50], rate: 500, seconds: 3 },
   s2: { rooms: 40, clients: 5, rate: 5, seconds: 5 },
   s3: { connections: 1000, rooms: 200 },
-  s4: { edits: 10_000, chunk: 100 },
-  s5: { readers: 10, seconds: 3, killAfter: 1, prepare: 120_000 },
+  s4: { edits: 10_000, chunk: 100, settleMs: 3000 },
+  s5: { readers: 10, seconds: 3, killAfter: 1, prepare: 120_000, limit: Infinity, idleMs: 5000 },
   drainMs: 8_000,
 }
 
@@ -50,8 +55,8 @@ export const SMOKE: Sizes = {
   s1: { readers: [5], rate: 100, seconds: 1 },
   s2: { rooms: 4, clients: 3, rate: 5, seconds: 1 },
   s3: { connections: 40, rooms: 10 },
-  s4: { edits: 1000, chunk: 100 },
-  s5: { readers: 3, seconds: 1, killAfter: 0.5, prepare: 20_000 },
+  s4: { edits: 1000, chunk: 100, settleMs: 1000 },
+  s5: { readers: 3, seconds: 1, killAfter: 0.5, prepare: 4000, limit: 2000, idleMs: 2000 },
   drainMs: 8_000,
 }
 
@@ -251,7 +256,7 @@ export async function coldLoad(ctx: RunContext): Promise<Metrics> {
       uploader.close()
       if (!uploaded.complete) throw new Error(`${ctx.spec.label}: upload incomplete`)
       // Hocuspocus debounces its store by 2 s; y-websocket-server stores after relaying.
-      await quiescent(dataDir, 3000, 60_000)
+      await quiescent(dataDir, ctx.sizes.s4.settleMs, 60_000)
     } finally {
       await server.stop()
     }
@@ -307,7 +312,7 @@ export async function ceiling(ctx: RunContext): Promise<Metrics> {
     writer.prepare(ctx.sizes.s5.prepare)
     const blast = async (ms: number, stop?: () => boolean): Promise<void> => {
       const end = performance.now() + ms
-      while (performance.now() < end && !stop?.()) {
+      while (performance.now() < end && !stop?.() && writer.seq < ctx.sizes.s5.limit) {
         for (let n = 0; n < 64 && writerClient.bufferedAmount < 256 * 1024; n++) writerClient.sendUpdate(writer.next())
         await tick()
       }
@@ -331,6 +336,9 @@ export async function ceiling(ctx: RunContext): Promise<Metrics> {
 
     // S6: kill -9 while the writer is going at full speed.
     let killed = false
+    const limit = ctx.sizes.s5.limit
+    if (Number.isFinite(limit)) writer.prepare(limit)
+    ctx.sizes = { ...ctx.sizes, s5: { ...ctx.sizes.s5, limit: writer.seq + limit } }
     const blasting = blast(killAfter * 1000 + 5000, () => killed)
     await sleep(killAfter * 1000)
     await server.kill9()
@@ -342,7 +350,7 @@ export async function ceiling(ctx: RunContext): Promise<Metrics> {
     server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
     const has = (doc: Y.Doc): boolean => doc.getText('t').toString().includes(`TS:0:${seen}:`)
     // y-websocket-server answers with an empty document first and sends the content later.
-    const restored = await fetchDoc(server.url, 's5', ctx.spec.dialect, has, 10_000)
+    const restored = await fetchDoc(server.url, 's5', ctx.spec.dialect, has, 30_000, ctx.sizes.s5.idleMs)
     const present = new Set(marksInText(restored.doc.getText('t').toString()).filter((m) => m.writer === 0).map((m) => m.seq))
     let lost = 0
     for (let seq = 1; seq <= seen; seq++) if (!present.has(seq)) lost++

@@ -3,7 +3,7 @@
  * and what the bench reads about them from /proc (CPU seconds, RSS).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,7 +11,8 @@ import { build } from 'esbuild'
 import type { Dialect } from './client.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build')
+// Per run, so two benches at once (a CI smoke test and a manual run) do not clobber each other.
+const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build', `run-${process.pid}`)
 
 export type ServerKind = 'coedit' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
 
@@ -72,6 +73,8 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
  * no TypeScript loader in the measured process (same runtime code, less memory).
  */
 export async function buildServers(): Promise<void> {
+  rmSync(BUILD_DIR, { recursive: true, force: true })
+  process.once('exit', () => rmSync(BUILD_DIR, { recursive: true, force: true }))
   await build({
     entryPoints: {
       coedit: join(ROOT, 'scripts', 'coedit.ts'),
@@ -85,6 +88,8 @@ export async function buildServers(): Promise<void> {
     format: 'esm',
     target: 'node20',
     packages: 'external',
+    // Dynamic imports stay lazy (coedit loads its cluster-mode dependencies on demand).
+    splitting: true,
     logLevel: 'error',
   })
 }

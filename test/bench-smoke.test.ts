@@ -1,0 +1,70 @@
+/**
+ * `npm run bench` must not rot: run it at tiny sizes against every server and check the
+ * shape of what it reports and the figures that are correctness, not speed (everything
+ * delivered, nothing a reader saw lost by coedit after kill -9). No timing is asserted.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { tempDir } from './helpers/index.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+interface Aggregate {
+  id: string
+  server: string
+  failed: number
+  median: Record<string, number | null>
+}
+
+function runBench(args: string[], timeout: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench/index.ts', ...args], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`bench did not finish within ${timeout} ms; stderr: ${stderr}`))
+    }, timeout)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      setImmediate(() => resolve({ code, stdout, stderr }))
+    })
+  })
+}
+
+test('npm run bench --smoke: every scenario against every server, one table', { timeout: 240_000 }, async (t) => {
+  const dir = await tempDir('coedit-bench-smoke-')
+  t.after(() => dir.remove())
+  const out = join(dir.path, 'bench.json')
+  const run = await runBench(['--smoke', '--out', out], 230_000)
+  assert.equal(run.code, 0, `bench failed:\n${run.stderr}`)
+  const { aggregates } = JSON.parse(readFileSync(out, 'utf8')) as { aggregates: Aggregate[] }
+  const get = (id: string, server: string): Aggregate => {
+    const a = aggregates.find((x) => x.id === id && x.server === server)
+    assert.ok(a, `no result for ${id} on ${server}`)
+    assert.equal(a.failed, 0, `${id} failed on ${server}:\n${run.stderr}`)
+    return a
+  }
+  for (const server of ['coedit', 'ywss', 'hocuspocus', 'raw']) {
+    for (const id of ['S1/5', 'S2', 'S3', 'S4', 'S5']) get(id, server)
+  }
+  // Correctness figures of coedit (not timings).
+  assert.equal(get('S1/5', 'coedit').median.delivered, 1)
+  assert.equal(get('S2', 'coedit').median.delivered, 1)
+  assert.equal(get('S5', 'coedit').median.delivered, 1)
+  assert.equal(get('S4', 'coedit').median.complete, 1)
+  const s6 = get('S5', 'coedit').median
+  assert.ok((s6.seen ?? 0) > 0, 'readers saw nothing before the kill')
+  assert.equal(s6.lost, 0, `coedit lost ${s6.lost} of ${s6.seen} updates readers had seen`)
+  // The human table and the S6 line are printed.
+  assert.match(run.stdout, /\| S5: updates\/s delivered to all readers \|/)
+  assert.match(run.stdout, /"scenario":"S6","server":"coedit"/)
+})
