@@ -144,7 +144,7 @@ export function adminRoutes(options: AdminOptions): Route {
         const file = join(dir, 'backup')
         await pipeline(req, createWriteStream(file))
         await verifyBackup(createReadStream(file))
-        const result = await ops.restore(createReadStream(file))
+        const result = await ops.restore(() => createReadStream(file))
         sendJson(res, 200, result)
       } finally {
         await rm(dir, { recursive: true, force: true })

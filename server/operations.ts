@@ -10,7 +10,7 @@ import {
   computeRevert, containsState, docFromUpdates, sameJson, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
-import { decodeBackup, encodeBackup, type BackupHeader, type BackupRoom } from './backup-format.js'
+import { decodeBackup, encodeBackup, type BackupHeader } from './backup-format.js'
 import { isVersionedStore, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 
 /** How the verbs see a room's current state and change it. */
@@ -146,13 +146,13 @@ export class Operations {
   /**
    * Restores a backup that was already checked once (`verifyBackup`): offline each room
    * replaces what the store held under its name; live it is merged into the running room.
-   * Then reads every room back and checks it holds the backup's content.
+   * Then reads the file again and checks every room reads back as it holds it. `open`
+   * gives the file's bytes each time it is called.
    */
-  async restore(chunks: AsyncIterable<Uint8Array>, onStart?: (header: BackupHeader) => void, onRoom?: (room: string) => void): Promise<RestoreResult> {
+  async restore(open: () => AsyncIterable<Uint8Array>, onStart?: (header: BackupHeader) => void, onRoom?: (room: string) => void): Promise<RestoreResult> {
     const store = this.versioned()
-    const written: BackupRoom[] = []
     let header: BackupHeader | undefined
-    for await (const item of decodeBackup(chunks)) {
+    for await (const item of decodeBackup(open())) {
       if ('header' in item) {
         header = item.header
         onStart?.(header)
@@ -167,24 +167,21 @@ export class Operations {
       } else {
         await store.putRoom(record)
       }
-      // Keep only what verification needs: the state (versions are checked by count).
-      written.push({ ...record, versions: record.versions.map((v) => ({ ...v, state: new Uint8Array(0) })) })
       onRoom?.(record.name)
     }
     let verified = 0
-    for (const record of written) {
-      if (isEmptyUpdate(record.updates[0]!) && this.access.live) {
-        verified++
-        continue
-      }
+    for await (const item of decodeBackup(open())) {
+      if ('header' in item) continue
+      const record = item.room
+      verified++
+      if (isEmptyUpdate(record.updates[0]!) && this.access.live) continue
       const now = await this.access.current(record.name)
       const ok = now !== undefined && (this.access.live
         ? containsState(now.state, record.updates[0]!)
         : sameContent(now.state, record.updates[0]!) && (await store.listVersions(record.name)).length === record.versions.length)
       if (!ok) throw new CoeditError('RESTORE_VERIFY_FAILED', `room "${record.name}" does not read back as the backup holds it`)
-      verified++
     }
-    return { rooms: header?.rooms ?? written.length, verified }
+    return { rooms: header?.rooms ?? verified, verified }
   }
 }
 

@@ -114,7 +114,7 @@ export function offlineTarget(dir: string): Target {
         throw new CoeditError('NOT_EMPTY', `data directory ${dir} already holds rooms: restore into an empty directory, or give --force to replace the rooms the backup holds`)
       }
       try {
-        return await ops.restore(createReadStream(file), (header) => bar.start(header.rooms), (room) => bar.tick(room))
+        return await ops.restore(() => createReadStream(file), (header) => bar.start(header.rooms), (room) => bar.tick(room))
       } finally {
         bar.stop()
       }
