@@ -272,7 +272,7 @@ export class Room {
 
   private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
     const empty = validateUpdate(update)
-    if (!empty && this.options.maxClockAdvance) checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance)
+    if (!empty) checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance ?? 0)
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
@@ -352,7 +352,7 @@ export class Room {
     } catch (err) {
       this.log.error({ event: 'apply_failed', seq, err: String(err) }, 'remote update failed to apply')
     }
-    this.sinceCompaction++
+    // Not counted towards compaction: the process that stored it folds it in.
     this.markApplied(seq)
   }
 
@@ -369,7 +369,6 @@ export class Room {
       }
     }
     if (since.lastSeq > this.appliedThrough) {
-      this.sinceCompaction += since.lastSeq - this.appliedThrough
       this.appliedThrough = since.lastSeq
       for (const seq of this.appliedAhead) if (seq <= this.appliedThrough) this.appliedAhead.delete(seq)
       while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
