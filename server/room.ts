@@ -532,8 +532,20 @@ export class Room {
       .finally(() => { this.compacting = undefined })
   }
 
-  /** Folds the update log into one state. The document equals the store through `lastSeq`. */
-  async compact(): Promise<void> {
+  private compactChain: Promise<void> = Promise.resolve()
+
+  /**
+   * Folds the update log into one state. The document equals the store through `lastSeq`.
+   * Compactions run one at a time: an older state stored after a newer one (whose log
+   * prefix is already deleted) would lose the updates in between.
+   */
+  compact(): Promise<void> {
+    const run = this.compactChain.then(() => this.compactNow())
+    this.compactChain = run
+    return run
+  }
+
+  private async compactNow(): Promise<void> {
     if (this.sinceCompaction === 0) return
     const upTo = this.appliedThrough
     const folded = this.sinceCompaction
