@@ -153,6 +153,11 @@ export class RoomRegistry {
         this.log.info({ event: 'room_unloaded', room: name }, 'room unloaded')
       } finally {
         entry.unloading = undefined
+        // Kept only for a write still in flight, or a grace timer fired while we were busy
+        // (and found us unloading): without a new attempt the room would stay forever.
+        if (!room.isDestroyed && room.size === 0 && !entry.graceTimer && this.entries.get(name) === entry) {
+          this.scheduleUnload(name, entry)
+        }
       }
     })()
     return entry.unloading
