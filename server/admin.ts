@@ -5,7 +5,7 @@
  * clients see imports, reverts and restores at once.
  *
  *   GET  /admin/rooms                                   rooms (JSON)
- *   GET  /admin/rooms/ROOM/export?format=text|json|update[&name=text]
+ *   GET  /admin/rooms/ROOM/export?format=text|json|update[&name=text][&at=VERSION|TIME]
  *   POST /admin/rooms/ROOM/import?format=update|text|json[&name=text]   body: the file
  *   GET  /admin/rooms/ROOM/history                      versions (JSON)
  *   POST /admin/rooms/ROOM/revert?to=VERSION|TIME       (JSON)
@@ -166,7 +166,7 @@ export function adminRoutes(options: AdminOptions): Route {
     switch (action) {
       case 'export': {
         const format = choice<ExportFormat>(url.searchParams.get('format'), EXPORT_FORMATS, 'text', 'format')
-        const body = await ops.export(room, format, textName)
+        const body = await ops.export(room, format, textName, url.searchParams.get('at') || undefined)
         res.writeHead(200, { 'Content-Type': CONTENT_TYPE[format], 'Content-Length': body.length, 'Cache-Control': 'no-store' })
         res.end(body)
         return

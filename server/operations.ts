@@ -89,8 +89,17 @@ export class Operations {
     return current
   }
 
-  async export(room: string, format: ExportFormat, textName?: string): Promise<Uint8Array> {
-    const { state } = await this.existing(room)
+  /** The room now, or as of the version `at` names (an id or a time, as for revert). */
+  async export(room: string, format: ExportFormat, textName?: string, at?: string): Promise<Uint8Array> {
+    let state: Uint8Array
+    if (at === undefined) {
+      state = (await this.existing(room)).state
+    } else {
+      const target = resolveVersion(await this.history(room), at, Date.now())
+      const version = await this.versioned().getVersion(room, target.id)
+      if (!version) throw new CoeditError('VERSION_NOT_FOUND', `version ${target.id} was just deleted by the retention policy`)
+      state = version.state
+    }
     const doc = docFromUpdates([state])
     try {
       return exportDoc(doc, format, textName)

@@ -61,6 +61,12 @@ test('revert live: connected clients show the old content; an offline client rec
   c.text.insert(0, '[offline] ')
   c.text.insert(c.text.length, ' [c end]')
 
+  // Look before reverting: the version's content, while the room still holds the damage.
+  const peek = await cli(['export', 'doc', '--at', String(good.id), ...auth])
+  assert.equal(peek.code, 0, peek.stderr)
+  assert.equal(peek.out, 'The quick brown fox')
+  assert.equal((await cli(['export', 'doc', ...auth])).out, damaged)
+
   const res = await cli(['revert', 'doc', '--to', String(good.id), '--json', ...auth])
   assert.equal(res.code, 0, res.stderr)
   assert.equal((JSON.parse(res.out) as { version: Version }).version.id, good.id)
@@ -107,6 +113,8 @@ test('revert offline by time (ISO and relative), and a no-op revert', async (t) 
   const text = async (): Promise<string> => (await cli(['export', 'r', '--data', dir.path])).out
 
   assert.equal(await text(), 'later: ten o\'clock')
+  assert.equal((await cli(['export', 'r', '--at', '150m', '--data', dir.path])).out, 'nine o\'clock')
+  assert.equal((await cli(['export', 'r', '--at', '2', '--data', dir.path])).out, 'ten o\'clock')
   const iso = await cli(['revert', 'r', '--to', new Date(t0 + 1_800_000).toISOString(), '--data', dir.path])
   assert.equal(iso.code, 0, iso.stderr)
   assert.match(iso.out, /reverted to version 1/)
@@ -148,6 +156,8 @@ test('revert: bad input', async (t) => {
     [['revert', 'nope', '--to', '1', ...d], 1, /no room "nope"/],
     [['history', 'nope', ...d], 1, /no room "nope"/],
     [['history', ...d], 2, /expected 1 argument/],
+    [['export', 'r', '--at', 'noonish', ...d], 2, /not a time/],
+    [['export', 'r', '--at', '42', ...d], 1, /no version 42/],
   ]
   for (const [args, code, message] of cases) {
     const res = await cli(args)

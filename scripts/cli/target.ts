@@ -22,7 +22,7 @@ export interface BackupResult {
 
 export interface Target {
   rooms(): Promise<RoomInfo[]>
-  export(room: string, format: ExportFormat, textName?: string): Promise<Uint8Array>
+  export(room: string, format: ExportFormat, textName?: string, at?: string): Promise<Uint8Array>
   import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult>
   history(room: string): Promise<VersionInfo[]>
   revert(room: string, to: string): Promise<RevertResult>
@@ -99,7 +99,7 @@ export function offlineTarget(dir: string): Target {
   }
   return {
     rooms: async () => (await open(false)).rooms(),
-    export: async (room, format, textName) => (await open(false)).export(room, format, textName),
+    export: async (room, format, textName, at) => (await open(false)).export(room, format, textName, at),
     import: async (room, body, format, textName) => (await open(true)).import(room, body, format, textName),
     history: async (room) => (await open(false)).history(room),
     revert: async (room, to) => (await open(false)).revert(room, to),
@@ -167,7 +167,7 @@ export function remoteTarget(server: string, token: string): Target {
 
   return {
     rooms: async () => (await json<{ rooms: RoomInfo[] }>(url('/admin/rooms'))).rooms,
-    export: async (room, format, name) => new Uint8Array(await (await request(url(roomPath(room, 'export'), { format, name }))).arrayBuffer()),
+    export: async (room, format, name, at) => new Uint8Array(await (await request(url(roomPath(room, 'export'), { format, name, at }))).arrayBuffer()),
     import: (room, body, format, name) => json<ImportResult>(url(roomPath(room, 'import'), { format, name }), {
       method: 'POST', body, headers: { 'Content-Type': 'application/octet-stream' },
     }),

@@ -128,19 +128,24 @@ export const rooms: Verb = {
 
 export const exportVerb: Verb = {
   summary: 'write a room as text, JSON or a binary Yjs update',
-  help: `Usage: coedit export ROOM [--format text|json|update] [--out FILE] [--name TEXT]
+  help: `Usage: coedit export ROOM [--format text|json|update] [--out FILE] [--name TEXT] [--at VERSION|TIME]
 
   --format text       the shared text (default; --name picks the Y.Text, default "text")
   --format json       the whole document as JSON
   --format update     the binary Yjs state (Y.encodeStateAsUpdate): import it back losslessly
-  --out FILE          write to FILE instead of stdout`,
+  --out FILE          write to FILE instead of stdout
+  --at VERSION|TIME   the room as of a version of coedit history (an id, or the newest
+                      version at or before a time: 2026-11-22T10:00:00Z, 2h): look before
+                      you revert`,
   async run(argv, io) {
-    const { values, positionals } = parse(argv, { format: { type: 'string' }, out: { type: 'string' }, name: { type: 'string' } }, 1)
+    const { values, positionals } = parse(argv, { format: { type: 'string' }, out: { type: 'string' }, name: { type: 'string' }, at: { type: 'string' } }, 1)
     if (await helpOr(values, io, this.help)) return 0
     const format = choice<ExportFormat>(values.format, EXPORT_FORMATS, '--format') ?? 'text'
     const out = values.out as string | undefined
     if (format === 'update' && !out && io.stdout.isTTY) throw new UsageError('--format update is binary: give --out FILE or redirect stdout')
-    const body = await withTarget(values, io, (t) => t.export(positionals[0]!, format, values.name as string | undefined))
+    const at = values.at as string | undefined
+    if (at !== undefined) checkVersionSpec(at, io)
+    const body = await withTarget(values, io, (t) => t.export(positionals[0]!, format, values.name as string | undefined, at))
     if (out) {
       await writeFile(out, body)
       if (values.json) await printJson(io, { room: positionals[0], format, file: out, bytes: body.length })
@@ -267,14 +272,7 @@ the revert is kept as a version, so a revert can be reverted.`,
     if (await helpOr(values, io, this.help)) return 0
     const to = values.to as string | undefined
     if (!to) throw new UsageError('revert needs --to VERSION|TIME')
-    // Reject a malformed time here (exit 2) rather than as a failure of the operation.
-    if (!/^\s*\d+\s*$/.test(to)) {
-      try {
-        parseTimeSpec(to, io.now())
-      } catch (err) {
-        throw new UsageError((err as Error).message)
-      }
-    }
+    checkVersionSpec(to, io)
     const result = await withTarget(values, io, (t) => t.revert(positionals[0]!, to))
     if (values.json) await printJson(io, result)
     else {
@@ -284,6 +282,16 @@ the revert is kept as a version, so a revert can be reverted.`,
     }
     return 0
   },
+}
+
+/** A malformed time is bad usage (exit 2), not a failure of the operation. */
+function checkVersionSpec(spec: string, io: CliIO): void {
+  if (/^\s*\d+\s*$/.test(spec)) return
+  try {
+    parseTimeSpec(spec, io.now())
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
 }
 
 export const OPERATOR_VERBS: Record<string, Verb> = {
