@@ -236,7 +236,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
   return { ...(config as unknown as ServerConfig), help: values.help === true }
 }
 
-function formatDefault(o: OptionSpec): string {
+/** The default as --help and the README show it. */
+export function formatDefault(o: OptionSpec): string {
   const v = o.default
   if (v === '') return '(off)'
   if (v === 0 && o.kind === 'duration') return '0 (off)'

@@ -1,0 +1,69 @@
+/** `coedit serve` configuration: --help documents every option; bad values and a busy data directory are one clear line. */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { SERVE_OPTIONS, formatDefault, parseServeArgs } from '../server/config.js'
+import { LevelStore } from '../server/persistence/leveldb.js'
+import { runCli } from './helpers/child-server.js'
+import { tempDir } from './helpers/index.js'
+
+const defaultText = formatDefault
+
+test('coedit serve --help lists every option with its environment variable and default', async () => {
+  const { code, stdout } = await runCli(['serve', '--help'])
+  assert.equal(code, 0)
+  for (const o of SERVE_OPTIONS) {
+    assert.ok(stdout.includes(`--${o.flag}`), `--${o.flag} is documented`)
+    const line = stdout.split('\n').find((l) => l.includes(`env ${o.env},`))
+    assert.ok(line, `${o.env} is documented`)
+    assert.ok(line.includes(`default ${defaultText(o)}`), `${o.flag}: default ${defaultText(o)} shown in "${line.trim()}"`)
+  }
+  assert.ok(stdout.includes('default 1234') && stdout.includes('default 127.0.0.1') && stdout.includes('default ./data'))
+})
+
+test('a bad value is one line on stderr and exit code 2', async () => {
+  const cases: Array<{ args: string[]; env?: Record<string, string>; mention: string }> = [
+    { args: ['--port', 'abc'], mention: '--port' },
+    { args: ['--port', '70000'], mention: '--port' },
+    { args: [], env: { PORT: '-1' }, mention: 'PORT' },
+    { args: ['--ping-interval', 'soon'], mention: '--ping-interval' },
+    { args: ['--max-message-size', '12 parsecs'], mention: '--max-message-size' },
+    { args: [], env: { ROOM_GRACE: '0' }, mention: 'ROOM_GRACE' },
+    { args: ['--log-level', 'loud'], mention: '--log-level' },
+    { args: ['--no-such-option'], mention: 'no-such-option' },
+  ]
+  await Promise.all(cases.map(async (c) => {
+    const { code, stderr, stdout } = await runCli(['serve', ...c.args], c.env)
+    const what = `${c.args.join(' ')} ${JSON.stringify(c.env ?? {})}`
+    assert.equal(code, 2, `${what}: exit code`)
+    const lines = stderr.trim().split('\n')
+    assert.equal(lines.length, 1, `${what}: one line, got ${JSON.stringify(stderr)}`)
+    assert.ok(lines[0]!.includes(c.mention), `${what}: names ${c.mention}: ${lines[0]}`)
+    assert.equal(stdout.includes('listening'), false, `${what}: did not start`)
+  }))
+})
+
+test('a data directory in use by another server is a clear error and exit code 1', async (t) => {
+  const dir = await tempDir()
+  const holder = await LevelStore.open(dir.path)
+  t.after(async () => {
+    await holder.close()
+    await dir.remove()
+  })
+  const { code, stderr } = await runCli(['serve', '--port', '0', '--data', dir.path])
+  assert.equal(code, 1)
+  const lines = stderr.trim().split('\n')
+  assert.equal(lines.length, 1, `one line, got ${JSON.stringify(stderr)}`)
+  assert.match(lines[0]!, /in use/)
+  assert.ok(lines[0]!.includes(dir.path))
+  assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace')
+})
+
+test('flags override the environment, which overrides the defaults', () => {
+  const config = parseServeArgs(['--port', '4000', '--room-grace', '2s'], { PORT: '3000', HOST: '0.0.0.0', MAX_MESSAGE_SIZE: '1MiB' })
+  assert.equal(config.port, 4000)
+  assert.equal(config.host, '0.0.0.0')
+  assert.equal(config.maxMessageSize, 1024 * 1024)
+  assert.equal(config.roomGrace, 2000)
+  assert.equal(parseServeArgs([], {}).maxMessageSize, 16 * 1024 * 1024)
+  assert.equal(parseServeArgs([], {}).dataDir, './data')
+})
