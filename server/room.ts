@@ -20,7 +20,7 @@ import {
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
-import { checkUpdateClocks } from './limits.js'
+import { checkUpdateClocks, trialApply } from './limits.js'
 import { encodeAuthDenied } from './protocol.js'
 
 export interface Peer {
@@ -151,7 +151,9 @@ export class Room {
     const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates)
     for (const u of stored.updates) room.storedBytes += u.length
     room.applyStored(stored.updates)
-    room.doc.on('update', room.onDocUpdate)
+    // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
+    // long run of one client's typing that re-encoding flattens the whole merged string
+    // (O(run length) per keystroke). Each apply site relays the update it applied instead.
     room.awareness.on('update', room.onAwarenessUpdate)
     if (room.sinceCompaction >= options.compactEvery) room.scheduleCompaction()
     return room
@@ -272,7 +274,9 @@ export class Room {
 
   private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
     const empty = validateUpdate(update)
-    if (!empty) checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance ?? 0)
+    if (!empty && checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance ?? 0).overlaps) {
+      trialApply(this.doc, update)
+    }
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
@@ -314,6 +318,7 @@ export class Room {
       this.sinceCompaction++
       try {
         Y.applyUpdate(this.doc, update, origin)
+        this.relay(update, origin)
       } catch (err) {
         this.log.error({ event: 'apply_failed', err: String(err) }, 'stored update failed to apply')
         peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
@@ -349,6 +354,7 @@ export class Room {
     if (this.destroyed || seq <= this.appliedThrough || this.appliedAhead.has(seq)) return
     try {
       Y.applyUpdate(this.doc, update, REMOTE_ORIGIN)
+      this.relay(update, REMOTE_ORIGIN)
     } catch (err) {
       this.log.error({ event: 'apply_failed', seq, err: String(err) }, 'remote update failed to apply')
     }
@@ -362,7 +368,10 @@ export class Room {
     const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
     if (parts.length > 0) {
       try {
+        // Rare (healing): relay only what was new here, like the doc 'update' event would.
+        const before = Y.encodeStateVector(this.doc)
         Y.applyUpdate(this.doc, parts.length === 1 ? parts[0]! : Y.mergeUpdates(parts), REMOTE_ORIGIN)
+        this.relay(Y.encodeStateAsUpdate(this.doc, before), REMOTE_ORIGIN)
       } catch (err) {
         this.log.error({ event: 'apply_failed', err: String(err) }, 'catch-up failed to apply')
         return
@@ -435,7 +444,11 @@ export class Room {
     this.ackDirty.clear()
   }
 
-  private readonly onDocUpdate = (update: Uint8Array, origin: unknown): void => {
+  /**
+   * Sends an update just applied to the document to every connection (its sender too with
+   * `echo`). A stored update is relayed as received: applying it twice is a no-op in Yjs.
+   */
+  private relay(update: Uint8Array, origin: UpdateOrigin): void {
     const message = encodeSyncUpdate(update)
     const sender = (origin as UpdateOrigin | undefined)?.source === 'connection' && !this.options.echo
       ? (origin as Extract<UpdateOrigin, { source: 'connection' }>).peer

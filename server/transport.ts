@@ -77,6 +77,12 @@ class WsPeer implements Peer {
   observer: TransportObserver | undefined
   /** Largest message queued since the send buffer was last empty: one big message (a large document's sync) is no sign of a slow reader. */
   private largestPending = 0
+  /** The socket is corked until the end of this tick: all frames sent in it go out in one write. */
+  private corked = false
+  private readonly uncork = (): void => {
+    this.corked = false
+    socketOf(this.ws)?.uncork()
+  }
 
   constructor(ws: WebSocket, wantsAck: boolean, readOnly: boolean, private readonly maxBuffered: number, private readonly onSlow: (backlog: number) => void) {
     this.id = (nextPeerId++).toString(36)
@@ -99,6 +105,16 @@ class WsPeer implements Peer {
     this.largestPending = Math.max(this.largestPending, message.length)
     this.bytesOut += message.length
     this.observer?.sent(message)
+    if (!this.corked) {
+      // A group commit applies many updates in one tick; without this each would cost
+      // every connection a syscall. Uncorked once the tick's microtasks are done.
+      const socket = socketOf(this.ws)
+      if (socket) {
+        this.corked = true
+        socket.cork()
+        process.nextTick(this.uncork)
+      }
+    }
     this.ws.send(message)
   }
 
@@ -294,6 +310,12 @@ export class Transport {
     for (const peer of this.peers) peer.ws.terminate()
     this.wss.close()
   }
+}
+
+/** The TCP socket under a `ws` WebSocket (`_socket` is internal to ws 8, hence the guard). */
+function socketOf(ws: WebSocket): Duplex | undefined {
+  const socket = (ws as unknown as { _socket?: Duplex })._socket
+  return socket && typeof socket.cork === 'function' ? socket : undefined
 }
 
 function toUint8Array(data: RawData): Uint8Array {

@@ -52,7 +52,7 @@ function parseArgs(argv: string[]): Options {
     else throw new Error(`unknown option ${arg}`)
   }
   for (const s of servers) if (!(s in SPECS)) throw new Error(`unknown server ${s} (one of ${Object.keys(SPECS).join(', ')})`)
-  return { sizes: reps ? { ...sizes, reps } : sizes, mode, servers, only, out, noKill }
+  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill }
 }
 
 function machine(): Record<string, string | number> {
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const started = Date.now()
   const host = machine()
   const cpu = pin()
-  const info = { ...host, mode: options.mode, reps: options.sizes.reps, pinned: cpu !== undefined }
+  const info = { ...host, mode: options.mode, reps: options.sizes.reps, repsStatic: options.sizes.repsStatic, pinned: cpu !== undefined }
   const log = (line: string): void => { process.stderr.write(`${line}\n`) }
   log(`bench: ${JSON.stringify(info)}`)
   await buildServers()
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
   const results = new Map<string, Metrics[]>()
   for (let rep = 0; rep < options.sizes.reps; rep++) {
     for (const job of list) {
+      if ((job.scenario === 'S3' || job.scenario === 'S4') && rep >= options.sizes.repsStatic) continue
       // Interleave: each repetition starts the rotation at a different server.
       const order = options.servers.map((_, i) => options.servers[(i + rep) % options.servers.length]!)
       for (const kind of order) {
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
   const elapsed = (Date.now() - started) / 1000
   console.log('')
   console.log(renderTable(aggregates, options.servers, info))
-  console.log(`\n${options.mode} run, ${options.sizes.reps} repetition(s), ${elapsed.toFixed(0)} s; command: npm run bench${options.mode === 'full' ? '' : ` -- --${options.mode}`}`)
+  console.log(`\n${options.mode} run, ${options.sizes.reps} repetition(s) of S1, S2, S5 and ${options.sizes.repsStatic} of S3, S4, ${elapsed.toFixed(0)} s; command: npm run bench${options.mode === 'full' ? '' : ` -- --${options.mode}`}`)
   if (options.out) writeFileSync(options.out, JSON.stringify({ info, elapsed, aggregates }, null, 2))
   const failed = aggregates.some((a) => a.failed > 0)
   process.exitCode = failed ? 1 : 0

@@ -110,7 +110,7 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
         if (typeof lo === 'number' && typeof hi === 'number' && lo !== hi) cell += ` (${fmt(lo, row.digits)}–${fmt(hi, row.digits)})`
       }
       cells.push(cell)
-      if (s !== 'coedit' && s !== 'raw' && typeof v === 'number') {
+      if (!s.startsWith('coedit') && s !== 'raw' && typeof v === 'number') {
         if (!best || (row.better === 'lower' ? v < best.value : v > best.value)) best = { value: v, server: s }
       }
     }
@@ -124,7 +124,7 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
   return [
     ...lines,
     '',
-    `Medians${showSpread ? ' (min–max over repetitions)' : ''}. "vs" columns: how many times better coedit is (>1 better, <1 worse); best peer excludes raw ws.`,
+    `Medians${showSpread ? ' (min–max over repetitions)' : ''}. "vs" columns: how many times better coedit is (>1 better, <1 worse); the best peer is the best of the other CRDT servers (not raw ws, not a coedit variant).`,
     machine,
   ].join('\n')
 }

@@ -13,7 +13,10 @@ import { Samples, pool, prng, settle, sleep, tick } from './stats.js'
 export type Metrics = Record<string, number | null>
 
 export interface Sizes {
+  /** Repetitions of the timing scenarios (S1, S2, S5). */
   reps: number
+  /** Repetitions of S3 and S4 (memory and cold load vary little; they are also the slowest to set up). */
+  repsStatic: number
   s1: { readers: number[]; rate: number; seconds: number }
   s2: { rooms: number; clients: number; rate: number; seconds: number }
   s3: { connections: number; rooms: number }
@@ -31,16 +34,18 @@ export interface Sizes {
 
 export const FULL: Sizes = {
   reps: 3,
-  s1: { readers: [50, 200], rate: 500, seconds: 10 },
+  repsStatic: 1,
+  s1: { readers: [50, 200], rate: 500, seconds: 6 },
   s2: { rooms: 200, clients: 5, rate: 5, seconds: 20 },
   s3: { connections: 5000, rooms: 1000 },
   s4: { edits: 100_000, chunk: 100, settleMs: 3000 },
   s5: { readers: 10, seconds: 10, killAfter: 2, prepare: 400_000, limit: Infinity, idleMs: 5000 },
-  drainMs: 10_000,
+  drainMs: 6_000,
 }
 
 export const QUICK: Sizes = {
   reps: 1,
+  repsStatic: 1,
   s1: { readers: [50], rate: 500, seconds: 3 },
   s2: { rooms: 40, clients: 5, rate: 5, seconds: 5 },
   s3: { connections: 1000, rooms: 200 },
@@ -52,6 +57,7 @@ export const QUICK: Sizes = {
 /** Tiny sizes for the CI smoke test: exercises every code path, measures nothing. */
 export const SMOKE: Sizes = {
   reps: 1,
+  repsStatic: 1,
   s1: { readers: [5], rate: 100, seconds: 1 },
   s2: { rooms: 4, clients: 3, rate: 5, seconds: 1 },
   s3: { connections: 40, rooms: 10 },

@@ -14,7 +14,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 // Per run, so two benches at once (a CI smoke test and a manual run) do not clobber each other.
 const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build', `run-${process.pid}`)
 
-export type ServerKind = 'coedit' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
+export type ServerKind = 'coedit' | 'coedit-nofsync' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
 
 export interface ServerSpec {
   kind: ServerKind
@@ -39,6 +39,13 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
       ],
       env: {},
     }),
+  },
+  'coedit-nofsync': {
+    kind: 'coedit-nofsync', label: 'coedit --no-fsync', dialect: 'y', persistent: true, durableBeforeRelay: true,
+    command: (port, dataDir) => {
+      const { args, env } = SPECS.coedit.command(port, dataDir)
+      return { args: [...args, '--no-fsync'], env }
+    },
   },
   ywss: {
     kind: 'ywss', label: 'y-websocket-server+leveldb', dialect: 'y', persistent: true, durableBeforeRelay: false,
