@@ -20,7 +20,7 @@ import {
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
-import { checkUpdateClocks, trialApply } from './limits.js'
+import { checkUpdateClocks } from './limits.js'
 import { encodeAuthDenied } from './protocol.js'
 
 export interface Peer {
@@ -274,9 +274,7 @@ export class Room {
 
   private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
     const empty = validateUpdate(update)
-    if (!empty && checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance ?? 0).overlaps) {
-      trialApply(this.doc, update)
-    }
+    if (!empty) checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance ?? 0)
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
