@@ -28,6 +28,7 @@ import { verifyBackup } from './backup-format.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
 import { Operations, type RoomAccess } from './operations.js'
+import { computeRevertInWorker } from './revert-thread.js'
 import type { Store } from './persistence/store.js'
 import type { RoomRegistry } from './registry.js'
 
@@ -111,7 +112,7 @@ const CONTENT_TYPE: Record<ExportFormat, string> = {
 }
 
 export function adminRoutes(options: AdminOptions): Route {
-  const ops = new Operations(options.store, liveAccess(options.registry, options.store, options.history))
+  const ops = new Operations(options.store, liveAccess(options.registry, options.store, options.history), computeRevertInWorker)
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     if (!tokenMatches(req.headers.authorization, options.token)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="coedit admin"')

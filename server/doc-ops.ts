@@ -209,6 +209,8 @@ const TRACKED = Symbol('changes since the version')
  * a client that still holds that content cannot bring it back: deletions win in a merge.
  */
 export function computeRevert(current: Uint8Array, old: Uint8Array): Uint8Array {
+  // Already that content: undoing and redoing the same text would only churn.
+  if (sameJson(current, old)) return new Uint8Array([0, 0])
   // Roots that exist now but not in the old version must be in scope too; and each must
   // have its real type: the UndoManager only sees changes to typed roots.
   const scratch = docFromUpdates([old, current])

@@ -7,7 +7,7 @@
 import * as Y from 'yjs'
 import { CoeditError } from './errors.js'
 import {
-  computeRevert, containsState, docFromUpdates, sameJson, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
+  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader } from './backup-format.js'
@@ -63,13 +63,18 @@ export interface RestoreResult {
   verified: number
 }
 
+/** Computes a revert update (see computeRevert); a server runs it off its event loop. */
+export type RevertComputer = (current: Uint8Array, old: Uint8Array) => Promise<Uint8Array>
+
 export class Operations {
   readonly store: Store
   private readonly access: RoomAccess
+  private readonly computeRevert: RevertComputer
 
-  constructor(store: Store, access: RoomAccess = storeAccess(store)) {
+  constructor(store: Store, access: RoomAccess = storeAccess(store), revert: RevertComputer = async (current, old) => computeRevert(current, old)) {
     this.store = store
     this.access = access
+    this.computeRevert = revert
   }
 
   private versioned(): VersionedStore {
@@ -133,9 +138,7 @@ export class Operations {
     const current = await this.existing(room)
     // The state before the revert stays in the history: a revert can itself be reverted.
     await this.access.recordVersion(room, current.state, current.seq)
-    // Already that content: a revert would only churn (undo and redo the same text).
-    if (sameJson(current.state, old.state)) return { room, version: target, bytes: 0 }
-    const update = computeRevert(current.state, old.state)
+    const update = await this.computeRevert(current.state, old.state)
     if (isEmptyUpdate(update)) return { room, version: target, bytes: 0 }
     await this.access.apply(room, update)
     return { room, version: target, bytes: update.length }
