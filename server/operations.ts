@@ -79,7 +79,7 @@ export class Operations {
 
   private versioned(): VersionedStore {
     if (!isVersionedStore(this.store)) {
-      throw new CoeditError('HISTORY_UNAVAILABLE', 'this server\'s store keeps no history or backups (cluster mode)')
+      throw new CoeditError('HISTORY_UNAVAILABLE', 'this server\'s store keeps no history or backups')
     }
     return this.store
   }
