@@ -39,8 +39,8 @@ export interface Store {
 }
 
 // ---- history and backup (operator CLI, issue 4) -------------------------------------
-// Optional capabilities: LevelDB and memory implement them; a store without them (the
-// cluster's PostgreSQL store for now) serves rooms but has no history and no backup.
+// Optional capabilities: every built-in store implements them; a store of your own
+// without them serves rooms but has no history and no backup.
 
 /** One stored version of a room: its whole state at a moment. */
 export interface VersionInfo {
