@@ -20,7 +20,7 @@ import {
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
-import { checkUpdateClocks } from './limits.js'
+import { InflightUpdates, checkUpdateClocks, trialApply } from './limits.js'
 import { encodeAuthDenied } from './protocol.js'
 
 export interface Peer {
@@ -128,6 +128,8 @@ export class Room {
   private compacting: Promise<void> | undefined
   /** Bytes stored (or being stored) for this room: the document size limit counts these. */
   private storedBytes = 0
+  /** Client updates being stored, not yet applied: the update checks count them as present. */
+  private readonly inflight = new InflightUpdates()
   private destroyed = false
   /** Called when the last peer leaves. */
   onEmpty: (room: Room) => void = () => {}
@@ -274,7 +276,9 @@ export class Room {
 
   private receiveUpdate(peer: Peer, state: PeerState, update: Uint8Array): void {
     const empty = validateUpdate(update)
-    if (!empty) checkUpdateClocks(update, (client) => Y.getState(this.doc.store, client), this.options.maxClockAdvance ?? 0)
+    if (!empty && checkUpdateClocks(update, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
+      trialApply(this.doc, this.inflight.updates, update)
+    }
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
@@ -297,6 +301,7 @@ export class Room {
   private enqueueWrite(update: Uint8Array, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
     this.pendingWrites++
     this.storedBytes += update.length
+    this.inflight.add(update)
     const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
@@ -305,6 +310,7 @@ export class Room {
     if (observer) { const t = performance.now(); void written.then((r) => observer.stored(performance.now() - t, r.ok)) }
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
+      this.inflight.delete(update)
       if (!result.ok) {
         this.storedBytes -= update.length
         this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')

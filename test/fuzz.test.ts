@@ -258,7 +258,10 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
       run++
       // The stock clients keep editing while the fuzz goes on.
       if (run % 25 === 0) stock[run % 2]!.text.insert(0, String(run % 10))
+      const before = problems.length
       await runCase(server, c, outcome)
+      await server.registry.flushAll()
+      assert.deepEqual(problems.slice(before), [], 'no error logged while handling this case')
     }),
     { seed, numRuns: RUNS, verbose: 1 },
   )

@@ -141,7 +141,7 @@ test('`coedit token --secret` prints a token the server accepts; --read-only mak
 
 test('a token that expires during the session closes it with 4401 (the stock provider does not retry)', async (t) => {
   const { server } = await serverWith(t, { authSecret: SECRET })
-  const exp = Math.floor(Date.now() / 1000) + 2
+  const exp = Math.floor(Date.now() / 1000) + 4
   const short = await new SignJWT({ rooms: ['r'], access: 'write' }).setProtectedHeader({ alg: 'HS256' })
     .setExpirationTime(exp).sign(new TextEncoder().encode(SECRET))
   const raw = await RawClient.open(`${server.url}/r?token=${short}`)

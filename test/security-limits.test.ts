@@ -298,3 +298,30 @@ test('a client that stops reading is cut off with 4408 while a normal client kee
   assert.ok(latencies[2]! < 1000, `median latency ${latencies[2]} ms`)
   assert.ok(normal.provider.wsconnected && writer.provider.wsconnected)
 })
+
+test('updates Yjs would fail to integrate after storage are refused before it (found by the fuzz suite)', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const { server, logs } = await serverWith(t, { storage: 'leveldb', dataDir: dir.path })
+  const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
+  const cases: Array<[string, Uint8Array[], RegExp]> = [
+    // Client 1004's item at clock 3 whose origin is its own clock 5: Yjs does not treat it as missing and throws.
+    ['an item referring to its own client\'s future', [hex('0101ec0703c4ec0705ec0702016100')], /IMPLAUSIBLE_CLOCK/],
+    // A garbage-collected range, then content over it: integrating from an offset onto a GC struct throws.
+    ['content over a garbage-collected range', [hex('0101ea0700000100'), hex('0101ea07000401047465787402616200')], /BAD_UPDATE/],
+  ]
+  for (const [name, updates, reason] of cases) {
+    const raw = await RawClient.open(`${server.url}/found`)
+    await raw.waitForMessage('sync-step1')
+    for (const u of updates) raw.send(encodeSyncUpdate(u))
+    const closed = await raw.waitClosed()
+    assert.equal(closed.code, 4400, name)
+    assert.match(closed.reason, reason, name)
+  }
+  await server.registry.flushAll()
+  assert.deepEqual(logs.filter((l) => (l.level as number) >= 50), [], 'nothing failed after storage')
+  const stored = await server.store.load('found')
+  const doc = new Y.Doc()
+  for (const u of stored.updates) Y.applyUpdate(doc, u)
+  assert.equal(stored.lastSeq, 1, 'only the harmless garbage-collected range was stored')
+})
