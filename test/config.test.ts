@@ -67,3 +67,12 @@ test('flags override the environment, which overrides the defaults', () => {
   assert.equal(parseServeArgs([], {}).maxMessageSize, 16 * 1024 * 1024)
   assert.equal(parseServeArgs([], {}).dataDir, './data')
 })
+
+test('the README configuration table is the one SERVE_OPTIONS generates', async () => {
+  const { readFile } = await import('node:fs/promises')
+  const { configTable } = await import('./helpers/config-table.js')
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+  const start = readme.indexOf('<!-- section:configuration -->')
+  const section = readme.slice(start, readme.indexOf('<!-- section:', start + 1))
+  assert.ok(section.includes(configTable()), 'README table out of date: node --import tsx test/helpers/config-table.ts')
+})
