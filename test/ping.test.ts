@@ -7,7 +7,8 @@ import { connect, synced, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 
 test('a peer that stops answering pings is dropped; one that answers stays', async (t) => {
-  const pingInterval = 100
+  // Generous: a live peer whose pong is late because the loop was busy must not look dead.
+  const pingInterval = 300
   const server = await startServer({ storage: 'memory', pingInterval })
   const live = await RawClient.open(`${server.url}/pings`)
   // ws answers pings itself unless told not to: this is a peer whose network went away.
@@ -34,7 +35,7 @@ test('a peer that stops answering pings is dropped; one that answers stays', asy
   assert.ok(deadPings >= 1, 'it was pinged')
   await waitFor(() => !observer.provider.awareness.getStates().has(31337), { message: 'its presence removed' })
 
-  await waitFor(() => livePings >= 4, { timeout: 10_000, message: 'several pings to the live peer' })
+  await waitFor(() => livePings >= 3, { timeout: 10_000, message: 'several pings to the live peer' })
   assert.equal(live.closeInfo, undefined, 'the live peer is still connected')
   assert.ok(observer.provider.wsconnected)
 })
