@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startServer } from '../server/index.js'
 import { decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness } from '../server/protocol.js'
-import { connect, synced, waitFor } from './helpers/index.js'
+import { connect, prng, synced, testSeed, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 
 const presence = (clientID: number, clock: number, state: unknown): Uint8Array =>
@@ -114,4 +114,42 @@ test('awareness relays are coalesced: N clients do not cost N² messages', async
   const total = () => clients.reduce((n, _, i) => n + awarenessFrames(i).length, 0)
   t.diagnostic(`${N} clients, ${N} awareness changes: ${total()} awareness frames in all (uncoalesced: ${N * N})`)
   assert.ok(total() <= 3 * N, `${total()} awareness frames for ${N} changes of ${N} clients`)
+})
+
+test('seeded random presence changes, disconnects and reconnects: every awareness map ends equal', async (t) => {
+  const seed = testSeed()
+  t.diagnostic(`seed ${seed} (replay with SEED=${seed})`)
+  const random = prng(seed)
+  const server = await startServer({ storage: 'memory', awarenessInterval: 20 })
+  const clients = Array.from({ length: 6 }, () => connect(server.url, 'dance'))
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await server.close()
+  })
+  await Promise.all(clients.map((c) => synced(c)))
+  for (let step = 0; step < 120; step++) {
+    const c = clients[Math.floor(random() * clients.length)]!
+    const r = random()
+    if (r < 0.6) c.provider.awareness.setLocalStateField('user', { name: `s${step}` })
+    else if (r < 0.7) c.provider.awareness.setLocalState(null)
+    else if (r < 0.85) c.provider.disconnect()
+    else c.provider.connect()
+    if (random() < 0.3) await new Promise((resolve) => setImmediate(resolve))
+  }
+  for (const c of clients) {
+    c.provider.connect()
+    // Everyone ends with a state, so "equal" also means "present".
+    c.provider.awareness.setLocalState({ ...(c.provider.awareness.getLocalState() ?? {}), final: true })
+  }
+  const expected = (): string => JSON.stringify(clients.map((c) => [c.doc.clientID, c.provider.awareness.getLocalState()]).sort((a, b) => (a[0] as number) - (b[0] as number)))
+  const view = (c: (typeof clients)[number]): string => JSON.stringify([...c.provider.awareness.getStates()].sort((a, b) => a[0] - b[0]))
+  await waitFor(() => clients.every((c) => c.provider.wsconnected && view(c) === expected()), {
+    timeout: 10_000,
+    message: `every awareness map to hold exactly every client's state (seed ${seed})`,
+  }).catch((err: unknown) => {
+    const room = server.registry.rooms.find((r) => r.name === 'dance')
+    throw new Error(`${String(err)}\nexpected ${expected()}\n${clients.map((c) => `${c.doc.clientID} sees ${view(c)}`).join('\n')}\nserver ${JSON.stringify([...(room?.awareness.getStates() ?? [])])}`)
+  })
+  const room = server.registry.rooms.find((r) => r.name === 'dance')!
+  assert.equal(JSON.stringify([...room.awareness.getStates()].sort((a, b) => a[0] - b[0])), expected(), 'the server holds the same')
 })
