@@ -131,6 +131,8 @@ export class Room {
   /** Client updates being stored, not yet applied: the update checks count them as present. */
   private readonly inflight = new InflightUpdates()
   private destroyed = false
+  /** A stored update failed to apply at load: compacting would delete it for good, so we don't. */
+  private loadIncomplete = false
   /** Called when the last peer leaves. */
   onEmpty: (room: Room) => void = () => {}
 
@@ -172,7 +174,8 @@ export class Room {
         try {
           Y.applyUpdate(this.doc, update, LOAD_ORIGIN)
         } catch (e) {
-          this.log.error({ event: 'load_update_skipped', err: String(e) }, 'stored update could not be applied')
+          this.log.error({ event: 'load_update_skipped', err: String(e) }, 'stored update could not be applied; the room will not be compacted')
+          this.loadIncomplete = true
         }
       }
     }
@@ -563,6 +566,7 @@ export class Room {
   }
 
   private async compactNow(): Promise<void> {
+    if (this.loadIncomplete) return
     if (this.sinceCompaction === 0) return
     const upTo = this.appliedThrough
     const folded = this.sinceCompaction
