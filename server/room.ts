@@ -133,6 +133,12 @@ export class Room {
   private destroyed = false
   /** A stored update failed to apply at load: compacting would delete it for good, so we don't. */
   private loadIncomplete = false
+  /**
+   * The whole document as one update, while nothing has been applied since it was made (at
+   * load, compaction or a joiner's sync): a cold room's joiners get it without a re-encode
+   * of the document each. Any transaction on the document drops it.
+   */
+  private fullState: Uint8Array | undefined
   /** Called when the last peer leaves. */
   onEmpty: (room: Room) => void = () => {}
 
@@ -158,6 +164,7 @@ export class Room {
     // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
     // long run of one client's typing that re-encoding flattens the whole merged string
     // (O(run length) per keystroke). Each apply site relays the update it applied instead.
+    room.doc.on('afterTransaction', () => { room.fullState = undefined })
     room.awareness.on('update', room.onAwarenessUpdate)
     if (room.sinceCompaction >= options.compactEvery) room.scheduleCompaction()
     return room
@@ -167,7 +174,9 @@ export class Room {
     if (updates.length === 0) return
     try {
       // One merged update integrates far faster than thousands of small ones.
-      Y.applyUpdate(this.doc, updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates), LOAD_ORIGIN)
+      const merged = updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates)
+      Y.applyUpdate(this.doc, merged, LOAD_ORIGIN)
+      this.fullState = merged
     } catch (err) {
       this.log.error({ event: 'load_merge_failed', err: String(err) }, 'merged load failed, applying one by one')
       for (const update of updates) {
@@ -261,7 +270,7 @@ export class Room {
     } catch {
       throw new ProtocolError('BAD_STATE_VECTOR', 'sync step 1 carries a malformed state vector')
     }
-    if (sv.size === 0) return Y.encodeStateAsUpdate(this.doc)
+    if (sv.size === 0) return this.fullState ??= Y.encodeStateAsUpdate(this.doc)
     return Y.encodeStateAsUpdate(this.doc, stateVector)
   }
 
@@ -474,8 +483,9 @@ export class Room {
    */
   private receiveAwareness(peer: Peer, state: PeerState, update: Uint8Array): void {
     const entries = decodeAwarenessUpdate(update)
+    // Until the connection has claimed an ID, a stale clock is its own from an earlier
+    // connection (rebased below), whatever it sent before (a removal, say).
     const first = !state.sentAwareness
-    state.sentAwareness = true
     const accepted: AwarenessEntry[] = []
     let rewritten = false
     for (const e of entries) {
@@ -488,12 +498,15 @@ export class Room {
         // Present but owned by no connection here: another process's client (cluster mode).
         if (e.state === null || this.awareness.getStates().has(id)) continue
         const known = this.awareness.meta.get(id)?.clock
-        if (known !== undefined && e.clock <= known) {
+        // The connection's own offset counts: after it removed its state (a client setting
+        // null) its raw clocks stay behind the shifted ones the room knows.
+        if (known !== undefined && e.clock + offset <= known) {
           if (!first) continue
           offset = known + 1 - e.clock
         }
         this.awarenessOwner.set(id, peer)
         state.awarenessIds.add(id)
+        state.sentAwareness = true
         if (offset !== 0) state.clockOffsets.set(id, offset)
         this.remoteAwareness.delete(id)
       }
@@ -571,6 +584,7 @@ export class Room {
     const upTo = this.appliedThrough
     const folded = this.sinceCompaction
     const state = Y.encodeStateAsUpdate(this.doc)
+    this.fullState = state
     const bytesBefore = this.storedBytes
     try {
       const started = performance.now()
