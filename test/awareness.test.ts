@@ -153,3 +153,49 @@ test('seeded random presence changes, disconnects and reconnects: every awarenes
   const room = server.registry.rooms.find((r) => r.name === 'dance')!
   assert.equal(JSON.stringify([...room.awareness.getStates()].sort((a, b) => a[0] - b[0])), expected(), 'the server holds the same')
 })
+
+test('a reconnected client that removes and re-sets its presence is visible again', async (t) => {
+  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
+  const observer = connect(server.url, 'again')
+  const raws: RawClient[] = []
+  t.after(async () => {
+    for (const r of raws) r.close()
+    observer.destroy()
+    await server.close()
+  })
+  await synced(observer)
+  const open = async (): Promise<RawClient> => {
+    const r = await RawClient.open(`${server.url}/again`)
+    raws.push(r)
+    await r.waitForMessage('sync-step1')
+    return r
+  }
+  const states = observer.provider.awareness.getStates()
+  const seen = (id: number, name: string) => waitFor(() => (states.get(id) as { name?: string } | undefined)?.name === name, { message: `${id} as ${name}` })
+  const gone = (id: number) => waitFor(() => !states.has(id), { message: `${id} removed` })
+
+  // Clocks restart lower than the room remembers (a reloaded tab keeps its ID, say).
+  const first = await open()
+  first.send(presence(77, 5, { name: 'a' }))
+  await seen(77, 'a')
+  first.ws.terminate()
+  await gone(77)
+  const second = await open()
+  second.send(presence(77, 3, { name: 'b' }))
+  await seen(77, 'b')
+  second.send(presence(77, 4, null))
+  await gone(77)
+  second.send(presence(77, 5, { name: 'c' }))
+  await seen(77, 'c')
+
+  // A connection whose first message is a removal may still introduce its ID afterwards.
+  const third = await open()
+  third.send(presence(88, 9, { name: 'd' }))
+  await seen(88, 'd')
+  third.ws.terminate()
+  await gone(88)
+  const fourth = await open()
+  fourth.send(presence(88, 2, null))
+  fourth.send(presence(88, 3, { name: 'e' }))
+  await seen(88, 'e')
+})
