@@ -51,7 +51,7 @@ const SLOW_CLOSE_GRACE = 1000
  * socket is not read until they are stored, so a writer faster than the disk is slowed by
  * TCP instead of filling the server's memory (the group commit stays large meanwhile).
  */
-const MAX_WRITE_BACKLOG = 2048
+const MAX_WRITE_BACKLOG = 512
 
 /** Counts traffic; called on the hot path, so implementations only add numbers. */
 export interface TransportObserver {
