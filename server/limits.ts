@@ -4,6 +4,7 @@
  * and lengths an update claims.
  */
 import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
 import { ProtocolError } from './protocol.js'
 
 /** A rate bucket holds this many seconds' worth of its rate: bursts up to that pass. */
@@ -183,6 +184,19 @@ export class InflightUpdates {
 
   get updates(): Iterable<Uint8Array> {
     return this.ends.keys()
+  }
+
+  /** The room's state vector once everything in flight is applied, encoded. */
+  stateVector(doc: Y.Doc): Uint8Array {
+    const sv = Y.decodeStateVector(Y.encodeStateVector(doc))
+    for (const to of this.ends.values()) for (const [client, clock] of to) sv.set(client, Math.max(sv.get(client) ?? 0, clock))
+    const e = encoding.createEncoder()
+    encoding.writeVarUint(e, sv.size)
+    for (const [client, clock] of sv) {
+      encoding.writeVarUint(e, client)
+      encoding.writeVarUint(e, clock)
+    }
+    return encoding.toUint8Array(e)
   }
 
   /** The room's clock for `client` once everything in flight is applied. */
