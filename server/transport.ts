@@ -172,10 +172,14 @@ export class Transport {
     if (!originAllowed(req, this.options.origins ?? [], this.options.trustProxy ?? false)) {
       return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed', room)
     }
+    // Until ws takes the socket over, a reset during the token check must not be an unhandled 'error'.
+    const onEarlyError = (): void => { socket.destroy() }
+    socket.on('error', onEarlyError)
     const upgrade = (grant: Grant): void => {
       if (socket.destroyed) return
       if (!this.addresses.acquire(ip)) return refuse(429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address', room)
       socket.once('close', () => this.addresses.release(ip))
+      socket.off('error', onEarlyError)
       const wantsAck = url.searchParams.get(COEDIT_OPT_IN_PARAM) !== null
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, room, wantsAck, grant, ip))
     }
