@@ -39,6 +39,8 @@ type BatchOp =
   | { type: 'del'; key: string }
 
 const textEncoder = new TextEncoder()
+/** ms between two writes of a room's `updatedAt` (listRooms is that precise). */
+const META_INTERVAL = 1000
 const textDecoder = new TextDecoder()
 
 type LevelSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>
@@ -49,6 +51,11 @@ export class LevelStore implements VersionedStore {
   private readonly observer: LevelStoreOptions['observer']
   private readonly nextSeq = new Map<string, Promise<number> | number>()
   private queue: PendingAppend[] = []
+  /**
+   * When each room's `updatedAt` was last written: it is rewritten at most once a second,
+   * since with many busy rooms one metadata put per room per batch doubled the batch.
+   */
+  private readonly metaWrittenAt = new Map<string, number>()
   private writing = false
   private scheduled = false
   private closed = false
@@ -148,13 +155,17 @@ export class LevelStore implements VersionedStore {
       results.push(seq - 1)
       touched.add(room)
     }
+    const metaRooms: string[] = []
     for (const room of touched) {
+      if (now - (this.metaWrittenAt.get(room) ?? 0) < META_INTERVAL) continue
+      metaRooms.push(room)
       ops.push({ type: 'put', key: metaKey(room), value: textEncoder.encode(JSON.stringify({ updatedAt: now })) })
     }
     try {
       const started = performance.now()
       await this.db.batch(ops, { sync: this.sync })
-      this.observer?.batchWritten(ops.length - touched.size, performance.now() - started)
+      this.observer?.batchWritten(ops.length - metaRooms.length, performance.now() - started)
+      for (const room of metaRooms) this.metaWrittenAt.set(room, now)
       batch.forEach((p, i) => p.resolve(results[i]!))
     } catch (err) {
       // Nothing of the batch was written (batches are atomic): hand its numbers out again, so
@@ -346,6 +357,8 @@ export class LevelStore implements VersionedStore {
     }
     await this.db.batch(ops, { sync: this.sync })
     this.nextSeq.set(room, record.lastSeq + 1)
+    // The next append writes updatedAt again (the record's own may be old).
+    this.metaWrittenAt.delete(room)
   }
 
   // ---- end of history and backup ------------------------------------------------------
