@@ -49,9 +49,9 @@ export const QUICK: Sizes = {
   s1: { readers: [50], rate: 500, seconds: 3 },
   s2: { rooms: 40, clients: 5, rate: 5, seconds: 5 },
   s3: { connections: 1000, rooms: 200 },
-  s4: { edits: 10_000, chunk: 100, settleMs: 3000 },
-  s5: { readers: 10, seconds: 3, killAfter: 1, prepare: 120_000, limit: Infinity, idleMs: 5000 },
-  drainMs: 8_000,
+  s4: { edits: 10_000, chunk: 100, settleMs: 2000 },
+  s5: { readers: 10, seconds: 3, killAfter: 1, prepare: 120_000, limit: Infinity, idleMs: 3000 },
+  drainMs: 4_000,
 }
 
 /** Tiny sizes for the CI smoke test: exercises every code path, measures nothing. */
