@@ -10,6 +10,7 @@ import {
   decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, unescapeRoom,
   updateKey, updatePrefix,
 } from './keys.js'
+import { GroupCommit, type Append } from './group-commit.js'
 import type { RoomInfo, StoredRoom } from './store.js'
 import {
   decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
@@ -24,12 +25,6 @@ export interface LevelStoreOptions {
   observer?: { batchWritten(updates: number, ms: number): void }
 }
 
-interface PendingAppend {
-  room: string
-  updates: readonly Uint8Array[]
-  resolve: (seq: number) => void
-  reject: (err: unknown) => void
-}
 
 /** The readiness probe's key: '!' sorts before every room prefix, so no scan meets it. */
 const HEALTH_KEY = '!health'
@@ -50,14 +45,12 @@ export class LevelStore implements VersionedStore {
   private readonly sync: boolean
   private readonly observer: LevelStoreOptions['observer']
   private readonly nextSeq = new Map<string, Promise<number> | number>()
-  private queue: PendingAppend[] = []
+  private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
   /**
    * When each room's `updatedAt` was last written: it is rewritten at most once a second,
    * since with many busy rooms one metadata put per room per batch doubled the batch.
    */
   private readonly metaWrittenAt = new Map<string, number>()
-  private writing = false
-  private scheduled = false
   private closed = false
 
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
@@ -110,10 +103,7 @@ export class LevelStore implements VersionedStore {
     if (!this.nextSeq.has(room)) this.nextSeq.set(room, this.findNextSeq(room))
     const known = this.nextSeq.get(room)
     if (typeof known !== 'number') await known
-    return new Promise<number>((resolve, reject) => {
-      this.queue.push({ room, updates, resolve, reject })
-      this.schedule()
-    })
+    return this.commits.add(room, updates)
   }
 
   private async findNextSeq(room: string): Promise<number> {
@@ -128,20 +118,7 @@ export class LevelStore implements VersionedStore {
     return last + 1
   }
 
-  private schedule(): void {
-    if (this.writing || this.scheduled || this.queue.length === 0) return
-    this.scheduled = true
-    // setImmediate runs after the poll phase: every message read in this turn joins the batch.
-    setImmediate(() => {
-      this.scheduled = false
-      void this.flush()
-    })
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.queue
-    this.queue = []
-    this.writing = true
+  private async writeBatch(batch: readonly Append[]): Promise<number[]> {
     const ops: BatchOp[] = []
     const results: number[] = []
     const now = Date.now()
@@ -166,16 +143,12 @@ export class LevelStore implements VersionedStore {
       await this.db.batch(ops, { sync: this.sync })
       this.observer?.batchWritten(ops.length - metaRooms.length, performance.now() - started)
       for (const room of metaRooms) this.metaWrittenAt.set(room, now)
-      batch.forEach((p, i) => p.resolve(results[i]!))
+      return results
     } catch (err) {
       // Nothing of the batch was written (batches are atomic): hand its numbers out again, so
       // a room's sequence stays contiguous (rooms count on that to know they hold everything).
       for (const [room, seq] of firstSeq) this.nextSeq.set(room, seq)
-      const error = new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
-      for (const p of batch) p.reject(error)
-    } finally {
-      this.writing = false
-      this.schedule()
+      throw err
     }
   }
 
@@ -379,9 +352,7 @@ export class LevelStore implements VersionedStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    while (this.writing || this.scheduled || this.queue.length > 0) {
-      await new Promise((resolve) => setImmediate(resolve))
-    }
+    await this.commits.drained()
     await this.db.close()
   }
 }

@@ -12,6 +12,7 @@
  * at a time folds a room, and it only deletes what its state already holds.
  */
 import pg from 'pg'
+import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
 import type {
   PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom, StoredVersion, VersionInfo, VersionedStore,
@@ -28,12 +29,6 @@ export interface PostgresStoreOptions {
   observer?: { batchWritten(updates: number, ms: number): void }
 }
 
-interface PendingAppend {
-  room: string
-  updates: readonly Uint8Array[]
-  resolve: (seq: number) => void
-  reject: (err: unknown) => void
-}
 
 /** Everything stored after a sequence number: the compacted state if it overlaps, then updates. */
 export interface StoredSince {
@@ -79,9 +74,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
   private readonly pool: pg.Pool
   private readonly s: string
   private readonly observer: PostgresStoreOptions['observer']
-  private queue: PendingAppend[] = []
-  private writing = false
-  private scheduled = false
+  private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
   private closed = false
 
   private constructor(pool: pg.Pool, schema: string, observer: PostgresStoreOptions['observer']) {
@@ -187,25 +180,10 @@ export class PostgresStore implements VersionedStore, PingableStore {
 
   append(room: string, updates: readonly Uint8Array[]): Promise<number> {
     if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
-    return new Promise<number>((resolve, reject) => {
-      this.queue.push({ room, updates, resolve, reject })
-      this.schedule()
-    })
+    return this.commits.add(room, updates)
   }
 
-  private schedule(): void {
-    if (this.writing || this.scheduled || this.queue.length === 0) return
-    this.scheduled = true
-    setImmediate(() => {
-      this.scheduled = false
-      void this.flush()
-    })
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.queue
-    this.queue = []
-    this.writing = true
+  private async writeBatch(batch: readonly Append[]): Promise<number[]> {
     // Per room: how many updates, in call order; rows locked in name order to avoid deadlocks.
     const counts = new Map<string, number>()
     const uRoom: string[] = []
@@ -225,42 +203,31 @@ export class PostgresStore implements VersionedStore, PingableStore {
     const rooms = [...counts.keys()].sort()
     const ns = rooms.map((r) => counts.get(r)!)
     const started = performance.now()
-    try {
-      const lastSeqs = await this.withRetry(async () => {
-        const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
-          `WITH input AS (
-             SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(name, n, ord)
-           ), bumped AS (
-             INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at)
-             SELECT name, n, now() FROM input ORDER BY ord
-             ON CONFLICT (name) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq, updated_at = now()
-             RETURNING r.name, r.last_seq
-           ), inserted AS (  -- runs to completion though nothing reads it
-             INSERT INTO ${this.s}.updates (room, seq, data)
-             SELECT u.room, b.last_seq - i.n + u.idx, u.data
-             FROM unnest($3::text[], $4::bigint[], $5::bytea[]) AS u(room, idx, data)
-             JOIN bumped b ON b.name = u.room
-             JOIN input i ON i.name = u.room
-             RETURNING 1
-           )
-           SELECT name, last_seq FROM bumped`,
-          [rooms, ns, uRoom, uIdx, uData.map(toBuffer)],
-        )
-        return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
-      })
-      this.observer?.batchWritten(uData.length, performance.now() - started)
-      batch.forEach((p, i) => {
-        const last = lastSeqs.get(p.room)!
-        // This call's last update is `ends[i]` of the room's n in this batch.
-        p.resolve(last - counts.get(p.room)! + ends[i]!)
-      })
-    } catch (err) {
-      const error = new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
-      for (const p of batch) p.reject(error)
-    } finally {
-      this.writing = false
-      this.schedule()
-    }
+    const lastSeqs = await this.withRetry(async () => {
+      const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
+        `WITH input AS (
+           SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(name, n, ord)
+         ), bumped AS (
+           INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at)
+           SELECT name, n, now() FROM input ORDER BY ord
+           ON CONFLICT (name) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq, updated_at = now()
+           RETURNING r.name, r.last_seq
+         ), inserted AS (  -- runs to completion though nothing reads it
+           INSERT INTO ${this.s}.updates (room, seq, data)
+           SELECT u.room, b.last_seq - i.n + u.idx, u.data
+           FROM unnest($3::text[], $4::bigint[], $5::bytea[]) AS u(room, idx, data)
+           JOIN bumped b ON b.name = u.room
+           JOIN input i ON i.name = u.room
+           RETURNING 1
+         )
+         SELECT name, last_seq FROM bumped`,
+        [rooms, ns, uRoom, uIdx, uData.map(toBuffer)],
+      )
+      return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
+    })
+    this.observer?.batchWritten(uData.length, performance.now() - started)
+    // Each append's last update is `ends[i]` of its room's n in this batch.
+    return batch.map((p, i) => lastSeqs.get(p.room)! - counts.get(p.room)! + ends[i]!)
   }
 
   private async withRetry<T>(run: () => Promise<T>): Promise<T> {
@@ -321,9 +288,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    while (this.writing || this.scheduled || this.queue.length > 0) {
-      await new Promise((resolve) => setImmediate(resolve))
-    }
+    await this.commits.drained()
     await this.pool.end()
   }
 
