@@ -134,6 +134,8 @@ test('an endpoint that keeps failing is given up on, logged and counted', async 
   const dead = await refusedUrl()
   const server = await startServer({
     webhook: `${dead}/hook?key=should-not-be-logged`, webhookSecret: SECRET, webhookDebounce: 10, webhookRetries: 2, webhookBackoff: 20,
+    // Should the freed port be taken by another process meanwhile, a hang still fails fast.
+    webhookTimeout: 500,
     logger: createLogger('warn', stream),
   })
   t.after(() => server.close())
@@ -141,7 +143,7 @@ test('an endpoint that keeps failing is given up on, logged and counted', async 
   t.after(() => client.destroy())
   await synced(client)
   client.text.insert(0, 'x')
-  const m = await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_webhook_deliveries_total{result="dropped"}') === 1, 'the notice to be dropped')
+  const m = await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_webhook_deliveries_total{result="dropped"}') === 1, 'the notice to be dropped', 30_000)
   assert.equal(value(m, 'coedit_webhook_deliveries_total{result="failed"}'), 3, 'first attempt and two retries')
   assert.equal(value(m, 'coedit_errors_total{kind="webhook"}'), 1)
   const lines = logs.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
