@@ -6,7 +6,7 @@
  */
 import * as Y from 'yjs'
 import { CoeditError } from './errors.js'
-import { validateUpdate } from './room.js'
+import { validateUpdate } from './update-checks.js'
 import type { VersionInfo } from './persistence/store.js'
 
 /** The shared text the editor and the README's client example use. */

@@ -20,7 +20,7 @@ import {
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
-import { InflightUpdates, checkUpdateClocks, trialApply } from './limits.js'
+import { InflightUpdates, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 
 export interface Peer {
@@ -288,14 +288,15 @@ export class Room {
 
   private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
     let update = received
-    const empty = validateUpdate(update)
-    if (!empty && checkUpdateClocks(update, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
+    let decoded = decodeUpdateChecked(update)
+    if (!decoded.empty && checkUpdateClocks(decoded, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
       // Only what the room lacks is stored: a stored copy of structs the room already has
       // could differ from them (a forgery), and the merged reload would pick by length,
       // not arrival, so the document would change across a restart. Found by the fuzz suite.
-      update = Y.diffUpdate(update, this.inflight.stateVector(this.doc))
-      trialApply(this.doc, this.inflight.updates, update)
+      ({ update, decoded } = missingPart(update, this.doc, this.inflight))
+      if (!decoded.empty) trialApply(this.doc, this.inflight.updates, update)
     }
+    const empty = decoded.empty
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
@@ -308,17 +309,17 @@ export class Room {
       this.tail = this.tail.then(() => this.ack(peer, count))
       return
     }
-    this.enqueueWrite(update, state.origin, peer, count)
+    this.enqueueWrite(update, decoded, state.origin, peer, count)
   }
 
   /**
    * Stores `update` and then applies it. Writes start at once (the store batches them);
    * applies happen strictly in arrival order.
    */
-  private enqueueWrite(update: Uint8Array, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
+  private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
     this.pendingWrites++
     this.storedBytes += update.length
-    this.inflight.add(update)
+    this.inflight.add(update, decoded)
     const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
@@ -444,8 +445,9 @@ export class Room {
 
   /** Merges an update from the admin API or an import; resolves once stored and relayed. */
   async applyAdminUpdate(update: Uint8Array): Promise<void> {
-    if (validateUpdate(update)) return
-    await this.enqueueWrite(update, ADMIN_ORIGIN, undefined, 0)
+    const decoded = decodeUpdateChecked(update)
+    if (decoded.empty) return
+    await this.enqueueWrite(update, decoded, ADMIN_ORIGIN, undefined, 0)
   }
 
   private ack(peer: Peer, count: number): void {
@@ -641,42 +643,4 @@ export class Room {
     this.awareness.destroy()
     this.doc.destroy()
   }
-}
-
-/**
- * Rejects bytes that are not a Yjs v1 update before they reach storage: a stored
- * malformed update would break every later load. Returns true if the update is empty.
- */
-export function validateUpdate(update: Uint8Array): boolean {
-  let decoded: { structs: Array<{ length: number; id: { client: number; clock: number } }>; ds: { clients: Map<number, Array<{ len: number }>> } }
-  try {
-    decoded = Y.decodeUpdate(update)
-  } catch (err) {
-    throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: ${(err as Error).message}`)
-  }
-  // Y.decodeUpdate accepts zero-length structs and delete ranges, which Yjs never writes
-  // and which break the transaction that applies them, leaving the document damaged.
-  if (decoded.structs.some((s) => !(s.length > 0))) {
-    throw new ProtocolError('BAD_UPDATE', 'not a valid Yjs update: zero-length struct')
-  }
-  for (const ranges of decoded.ds.clients.values()) {
-    if (ranges.some((d) => !(d.len > 0))) throw new ProtocolError('BAD_UPDATE', 'not a valid Yjs update: empty delete range')
-  }
-  const empty = decoded.structs.length === 0 && decoded.ds.clients.size === 0
-  // Integrating is where any other malformation shows, so a self-contained update (some
-  // client's structs start at clock 0) is tried on a scratch document first. One that only
-  // continues earlier structs (every keystroke) would just sit pending there: skipped, as
-  // the pending path costs more than the real apply.
-  if (decoded.structs.some((s) => s.id.clock === 0)) {
-    // A fixed guid: a random one costs ~30 crypto calls, more than the check itself.
-    const scratch = new Y.Doc({ gc: false, guid: 'validate' })
-    try {
-      Y.applyUpdate(scratch, update)
-    } catch (err) {
-      throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: ${(err as Error).message}`)
-    } finally {
-      scratch.destroy()
-    }
-  }
-  return empty
 }

@@ -21,8 +21,8 @@ process.setMaxListeners(100)
 
 const missing = await clusterServicesMissing()
 if (missing) console.log(`# skipping cluster tests: ${missing}`)
-const ctest = (name: string, fn: (t: TestContext) => Promise<void>, todo?: string): void => {
-  test(name, { skip: missing, ...(todo ? { todo } : {}) }, fn)
+const ctest = (name: string, fn: (t: TestContext) => Promise<void>): void => {
+  test(name, { skip: missing }, fn)
 }
 
 if (!missing) {
@@ -87,6 +87,14 @@ function recordReceived(client: Client): Uint8Array[] {
   return received
 }
 
+/** A provider's state vector and what it waits for, for a failure report. */
+function describeClient(c: Client): string {
+  // Yjs keeps structs it cannot integrate yet in store.pendingStructs; not in its public types.
+  const pending = (c.doc.store as unknown as { pendingStructs: { missing: Map<number, number> } | null }).pendingStructs
+  const sv = [...Y.decodeStateVector(Y.encodeStateVector(c.doc))].map(([client, clock]) => `${client}:${clock}`).join(' ')
+  return `client ${c.doc.clientID}: length ${c.text.length}, state ${sv}, waiting for ${pending ? [...pending.missing].map(([client, clock]) => `${client}:${clock}`).join(' ') : 'nothing'}`
+}
+
 function randomEdit(client: Client, rand: () => number): void {
   const text = client.text
   if (text.length > 0 && rand() < 0.3) {
@@ -144,9 +152,14 @@ ctest('3 processes, 30 providers in 3 rooms, one process SIGKILLed mid-run: all 
 
   for (const room of rooms) {
     const members = clients.filter((_, i) => rooms[i % 3] === room)
-    await waitFor(() => members.every((c) => c.provider.synced && c.text.toString() === members[0]!.text.toString()), {
-      timeout: 30_000, message: `room ${room} converged (seed ${seed})`,
-    })
+    try {
+      await waitFor(() => members.every((c) => c.provider.synced && c.text.toString() === members[0]!.text.toString()), {
+        timeout: 30_000, message: `room ${room} converged (seed ${seed})`,
+      })
+    } catch (err) {
+      for (const c of members) t.diagnostic(describeClient(c))
+      throw err
+    }
   }
   for (const room of rooms) {
     const members = clients.filter((_, i) => rooms[i % 3] === room)
@@ -158,7 +171,7 @@ ctest('3 processes, 30 providers in 3 rooms, one process SIGKILLed mid-run: all 
       for (const update of seenBeforeKill.get(c)!) assert.ok(contains(stored, update), `an update a client received is missing from PostgreSQL (seed ${seed})`)
     }
   }
-}, 'KNOWN BUG, runs and reports but does not fail CI: under CPU load 2 of 3 runs end with all providers connected and synced yet some holding edits the others never got (e.g. SEED=1401192685, SEED=89923556; passes alone). Open in issue 8.')
+})
 
 ctest('Redis stopped for 5 s during edits: processes heal from PostgreSQL, everything converges, nothing lost', async (t) => {
   const { schema, prefix } = uniqueNames('redis')
