@@ -181,6 +181,10 @@ class Endpoint {
     job.readyAt = Date.now() + delay
     job.timer = setTimeout(() => {
       job.timer = undefined
+      // Due now, whatever Date.now() says: timers run on libuv's monotonic clock and can
+      // fire a millisecond before the wall clock reaches readyAt. Re-checking it here left
+      // the notice waiting with no timer, forever.
+      job.readyAt = 0
       this.pump()
     }, delay)
     job.timer.unref()

@@ -13,6 +13,8 @@ import * as Y from 'yjs'
 import { startServer, type CoeditServer } from '../server/index.js'
 import { parseServeArgs, UsageError } from '../server/config.js'
 import { createLogger } from '../server/log.js'
+import { Webhooks } from '../server/webhooks.js'
+import type { Room } from '../server/room.js'
 import { connect, synced, waitFor, type Client } from './helpers/index.js'
 import { scrape, scrapeUntil, value } from './helpers/prometheus.js'
 
@@ -128,7 +130,7 @@ test('a failed delivery is retried with backoff (same delivery id); failures are
   assert.equal(value(m, 'coedit_webhook_deliveries_total{result="failed"}'), 1)
 })
 
-test('an endpoint that keeps failing is given up on, logged and counted', { todo: 'KNOWN: passes alone, times out waiting for the drop when run in the full suite under load; open in issue 7' }, async (t) => {
+test('an endpoint that keeps failing is given up on, logged and counted', async (t) => {
   let logs = ''
   const stream = new Writable({ write(c: Buffer, _e, done) { logs += c.toString(); done() } })
   const dead = await refusedUrl()
@@ -154,6 +156,32 @@ test('an endpoint that keeps failing is given up on, logged and counted', { todo
   assert.equal(dropped?.reason, 'retries_exhausted')
   assert.equal(dropped?.url, `${dead}/hook`)
   assert.ok(!logs.includes('should-not-be-logged'), 'query strings stay out of logs')
+})
+
+test('every retry happens, though timers can fire before Date.now() reaches their time', async () => {
+  // Node's timers run on libuv's monotonic millisecond clock: measured here, about 2% of
+  // them fire on an idle loop while Date.now() still reads a millisecond short of the time
+  // they were set for. A retry that re-checked the wall clock when its timer fired was
+  // skipped and never rescheduled, and the notice waited forever (the give-up test's
+  // timeout in the full suite). 250 notices one after another, two retries each: 500 timers.
+  const dead = await refusedUrl()
+  const doc = new Y.Doc()
+  for (let i = 0; i < 250; i++) {
+    const results: string[] = []
+    const hooks = new Webhooks(
+      { urls: [dead], secret: SECRET, debounce: 0, includeText: false, retries: 2, backoff: 1, timeout: 5000, maxQueue: 10 },
+      createLogger('silent'),
+      (result) => results.push(result),
+    )
+    try {
+      // Only the fields a notice reads.
+      hooks.changed({ name: 'retried', isDestroyed: false, lastApplied: 1, doc } as unknown as Room)
+      await waitFor(() => results.includes('dropped'), { timeout: 3000, interval: 1, message: `notice ${i} to be retried twice and dropped` })
+      assert.deepEqual(results, ['failed', 'failed', 'failed', 'dropped'])
+    } finally {
+      await hooks.close(100)
+    }
+  }
 })
 
 test('a pending notice goes out when its room unloads and when the server shuts down', async (t) => {
