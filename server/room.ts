@@ -88,10 +88,10 @@ export interface RoomOptions {
 
 interface PeerState {
   readonly origin: UpdateOrigin
-  /** Awareness client IDs this connection introduced: the only ones it may change. */
-  readonly awarenessIds: Set<number>
+  /** Awareness client IDs this connection introduced: the only ones it may change. Made on first use, like clockOffsets (idle connections are many). */
+  awarenessIds?: Set<number>
   /** Added to this connection's clocks of an ID it re-introduced (see receiveAwareness). */
-  readonly clockOffsets: Map<number, number>
+  clockOffsets?: Map<number, number>
   sentAwareness: boolean
   /** Document messages (sync step 2 + update) received, for persisted acks. */
   received: number
@@ -203,8 +203,6 @@ export class Room {
     if (this.destroyed) return false
     this.peers.set(peer, {
       origin: { source: 'connection', peer },
-      awarenessIds: new Set(),
-      clockOffsets: new Map(),
       sentAwareness: false,
       received: 0,
       ackDue: 0,
@@ -221,7 +219,7 @@ export class Room {
     if (!state) return
     this.peers.delete(peer)
     this.ackDirty.delete(peer)
-    const ids = [...state.awarenessIds].filter((id) => this.awarenessOwner.get(id) === peer)
+    const ids = [...state.awarenessIds ?? []].filter((id) => this.awarenessOwner.get(id) === peer)
     for (const id of ids) this.awarenessOwner.delete(id)
     if (ids.length > 0) {
       awarenessProtocol.removeAwarenessStates(this.awareness, ids, 'disconnect')
@@ -500,7 +498,7 @@ export class Room {
       if (id === this.doc.clientID) continue
       const owner = this.awarenessOwner.get(id)
       if (owner !== undefined && owner !== peer) continue
-      let offset = state.clockOffsets.get(id) ?? 0
+      let offset = state.clockOffsets?.get(id) ?? 0
       if (owner === undefined) {
         // Present but owned by no connection here: another process's client (cluster mode).
         if (e.state === null || this.awareness.getStates().has(id)) continue
@@ -512,9 +510,10 @@ export class Room {
           offset = known + 1 - e.clock
         }
         this.awarenessOwner.set(id, peer)
+        state.awarenessIds ??= new Set()
         state.awarenessIds.add(id)
         state.sentAwareness = true
-        if (offset !== 0) state.clockOffsets.set(id, offset)
+        if (offset !== 0) (state.clockOffsets ??= new Map()).set(id, offset)
         this.remoteAwareness.delete(id)
       }
       if (offset !== 0) rewritten = true
@@ -541,7 +540,7 @@ export class Room {
       const owner = this.awarenessOwner.get(id)
       if (owner) {
         this.awarenessOwner.delete(id)
-        this.peers.get(owner)?.awarenessIds.delete(id)
+        this.peers.get(owner)?.awarenessIds?.delete(id)
       }
     }
     this.scheduleAwarenessFlush()
