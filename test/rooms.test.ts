@@ -184,3 +184,29 @@ test('a stored update that cannot be applied is kept: the room still serves the 
   const stored = await inner.load('scarred')
   assert.ok(stored.updates.some((u) => Buffer.from(u).equals(Buffer.from(damaged))), 'the unreadable update is still stored for an operator to inspect')
 })
+
+test('updates applied together reach a big room as one merged message each connection, a small room as they are', async (t) => {
+  const dir = await tempDir()
+  const server = await startServer({ dataDir: dir.path })
+  t.after(async () => {
+    await server.close()
+    await dir.remove()
+  })
+  for (const readers of [20, 3]) {
+    const room = `burst-${readers}`
+    const clients = await Promise.all(Array.from({ length: readers }, () => RawClient.open(`${server.url}/${room}`)))
+    const writer = await RawClient.open(`${server.url}/${room}`)
+    t.after(() => { for (const c of [...clients, writer]) c.close() })
+    const doc = new Y.Doc()
+    const updates: Uint8Array[] = []
+    doc.on('update', (u: Uint8Array) => updates.push(u))
+    for (let i = 0; i < 50; i++) doc.getText('text').insert(i, String.fromCharCode(97 + (i % 26)))
+    // Sent back to back: read in one turn, stored in one group commit, applied in one tick.
+    for (const u of updates) writer.send(encodeSyncUpdate(u))
+    const want = doc.getText('text').toString()
+    await waitFor(() => clients.every((c) => c.docFromMessages().getText('text').toString() === want), { message: `every reader of ${room} has the burst` })
+    const counts = clients.map((c) => c.messages.filter((m) => m.type === 'sync-update').length)
+    if (readers >= 16) assert.ok(Math.max(...counts) < 50, `merged in the big room: ${counts.join(', ')} messages for 50 updates`)
+    else assert.ok(counts.every((n) => n === 50), `one message per update in the small room: ${counts.join(', ')}`)
+  }
+})
