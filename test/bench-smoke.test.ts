@@ -5,13 +5,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { tempDir } from './helpers/index.js'
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
+import { runScript } from './helpers/child-server.js'
 
 interface Aggregate {
   id: string
@@ -20,31 +17,11 @@ interface Aggregate {
   median: Record<string, number | null>
 }
 
-function runBench(args: string[], timeout: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench/index.ts', ...args], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`bench did not finish within ${timeout} ms; stderr: ${stderr}`))
-    }, timeout)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      setImmediate(() => resolve({ code, stdout, stderr }))
-    })
-  })
-}
-
 test('npm run bench --smoke: every scenario against every server, one table', { timeout: 240_000 }, async (t) => {
   const dir = await tempDir('coedit-bench-smoke-')
   t.after(() => dir.remove())
   const out = join(dir.path, 'bench.json')
-  const run = await runBench(['--smoke', '--out', out], 230_000)
+  const run = await runScript('scripts/bench/index.ts', ['--smoke', '--out', out], {}, 230_000)
   assert.equal(run.code, 0, `bench failed:\n${run.stderr}`)
   const { aggregates } = JSON.parse(readFileSync(out, 'utf8')) as { aggregates: Aggregate[] }
   const get = (id: string, server: string): Aggregate => {

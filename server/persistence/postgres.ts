@@ -103,9 +103,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
 
   /** Creates the schema and applies missing migrations, one process at a time. */
   private async migrate(): Promise<void> {
-    const client = await this.pool.connect()
-    try {
-      await client.query('BEGIN')
+    await this.transaction(async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`coedit-migrate:${this.s}`])
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`)
       await client.query(`CREATE TABLE IF NOT EXISTS ${this.s}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`)
@@ -114,7 +112,17 @@ export class PostgresStore implements VersionedStore, PingableStore {
         await client.query(MIGRATIONS[v - 1]!(this.s))
         await client.query(`INSERT INTO ${this.s}.migrations (version) VALUES ($1)`, [v])
       }
+    })
+  }
+
+  /** Runs `fn` in a transaction on one pooled connection: committed if it resolves, rolled back if it throws. */
+  private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      const out = await fn(client)
       await client.query('COMMIT')
+      return out
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
       throw err
@@ -242,15 +250,10 @@ export class PostgresStore implements VersionedStore, PingableStore {
   }
 
   async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
-    const client = await this.pool.connect()
-    try {
-      await client.query('BEGIN')
+    await this.transaction(async (client) => {
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [`coedit-compact:${this.s}:${room}`])
-      if (!rows[0]?.ok) {
-        // Another process is folding this room right now; its state will do.
-        await client.query('ROLLBACK')
-        return
-      }
+      // Another process is folding this room right now; its state will do.
+      if (!rows[0]?.ok) return
       const { rowCount } = await client.query(
         `INSERT INTO ${this.s}.states AS st (room, up_to, data) VALUES ($1, $2, $3)
          ON CONFLICT (room) DO UPDATE SET up_to = excluded.up_to, data = excluded.data
@@ -258,13 +261,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
         [room, upTo, toBuffer(state)],
       )
       if (rowCount) await client.query(`DELETE FROM ${this.s}.updates WHERE room = $1 AND seq <= $2`, [room, upTo])
-      await client.query('COMMIT')
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release()
-    }
+    })
   }
 
   async listRooms(): Promise<RoomInfo[]> {
@@ -295,20 +292,11 @@ export class PostgresStore implements VersionedStore, PingableStore {
   // ---- history, backup and health: what the operator CLI and /readyz use ---------------
 
   /** Runs `fn` in a transaction holding the per-room lock of version writes. */
-  private async inRoomTransaction<T>(room: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect()
-    try {
-      await client.query('BEGIN')
+  private inRoomTransaction<T>(room: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.transaction(async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`coedit-room:${this.s}:${room}`])
-      const out = await fn(client)
-      await client.query('COMMIT')
-      return out
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release()
-    }
+      return fn(client)
+    })
   }
 
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {

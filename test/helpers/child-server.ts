@@ -19,10 +19,10 @@ export interface ChildServer {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** Runs `coedit <args>` to completion. */
-export function runCli(args: string[], env: Record<string, string> = {}, timeout = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs `node --import tsx <script> <args>` from the repository root to completion. */
+export function runScript(script: string, args: string[], env: Record<string, string> = {}, timeout = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
       cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''
@@ -31,7 +31,7 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
-      reject(new Error(`coedit ${args.join(' ')} did not exit within ${timeout} ms; stderr: ${stderr}`))
+      reject(new Error(`${script} ${args.join(' ')} did not exit within ${timeout} ms; stderr: ${stderr}`))
     }, timeout)
     child.on('exit', (code) => {
       clearTimeout(timer)
@@ -39,6 +39,11 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
       setImmediate(() => resolve({ code, stdout, stderr }))
     })
   })
+}
+
+/** Runs `coedit <args>` to completion. */
+export function runCli(args: string[], env: Record<string, string> = {}, timeout = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runScript('scripts/coedit.ts', args, env, timeout)
 }
 
 /** Starts `coedit serve --port 0 <args>` and resolves once it listens. */

@@ -72,17 +72,8 @@ export async function withServer(options: StartOptions = {}): Promise<CoeditServ
   return startServer({ port: 0, ...options })
 }
 
-/** A small seeded PRNG (mulberry32) so randomized tests replay from a printed seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** A small seeded PRNG (mulberry32), the bench's own, so randomized tests replay from a printed seed. */
+export { prng } from '../../scripts/bench/stats.js'
 
 /** The seed for a randomized test: SEED from the environment to replay, else a fresh one. */
 export function testSeed(): number {
