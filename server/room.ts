@@ -1,5 +1,5 @@
 /**
- * A room: one Yjs document, its awareness, and the connections editing it.
+ * A room: one Yjs document, its presence (presence.ts), and the connections editing it.
  *
  * Invariant: the in-memory document holds exactly what is durably stored. An incoming
  * update is validated, appended to the store, and only once the store confirms is it
@@ -9,19 +9,18 @@
  * The room knows connections only through `Peer` (send, close): no `ws` here.
  */
 import * as Y from 'yjs'
-import * as awarenessProtocol from 'y-protocols/awareness'
 import type { Logger } from 'pino'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
 import {
-  ProtocolError, type AwarenessEntry, decodeAwarenessUpdate, decodeClientMessage, encodeAwareness, encodeAwarenessUpdate,
-  encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
+  ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import { InflightUpdates, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
+import { Presence } from './presence.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -90,11 +89,6 @@ export interface RoomOptions {
 
 interface PeerState {
   readonly origin: UpdateOrigin
-  /** Awareness client IDs this connection introduced: the only ones it may change. Made on first use, like clockOffsets (idle connections are many). */
-  awarenessIds?: Set<number>
-  /** Added to this connection's clocks of an ID it re-introduced (see receiveAwareness). */
-  clockOffsets?: Map<number, number>
-  sentAwareness: boolean
   /** Document messages (sync step 2 + update) received, for persisted acks. */
   received: number
   /** Highest count confirmed durable but not yet told to the client. */
@@ -108,15 +102,11 @@ type WriteResult = { ok: true; seq: number } | { ok: false; error: unknown }
 export class Room {
   readonly name: string
   readonly doc: Y.Doc
-  readonly awareness: awarenessProtocol.Awareness
+  private readonly presence: Presence
   private readonly store: Store
   private readonly options: RoomOptions
   private readonly log: Logger
   private readonly peers = new Map<Peer, PeerState>()
-  private readonly awarenessOwner = new Map<number, Peer>()
-  private awarenessDirty = new Set<number>()
-  private awarenessTimer: NodeJS.Timeout | undefined
-  private lastAwarenessFlush = 0
   private readonly ackDirty = new Set<Peer>()
   /** Updates applied in this tick, not yet relayed (see relay). */
   private outbox: Array<{ update: Uint8Array; sender: Peer | undefined }> = []
@@ -126,8 +116,6 @@ export class Room {
   private appliedThrough: number
   /** Applied updates beyond a gap (cluster mode: another process's update not seen yet). */
   private readonly appliedAhead = new Set<number>()
-  /** Awareness client IDs owned by connections of other processes, by process id. */
-  private readonly remoteAwareness = new Map<number, string>()
   private sinceCompaction: number
   private compacting: Promise<void> | undefined
   /** Bytes stored (or being stored) for this room: the document size limit counts these. */
@@ -154,9 +142,12 @@ export class Room {
     this.appliedThrough = lastSeq
     this.sinceCompaction = pendingUpdates
     this.doc = new Y.Doc({ gc: true })
-    this.awareness = new awarenessProtocol.Awareness(this.doc)
-    // The server is not a participant.
-    this.awareness.setLocalState(null)
+    const replication = options.replication
+    this.presence = new Presence(this.doc, {
+      interval: options.awarenessInterval,
+      peers: () => this.peers.keys(),
+      onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
+    })
   }
 
   /** Loads a room from storage. Rejects (and serves nothing) if storage cannot be read. */
@@ -169,7 +160,6 @@ export class Room {
     // long run of one client's typing that re-encoding flattens the whole merged string
     // (O(run length) per keystroke). Each apply site relays the update it applied instead.
     room.doc.on('afterTransaction', () => { room.fullState = undefined })
-    room.awareness.on('update', room.onAwarenessUpdate)
     if (room.sinceCompaction >= options.compactEvery) room.scheduleCompaction()
     return room
   }
@@ -207,14 +197,11 @@ export class Room {
     if (this.destroyed) return false
     this.peers.set(peer, {
       origin: { source: 'connection', peer },
-      sentAwareness: false,
       received: 0,
       ackDue: 0,
     })
     peer.send(encodeSyncStep1(Y.encodeStateVector(this.doc)))
-    if (this.awareness.getStates().size > 0) {
-      peer.send(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...this.awareness.getStates().keys()])))
-    }
+    this.presence.greet(peer)
     return true
   }
 
@@ -223,12 +210,7 @@ export class Room {
     if (!state) return
     this.peers.delete(peer)
     this.ackDirty.delete(peer)
-    const ids = [...state.awarenessIds ?? []].filter((id) => this.awarenessOwner.get(id) === peer)
-    for (const id of ids) this.awarenessOwner.delete(id)
-    if (ids.length > 0) {
-      awarenessProtocol.removeAwarenessStates(this.awareness, ids, 'disconnect')
-      this.flushAwareness()
-    }
+    this.presence.remove(peer)
     if (this.peers.size === 0) this.onEmpty(this)
   }
 
@@ -248,10 +230,10 @@ export class Room {
           else this.receiveUpdate(peer, state, message.update)
           break
         case 'awareness':
-          this.receiveAwareness(peer, state, message.update)
+          this.presence.receive(peer, message.update)
           break
         case 'query-awareness':
-          peer.send(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...this.awareness.getStates().keys()])))
+          this.presence.answerQuery(peer)
           break
       }
     } catch (err) {
@@ -408,41 +390,29 @@ export class Room {
     }
   }
 
+  /** The room's awareness (read-only use: who is here). */
+  get awareness(): Presence['awareness'] {
+    return this.presence.awareness
+  }
+
   /** Awareness states from another process's connections; never overrides this process's own. */
   applyRemoteAwareness(processId: string, update: Uint8Array): void {
-    if (this.destroyed) return
-    let entries
-    try {
-      entries = decodeAwarenessUpdate(update)
-    } catch {
-      return
-    }
-    const accepted = entries.filter((e) => !this.awarenessOwner.has(e.clientID) && e.clientID !== this.doc.clientID)
-    if (accepted.length === 0) return
-    for (const e of accepted) {
-      if (e.state === null) this.remoteAwareness.delete(e.clientID)
-      else this.remoteAwareness.set(e.clientID, processId)
-    }
-    awarenessProtocol.applyAwarenessUpdate(this.awareness, encodeAwarenessUpdate(accepted), REMOTE_ORIGIN)
+    if (!this.destroyed) this.presence.applyRemote(processId, update)
   }
 
   /** Removes the presence of every client of a process that died. */
   removeRemoteProcess(processId: string): void {
-    const ids = [...this.remoteAwareness].filter(([, p]) => p === processId).map(([id]) => id)
-    if (ids.length === 0) return
-    for (const id of ids) this.remoteAwareness.delete(id)
-    awarenessProtocol.removeAwarenessStates(this.awareness, ids, REMOTE_ORIGIN)
+    this.presence.removeRemoteProcess(processId)
   }
 
   /** Processes owning awareness states in this room (cluster mode liveness checks). */
   get remoteProcesses(): Set<string> {
-    return new Set(this.remoteAwareness.values())
+    return this.presence.remoteProcesses
   }
 
   /** Awareness states of this process's own connections, encoded (for a peer process that asks). */
   encodeLocalAwareness(): Uint8Array | undefined {
-    const ids = [...this.awarenessOwner.keys()].filter((id) => this.awareness.getStates().has(id))
-    return ids.length > 0 ? awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids) : undefined
+    return this.presence.encodeLocal()
   }
 
   /** Merges an update from the admin API or an import; resolves once stored and relayed. */
@@ -510,91 +480,6 @@ export class Room {
       const others = out.filter((o) => o.sender !== peer).map((o) => o.update)
       if (others.length > 0) peer.send(encodeSyncUpdate(merge(others)))
     }
-  }
-
-  /**
-   * A connection may only change the client IDs it introduced. Stock providers send back
-   * every awareness change they receive, so an entry for an ID nobody here owns is an echo
-   * unless it is newer than what we know, or it is in the connection's first awareness
-   * message (sent on open, before it heard anything): a client reconnecting with its old
-   * ID and clock. Its clock is then shifted past the old one, so everyone accepts it.
-   */
-  private receiveAwareness(peer: Peer, state: PeerState, update: Uint8Array): void {
-    const entries = decodeAwarenessUpdate(update)
-    // Until the connection has claimed an ID, a stale clock is its own from an earlier
-    // connection (rebased below), whatever it sent before (a removal, say).
-    const first = !state.sentAwareness
-    const accepted: AwarenessEntry[] = []
-    let rewritten = false
-    for (const e of entries) {
-      const id = e.clientID
-      if (id === this.doc.clientID) continue
-      const owner = this.awarenessOwner.get(id)
-      if (owner !== undefined && owner !== peer) continue
-      let offset = state.clockOffsets?.get(id) ?? 0
-      if (owner === undefined) {
-        // Present but owned by no connection here: another process's client (cluster mode).
-        if (e.state === null || this.awareness.getStates().has(id)) continue
-        const known = this.awareness.meta.get(id)?.clock
-        // The connection's own offset counts: after it removed its state (a client setting
-        // null) its raw clocks stay behind the shifted ones the room knows.
-        if (known !== undefined && e.clock + offset <= known) {
-          if (!first) continue
-          offset = known + 1 - e.clock
-        }
-        this.awarenessOwner.set(id, peer)
-        state.awarenessIds ??= new Set()
-        state.awarenessIds.add(id)
-        state.sentAwareness = true
-        if (offset !== 0) (state.clockOffsets ??= new Map()).set(id, offset)
-        this.remoteAwareness.delete(id)
-      }
-      if (offset !== 0) rewritten = true
-      accepted.push(offset === 0 ? e : { clientID: id, clock: e.clock + offset, state: e.state })
-    }
-    if (accepted.length === 0) return
-    const filtered = accepted.length === entries.length && !rewritten ? update : encodeAwarenessUpdate(accepted)
-    awarenessProtocol.applyAwarenessUpdate(this.awareness, filtered, state.origin)
-  }
-
-  private readonly onAwarenessUpdate = (
-    change: { added: number[]; updated: number[]; removed: number[] },
-    origin: unknown,
-  ): void => {
-    const replication = this.options.replication
-    if (replication && origin !== REMOTE_ORIGIN && origin !== 'timeout') {
-      // Changes made by our own connections (or their departure) go to the other processes.
-      replication.awareness(this, awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
-    }
-    for (const id of change.added) this.awarenessDirty.add(id)
-    for (const id of change.updated) this.awarenessDirty.add(id)
-    for (const id of change.removed) {
-      this.awarenessDirty.add(id)
-      const owner = this.awarenessOwner.get(id)
-      if (owner) {
-        this.awarenessOwner.delete(id)
-        this.peers.get(owner)?.awarenessIds?.delete(id)
-      }
-    }
-    this.scheduleAwarenessFlush()
-  }
-
-  private scheduleAwarenessFlush(): void {
-    if (this.awarenessTimer || this.destroyed) return
-    const delay = Math.max(0, this.lastAwarenessFlush + this.options.awarenessInterval - Date.now())
-    this.awarenessTimer = setTimeout(() => this.flushAwareness(), delay)
-  }
-
-  /** Sends every awareness change since the last flush as one message to every peer. */
-  private flushAwareness(): void {
-    if (this.awarenessTimer) clearTimeout(this.awarenessTimer)
-    this.awarenessTimer = undefined
-    if (this.awarenessDirty.size === 0) return
-    const ids = [...this.awarenessDirty]
-    this.awarenessDirty = new Set()
-    this.lastAwarenessFlush = Date.now()
-    const message = encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids))
-    for (const peer of this.peers.keys()) peer.send(message)
   }
 
   private scheduleCompaction(): void {
@@ -671,8 +556,7 @@ export class Room {
   destroy(): void {
     if (this.destroyed) return
     this.destroyed = true
-    if (this.awarenessTimer) clearTimeout(this.awarenessTimer)
-    this.awareness.destroy()
+    this.presence.destroy()
     this.doc.destroy()
   }
 }
