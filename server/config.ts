@@ -65,6 +65,8 @@ interface OptionSpec<K extends keyof ServerConfig = keyof ServerConfig> {
   kind: Kind
   default: ServerConfig[K]
   help: string
+  /** Durations: the smallest accepted value in ms (default 1; 0 where "none" makes sense). */
+  min?: number
 }
 
 const spec = <K extends keyof ServerConfig>(s: OptionSpec<K>): OptionSpec => s as unknown as OptionSpec
@@ -113,7 +115,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'webhookBackoff', flag: 'webhook-backoff', env: 'WEBHOOK_BACKOFF', kind: 'duration', default: 1000, help: 'wait before the first webhook retry; doubled for each later one' }),
   spec({ key: 'webhookTimeout', flag: 'webhook-timeout', env: 'WEBHOOK_TIMEOUT', kind: 'duration', default: 10_000, help: 'a webhook delivery taking longer has failed' }),
   spec({ key: 'webhookMaxQueue', flag: 'webhook-max-queue', env: 'WEBHOOK_MAX_QUEUE', kind: 'count', default: 10_000, help: 'rooms with a webhook waiting, per URL; beyond it the oldest notice is dropped' }),
-  spec({ key: 'shutdownDelay', flag: 'shutdown-delay', env: 'SHUTDOWN_DELAY', kind: 'duration', default: 0, help: 'on SIGTERM, answer /readyz with 503 this long before closing connections (lets a load balancer drain)' }),
+  spec({ key: 'shutdownDelay', flag: 'shutdown-delay', env: 'SHUTDOWN_DELAY', kind: 'duration', min: 0, default: 0, help: 'on SIGTERM, answer /readyz with 503 this long before closing connections (lets a load balancer drain)' }),
   spec({ key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'level', default: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` }),
 ]
 
@@ -166,7 +168,8 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
     case 'duration': {
       try {
         const n = parseDuration(text)
-        if (n < 1) fail('must be at least 1ms')
+        const min = o.min ?? 1
+        if (n < min) fail(`must be at least ${min}ms`)
         return n
       } catch (err) { return fail((err as Error).message) }
     }

@@ -76,3 +76,9 @@ test('the README configuration table is the one SERVE_OPTIONS generates', async 
   const section = readme.slice(start, readme.indexOf('<!-- section:', start + 1))
   assert.ok(section.includes(configTable()), 'README table out of date: node --import tsx test/helpers/config-table.ts')
 })
+
+test('durations: 0 where it means "none" (--shutdown-delay 0), at least 1ms elsewhere', () => {
+  assert.equal(parseServeArgs(['--shutdown-delay', '0'], {}).shutdownDelay, 0)
+  assert.equal(parseServeArgs([], { SHUTDOWN_DELAY: '1.5s' }).shutdownDelay, 1500)
+  assert.throws(() => parseServeArgs(['--ping-interval', '0'], {}), /--ping-interval.*at least 1ms/)
+})
