@@ -14,7 +14,6 @@
  *
  * ROOM is percent-encoded. Errors are JSON `{ error: { code, message } }`.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -22,6 +21,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import * as Y from 'yjs'
+import { refuse, type BearerGuard } from './bearer.js'
 import { CoeditError } from './errors.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from './doc-ops.js'
 import { verifyBackup } from './backup-format.js'
@@ -34,6 +34,8 @@ import type { RoomRegistry } from './registry.js'
 
 export interface AdminOptions {
   token: string
+  /** Shared with /metrics and /status.json: a guesser of one token is a guesser of all. */
+  tokens: BearerGuard
   store: Store
   registry: RoomRegistry
   history: HistoryKeeper
@@ -43,6 +45,7 @@ export interface AdminOptions {
 
 const STATUS: Record<string, number> = {
   UNAUTHORIZED: 401,
+  TOO_MANY_ATTEMPTS: 429,
   ROOM_NOT_FOUND: 404,
   VERSION_NOT_FOUND: 404,
   NOT_FOUND: 404,
@@ -79,15 +82,6 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
   }
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
-  if (!m) return false
-  // Hash both sides: timingSafeEqual needs equal lengths, and the length must not leak either.
-  const a = createHash('sha256').update(m[1]!).digest()
-  const b = createHash('sha256').update(token).digest()
-  return timingSafeEqual(a, b)
-}
-
 async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   const parts: Buffer[] = []
   let size = 0
@@ -114,8 +108,10 @@ const CONTENT_TYPE: Record<ExportFormat, string> = {
 export function adminRoutes(options: AdminOptions): Route {
   const ops = new Operations(options.store, liveAccess(options.registry, options.store, options.history), computeRevertInWorker)
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
-    if (!tokenMatches(req.headers.authorization, options.token)) {
-      res.setHeader('WWW-Authenticate', 'Bearer realm="coedit admin"')
+    const auth = options.tokens.check(req, options.token)
+    if (!auth.ok) {
+      refuse(res, auth, 'coedit admin')
+      if (auth.status === 429) throw new CoeditError('TOO_MANY_ATTEMPTS', `too many wrong admin tokens from this address: try again in ${auth.retryAfterSeconds} s`)
       throw new CoeditError('UNAUTHORIZED', 'missing or wrong admin token')
     }
     const method = req.method ?? 'GET'

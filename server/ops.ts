@@ -2,10 +2,10 @@
  * Operations, composed: metrics, webhooks, probes and the status page, wired into the
  * core only through observers (registry/room/transport/store options) and HTTP routes.
  */
-import { timingSafeEqual, createHash } from 'node:crypto'
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { IncomingMessage } from 'node:http'
+import { clientAddress } from './auth.js'
+import { BearerGuard, refuse } from './bearer.js'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config.js'
 import { sendJson, sendText, type Route } from './http.js'
@@ -43,6 +43,8 @@ export class Ops {
   readonly webhooks: Webhooks | undefined
   /** Pass as the registry's `observer`. */
   readonly registryObserver: RegistryObserver
+  /** Checks the bearer tokens of /metrics, /status.json and the admin API, and limits guessing. */
+  readonly tokens: BearerGuard
   private readonly options: OpsOptions
   private readonly startedAt = Date.now()
   private shuttingDown = false
@@ -61,6 +63,10 @@ export class Ops {
       roomsLoaded: () => this.registry?.loadedCount ?? 0,
       storageBytes: () => this.storageBytes(),
       webhookQueue: () => this.webhooks?.queued ?? 0,
+    })
+    this.tokens = new BearerGuard({
+      addressOf: (req) => clientAddress(req, config.trustProxy),
+      onLockout: (address) => log.warn({ event: 'token_lockout', address }, 'too many wrong tokens: address refused for a minute'),
     })
     const urls = config.webhook.split(',').filter((u) => u !== '')
     this.webhooks = urls.length === 0 ? undefined : new Webhooks({
@@ -127,9 +133,10 @@ export class Ops {
       probeRoutes(() => this.store, { shuttingDown: () => this.shuttingDown }),
       async (req, res, url) => {
         if (url.pathname !== '/metrics') return false
-        if (!bearerMatches(req, config.metricsToken)) {
-          res.setHeader('WWW-Authenticate', 'Bearer realm="coedit metrics"')
-          sendText(res, 401, 'unauthorized\n')
+        const auth = this.tokens.check(req, config.metricsToken)
+        if (!auth.ok) {
+          refuse(res, auth, 'coedit metrics')
+          sendText(res, auth.status, auth.status === 429 ? 'too many wrong tokens\n' : 'unauthorized\n')
           return true
         }
         const { contentType, body } = await this.metrics.exposition()
@@ -148,8 +155,12 @@ export class Ops {
             sendText(res, 200, STATUS_CSS, 'text/css; charset=utf-8')
             return true
           case '/status.json':
-            if (!bearerMatches(req, config.adminToken)) {
-              sendJson(res, 401, { error: 'unauthorized', code: 'ADMIN_TOKEN_REQUIRED' })
+            const auth = this.tokens.check(req, config.adminToken)
+            if (!auth.ok) {
+              refuse(res, auth, 'coedit admin')
+              sendJson(res, auth.status, auth.status === 429
+                ? { error: 'too many wrong tokens', code: 'TOO_MANY_ATTEMPTS' }
+                : { error: 'unauthorized', code: 'ADMIN_TOKEN_REQUIRED' })
               return true
             }
             sendJson(res, 200, await this.status())
@@ -221,13 +232,3 @@ async function directoryBytes(dir: string): Promise<number> {
   return total
 }
 
-/** True if no token is required, or the request carries `Authorization: Bearer <token>`. */
-export function bearerMatches(req: IncomingMessage, token: string): boolean {
-  if (!token) return true
-  const header = req.headers.authorization ?? ''
-  const match = /^Bearer\s+(.+)$/i.exec(header)
-  if (!match) return false
-  // Compare digests: equal length, so timingSafeEqual never throws and leaks no length.
-  const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
-  return timingSafeEqual(digest(match[1]!.trim()), digest(token))
-}

@@ -6,6 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
+import { request } from 'node:http'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import { startServer } from '../server/index.js'
@@ -197,6 +198,37 @@ test('a data directory held by a running server: a clear error saying to use --s
     assert.equal(res.code, 1, args.join(' '))
     assert.match(res.stderr, /in use by a running server: use --server URL --token TOKEN/, args.join(' '))
   }
+})
+
+test('token guessing: 10 wrong tokens from one address lock it out (429, Retry-After), right token or not; other addresses are served', async (t) => {
+  const server = await startServer({ adminToken: 'right-token', metricsToken: 'metrics-token' })
+  t.after(() => server.close())
+  // A second loopback address, so the lockout of the first one can be seen not to spread.
+  const from = (localAddress: string, path: string, token: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = request(`${server.httpUrl}${path}`, { localAddress, headers: { Authorization: `Bearer ${token}` } }, (res) => {
+        let body = ''
+        res.on('data', (c: Buffer) => { body += c.toString() })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }))
+      })
+      req.on('error', reject)
+      req.end()
+    })
+  // Wrong guesses spread over the three token-protected endpoints count together.
+  for (let i = 0; i < 10; i++) {
+    const path = ['/admin/rooms', '/metrics', '/status.json'][i % 3]!
+    assert.equal((await from('127.0.0.1', path, `guess-${i}`)).status, 401, `guess ${i}`)
+  }
+  const locked = await from('127.0.0.1', '/admin/rooms', 'right-token')
+  assert.equal(locked.status, 429)
+  assert.ok(Number(locked.retryAfter) >= 1 && Number(locked.retryAfter) <= 60, `Retry-After ${locked.retryAfter}`)
+  assert.match(locked.body, /TOO_MANY_ATTEMPTS/)
+  assert.equal((await from('127.0.0.1', '/metrics', 'metrics-token')).status, 429)
+  const cliLocked = await cli(['rooms', '--server', server.httpUrl, '--token', 'right-token'])
+  assert.equal(cliLocked.code, 1)
+  assert.match(cliLocked.stderr, /too many wrong admin tokens.*try again in \d+ s/)
+  assert.equal((await from('127.0.0.2', '/admin/rooms', 'right-token')).status, 200)
+  assert.equal((await from('127.0.0.2', '/metrics', 'metrics-token')).status, 200)
 })
 
 test('admin API: wrong or missing token is refused (401) and changes nothing; off without --admin-token', async (t) => {
