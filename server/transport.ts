@@ -53,6 +53,11 @@ const SLOW_CLOSE_GRACE = 1000
  * TCP instead of filling the server's memory (the group commit stays large meanwhile).
  */
 const MAX_WRITE_BACKLOG = 512
+/**
+ * Bytes a connection may send while its room is still loading; past it the socket is not
+ * read until the room is there (TCP pushes back), so a slow load buffers a bounded amount.
+ */
+const MAX_PRELOAD_BYTES = 1024 * 1024
 
 /** Counts traffic; called on the hot path, so implementations only add numbers. */
 export interface TransportObserver {
@@ -222,6 +227,7 @@ export class Transport {
     if (grant.expiresAt !== undefined) armExpiry(grant.expiresAt)
     let room: Room | undefined
     let queue: Uint8Array[] | undefined = []
+    let queuedBytes = 0
     let closed = false
     let paused = false
     this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
@@ -256,8 +262,13 @@ export class Transport {
             if (!closed) ws.resume()
           })
         }
-      } else {
-        queue?.push(bytes)
+      } else if (queue) {
+        queue.push(bytes)
+        queuedBytes += bytes.length
+        if (queuedBytes > MAX_PRELOAD_BYTES && !paused) {
+          paused = true
+          ws.pause()
+        }
       }
     })
     ws.on('error', (err: Error & { code?: string }) => {
@@ -289,6 +300,13 @@ export class Transport {
         const pending = queue ?? []
         queue = undefined
         for (const bytes of pending) joined.receive(peer, bytes)
+        if (paused) {
+          // Paused while loading: read on once what was queued is stored.
+          void joined.writesSettled().then(() => {
+            paused = false
+            if (!closed) ws.resume()
+          })
+        }
       },
       () => peer.close(CLOSE_TRY_AGAIN_LATER, 'room could not be loaded, try again later'),
     )

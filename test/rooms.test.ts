@@ -157,6 +157,32 @@ test('a failed load closes with 1013, serves nothing, and never overwrites what 
   assert.ok(merged(doc.getText('text').toString()), 'the stored content survived and the client\'s edit joined it')
 })
 
+test('a client writing into a room that is still loading is not read past 1 MiB; all of it is stored once the room is there', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const loading = gate()
+  store.beforeLoad = (room) => (room === 'slow' ? loading.promise : undefined)
+  const server = await startServer({ storage: store })
+  t.after(() => server.close())
+  const raw = await RawClient.open(`${server.url}/slow?coedit=1`)
+  t.after(() => raw.close())
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  for (let i = 0; i < 48; i++) doc.getText('text').insert(0, String.fromCharCode(97 + (i % 26)).repeat(512 * 1024))
+  for (const u of updates) raw.send(encodeSyncUpdate(u))
+  const sent = updates.reduce((n, u) => n + u.length, 0)
+  // Loopback socket buffers hold a few MiB: what the server did not read stays with the client.
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const unread = raw.ws.bufferedAmount
+  t.diagnostic(`left the client while the room was loading: ${sent - unread} of ${sent} bytes`)
+  assert.ok(unread > sent - 12 * 1024 * 1024, `the server read at most 1 MiB + socket buffers while loading (${sent - unread} of ${sent} bytes left the client)`)
+  loading.open()
+  await waitFor(() => raw.messages.some((m) => m.type === 'coedit-persisted' && m.count === 48), { timeout: 20_000, message: 'all 48 updates stored' })
+  const stored = new Y.Doc()
+  for (const u of (await store.inner.load('slow')).updates) Y.applyUpdate(stored, u)
+  assert.equal(stored.getText('text').length, 48 * 512 * 1024)
+})
+
 test('a stored update that cannot be applied is kept: the room still serves the rest and is not compacted over it', async (t) => {
   const inner = new MemoryStore()
   const author = new Y.Doc()
