@@ -96,6 +96,8 @@ export class HistoryKeeper {
   private readonly now: () => number
   /** Sequence number of each room's newest version (rooms seen since start). */
   private readonly recordedSeq = new Map<string, number>()
+  /** When a version of each room was last asked for (throttles versions at compaction). */
+  private readonly recordedAt = new Map<string, number>()
   private readonly chains = new Map<string, Promise<void>>()
   private timer: NodeJS.Timeout | undefined
   private rooms: () => Iterable<HistoryRoom> = () => []
@@ -131,8 +133,16 @@ export class HistoryKeeper {
     await Promise.all(due)
   }
 
-  /** Room hook: a room folded its log into `state` (also how an unloading room says goodbye). */
-  readonly compacted = (room: { name: string }, state: Uint8Array, upTo: number): void => {
+  /**
+   * Room hook: a room folded its log into `state` (`final`: it is unloading, its last word).
+   * A busy room folds every few hundred updates (dozens of times a second under a fast
+   * writer); a version each time would store the whole document that often, only for the
+   * retention policy to keep one a slot. So a fold becomes a version only when the room has
+   * none from the last `interval` (the tick records changed rooms meanwhile), or at unload.
+   */
+  readonly compacted = (room: { name: string }, state: Uint8Array, upTo: number, final = false): void => {
+    const last = this.recordedAt.get(room.name)
+    if (!final && last !== undefined && this.now() - last < this.options.interval) return
     void this.record(room.name, state, upTo)
   }
 
@@ -144,6 +154,7 @@ export class HistoryKeeper {
   record(room: string, state: Uint8Array, seq: number): Promise<VersionInfo | undefined> {
     const store = this.store
     if (!store) return Promise.resolve(undefined)
+    this.recordedAt.set(room, this.now())
     const run = async (): Promise<VersionInfo | undefined> => {
       let last = this.recordedSeq.get(room)
       if (last === undefined) {
@@ -181,6 +192,7 @@ export class HistoryKeeper {
   /** Forgets what it knew of `room` (its versions were replaced, e.g. by a restore). */
   forget(room: string): void {
     this.recordedSeq.delete(room)
+    this.recordedAt.delete(room)
   }
 
   /** Stops the timer and waits for versions being written. */

@@ -143,7 +143,7 @@ export class RoomRegistry {
     entry.unloading = (async () => {
       try {
         await room.flushed()
-        await room.compact()
+        await room.compact(true)
         // A client that joined while we were flushing keeps this room.
         if (room.size > 0 || room.hasPendingWrites || this.entries.get(name) !== entry) return
         this.entries.delete(name)
@@ -176,7 +176,7 @@ export class RoomRegistry {
     await Promise.allSettled([...this.entries.values()].map((e) => e.loading))
     await Promise.all(this.rooms.map(async (room) => {
       await room.flushed()
-      await room.compact()
+      await room.compact(true)
       this.options.lifecycle?.unloaded(room)
       room.destroy()
     }))

@@ -83,7 +83,8 @@ export interface RoomOptions {
   log: Logger
   replication?: RoomReplication
   /** Told after each successful compaction, with the state stored (history records it as a version). */
-  onCompacted?: (room: Room, state: Uint8Array, upTo: number) => void
+  /** A compaction stored `state` (the room through `upTo`); `final` when the room is unloading. */
+  onCompacted?: (room: Room, state: Uint8Array, upTo: number, final: boolean) => void
   observer?: RoomObserver
 }
 
@@ -490,21 +491,28 @@ export class Room {
   }
 
   private compactChain: Promise<void> = Promise.resolve()
+  /** A compaction stored a state since this room was loaded. */
+  private foldedSinceLoad = false
 
   /**
    * Folds the update log into one state. The document equals the store through `lastSeq`.
    * Compactions run one at a time: an older state stored after a newer one (whose log
    * prefix is already deleted) would lose the updates in between.
    */
-  compact(): Promise<void> {
-    const run = this.compactChain.then(() => this.compactNow())
+  compact(final = false): Promise<void> {
+    const run = this.compactChain.then(() => this.compactNow(final))
     this.compactChain = run
     return run
   }
 
-  private async compactNow(): Promise<void> {
+  private async compactNow(final: boolean): Promise<void> {
     if (this.loadIncomplete) return
-    if (this.sinceCompaction === 0) return
+    if (this.sinceCompaction === 0) {
+      // Nothing to fold, but the hook may not have kept the last fold's state (history keeps
+      // at most one a minute): an unloading room that changed hands its final state over.
+      if (final && this.foldedSinceLoad) this.options.onCompacted?.(this, this.fullState ??= Y.encodeStateAsUpdate(this.doc), this.appliedThrough, true)
+      return
+    }
     const upTo = this.appliedThrough
     const folded = this.sinceCompaction
     const state = Y.encodeStateAsUpdate(this.doc)
@@ -514,7 +522,8 @@ export class Room {
       const started = performance.now()
       await this.store.compact(this.name, state, upTo)
       this.sinceCompaction -= folded
-      this.options.onCompacted?.(this, state, upTo)
+      this.foldedSinceLoad = true
+      this.options.onCompacted?.(this, state, upTo, final)
       this.storedBytes = state.length + (this.storedBytes - bytesBefore)
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
       this.options.observer?.compacted(folded, performance.now() - started, true)

@@ -77,7 +77,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
     compactEvery: config.compactEvery,
-    onCompacted: (room, state, upTo) => history.compacted(room, state, upTo),
+    onCompacted: (room, state, upTo, final) => history.compacted(room, state, upTo, final),
     roomGrace: config.roomGrace,
     maxRooms: config.maxRooms,
     maxDocumentSize: config.maxDocumentSize,

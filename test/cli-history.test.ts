@@ -154,3 +154,37 @@ test('a running server records versions of changed rooms on its own, and at unlo
   assert.equal(d.getText('text').toString(), 'abc')
   await assert.rejects(startServer({ historyRetention: '1h' }), UsageError)
 })
+
+test('a room compacted many times within the history interval gets one version for them, and its final state at unload', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const server = await startServer({ dataDir: dir.path, historyInterval: 60_000, compactEvery: 10, roomGrace: 50 })
+  t.after(() => server.close())
+  const store = server.store as LevelStore
+  let puts = 0
+  const putVersion = store.putVersion.bind(store)
+  store.putVersion = (...args) => { puts++; return putVersion(...args) }
+  const client = connect(server.url, 'busy')
+  t.after(() => client.destroy())
+  await synced(client)
+  for (let i = 0; i < 200; i++) {
+    client.text.insert(i, 'x')
+    if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  await wait(async () => (await store.listRooms()).find((r) => r.name === 'busy' && r.lastSeq >= 200), { message: '200 updates stored' })
+  await server.registry.rooms[0]!.flushed()
+  const info = (await store.listRooms()).find((r) => r.name === 'busy')!
+  assert.ok(info.updates < 10, `the log was folded 20 times (${info.updates} updates left unfolded)`)
+  assert.ok(puts <= 1, `at most one version stored for ~20 compactions, got ${puts}`)
+  client.destroy()
+  await wait(() => server.registry.loadedCount === 0, { message: 'room unloaded' })
+  const versions = await wait(async () => {
+    const list = await store.listVersions('busy')
+    return list.length > 0 && list[list.length - 1]!.seq === 200 ? list : undefined
+  }, { message: 'a version of the final state' }) as VersionInfo[]
+  assert.ok(versions.length <= 2, `${versions.length} versions`)
+  const last = await store.getVersion('busy', versions[versions.length - 1]!.id)
+  const d = new Y.Doc()
+  Y.applyUpdate(d, last!.state)
+  assert.equal(d.getText('text').length, 200)
+})
