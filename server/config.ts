@@ -94,7 +94,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'tlsKey', flag: 'tls-key', env: 'TLS_KEY', kind: 'string', default: '', help: 'PEM private key file for --tls-cert' }),
   spec({ key: 'roomGrace', flag: 'room-grace', env: 'ROOM_GRACE', kind: 'duration', default: 10_000, help: 'keep a room in memory this long after its last connection left' }),
   spec({ key: 'awarenessInterval', flag: 'awareness-interval', env: 'AWARENESS_INTERVAL', kind: 'duration', default: 50, help: 'relay a room\'s awareness changes at most this often, merged' }),
-  spec({ key: 'compactEvery', flag: 'compact-every', env: 'COMPACT_EVERY', kind: 'count', default: 500, help: 'fold a room\'s stored updates into one state after this many' }),
+  spec({ key: 'compactEvery', flag: 'compact-every', env: 'COMPACT_EVERY', kind: 'count', default: 500, help: 'fold a room\'s stored updates into one state after this many (and once they are a quarter of its bytes)' }),
   spec({ key: 'echo', flag: 'echo', env: 'ECHO', kind: 'boolean', default: true, help: 'send each stored update back to its sender too (y-websocket 4 "saved" status); --no-echo to turn off' }),
   spec({ key: 'fsync', flag: 'fsync', env: 'FSYNC', kind: 'boolean', default: true, help: 'fsync every write batch so it survives power loss, not only a process crash; --no-fsync trades that for latency' }),
   spec({ key: 'postgres', flag: 'postgres', env: 'POSTGRES_URL', kind: 'string', default: '', help: 'cluster mode: PostgreSQL connection string for the shared store (with --redis)' }),

@@ -41,6 +41,8 @@ export type UpdateOrigin =
   | { readonly source: 'remote' }
 
 const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
+/** Compaction waits for the log to reach 1/this of the state's size (see compactionDue). */
+const COMPACTION_LOG_SHARE = 4
 /** Rooms with at least this many connections get a tick's updates merged into one message (see relay). */
 const MERGE_MIN_PEERS = 16
 const ADMIN_ORIGIN: UpdateOrigin = { source: 'admin' }
@@ -121,6 +123,8 @@ export class Room {
   private compacting: Promise<void> | undefined
   /** Bytes stored (or being stored) for this room: the document size limit counts these. */
   private storedBytes = 0
+  /** Bytes of the stored state (the last compaction's); the rest of storedBytes is the log. */
+  private stateBytes = 0
   /** Client updates being stored, not yet applied: the update checks count them as present. */
   private readonly inflight = new InflightUpdates()
   private destroyed = false
@@ -156,12 +160,14 @@ export class Room {
     const stored = await store.load(name)
     const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates)
     for (const u of stored.updates) room.storedBytes += u.length
+    // The stored state, if any, comes first; the log's updates follow it.
+    if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
     room.applyStored(stored.updates)
     // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
     // long run of one client's typing that re-encoding flattens the whole merged string
     // (O(run length) per keystroke). Each apply site relays the update it applied instead.
     room.doc.on('afterTransaction', () => { room.fullState = undefined })
-    if (room.sinceCompaction >= options.compactEvery) room.scheduleCompaction()
+    if (room.compactionDue) room.scheduleCompaction()
     return room
   }
 
@@ -334,7 +340,7 @@ export class Room {
       this.options.observer?.applied(this, origin)
       this.options.replication?.published(this, result.seq, update)
       if (peer) this.ack(peer, count)
-      if (this.sinceCompaction >= this.options.compactEvery) this.scheduleCompaction()
+      if (this.compactionDue) this.scheduleCompaction()
     })
     this.tail = done.catch(() => {})
     return done
@@ -483,6 +489,17 @@ export class Room {
     }
   }
 
+  /**
+   * A compaction rewrites the whole document, so besides `compactEvery` updates it waits
+   * until the log is a fair share of the state (1/COMPACTION_LOG_SHARE of its bytes): the
+   * bytes compaction writes stay proportional to the bytes received, however large the
+   * document grows, and a load still replays a bounded log.
+   */
+  private get compactionDue(): boolean {
+    return this.sinceCompaction >= this.options.compactEvery
+      && (this.storedBytes - this.stateBytes) * COMPACTION_LOG_SHARE >= this.stateBytes
+  }
+
   private scheduleCompaction(): void {
     if (this.compacting || this.destroyed) return
     this.compacting = new Promise<void>((resolve) => setImmediate(resolve))
@@ -525,6 +542,7 @@ export class Room {
       this.foldedSinceLoad = true
       this.options.onCompacted?.(this, state, upTo, final)
       this.storedBytes = state.length + (this.storedBytes - bytesBefore)
+      this.stateBytes = state.length
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
       this.options.observer?.compacted(folded, performance.now() - started, true)
     } catch (err) {

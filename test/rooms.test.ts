@@ -236,3 +236,31 @@ test('updates applied together reach a big room as one merged message each conne
     else assert.ok(counts.every((n) => n === 50), `one message per update in the small room: ${counts.join(', ')}`)
   }
 })
+
+test('compaction waits for the log to be a quarter of the state: a large document is not rewritten every few updates', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const server = await startServer({ storage: store, compactEvery: 10 })
+  t.after(() => server.close())
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  const text = doc.getText('text')
+  text.insert(0, 'x'.repeat(400_000))
+  for (let i = 0; i < 10; i++) text.insert(i, 'y')
+  await write(server.url, 'big', updates.splice(0))
+  await waitFor(() => store.calls.compact === 1, { message: 'the first fold (no state stored yet)' })
+  // 200 small updates (~6 KB) against a 400 KB state: due by count 20 times over, not by size.
+  for (let i = 0; i < 200; i++) text.insert(i, 'z')
+  await write(server.url, 'big', updates.splice(0))
+  await server.registry.rooms[0]!.flushed()
+  assert.equal(store.calls.compact, 1, 'no fold for a log of 1.5% of the state')
+  // A log over a quarter of the state is folded.
+  text.insert(0, 'w'.repeat(120_000))
+  await write(server.url, 'big', updates.splice(0))
+  await waitFor(() => store.calls.compact === 2, { message: 'folded once the log is a quarter of the state' })
+  const stored = await store.inner.load('big')
+  assert.equal(stored.pendingUpdates, 0)
+  const reread = new Y.Doc()
+  for (const u of stored.updates) Y.applyUpdate(reread, u)
+  assert.equal(reread.getText('text').toString(), text.toString())
+})
