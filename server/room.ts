@@ -104,7 +104,16 @@ type WriteResult = { ok: true; seq: number } | { ok: false; error: unknown }
 
 export class Room {
   readonly name: string
-  readonly doc: Y.Doc
+  /** The document, integrated or not yet (see `doc`). */
+  private readonly ydoc: Y.Doc
+  /**
+   * A lone stored state not yet integrated into `ydoc`: a cold room answers its first
+   * joiners from the stored bytes and integrates right after (setImmediate), so a big
+   * document's first client waits for one read and one send, not for the integration too.
+   */
+  private unintegrated: Uint8Array | undefined
+  /** Joined while the document was not integrated: they get our sync step 1 after. */
+  private readonly awaitingStep1 = new Set<Peer>()
   private readonly presence: Presence
   private readonly store: Store
   private readonly options: RoomOptions
@@ -146,9 +155,9 @@ export class Room {
     this.log = options.log
     this.appliedThrough = lastSeq
     this.sinceCompaction = pendingUpdates
-    this.doc = new Y.Doc({ gc: true })
+    this.ydoc = new Y.Doc({ gc: true })
     const replication = options.replication
-    this.presence = new Presence(this.doc, {
+    this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
       peers: () => this.peers.keys(),
       onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
@@ -162,13 +171,35 @@ export class Room {
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
     if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
-    room.applyStored(stored.updates)
+    if (stored.updates.length === 1 && stored.pendingUpdates === 0) {
+      // A compacted state (encoded from a document that held it) can be served as stored.
+      room.unintegrated = room.fullState = stored.updates[0]!
+      setImmediate(() => room.integrate())
+    } else {
+      room.applyStored(stored.updates)
+    }
     // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
     // long run of one client's typing that re-encoding flattens the whole merged string
     // (O(run length) per keystroke). Each apply site relays the update it applied instead.
-    room.doc.on('afterTransaction', () => { room.fullState = undefined })
+    room.ydoc.on('afterTransaction', () => { room.fullState = undefined })
     if (room.compactionDue) room.scheduleCompaction()
     return room
+  }
+
+  /** The document, integrating a stored state first if it is still pending. */
+  get doc(): Y.Doc {
+    if (this.unintegrated) this.integrate()
+    return this.ydoc
+  }
+
+  private integrate(): void {
+    const state = this.unintegrated
+    if (!state || this.destroyed) return
+    this.unintegrated = undefined
+    this.applyStored([state])
+    const step1 = encodeSyncStep1(Y.encodeStateVector(this.ydoc))
+    for (const peer of this.awaitingStep1) if (this.peers.has(peer)) peer.send(step1)
+    this.awaitingStep1.clear()
   }
 
   private applyStored(updates: Uint8Array[]): void {
@@ -176,13 +207,13 @@ export class Room {
     try {
       // One merged update integrates far faster than thousands of small ones.
       const merged = updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates)
-      Y.applyUpdate(this.doc, merged, LOAD_ORIGIN)
+      Y.applyUpdate(this.ydoc, merged, LOAD_ORIGIN)
       this.fullState = merged
     } catch (err) {
       this.log.error({ event: 'load_merge_failed', err: String(err) }, 'merged load failed, applying one by one')
       for (const update of updates) {
         try {
-          Y.applyUpdate(this.doc, update, LOAD_ORIGIN)
+          Y.applyUpdate(this.ydoc, update, LOAD_ORIGIN)
         } catch (e) {
           this.log.error({ event: 'load_update_skipped', err: String(e) }, 'stored update could not be applied; the room will not be compacted')
           this.loadIncomplete = true
@@ -207,7 +238,8 @@ export class Room {
       received: 0,
       ackDue: 0,
     })
-    peer.send(encodeSyncStep1(Y.encodeStateVector(this.doc)))
+    if (this.unintegrated) this.awaitingStep1.add(peer)
+    else peer.send(encodeSyncStep1(Y.encodeStateVector(this.ydoc)))
     this.presence.greet(peer)
     return true
   }
@@ -217,6 +249,7 @@ export class Room {
     if (!state) return
     this.peers.delete(peer)
     this.ackDirty.delete(peer)
+    this.awaitingStep1.delete(peer)
     this.presence.remove(peer)
     if (this.peers.size === 0) this.onEmpty(this)
   }
@@ -584,6 +617,6 @@ export class Room {
     if (this.destroyed) return
     this.destroyed = true
     this.presence.destroy()
-    this.doc.destroy()
+    this.ydoc.destroy()
   }
 }

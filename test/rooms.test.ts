@@ -264,3 +264,55 @@ test('compaction waits for the log to be a quarter of the state: a large documen
   for (const u of stored.updates) Y.applyUpdate(reread, u)
   assert.equal(reread.getText('text').toString(), text.toString())
 })
+
+test('a cold room answers its first joiners from the stored state, then integrates it: their writes in the same burst are applied, and everyone gets our step 1', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const original = new Y.Doc()
+  const firstHalf: Uint8Array[] = []
+  original.on('update', (u: Uint8Array) => { if (firstHalf.length === 0) firstHalf.push(u) })
+  original.getText('text').insert(0, 'stored '.repeat(10_000))
+  original.getText('text').insert(0, 'stored '.repeat(10_000))
+  let server = await startServer({ dataDir: dir.path })
+  await write(server.url, 'cold', [Y.encodeStateAsUpdate(original)])
+  await server.close() // compacts: the room is stored as one state
+  server = await startServer({ dataDir: dir.path })
+  t.after(() => server.close())
+
+  // Two fresh joiners and one that already has part of it, all before the room is loaded;
+  // one of them writes in the same burst as its step 1.
+  const fresh = new RawClient(`${server.url}/cold`)
+  const writer = new RawClient(`${server.url}/cold?coedit=1`)
+  const partial = new RawClient(`${server.url}/cold`)
+  t.after(() => { for (const c of [fresh, writer, partial]) c.close() })
+  await Promise.all([fresh.opened, writer.opened, partial.opened])
+  const edit = new Y.Doc()
+  edit.clientID = 7
+  edit.getText('text').insert(0, 'new ')
+  const half = new Y.Doc()
+  Y.applyUpdate(half, firstHalf[0]!)
+  fresh.send(encodeSyncStep1(new Uint8Array([0])))
+  writer.send(encodeSyncStep1(new Uint8Array([0])))
+  writer.send(encodeSyncUpdate(Y.encodeStateAsUpdate(edit)))
+  partial.send(encodeSyncStep1(Y.encodeStateVector(half)))
+
+  const expected = new Y.Doc()
+  Y.applyUpdate(expected, Y.encodeStateAsUpdate(original))
+  Y.applyUpdate(expected, Y.encodeStateAsUpdate(edit))
+  for (const c of [fresh, writer, partial]) {
+    const step1 = await c.waitForMessage('sync-step1', 0, 10_000)
+    await c.waitForMessage('sync-step2', 0, 10_000)
+    assert.deepEqual(Y.decodeStateVector(step1.stateVector).get(original.clientID), original.getText('text').length, 'our step 1 holds the stored state')
+  }
+  await waitFor(() => writer.messages.some((m) => m.type === 'coedit-persisted' && m.count === 1), { message: 'the write is stored' })
+  const seenBy = (c: RawClient): string => {
+    const d = c.docFromMessages()
+    if (c === partial) Y.applyUpdate(d, firstHalf[0]!)
+    return d.getText('text').toString()
+  }
+  for (const c of [fresh, partial]) {
+    await waitFor(() => seenBy(c) === expected.getText('text').toString(), { message: 'content and the new edit' })
+  }
+  assert.ok(partial.messages.filter((m) => m.type === 'sync-step2').every((m) => m.type === 'sync-step2' && m.update.length < 1000 + original.getText('text').length / 2), 'the partial joiner got only what it lacked')
+  assert.ok(server.registry.rooms[0]!.doc.getText('text').toString().startsWith('new stored'))
+})
