@@ -12,6 +12,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import * as Y from 'yjs'
+import { mergeMany } from './doc-ops.js'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { CoeditError } from './errors.js'
@@ -53,8 +54,8 @@ export async function* encodeBackup(snapshot: StoreSnapshot, createdAt: number, 
     encoding.writeVarString(payload, name)
     encoding.writeVarUint(payload, record.updatedAt ?? 0)
     encoding.writeVarUint(payload, record.lastSeq)
-    // mergeUpdates does not integrate: cheap enough to run on a live server.
-    encoding.writeVarUint8Array(payload, record.updates.length === 1 ? record.updates[0]! : Y.mergeUpdates(record.updates))
+    // A short log is merged without integrating; a long one through a document (linear).
+    encoding.writeVarUint8Array(payload, mergeMany(record.updates))
     encoding.writeVarUint(payload, record.versions.length)
     for (const v of record.versions) {
       encoding.writeVarUint(payload, v.id)

@@ -17,10 +17,31 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number]
 export const IMPORT_FORMATS = ['update', 'text', 'json'] as const
 export type ImportFormat = (typeof IMPORT_FORMATS)[number]
 
+/**
+ * Applies `updates` in order in one transaction. Y.mergeUpdates of a long list is quadratic
+ * in its length (70 s for a state and 46,000 logged updates, what a kill -9 under a fast
+ * writer leaves); this is linear (0.2 s for the same).
+ */
+export function applyUpdates(doc: Y.Doc, updates: readonly Uint8Array[], origin?: unknown): void {
+  Y.transact(doc, () => {
+    for (const update of updates) Y.applyUpdate(doc, update, origin)
+  }, origin)
+}
+
+/** Lists longer than this are merged through a document (see applyUpdates). */
+const MERGE_DIRECT_MAX = 32
+
+/** One update holding all of `updates`. */
+export function mergeMany(updates: readonly Uint8Array[]): Uint8Array {
+  if (updates.length === 1) return updates[0]!
+  if (updates.length <= MERGE_DIRECT_MAX) return Y.mergeUpdates([...updates])
+  return Y.encodeStateAsUpdate(docFromUpdates(updates))
+}
+
 /** A document holding `updates` (a room's stored log, or one state). */
 export function docFromUpdates(updates: readonly Uint8Array[], gc = true): Y.Doc {
   const doc = new Y.Doc({ gc })
-  if (updates.length > 0) Y.applyUpdate(doc, updates.length === 1 ? updates[0]! : Y.mergeUpdates([...updates]))
+  applyUpdates(doc, updates)
   return doc
 }
 

@@ -9,6 +9,7 @@
  * The room knows connections only through `Peer` (send, close): no `ws` here.
  */
 import * as Y from 'yjs'
+import { applyUpdates } from './doc-ops.js'
 import type { Logger } from 'pino'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
@@ -415,7 +416,7 @@ export class Room {
       try {
         // Rare (healing): relay only what was new here, like the doc 'update' event would.
         const before = Y.encodeStateVector(this.doc)
-        Y.applyUpdate(this.doc, parts.length === 1 ? parts[0]! : Y.mergeUpdates(parts), REMOTE_ORIGIN)
+        applyUpdates(this.doc, parts, REMOTE_ORIGIN)
         this.relay(Y.encodeStateAsUpdate(this.doc, before), REMOTE_ORIGIN)
       } catch (err) {
         this.log.error({ event: 'apply_failed', err: String(err) }, 'catch-up failed to apply')
