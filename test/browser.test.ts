@@ -520,9 +520,12 @@ if (!browserAvailable() && !process.env.CI) {
         await caret.waitFor({ timeout: 10_000 })
         await a.page.waitForSelector('.remote-selection', { timeout: 10_000 })
         await b.page.waitForSelector('.remote-caret[data-name="Ada"]', { timeout: 10_000 })
-        const caretBox = await caret.boundingBox()
-        const areaBox = await a.page.locator('#editor').boundingBox()
-        assert.ok(caretBox && areaBox, 'caret and text area are laid out')
+        // The overlay re-renders its carets on every remote change: a box read while one is
+        // being replaced is null, so read until both are laid out.
+        const [caretBox, areaBox] = (await waitFor(async () => {
+          const boxes = [await caret.boundingBox(), await a.page.locator('#editor').boundingBox()] as const
+          return boxes[0] && boxes[1] ? [boxes[0], boxes[1]] as const : undefined
+        }, { timeout: 10_000, message: 'caret and text area are laid out' }))!
         assert.ok(caretBox.x > areaBox.x && caretBox.x < areaBox.x + areaBox.width && caretBox.y > areaBox.y && caretBox.y < areaBox.y + areaBox.height,
           'the remote caret is drawn inside the text area')
         assert.ok(await a.page.locator('.remote-caret-label:text-is("Grace")').isVisible())
