@@ -9,8 +9,8 @@
  * The room knows connections only through `Peer` (send, close): no `ws` here.
  */
 import * as Y from 'yjs'
-import { applyUpdates } from './doc-ops.js'
 import type { Logger } from 'pino'
+import { applyUpdates } from './doc-ops.js'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
@@ -85,8 +85,10 @@ export interface RoomOptions {
   maxClockAdvance?: number
   log: Logger
   replication?: RoomReplication
-  /** Told after each successful compaction, with the state stored (history records it as a version). */
-  /** A compaction stored `state` (the room through `upTo`); `final` when the room is unloading. */
+  /**
+   * Told after each successful compaction, with the state stored (the room through `upTo`;
+   * `final` when the room is unloading): history may record it as a version.
+   */
   onCompacted?: (room: Room, state: Uint8Array, upTo: number, final: boolean) => void
   observer?: RoomObserver
 }
