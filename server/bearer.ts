@@ -28,7 +28,7 @@ const MAX_TRACKED = 10_000
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
 /** True when the request carries `Authorization: Bearer <token>`; an empty token means none is required. */
-export function bearerMatches(req: IncomingMessage, token: string): boolean {
+function bearerMatches(req: IncomingMessage, token: string): boolean {
   if (!token) return true
   const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')
   if (!match) return false

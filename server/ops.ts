@@ -154,7 +154,7 @@ export class Ops {
           case '/status/status.css':
             sendText(res, 200, STATUS_CSS, 'text/css; charset=utf-8')
             return true
-          case '/status.json':
+          case '/status.json': {
             const auth = this.tokens.check(req, config.adminToken)
             if (!auth.ok) {
               refuse(res, auth, 'coedit admin')
@@ -165,6 +165,7 @@ export class Ops {
             }
             sendJson(res, 200, await this.status())
             return true
+          }
           default:
             return false
         }

@@ -230,6 +230,17 @@ export class Transport {
     let queuedBytes = 0
     let closed = false
     let paused = false
+    /** Stops reading the socket until `settled` (TCP pushes back on the client meanwhile). */
+    const pauseUntil = (settled: Promise<unknown>): void => {
+      paused = true
+      ws.pause()
+      void settled.then(() => {
+        paused = false
+        if (!closed) ws.resume()
+      })
+    }
+    /** Set when the socket was paused while the room loaded: resolved once it has loaded. */
+    let loaded: ((room: Room) => void) | undefined
     this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
     peer.observer = this.options.observer
     this.options.observer?.opened()
@@ -254,20 +265,13 @@ export class Transport {
       }
       if (room) {
         room.receive(peer, bytes)
-        if (!paused && room.writeBacklog > MAX_WRITE_BACKLOG) {
-          paused = true
-          ws.pause()
-          void room.writesSettled().then(() => {
-            paused = false
-            if (!closed) ws.resume()
-          })
-        }
+        if (!paused && room.writeBacklog > MAX_WRITE_BACKLOG) pauseUntil(room.writesSettled())
       } else if (queue) {
         queue.push(bytes)
         queuedBytes += bytes.length
         if (queuedBytes > MAX_PRELOAD_BYTES && !paused) {
-          paused = true
-          ws.pause()
+          // Read on once the room is there and what was queued is stored.
+          pauseUntil(new Promise<Room>((resolve) => { loaded = resolve }).then((r) => r.writesSettled()))
         }
       }
     })
@@ -300,13 +304,7 @@ export class Transport {
         const pending = queue ?? []
         queue = undefined
         for (const bytes of pending) joined.receive(peer, bytes)
-        if (paused) {
-          // Paused while loading: read on once what was queued is stored.
-          void joined.writesSettled().then(() => {
-            paused = false
-            if (!closed) ws.resume()
-          })
-        }
+        loaded?.(joined)
       },
       () => peer.close(CLOSE_TRY_AGAIN_LATER, 'room could not be loaded, try again later'),
     )

@@ -106,9 +106,13 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
   for (const row of rowsFor(ids)) {
     const cells: string[] = []
     let best: { value: number; server: ServerKind } | undefined
+    const valueAt = (s: ServerKind): number | null | undefined => {
+      const a = byKey.get(`${row.id}|${s}`)
+      return a ? valueOf(a, row) : undefined
+    }
     for (const s of servers) {
       const a = byKey.get(`${row.id}|${s}`)
-      const v = a ? valueOf(a, row) : undefined
+      const v = valueAt(s)
       if (a && a.failed > 0 && a.failed === a.reps) { cells.push('failed'); continue }
       let cell = fmt(v, row.digits)
       if (showSpread && typeof v === 'number') {
@@ -120,10 +124,6 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
       if (!s.startsWith('coedit') && s !== 'raw' && typeof v === 'number') {
         if (!best || (row.better === 'lower' ? v < best.value : v > best.value)) best = { value: v, server: s }
       }
-    }
-    const valueAt = (s: ServerKind): number | null | undefined => {
-      const a = byKey.get(`${row.id}|${s}`)
-      return a ? valueOf(a, row) : undefined
     }
     const coedit = valueAt('coedit')
     const raw = valueAt('raw')
