@@ -45,3 +45,19 @@ test('npm run bench --smoke: every scenario against every server, one table', { 
   assert.match(run.stdout, /\| S5: updates\/s delivered to all readers \|/)
   assert.match(run.stdout, /"scenario":"S6","server":"coedit"/)
 })
+
+test('the table shows the worst repetition of S6, so one lossy repetition of three cannot hide behind the median', async () => {
+  const { renderTable } = await import('../scripts/bench/report.js')
+  const metrics = (lost: number): Record<string, number | null> => ({ throughput: 1000, delivered: 1, cpu: 1, peakRssMB: 1, lost })
+  const aggregate = (server: 'coedit' | 'hocuspocus', median: number, max: number) => ({
+    scenario: 'S5', id: 'S5', params: {}, server, label: server, reps: 3, failed: 0,
+    median: metrics(median), min: metrics(0), max: metrics(max),
+  })
+  // `as never`: Metrics has fields of every scenario; the S5 rows read only the ones given here.
+  const table = renderTable([aggregate('coedit', 0, 451_234), aggregate('hocuspocus', 10, 20)] as never, ['coedit', 'hocuspocus'], {})
+  const row = table.split('\n').find((l) => l.startsWith('| S6'))
+  assert.ok(row, table)
+  const cells = row.split('|').map((c) => c.trim())
+  assert.match(cells[2]!, /^451234/, `coedit's worst repetition is shown: ${row}`)
+  assert.match(cells[3]!, /^20/, `the peer's worst repetition is shown: ${row}`)
+})
