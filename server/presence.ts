@@ -8,12 +8,15 @@ import type * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { type AwarenessEntry, decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate } from './protocol.js'
 import type { Peer } from './room.js'
+import type { Containment } from './containment.js'
 
 export interface PresenceOptions {
   /** Minimum ms between two relays; changes in between go out merged. */
   interval: number
   /** The connections to relay to. */
   peers: () => Iterable<Peer>
+  /** The flush runs on a timer, on states clients sent: an exception there is contained and reported. */
+  containment: Containment
   /** Changes made by this process's own connections (or their departure): cluster mode publishes them. */
   onLocalChange?: (update: Uint8Array) => void
 }
@@ -190,7 +193,11 @@ export class Presence {
     const ids = [...this.dirty]
     this.dirty = new Set()
     this.lastFlush = Date.now()
-    const message = encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids))
-    for (const peer of this.options.peers()) peer.send(message)
+    const containment = this.options.containment
+    containment.run('presence_flush', () => {
+      containment.check('presence_flush')
+      const message = encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids))
+      for (const peer of this.options.peers()) peer.send(message)
+    }, { clients: ids.length })
   }
 }

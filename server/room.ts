@@ -22,6 +22,7 @@ import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import { InflightUpdates, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
+import type { Containment } from './containment.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -84,6 +85,8 @@ export interface RoomOptions {
   /** How far past the room's state of a client an update may reach (see checkUpdateClocks); 0 = no check. */
   maxClockAdvance?: number
   log: Logger
+  /** Where exceptions on background paths (relay, integration, compaction, presence) are reported. */
+  containment: Containment
   replication?: RoomReplication
   /**
    * Told after each successful compaction, with the state stored (the room through `upTo`;
@@ -163,6 +166,7 @@ export class Room {
     this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
       peers: () => this.peers.keys(),
+      containment: options.containment,
       onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
     })
   }

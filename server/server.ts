@@ -21,6 +21,7 @@ import { adminRoutes } from './admin.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
+import { createContainment, type ContainedPath } from './containment.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -30,6 +31,11 @@ export interface StartOptions extends Partial<ServerConfig> {
   storage?: 'leveldb' | 'memory' | Store
   /** A pino logger; default: one at `logLevel` (which defaults to 'silent' here) on stdout. */
   logger?: Logger
+  /**
+   * Test seam: make these contained paths throw (see server/containment.ts), to prove that
+   * an exception there ends at most one connection or room. Never set it in production.
+   */
+  faults?: readonly ContainedPath[]
 }
 
 export interface CoeditServer {
@@ -47,7 +53,7 @@ export interface CoeditServer {
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, ...overrides } = options
+  const { storage, logger, faults, ...overrides } = options
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -72,6 +78,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     }
   }
 
+  const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
   const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log })
   const registry = new RoomRegistry(store, {
     echo: config.echo,
@@ -82,6 +89,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxRooms: config.maxRooms,
     maxDocumentSize: config.maxDocumentSize,
     maxClockAdvance: config.maxClockAdvance,
+    containment,
     replication: cluster,
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
     observer: ops.registryObserver,
