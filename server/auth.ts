@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose'
 import { CoeditError } from './errors.js'
+import { compileGlob, globMatches } from './glob.js'
 
 export type Access = 'read' | 'write'
 
@@ -90,14 +91,10 @@ function grantOf(payload: Record<string, unknown>): Grant | undefined {
   return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined }
 }
 
-/** Exact name, or a glob: `*` matches within one `/`-separated segment, `**` across segments. */
+/** Exact name, or a glob: `*` matches within one `/`-separated segment, `**` across segments (server/glob.ts: linear time). */
 export function roomMatches(pattern: string, room: string): boolean {
   if (!pattern.includes('*')) return pattern === room
-  const source = pattern
-    .split(/(\*\*|\*)/)
-    .map((part) => (part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-    .join('')
-  return new RegExp(`^${source}$`, 's').test(room)
+  return globMatches(compileGlob(pattern), room)
 }
 
 /** The token of an upgrade request: `?token=` first (what browsers can send), then `Authorization: Bearer`. */
