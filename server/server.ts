@@ -102,7 +102,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize })] : []),
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize,
+      maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
+    })] : []),
   ]
   const http: Server | HttpsServer = security.tls
     ? createHttpsServer({ ...security.tls }, createRequestHandler(routes, log))
