@@ -4,6 +4,7 @@
  * nothing reads the environment anywhere else.
  */
 import { parseArgs } from 'node:util'
+import { webhookKey } from './webhook-signature.js'
 
 export interface ServerConfig {
   port: number
@@ -108,7 +109,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: '1h:1m,1d:10m,7d:1h,30d:1d', help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
   spec({ key: 'metricsToken', flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'string', default: '', help: 'require this bearer token on GET /metrics' }),
   spec({ key: 'webhook', flag: 'webhook', env: 'WEBHOOK', kind: 'urls', default: '', help: 'POST a signed notice here when a room\'s document changed; repeatable, or comma-separated (needs --webhook-secret)' }),
-  spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of the X-Coedit-Signature header of webhooks' }),
+  spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of webhook signatures (Standard Webhooks: webhook-signature), at least 32 bytes, or whsec_<base64>; prefer the env var' }),
   spec({ key: 'webhookDebounce', flag: 'webhook-debounce', env: 'WEBHOOK_DEBOUNCE', kind: 'duration', default: 2000, help: 'at most one webhook per room per this window, sent at its end' }),
   spec({ key: 'webhookIncludeText', flag: 'webhook-include-text', env: 'WEBHOOK_INCLUDE_TEXT', kind: 'boolean', default: false, help: 'put the document\'s text (doc.getText(\'text\')) in webhooks' }),
   spec({ key: 'webhookRetries', flag: 'webhook-retries', env: 'WEBHOOK_RETRIES', kind: 'count', default: 5, help: 'retries of a failed webhook, with exponential backoff' }),
@@ -234,6 +235,13 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     throw new UsageError('--redis and --postgres go together: cluster mode needs both')
   }
   if (config.webhook && !config.webhookSecret) throw new UsageError('--webhook needs --webhook-secret (receivers check the signature)')
+  if (config.webhookSecret) {
+    try {
+      webhookKey(config.webhookSecret as string)
+    } catch (err) {
+      throw new UsageError((err as Error).message)
+    }
+  }
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
   if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
   return { ...(config as unknown as ServerConfig), help: values.help === true }
