@@ -28,6 +28,7 @@ import { verifyBackup } from './backup-format.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
 import { Operations, type RoomAccess } from './operations.js'
+import { checkRoomName, decodeRoomPath } from './room-name.js'
 import { computeRevertInWorker } from './revert-thread.js'
 import type { Store } from './persistence/store.js'
 import type { RoomRegistry } from './registry.js'
@@ -41,6 +42,9 @@ export interface AdminOptions {
   history: HistoryKeeper
   /** Largest import body accepted (bytes). */
   maxImportSize: number
+  /** Room names as the WebSocket path checks them (--max-room-name-length, --room-name-pattern). */
+  maxRoomNameLength?: number
+  roomNamePattern?: RegExp
 }
 
 const STATUS: Record<string, number> = {
@@ -50,6 +54,7 @@ const STATUS: Record<string, number> = {
   VERSION_NOT_FOUND: 404,
   NOT_FOUND: 404,
   BAD_REQUEST: 400,
+  BAD_ROOM_NAME: 400,
   BAD_FILE: 400,
   BAD_BACKUP: 400,
   BAD_TIME: 400,
@@ -150,12 +155,10 @@ export function adminRoutes(options: AdminOptions): Route {
     }
     const m = /^\/admin\/rooms\/([^/]+)\/(export|import|history|revert)$/.exec(path)
     if (!m) throw new CoeditError('NOT_FOUND', `no admin endpoint ${method} ${path}`)
-    let room: string
-    try {
-      room = decodeURIComponent(m[1]!)
-    } catch {
-      throw new CoeditError('BAD_REQUEST', 'the room name is not valid percent-encoding')
-    }
+    // The same decoding and check as the WebSocket path: no name is writable here that a client could not open.
+    const checked = checkRoomName(decodeRoomPath(m[1]!), options.maxRoomNameLength, options.roomNamePattern)
+    if (!checked.ok) throw new CoeditError('BAD_ROOM_NAME', checked.error)
+    const room = checked.room
     const action = m[2]!
     const expected = action === 'import' || action === 'revert' ? 'POST' : 'GET'
     if (method !== expected) throw new CoeditError('BAD_REQUEST', `${action} takes ${expected}`)

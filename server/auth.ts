@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose'
 import { CoeditError } from './errors.js'
+import { compileGlob, globMatches } from './glob.js'
 
 export type Access = 'read' | 'write'
 
@@ -90,14 +91,10 @@ function grantOf(payload: Record<string, unknown>): Grant | undefined {
   return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined }
 }
 
-/** Exact name, or a glob: `*` matches within one `/`-separated segment, `**` across segments. */
+/** Exact name, or a glob: `*` matches within one `/`-separated segment, `**` across segments (server/glob.ts: linear time). */
 export function roomMatches(pattern: string, room: string): boolean {
   if (!pattern.includes('*')) return pattern === room
-  const source = pattern
-    .split(/(\*\*|\*)/)
-    .map((part) => (part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-    .join('')
-  return new RegExp(`^${source}$`, 's').test(room)
+  return globMatches(compileGlob(pattern), room)
 }
 
 /** The token of an upgrade request: `?token=` first (what browsers can send), then `Authorization: Bearer`. */
@@ -160,21 +157,34 @@ export async function signToken(request: TokenRequest): Promise<string> {
     .sign(key)
 }
 
-/** Parsed `--allowed-origins`: '*' or a list of origins (scheme://host[:port]). */
+/**
+ * Parsed `--allowed-origins`: '*' or a list of origins (scheme://host[:port]); an entry
+ * `scheme://host:*` (kept in that form) allows every port of that host, for development
+ * servers that pick a port (`http://localhost:*`).
+ */
 export type OriginPolicy = '*' | readonly string[]
+
+const ANY_PORT = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]+):\*\/?$/i
 
 export function parseAllowedOrigins(text: string): OriginPolicy {
   const items = text.split(',').map((s) => s.trim()).filter(Boolean)
   if (items.includes('*')) return '*'
   return items.map((item) => {
+    const bad = (): never => {
+      throw new CoeditError('BAD_ORIGIN', `--allowed-origins: "${item}" is not an origin like https://example.com or http://localhost:*`)
+    }
+    const wildcard = ANY_PORT.exec(item)
     let origin: string
     try {
-      origin = new URL(item).origin
+      origin = new URL(wildcard ? wildcard[1]! : item).origin
     } catch {
-      throw new CoeditError('BAD_ORIGIN', `--allowed-origins: "${item}" is not an origin like https://example.com`)
+      return bad()
     }
-    if (origin === 'null') throw new CoeditError('BAD_ORIGIN', `--allowed-origins: "${item}" is not an origin like https://example.com`)
-    return origin
+    if (origin === 'null') return bad()
+    if (!wildcard) return origin
+    // new URL dropped a default port only: any other port in "host:*" is a typo.
+    if (new URL(origin).port !== '' || /:\d+$/.test(wildcard[1]!)) return bad()
+    return `${origin}:*`
   })
 }
 
@@ -195,7 +205,8 @@ export function originAllowed(req: IncomingMessage, policy: OriginPolicy, trustP
   const forwarded = trustProxy ? firstHeader(req.headers['x-forwarded-host'])?.split(',')[0]?.trim() : undefined
   const host = forwarded || req.headers.host
   if (host !== undefined && parsed.host === host.toLowerCase()) return true
-  return policy.includes(parsed.origin)
+  const anyPort = `${parsed.protocol}//${parsed.hostname}:*`
+  return policy.includes(parsed.origin) || policy.includes(anyPort)
 }
 
 /** The client's address: the socket's peer, or (trusted proxy) the last X-Forwarded-For hop. */

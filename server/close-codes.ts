@@ -17,6 +17,8 @@ export const CLOSE_MESSAGE_TOO_BIG: CloseCode = { code: 1009, reason: 'message t
 export const CLOSE_INTERNAL_ERROR: CloseCode = { code: 1011, reason: 'internal error' }
 export const CLOSE_TRY_AGAIN_LATER: CloseCode = { code: 1013, reason: 'try again later' }
 export const CLOSE_BAD_MESSAGE: CloseCode = { code: 4400, reason: 'malformed message' }
+/** An empty, too long or unsafe room name: sent after the upgrade, since an HTTP 400 only makes the provider retry. */
+export const CLOSE_BAD_ROOM_NAME: CloseCode = { code: 4400, reason: 'room name refused' }
 export const CLOSE_UNAUTHORIZED: CloseCode = { code: 4401, reason: 'unauthorized' }
 export const CLOSE_FORBIDDEN: CloseCode = { code: 4403, reason: 'forbidden' }
 export const CLOSE_SLOW_CONSUMER: CloseCode = { code: 4408, reason: 'not reading fast enough: too much unsent data' }

@@ -4,6 +4,7 @@
  * nothing reads the environment anywhere else.
  */
 import { parseArgs } from 'node:util'
+import { webhookKey } from './webhook-signature.js'
 
 export interface ServerConfig {
   port: number
@@ -79,15 +80,15 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxMessageSize', flag: 'max-message-size', env: 'MAX_MESSAGE_SIZE', kind: 'size', default: 16 * 1024 * 1024, help: 'largest accepted message; bigger ones close the connection with 1009' }),
   spec({ key: 'authSecret', flag: 'auth-secret', env: 'AUTH_SECRET', kind: 'string', default: '', help: 'require tokens signed with this HS256 secret (at least 32 bytes); prefer the env var, flags show in ps' }),
   spec({ key: 'authPublicKey', flag: 'auth-public-key', env: 'AUTH_PUBLIC_KEY', kind: 'string', default: '', help: 'require tokens signed for this PEM public key file (EC P-256 → ES256, RSA → RS256)' }),
-  spec({ key: 'allowedOrigins', flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'string', default: '', help: 'comma-separated browser origins allowed to connect besides the server\'s own (* = any); requests without Origin are not browsers and pass' }),
+  spec({ key: 'allowedOrigins', flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'string', default: '', help: 'comma-separated browser origins allowed to connect besides the server\'s own (http://localhost:* = any port of a host, * = any); requests without Origin are not browsers and pass' }),
   spec({ key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'boolean', default: false, help: 'behind a reverse proxy: take the client address from X-Forwarded-For and the host from X-Forwarded-Host' }),
   spec({ key: 'maxDocumentSize', flag: 'max-document-size', env: 'MAX_DOCUMENT_SIZE', kind: 'size', default: 64 * 1024 * 1024, help: 'refuse updates that would take a room\'s stored size past this (close 4413); the room stays usable' }),
   spec({ key: 'maxMessagesPerSecond', flag: 'max-messages-per-second', env: 'MAX_MESSAGES_PER_SECOND', kind: 'limit', default: 1000, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
   spec({ key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', env: 'MAX_BYTES_PER_SECOND', kind: 'limit', default: 8 * 1024 * 1024, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
   spec({ key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'MAX_CONNECTIONS_PER_IP', kind: 'limit', default: 1000, help: 'open WebSocket connections per client address (loopback exempt); more are refused with HTTP 429 (0 = no limit)' }),
   spec({ key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', default: 10_000, help: 'rooms loaded in memory; the least recently used idle room is unloaded to make space, else joins close with 1013' }),
-  spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are refused with HTTP 400' }),
-  spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control characters)' }),
+  spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are closed with 4400 after the upgrade' }),
+  spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control, bidi or invisible formatting characters)' }),
   spec({ key: 'maxClockAdvance', flag: 'max-clock-advance', env: 'MAX_CLOCK_ADVANCE', kind: 'count', default: 2 ** 26, help: 'an update may reach at most this many clock units beyond what the room has of each client; beyond: close 4400' }),
   spec({ key: 'maxBufferedBytes', flag: 'max-buffered-bytes', env: 'MAX_BUFFERED_BYTES', kind: 'size', default: 16 * 1024 * 1024, help: 'unsent bytes queued for one connection (besides its largest message) before it is closed with 4408' }),
   spec({ key: 'tlsCert', flag: 'tls-cert', env: 'TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file: serve https:// and wss:// (with --tls-key)' }),
@@ -108,7 +109,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: '1h:1m,1d:10m,7d:1h,30d:1d', help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
   spec({ key: 'metricsToken', flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'string', default: '', help: 'require this bearer token on GET /metrics' }),
   spec({ key: 'webhook', flag: 'webhook', env: 'WEBHOOK', kind: 'urls', default: '', help: 'POST a signed notice here when a room\'s document changed; repeatable, or comma-separated (needs --webhook-secret)' }),
-  spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of the X-Coedit-Signature header of webhooks' }),
+  spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of webhook signatures (Standard Webhooks: webhook-signature), at least 32 bytes, or whsec_<base64>; prefer the env var' }),
   spec({ key: 'webhookDebounce', flag: 'webhook-debounce', env: 'WEBHOOK_DEBOUNCE', kind: 'duration', default: 2000, help: 'at most one webhook per room per this window, sent at its end' }),
   spec({ key: 'webhookIncludeText', flag: 'webhook-include-text', env: 'WEBHOOK_INCLUDE_TEXT', kind: 'boolean', default: false, help: 'put the document\'s text (doc.getText(\'text\')) in webhooks' }),
   spec({ key: 'webhookRetries', flag: 'webhook-retries', env: 'WEBHOOK_RETRIES', kind: 'count', default: 5, help: 'retries of a failed webhook, with exponential backoff' }),
@@ -234,6 +235,13 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     throw new UsageError('--redis and --postgres go together: cluster mode needs both')
   }
   if (config.webhook && !config.webhookSecret) throw new UsageError('--webhook needs --webhook-secret (receivers check the signature)')
+  if (config.webhookSecret) {
+    try {
+      webhookKey(config.webhookSecret as string)
+    } catch (err) {
+      throw new UsageError((err as Error).message)
+    }
+  }
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
   if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
   return { ...(config as unknown as ServerConfig), help: values.help === true }

@@ -7,6 +7,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
+import { Redactor, redactUrl } from './redact.js'
 import { createRequestHandler, editorRoutes, type Route } from './http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
@@ -74,7 +75,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       }, log)
     } catch (err) {
       await store.close()
-      throw new CoeditError('REDIS_FAILED', `cannot connect to Redis at ${config.redis}: ${(err as Error).message}`, { cause: err })
+      // No `cause`: the driver's error can quote the URL, password and all.
+      throw new CoeditError('REDIS_FAILED', `cannot connect to Redis at ${redactUrl(config.redis)}: ${new Redactor([config.redis]).text((err as Error).message)}`)
     }
   }
 
@@ -102,7 +104,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize })] : []),
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize,
+      maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
+    })] : []),
   ]
   const http: Server | HttpsServer = security.tls
     ? createHttpsServer({ ...security.tls }, createRequestHandler(routes, log))

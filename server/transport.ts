@@ -17,7 +17,7 @@ import type { RoomRegistry } from './registry.js'
 import type { Peer, Room } from './room.js'
 import { parseRoomPath } from './room-name.js'
 import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Authenticator, type Grant, type OriginPolicy } from './auth.js'
-import { CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED } from './close-codes.js'
+import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED } from './close-codes.js'
 import { AddressCounter, ConnectionRate } from './limits.js'
 
 export interface TransportOptions {
@@ -45,6 +45,8 @@ export interface TransportOptions {
 
 /** setTimeout fires at once for delays past 2^31-1 ms; longer waits are chained. */
 const MAX_TIMER = 2 ** 31 - 1
+/** Distinct refused origins warned about; past it a page cycling origins cannot flood the log. */
+const MAX_WARNED_ORIGINS = 100
 /** A slow consumer gets this long to take its close frame before the socket is destroyed. */
 const SLOW_CLOSE_GRACE = 1000
 /**
@@ -143,6 +145,8 @@ export class Transport {
   private readonly log: Logger
   private readonly options: TransportOptions
   private readonly addresses: AddressCounter
+  /** Origins already warned about (see originRefused). */
+  private readonly warnedOrigins = new Set<string>()
 
   constructor(registry: RoomRegistry, options: TransportOptions, log: Logger) {
     this.registry = registry
@@ -165,8 +169,9 @@ export class Transport {
 
   /**
    * Handles an HTTP upgrade request. Refused with an HTTP status and no WebSocket opened:
-   * a bad room path (400), a foreign browser origin (403), a missing, forged or expired
+   * a foreign browser origin (403), a missing, forged or expired
    * token (401), a token for other rooms (403), too many connections from one address (429).
+   * A refused room name is closed with 4400 after the upgrade (see refuseRoomName).
    * The URL is never logged: it may carry a token.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -177,11 +182,12 @@ export class Transport {
       this.log.info({ event: 'upgrade_refused', status, code, reason, room, ip }, 'upgrade refused')
     }
     const parsed = parseRoomPath(url.pathname, this.options.maxRoomNameLength, this.options.roomNamePattern)
-    if (!parsed.ok) return refuse(400, 'BAD_ROOM_NAME', parsed.error)
-    const room = parsed.room
     if (!originAllowed(req, this.options.origins ?? [], this.options.trustProxy ?? false)) {
-      return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed', room)
+      this.originRefused(req, ip)
+      return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed', parsed.ok ? parsed.room : undefined)
     }
+    if (!parsed.ok) return this.refuseRoomName(req, socket, head, ip, parsed.error)
+    const room = parsed.room
     // Until ws takes the socket over, a reset during the token check must not be an unhandled 'error'.
     const onEarlyError = (): void => { socket.destroy() }
     socket.on('error', onEarlyError)
@@ -205,6 +211,48 @@ export class Transport {
         if (!socket.destroyed) rejectUpgrade(socket, 500, 'internal error')
       },
     )
+  }
+
+  /**
+   * A page on a foreign origin cannot see why its handshake failed, and its provider
+   * retries forever: the operator gets one warning per origin, with the flag that lets it
+   * in. Later refusals of the same origin stay at info level (upgrade_refused).
+   */
+  private originRefused(req: IncomingMessage, ip: string): void {
+    const origin = req.headers.origin ?? ''
+    let shown: string
+    try {
+      shown = new URL(origin).origin
+    } catch {
+      shown = JSON.stringify(origin.slice(0, 100))
+    }
+    if (this.warnedOrigins.has(shown) || this.warnedOrigins.size >= MAX_WARNED_ORIGINS) return
+    this.warnedOrigins.add(shown)
+    this.log.warn(
+      { event: 'origin_refused', origin: shown, ip },
+      `WebSocket from origin ${shown} refused: if that page is yours, start with --allowed-origins ${shown} (comma-separated list; http://localhost:* allows every port)`,
+    )
+  }
+
+  /**
+   * A refused room name is told after the upgrade, with 4400 and the reason: the stock
+   * provider retries an HTTP refusal every 2.5 s forever, but stops on a 44xx close.
+   * The connection counts toward the address's limit until it is gone, and a client that
+   * does not answer the close frame is cut off after a short grace.
+   */
+  private refuseRoomName(req: IncomingMessage, socket: Duplex, head: Buffer, ip: string, reason: string): void {
+    this.log.info({ event: 'upgrade_refused', status: 101, code: 'BAD_ROOM_NAME', close: CLOSE_BAD_ROOM_NAME.code, reason, ip }, 'room name refused')
+    if (!this.addresses.acquire(ip)) {
+      rejectUpgrade(socket, 429, 'too many connections from this address')
+      return
+    }
+    socket.once('close', releaseOnClose(this.addresses, ip))
+    socket.on('error', () => socket.destroy())
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => {})
+      ws.close(CLOSE_BAD_ROOM_NAME.code, closeReason(reason))
+      setTimeout(() => ws.terminate(), SLOW_CLOSE_GRACE).unref()
+    })
   }
 
   private accept(ws: WebSocket, roomName: string, wantsAck: boolean, grant: Grant, ip: string): void {

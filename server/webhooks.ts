@@ -8,12 +8,15 @@
  * never latency for editors. Per room, only the newest notice matters: a newer one
  * replaces a queued older one, and deliveries of one room never overtake each other.
  */
-import { createHmac, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import * as Y from 'yjs'
+import { Redactor } from './redact.js'
+import { legacySignature, standardSignatureHeaders, webhookKey } from './webhook-signature.js'
 import type { Room } from './room.js'
 import type { WebhookResult } from './metrics.js'
 
+/** Deprecated, sent for one more release: signs the body only (see webhook-signature.ts). */
 export const SIGNATURE_HEADER = 'X-Coedit-Signature'
 export const EVENT_DOCUMENT_CHANGED = 'document.changed'
 /** The shared text the editor binds to, sent with `includeText`. */
@@ -23,7 +26,7 @@ const CONCURRENCY = 4
 
 export interface WebhookOptions {
   urls: readonly string[]
-  /** HMAC-SHA256 key of the signature header. */
+  /** HMAC-SHA256 key of the signatures: at least 32 bytes, or `whsec_<base64>` (see webhook-signature.ts). */
   secret: string
   /** ms: a room's changes within this window after its first change make one notice. */
   debounce: number
@@ -51,10 +54,6 @@ export interface WebhookPayload {
   text?: string
 }
 
-/** `sha256=<hex HMAC-SHA256 of the raw body>`. */
-export function signature(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
-}
 
 interface Job {
   room: string
@@ -76,15 +75,28 @@ class Endpoint {
 
   /** For logs: no credentials or query string (either may hold a secret). */
   private readonly shown: string
+  /** The URL fetch gets: fetch refuses one with credentials (quoting it whole in the error). */
+  private readonly target: string
+  /** `Authorization: Basic` from the URL's `user:password@`, which is what such a URL means. */
+  private readonly authorization: string | undefined
+  private readonly redactor: Redactor
 
   constructor(
     readonly url: string,
+    private readonly key: Buffer,
     private readonly options: WebhookOptions,
     private readonly log: Logger,
     private readonly report: Report,
   ) {
     const u = new URL(url)
     this.shown = `${u.origin}${u.pathname}`
+    this.redactor = new Redactor([url])
+    if (u.username || u.password) {
+      this.authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`
+      u.username = ''
+      u.password = ''
+    }
+    this.target = u.toString()
   }
 
   get size(): number {
@@ -131,7 +143,7 @@ class Endpoint {
     const timeout = setTimeout(() => controller.abort(), this.options.timeout)
     let failure: Record<string, unknown> | undefined
     try {
-      const res = await fetch(this.url, {
+      const res = await fetch(this.target, {
         method: 'POST',
         body: job.body,
         redirect: 'manual',
@@ -139,16 +151,20 @@ class Endpoint {
         headers: {
           'Content-Type': 'application/json',
           'User-Agent': 'coedit-webhook',
+          ...(this.authorization ? { Authorization: this.authorization } : {}),
+          // Signed per attempt: the timestamp is this attempt's, the id the notice's.
+          ...standardSignatureHeaders(this.key, job.id, Date.now(), job.body),
           'X-Coedit-Event': EVENT_DOCUMENT_CHANGED,
           'X-Coedit-Delivery': job.id,
-          [SIGNATURE_HEADER]: signature(this.options.secret, job.body),
+          [SIGNATURE_HEADER]: legacySignature(this.options.secret, job.body),
         },
       })
       // Read the body so the connection can be reused.
       await res.arrayBuffer().catch(() => undefined)
       if (res.status < 200 || res.status > 299) failure = { status: res.status }
     } catch (err) {
-      failure = { err: controller.signal.aborted ? 'timeout or shutdown' : String((err as Error & { cause?: unknown }).cause ?? err) }
+      // Errors of fetch can quote the URL, credentials and query included.
+      failure = { err: controller.signal.aborted ? 'timeout or shutdown' : this.redactor.text(String((err as Error & { cause?: unknown }).cause ?? err)) }
     } finally {
       clearTimeout(timeout)
       this.inFlight.delete(job.room)
@@ -218,7 +234,9 @@ export class Webhooks {
   private immediate = false
 
   constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report) {
-    this.endpoints = options.urls.map((url) => new Endpoint(url, options, log, report))
+    // Throws WEBHOOK_SECRET_TOO_SHORT: startServer refuses a short secret as the CLI does.
+    const key = webhookKey(options.secret)
+    this.endpoints = options.urls.map((url) => new Endpoint(url, key, options, log, report))
   }
 
   /** Notices waiting or in flight, all endpoints. */

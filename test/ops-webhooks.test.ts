@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createHmac } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -16,9 +16,10 @@ import { createLogger } from '../server/log.js'
 import { Webhooks } from '../server/webhooks.js'
 import type { Room } from '../server/room.js'
 import { connect, synced, waitFor, type Client } from './helpers/index.js'
+import { runCli } from './helpers/child-server.js'
 import { scrape, scrapeUntil, value } from './helpers/prometheus.js'
 
-const SECRET = 'webhook-test-secret'
+const SECRET = 'webhook-test-secret-long-enough-0123456789'
 
 interface Delivery { headers: IncomingHttpHeaders; body: string; at: number }
 
@@ -264,9 +265,92 @@ test('a dead or hanging receiver does not slow sync (measured)', async (t) => {
 })
 
 test('--webhook is repeatable and needs --webhook-secret', () => {
-  const config = parseServeArgs(['--webhook', 'http://a.example/x', '--webhook', 'https://b.example/y,http://c.example/z', '--webhook-secret', 's'], {})
+  const config = parseServeArgs(['--webhook', 'http://a.example/x', '--webhook', 'https://b.example/y,http://c.example/z', '--webhook-secret', SECRET], {})
   assert.equal(config.webhook, 'http://a.example/x,https://b.example/y,http://c.example/z')
-  assert.equal(parseServeArgs([], { WEBHOOK: 'http://e.example/', WEBHOOK_SECRET: 's' }).webhook, 'http://e.example/')
+  assert.equal(parseServeArgs([], { WEBHOOK: 'http://e.example/', WEBHOOK_SECRET: SECRET }).webhook, 'http://e.example/')
   assert.throws(() => parseServeArgs(['--webhook', 'http://a.example/x'], {}), UsageError)
-  assert.throws(() => parseServeArgs(['--webhook', 'ftp://a.example/x', '--webhook-secret', 's'], {}), UsageError)
+  assert.throws(() => parseServeArgs(['--webhook', 'ftp://a.example/x', '--webhook-secret', SECRET], {}), UsageError)
+})
+
+/** Checks a delivery as the Standard Webhooks spec tells a receiver to, with node:crypto only. */
+function verifyStandard(d: Delivery, key: Buffer, now = Date.now()): void {
+  const id = d.headers['webhook-id']
+  const timestamp = d.headers['webhook-timestamp']
+  const signatures = d.headers['webhook-signature']
+  assert.ok(typeof id === 'string' && typeof timestamp === 'string' && typeof signatures === 'string', 'the three headers')
+  assert.match(timestamp, /^\d+$/, 'integer Unix seconds')
+  assert.ok(Math.abs(now / 1000 - Number(timestamp)) < 300, 'within the 5-minute tolerance')
+  const expected = createHmac('sha256', key).update(`${id}.${timestamp}.${d.body}`).digest()
+  const matches = signatures.split(' ').some((entry) => {
+    const [version, mac] = entry.split(',')
+    const given = Buffer.from(mac ?? '', 'base64')
+    return version === 'v1' && given.length === expected.length && timingSafeEqual(given, expected)
+  })
+  assert.ok(matches, `a v1 signature over id.timestamp.body: ${signatures}`)
+  // Changing any signed part breaks it.
+  const forged = createHmac('sha256', key).update(`${id}.${Number(timestamp) + 1}.${d.body}`).digest('base64')
+  assert.ok(!signatures.includes(forged))
+}
+
+test('Standard Webhooks headers: webhook-id (stable across retries), webhook-timestamp and a v1 signature over id.timestamp.body', async (t) => {
+  for (const [secret, key] of [
+    [SECRET, Buffer.from(SECRET)],
+    [`whsec_${randomBytes(32).toString('base64')}`, undefined],
+  ] as Array<[string, Buffer | undefined]>) {
+    const r = await receiver((n) => (n === 0 ? 503 : 204))
+    t.after(() => r.close())
+    const server = await startServer({ webhook: r.url, webhookSecret: secret, webhookDebounce: 20, webhookBackoff: 50 })
+    t.after(() => server.close())
+    const client = connect(server.url, 'standard')
+    t.after(() => client.destroy())
+    await synced(client)
+    client.text.insert(0, 'signed')
+    await waitFor(() => r.deliveries.length >= 2, { timeout: 15_000, message: 'a delivery and its retry' })
+    const hmacKey = key ?? Buffer.from(secret.slice('whsec_'.length), 'base64')
+    for (const d of r.deliveries) {
+      verifyStandard(d, hmacKey)
+      assert.equal(d.headers['webhook-id'], d.headers['x-coedit-delivery'])
+      // Kept for one release, for receivers that check it today.
+      assert.equal(d.headers['x-coedit-signature'], `sha256=${createHmac('sha256', secret).update(d.body).digest('hex')}`)
+    }
+    assert.equal(r.deliveries[0]!.headers['webhook-id'], r.deliveries[1]!.headers['webhook-id'], 'a retry is the same message')
+  }
+})
+
+test('--webhook-secret needs 32 bytes: the CLI exits 2 with one line, startServer refuses', async () => {
+  assert.throws(() => parseServeArgs(['--webhook', 'http://a.example/x', '--webhook-secret', 'short'], {}), UsageError)
+  assert.throws(() => parseServeArgs([], { WEBHOOK_SECRET: 'x'.repeat(31) }), UsageError)
+  assert.throws(() => parseServeArgs(['--webhook-secret', `whsec_${randomBytes(24).toString('base64')}`], {}), /after base64 decoding/)
+  assert.throws(() => parseServeArgs(['--webhook-secret', 'whsec_not base64!'], {}), UsageError)
+  assert.equal(parseServeArgs(['--webhook-secret', 'x'.repeat(32)], {}).webhookSecret, 'x'.repeat(32))
+  await assert.rejects(startServer({ webhook: 'http://a.example/x', webhookSecret: 'short' }), { code: 'WEBHOOK_SECRET_TOO_SHORT' })
+  await assert.rejects(startServer({ webhook: 'http://a.example/x' }), { code: 'WEBHOOK_SECRET_TOO_SHORT' })
+  const res = await runCli(['serve', '--port', '0', '--webhook', 'http://a.example/x', '--webhook-secret', 'short'])
+  assert.equal(res.code, 2)
+  assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr)
+  assert.match(res.stderr, /at least 32 bytes/)
+})
+
+test('a webhook URL with user:password@ is delivered with Basic auth, and the password is in no log line', async (t) => {
+  const r = await receiver()
+  t.after(() => r.close())
+  const withCredentials = (url: string): string => url.replace('http://', 'http://hook-user:Pa55w0rd-XYZ@')
+  let logs = ''
+  const stream = new Writable({ write(c: Buffer, _e, done) { logs += c.toString(); done() } })
+  const dead = await refusedUrl()
+  const server = await startServer({
+    webhook: `${withCredentials(r.url)},${withCredentials(dead)}/hook?token=QueryS3cret`, webhookSecret: SECRET,
+    webhookDebounce: 10, webhookRetries: 1, webhookBackoff: 20, webhookTimeout: 500, logger: createLogger('debug', stream),
+  })
+  t.after(() => server.close())
+  const client = connect(server.url, 'with credentials')
+  t.after(() => client.destroy())
+  await synced(client)
+  client.text.insert(0, 'x')
+  await waitFor(() => r.deliveries.length >= 1, { timeout: 15_000, message: 'the delivery' })
+  assert.equal(r.deliveries[0]!.headers.authorization, `Basic ${Buffer.from('hook-user:Pa55w0rd-XYZ').toString('base64')}`)
+  await waitFor(() => logs.includes('webhook_dropped'), { timeout: 15_000, message: 'the dead URL given up on' })
+  assert.match(logs, /webhook_failed/)
+  assert.ok(!logs.includes('Pa55w0rd-XYZ'), 'the password stays out of logs')
+  assert.ok(!logs.includes('QueryS3cret'), 'the query string stays out of logs')
 })

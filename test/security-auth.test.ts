@@ -14,7 +14,7 @@ import * as Y from 'yjs'
 import { SignJWT } from 'jose'
 import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
 import { createLogger } from '../server/log.js'
-import { roomMatches, signToken } from '../server/auth.js'
+import { parseAllowedOrigins, roomMatches, signToken } from '../server/auth.js'
 import { encodeSyncStep1, encodeSyncUpdate } from '../server/protocol.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
@@ -267,4 +267,28 @@ test('browser origins: the server\'s own and listed ones pass, foreign ones get 
   const { server: dflt } = await serverWith(t, {})
   assert.equal(await upgradeStatus(`${dflt.url}/room`, { Origin: 'https://evil.example.com' }), 403, 'default: own origin only')
   assert.equal(await upgradeStatus(`${dflt.url}/room`, { Origin: dflt.httpUrl }), 101)
+})
+
+test('--allowed-origins http://localhost:* allows every port of that host only; a refused origin is warned about once, with the fix', async (t) => {
+  const { server, logs } = await serverWith(t, { allowedOrigins: 'http://localhost:*' })
+  const url = `${server.url}/room`
+  assert.equal(await upgradeStatus(url, { Origin: 'http://localhost:5173' }), 101, 'a dev server port')
+  assert.equal(await upgradeStatus(url, { Origin: 'http://localhost:3000' }), 101, 'another port')
+  assert.equal(await upgradeStatus(url, { Origin: 'http://localhost' }), 101, 'the default port')
+  assert.equal(await upgradeStatus(url, { Origin: 'https://localhost:5173' }), 403, 'another scheme')
+  assert.equal(await upgradeStatus(url, { Origin: 'http://localhost.evil.example:5173' }), 403, 'another host')
+
+  const { server: dflt, logs: dfltLogs } = await serverWith(t, {})
+  for (let i = 0; i < 3; i++) assert.equal(await upgradeStatus(`${dflt.url}/room`, { Origin: 'http://localhost:5173' }), 403)
+  assert.equal(await upgradeStatus(`${dflt.url}/room`, { Origin: 'http://127.0.0.1:8080' }), 403)
+  const warnings = dfltLogs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'origin_refused')
+  assert.deepEqual(warnings.map((w) => w.origin), ['http://localhost:5173', 'http://127.0.0.1:8080'], 'once per origin')
+  assert.equal(warnings[0]!.level, 40, 'at warn level')
+  assert.match(String(warnings[0]!.msg), /start with --allowed-origins http:\/\/localhost:5173/)
+  const refusedByWildcard = logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'origin_refused').map((l) => l.origin)
+  assert.deepEqual(refusedByWildcard, ['https://localhost:5173', 'http://localhost.evil.example:5173'])
+
+  assert.throws(() => parseAllowedOrigins('http://localhost:80:*'), { code: 'BAD_ORIGIN' })
+  assert.throws(() => parseAllowedOrigins('localhost:*'), { code: 'BAD_ORIGIN' })
+  assert.deepEqual(parseAllowedOrigins('HTTP://LocalHost:*, https://app.example.com'), ['http://localhost:*', 'https://app.example.com'])
 })

@@ -14,9 +14,13 @@ import { Redis } from 'ioredis'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import type { Logger } from 'pino'
+import { Redactor } from '../redact.js'
 
 export const AWARENESS_UPDATE = 0
 export const AWARENESS_QUERY = 1
+
+/** ms to reach Redis at startup (and per later connection attempt) before giving up. */
+const CONNECT_TIMEOUT = 5000
 
 export interface BusHandlers {
   update(room: string, seq: number, update: Uint8Array): void
@@ -41,16 +45,26 @@ export class RedisBus {
   private readonly log: Logger
   private readonly heartbeat: NodeJS.Timeout
   private everReady = false
+  private lastError: Error | undefined
+  private readonly redactor: Redactor
 
   private constructor(options: BusOptions, handlers: BusHandlers, log: Logger) {
     this.options = options
     this.handlers = handlers
     this.log = log
-    const redisOptions = { maxRetriesPerRequest: null, enableAutoPipelining: true, lazyConnect: true, retryStrategy: (n: number) => Math.min(50 * n, 1000) }
+    this.redactor = new Redactor([options.url])
+    const redisOptions = {
+      maxRetriesPerRequest: null, enableAutoPipelining: true, lazyConnect: true, connectTimeout: CONNECT_TIMEOUT,
+      retryStrategy: (n: number) => Math.min(50 * n, 1000),
+    }
     this.pub = new Redis(options.url, redisOptions)
     this.sub = new Redis(options.url, { ...redisOptions, enableAutoPipelining: false })
     for (const [name, client] of [['pub', this.pub], ['sub', this.sub]] as const) {
-      client.on('error', (err: Error) => this.log.warn({ event: 'redis_error', client: name, err: err.message }, 'redis error'))
+      client.on('error', (err: Error) => {
+        this.lastError = err
+        // Before the first connection an error ends startup instead (one line, see connect).
+        if (this.everReady) this.log.warn({ event: 'redis_error', client: name, err: this.redactor.text(err.message) }, 'redis error')
+      })
     }
     this.sub.on('ready', () => {
       if (this.everReady) {
@@ -64,11 +78,30 @@ export class RedisBus {
     this.heartbeat.unref()
   }
 
+  /**
+   * Connects both clients, or fails within CONNECT_TIMEOUT with the cause (password
+   * redacted) and nothing left running: ioredis would otherwise keep reconnecting and
+   * hold the process open after startup failed.
+   */
   static async connect(options: BusOptions, handlers: BusHandlers, log: Logger): Promise<RedisBus> {
     const bus = new RedisBus(options, handlers, log)
-    await Promise.all([bus.pub.connect(), bus.sub.connect()])
-    await bus.beat()
-    return bus
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        Promise.all([bus.pub.connect(), bus.sub.connect()]),
+        new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${CONNECT_TIMEOUT / 1000} s`)), CONNECT_TIMEOUT) }),
+      ])
+      await bus.beat()
+      return bus
+    } catch (err) {
+      clearInterval(bus.heartbeat)
+      bus.pub.disconnect()
+      bus.sub.disconnect()
+      // "Connection is closed." says less than the socket error that caused it.
+      throw new Error(bus.redactor.text((bus.lastError ?? (err as Error)).message))
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   private channel(room: string, kind: 'u' | 'a'): string {
@@ -123,7 +156,7 @@ export class RedisBus {
     // While Redis is away nothing is queued: the other processes heal from the store.
     if (this.pub.status !== 'ready') return
     this.pub.publish(channel, Buffer.from(message.buffer, message.byteOffset, message.byteLength)).catch((err: Error) => {
-      this.log.warn({ event: 'bus_publish_failed', err: err.message }, 'publish failed')
+      this.log.warn({ event: 'bus_publish_failed', err: this.redactor.text(err.message) }, 'publish failed')
     })
   }
 

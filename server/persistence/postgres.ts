@@ -14,6 +14,7 @@
 import pg from 'pg'
 import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
+import { Redactor, redactUrl } from '../redact.js'
 import type {
   PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom, StoredVersion, VersionInfo, VersionedStore,
 } from './store.js'
@@ -68,6 +69,8 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
     CREATE TABLE IF NOT EXISTS ${s}.health (id int PRIMARY KEY, at bigint NOT NULL);`,
 ]
 
+/** ms to reach the server at startup before failing. */
+const CONNECT_TIMEOUT = 5000
 const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
 
 export class PostgresStore implements VersionedStore, PingableStore {
@@ -93,10 +96,18 @@ export class PostgresStore implements VersionedStore, PingableStore {
     pool.on('error', () => {})
     const store = new PostgresStore(pool, schema, options.observer)
     try {
+      // One connection with a timeout first: an unreachable host would otherwise hold startup
+      // for the OS's TCP timeout. The pool has none, so that a busy pool queues instead of failing.
+      const probe = new pg.Client({ connectionString: options.connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT })
+      probe.on('error', () => {})
+      await probe.connect()
+      await probe.end()
       await store.migrate()
     } catch (err) {
       await pool.end().catch(() => {})
-      throw new CoeditError('STORE_OPEN_FAILED', `cannot open PostgreSQL store: ${(err as Error).message}`, { cause: err })
+      // No `cause`: pg's errors can quote the connection string, password and all.
+      const message = new Redactor([options.connectionString]).text((err as Error).message)
+      throw new CoeditError('STORE_OPEN_FAILED', `cannot open PostgreSQL store at ${redactUrl(options.connectionString)}: ${message}`)
     }
     return store
   }
