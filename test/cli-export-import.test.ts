@@ -196,7 +196,7 @@ test('a data directory held by a running server: a clear error saying to use --s
   for (const args of [['rooms'], ['export', 'r'], ['import', 'r', '-', '--format', 'text'], ['history', 'r'], ['revert', 'r', '--to', '1'], ['backup', '--out', join(dir.path, 'b')]]) {
     const res = await cli([...args, '--data', dir.path], { stdin: new TextEncoder().encode('x') })
     assert.equal(res.code, 1, args.join(' '))
-    assert.match(res.stderr, /in use by a running server: use --server URL --token TOKEN/, args.join(' '))
+    assert.match(res.stderr, /in use by a running server: use --server URL --admin-token TOKEN/, args.join(' '))
   }
 })
 
