@@ -180,12 +180,15 @@ test('bad input: unknown room, corrupt files, missing files and bad usage change
     ['export'],
     ['export', 'r', '--format', 'pdf', '--data', data],
     ['import', 'r', '--data', data],
-    ['import', 'r', join(dir.path, 'does-not-exist.bin'), '--data', data],
     ['rooms', '--data', data, '--server', 'http://127.0.0.1:1'],
     ['rooms', '--server', 'http://127.0.0.1:1'],
     ['rooms', '--frobnicate'],
   ]
   for (const args of usage) assert.equal((await cli(args)).code, 2, args.join(' '))
+  // A missing file is a failure like a bad one (exit 1), as for restore-backup.
+  const gone = await cli(['import', 'r', join(dir.path, 'does-not-exist.bin'), '--data', data])
+  assert.equal(gone.code, 1)
+  assert.match(gone.stderr, /no file .*does-not-exist\.bin/)
 })
 
 test('a data directory held by a running server: a clear error saying to use --server', async (t) => {

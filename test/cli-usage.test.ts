@@ -186,7 +186,7 @@ test('exit code 0: done, and help that was asked for', async (t) => {
   t.after(() => dir.remove())
   const data = join(dir.path, 'data')
   await roomWith(data, 'r', 'text')
-  for (const args of [['rooms', '--data', data], ['export', 'r', '--data', data], ['history', 'r', '--data', data], ['rooms', '--help'],
+  for (const args of [['rooms', '--data', data], ['export', 'r', '--out', '-', '-q', '--data', data], ['history', 'r', '--data', data], ['rooms', '--help'],
     ['token', '--secret', SECRET, '--room', 'r', '--ttl', '3600s']]) {
     const res = await cli(args)
     assert.equal(res.code, 0, `${args.join(' ')}: ${res.stderr}`)
