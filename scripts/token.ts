@@ -26,7 +26,7 @@ const ROWS: Array<[string, string]> = [
   ['--room PATTERN', 'a room name, or a glob: * within one /-separated part, ** across parts (repeat for several)'],
   ['--read-only', 'the holder receives the document but cannot change it'],
   ['--ttl DURATION', 'lifetime, with a unit: 30m, 8h, 3600s, 7d (default 1h)'],
-  ['--quiet, -q', 'print only the token (no confirmation on stderr)'],
+  ['--quiet, -q', 'no line on stderr saying what the token grants (stdout is only ever the token)'],
   ['--help, -h', 'show this help'],
 ]
 

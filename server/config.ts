@@ -8,7 +8,7 @@ import { MIN_SECRET_BYTES } from './auth.js'
 import { parseDuration } from './duration.js'
 
 export { UsageError } from './args.js'
-export { DURATION_UNITS, parseDuration } from './duration.js'
+export { parseDuration } from './duration.js'
 
 export interface ServerConfig {
   port: number
@@ -271,7 +271,7 @@ export function serveHelp(): string {
   const rows = SERVE_OPTIONS.map((o): [string, string] => {
     // A boolean's --no- form is in its description: written as a second flag it would widen the whole column.
     const flag = o.kind === 'boolean' ? `--${o.flag}` : `--${o.flag} <${o.kind}>`
-    const off = o.kind === 'boolean' ? `; --no-${o.flag} turns it off` : ''
+    const off = o.kind === 'boolean' && !o.help.includes(`--no-${o.flag}`) ? `; --no-${o.flag} turns it off` : ''
     return [flag, `${o.help}\nenv ${o.env}, default ${formatDefault(o)}${off}`]
   })
   return [
