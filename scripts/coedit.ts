@@ -1,18 +1,20 @@
 #!/usr/bin/env node
 /**
- * The `coedit` command. Exit codes: 0 done, 1 failed, 2 bad usage.
+ * The `coedit` command. Exit codes: 0 done, 1 failed, 2 bad usage (the README's table
+ * lists the causes). Bare `coedit` is bad usage: the usage goes to stderr; `coedit --help`
+ * asked for it: stdout, exit 0.
  */
-import { UsageError } from '../server/config.js'
-import { CoeditError } from '../server/errors.js'
+import { closest, helpRows } from '../server/args.js'
 import { serve } from './serve.js'
 import { token } from './token.js'
 import { OPERATOR_VERBS } from './cli/verbs.js'
-import { processIO, runVerb } from './cli/io.js'
+import { processIO, runVerb, type CliIO } from './cli/io.js'
+import { printable } from './cli/printable.js'
 
-const VERBS: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
-  serve: { run: serve, summary: 'run the collaboration server (see coedit serve --help)' },
-  token: { run: token, summary: 'print an access token for a server started with --auth-secret or --auth-public-key' },
-  ...Object.fromEntries(Object.entries(OPERATOR_VERBS).map(([name, v]) => [name, { run: (argv: string[]) => runVerb(name, (a, io) => v.run(a, io), argv, processIO()), summary: v.summary }])),
+const VERBS: Record<string, { run: (argv: string[], io: CliIO) => Promise<number>; summary: string }> = {
+  serve: { run: (argv) => serve(argv), summary: 'run the collaboration server (see coedit serve --help)' },
+  token: { run: token, summary: 'print an access token (JWT) for clients of a server started with --auth-secret or --auth-public-key' },
+  ...Object.fromEntries(Object.entries(OPERATOR_VERBS).map(([name, v]) => [name, { run: (argv: string[], io: CliIO) => v.run(argv, io), summary: v.summary }])),
 }
 
 function usage(): string {
@@ -20,37 +22,31 @@ function usage(): string {
     'Usage: coedit <command> [options]',
     '',
     'Commands:',
-    ...Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(16)} ${v.summary}`),
+    ...helpRows(Object.entries(VERBS).map(([name, v]) => [name, v.summary])),
     '',
-    'Run `coedit <command> --help` for the options of a command.',
+    'Run `coedit <command> --help` for the options of a command. Durations take a unit',
+    '(500ms, 30s, 2m, 1h, 7d). Exit codes: 0 done, 1 failed, 2 bad usage.',
   ].join('\n')
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], io: CliIO): Promise<number> {
   const [verb, ...rest] = argv
-  if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
-    console.log(usage())
-    return verb === undefined ? 2 : 0
+  if (verb === '--help' || verb === '-h' || verb === 'help') {
+    io.stdout.write(`${usage()}\n`)
+    return 0
   }
-  const command = VERBS[verb]
-  if (!command) {
-    console.error(`coedit: unknown command "${verb}"\n\n${usage()}`)
+  if (verb === undefined) {
+    io.stderr.write(`${usage()}\n`)
     return 2
   }
-  try {
-    return await command.run(rest)
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`coedit ${verb}: ${err.message}`)
-      return 2
-    }
-    if (err instanceof CoeditError) {
-      console.error(`coedit ${verb}: ${err.message}`)
-      return 1
-    }
-    console.error(`coedit ${verb}: unexpected error:`, err)
-    return 1
+  const command = Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined
+  if (!command) {
+    const what = verb.startsWith('-') ? 'option' : 'command'
+    const suggestion = closest(verb.replace(/^-+/, ''), Object.keys(VERBS))
+    io.stderr.write(`coedit: unknown ${what} "${printable(verb)}"${suggestion ? `: did you mean ${suggestion}?` : ' (coedit --help lists the commands)'}\n`)
+    return 2
   }
+  return runVerb(verb, command.run, rest, io)
 }
 
-process.exitCode = await main(process.argv.slice(2))
+process.exitCode = await main(process.argv.slice(2), processIO())

@@ -1,4 +1,7 @@
-/** `coedit serve`: runs the server until SIGTERM/SIGINT, then stores everything and exits 0. */
+/**
+ * `coedit serve`: runs the server until SIGTERM/SIGINT, then stores everything and exits 0.
+ * Bad options are UsageErrors (exit 2) from parseServeArgs, before anything starts.
+ */
 import { parseServeArgs, serveHelp } from '../server/config.js'
 import { startServer } from '../server/server.js'
 import { createLogger } from '../server/log.js'

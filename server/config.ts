@@ -3,8 +3,13 @@
  * variable, default and help text. Parsed once at the entry point and passed down;
  * nothing reads the environment anywhere else.
  */
-import { parseArgs } from 'node:util'
+import { UsageError, helpRows, parseFlags, type FlagSpecs } from './args.js'
 import { webhookKey } from './webhook-signature.js'
+import { MIN_SECRET_BYTES } from './auth.js'
+import { parseDuration } from './duration.js'
+
+export { UsageError } from './args.js'
+export { parseDuration } from './duration.js'
 
 export interface ServerConfig {
   port: number
@@ -124,20 +129,16 @@ export const DEFAULT_CONFIG: ServerConfig = Object.fromEntries(
   SERVE_OPTIONS.map((o) => [o.key, o.default]),
 ) as unknown as ServerConfig
 
-export class UsageError extends Error {
-  override name = 'UsageError'
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, k: 1024, m: 1024 ** 2, g: 1024 ** 3,
 }
 
-/** `500ms`, `30s`, `2m`, `1h`; a bare number is milliseconds. */
-export function parseDuration(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text)
-  if (!m) throw new UsageError(`"${text}" is not a duration (examples: 500ms, 30s, 2m, 1h)`)
-  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!)
+/** The server refuses shorter HS256 secrets; so does `coedit token`, rather than sign tokens no server accepts. */
+export function checkAuthSecret(secret: string, source: string): void {
+  const bytes = Buffer.byteLength(secret, 'utf8')
+  if (bytes < MIN_SECRET_BYTES) {
+    throw new UsageError(`${source} must be at least ${MIN_SECRET_BYTES} bytes, not ${bytes} (make one: openssl rand -base64 32)`)
+  }
 }
 
 /** `1048576`, `512KiB`, `16MiB`, `1MB`. */
@@ -203,21 +204,17 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
 
 /** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean } {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' } }
+  const options: FlagSpecs = { help: { type: 'boolean', short: 'h' } }
   for (const o of SERVE_OPTIONS) {
     if (o.kind === 'boolean') {
       options[o.flag] = { type: 'boolean' }
       options[`no-${o.flag}`] = { type: 'boolean' }
     } else {
-      options[o.flag] = { type: 'string', ...(o.kind === 'urls' ? { multiple: true } : {}) }
+      options[o.flag] = { type: 'string', value: `<${o.kind}>`, ...(o.kind === 'urls' ? { multiple: true } : {}) }
     }
   }
-  let values: Record<string, string | boolean | string[] | undefined>
-  try {
-    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as typeof values
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!)
-  }
+  const { values, positionals } = parseFlags(argv, options)
+  if (positionals.length > 0) throw new UsageError(`serve takes no arguments, only options: "${positionals[0]}"`)
   const config: Record<string, unknown> = { ...DEFAULT_CONFIG }
   for (const o of SERVE_OPTIONS) {
     const envValue = env[o.env]
@@ -244,6 +241,14 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
   }
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
   if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
+  if (config.authSecret) checkAuthSecret(config.authSecret as string, typeof values['auth-secret'] === 'string' ? '--auth-secret' : 'AUTH_SECRET')
+  if (config.roomNamePattern) {
+    try {
+      new RegExp(config.roomNamePattern as string, 'u')
+    } catch (err) {
+      throw new UsageError(`--room-name-pattern: ${(err as Error).message}`)
+    }
+  }
   return { ...(config as unknown as ServerConfig), help: values.help === true }
 }
 
@@ -271,20 +276,23 @@ export function formatSize(bytes: number): string {
 }
 
 export function serveHelp(): string {
-  const rows = SERVE_OPTIONS.map((o) => {
-    const flag = o.kind === 'boolean' ? `--${o.flag}, --no-${o.flag}` : `--${o.flag} <${o.kind}>`
-    return `  ${flag.padEnd(30)} ${o.help}\n  ${''.padEnd(30)} env ${o.env}, default ${formatDefault(o)}`
+  const rows = SERVE_OPTIONS.map((o): [string, string] => {
+    // A boolean's --no- form is in its description: written as a second flag it would widen the whole column.
+    const flag = o.kind === 'boolean' ? `--${o.flag}` : `--${o.flag} <${o.kind}>`
+    const off = o.kind === 'boolean' && !o.help.includes(`--no-${o.flag}`) ? `; --no-${o.flag} turns it off` : ''
+    return [flag, `${o.help}\nenv ${o.env}, default ${formatDefault(o)}${off}`]
   })
   return [
     'Usage: coedit serve [options]',
     '',
     'Runs the collaboration server: y-websocket protocol on ws://HOST:PORT/<room>,',
     'the web editor on http://HOST:PORT/. Flags override environment variables.',
-    'Durations take a unit (500ms, 30s, 2m, 1h; a bare number is ms); sizes take',
-    'bytes or KiB/MiB/GiB.',
+    'A duration needs a unit: ms, s, m, h, d or w (500ms, 30s, 2m, 1h; only 0 goes',
+    'without). A size is bytes or takes KiB, MiB, GiB (16MiB).',
     '',
     'Options:',
-    ...rows,
-    '  --help                         show this help',
+    ...helpRows([...rows, ['--help, -h', 'show this help']]),
+    '',
+    'Exit codes: 0 stopped cleanly, 1 failed (data directory in use, port taken), 2 bad usage.',
   ].join('\n')
 }

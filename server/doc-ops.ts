@@ -5,6 +5,7 @@
  * Pure functions of Yjs states: no storage, no network.
  */
 import * as Y from 'yjs'
+import { DURATION_PATTERN, DURATION_UNITS } from './duration.js'
 import { CoeditError } from './errors.js'
 import { validateUpdate } from './update-checks.js'
 import type { VersionInfo } from './persistence/store.js'
@@ -292,15 +293,15 @@ export function containsState(state: Uint8Array, part: Uint8Array): boolean {
   return missing.structs.length === 0
 }
 
-const RELATIVE_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
 
 /**
  * A moment: ISO 8601 (`2026-11-22T10:00:00Z`, a date, or a local time without zone) or a
  * time ago (`90s`, `10m`, `2h`, `3d`, `1w`). Throws BAD_TIME.
  */
 export function parseTimeSpec(text: string, now: number): number {
-  const rel = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*(?:ago)?\s*$/i.exec(text)
-  if (rel) return now - Math.round(Number(rel[1]) * RELATIVE_UNITS[rel[2]!.toLowerCase()]!)
+  // A time ago is a duration as every option takes it, optionally followed by "ago".
+  const rel = DURATION_PATTERN.exec(text.replace(/\s*ago\s*$/i, ''))
+  if (rel) return now - Math.round(Number(rel[1]) * DURATION_UNITS[rel[2]!.toLowerCase()]!)
   if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.test(text.trim())) {
     const ms = Date.parse(text.trim())
     if (Number.isFinite(ms)) return ms

@@ -7,7 +7,8 @@
  */
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
-import { UsageError } from './config.js'
+import { UsageError } from './args.js'
+import { parseDuration } from './duration.js'
 import { isVersionedStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 
 /** Versions younger than `age` are kept one per `every` (the newest of each such slot). */
@@ -18,12 +19,16 @@ export interface RetentionTier {
 
 export const DEFAULT_RETENTION = '1h:1m,1d:10m,7d:1h,30d:1d'
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
-
+/** A duration as every other option takes it (unit required), of at least a second. */
 function parseSpan(text: string, what: string): number {
-  const m = /^\s*(\d+)\s*(s|m|h|d|w)\s*$/i.exec(text)
-  if (!m || Number(m[1]) < 1) throw new UsageError(`history retention: "${text}" is not a ${what} (examples: 30s, 10m, 2h, 7d, 4w)`)
-  return Number(m[1]) * UNITS[m[2]!.toLowerCase()]!
+  let ms: number
+  try {
+    ms = parseDuration(text)
+  } catch (err) {
+    throw new UsageError(`history retention: ${(err as Error).message}`)
+  }
+  if (ms < 1000) throw new UsageError(`history retention: "${text}" is not a ${what} of at least 1s (examples: 30s, 10m, 2h, 7d, 4w)`)
+  return ms
 }
 
 /** `1h:1m,1d:10m,7d:1h,30d:1d`: AGE:EVERY tiers, ages increasing. Throws UsageError. */

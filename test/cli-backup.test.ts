@@ -132,7 +132,7 @@ test('restore-backup: refuses a used directory without --force, a bad file chang
   const file = join(dir.path, 'b.coedit')
   const b = await cli(['backup', '--out', file, '--data', src])
   assert.equal(b.code, 0, b.stderr)
-  assert.match(b.out, /backed up 3 rooms/)
+  assert.match(b.stderr, /backed up 3 rooms/)
   const bytes = await readFile(file)
 
   // Corrupt, truncated and foreign files: exit 1 and the target directory is not even created.

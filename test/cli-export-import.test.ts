@@ -180,12 +180,15 @@ test('bad input: unknown room, corrupt files, missing files and bad usage change
     ['export'],
     ['export', 'r', '--format', 'pdf', '--data', data],
     ['import', 'r', '--data', data],
-    ['import', 'r', join(dir.path, 'does-not-exist.bin'), '--data', data],
     ['rooms', '--data', data, '--server', 'http://127.0.0.1:1'],
     ['rooms', '--server', 'http://127.0.0.1:1'],
     ['rooms', '--frobnicate'],
   ]
   for (const args of usage) assert.equal((await cli(args)).code, 2, args.join(' '))
+  // A missing file is a failure like a bad one (exit 1), as for restore-backup.
+  const gone = await cli(['import', 'r', join(dir.path, 'does-not-exist.bin'), '--data', data])
+  assert.equal(gone.code, 1)
+  assert.match(gone.stderr, /no file .*does-not-exist\.bin/)
 })
 
 test('a data directory held by a running server: a clear error saying to use --server', async (t) => {
@@ -196,7 +199,7 @@ test('a data directory held by a running server: a clear error saying to use --s
   for (const args of [['rooms'], ['export', 'r'], ['import', 'r', '-', '--format', 'text'], ['history', 'r'], ['revert', 'r', '--to', '1'], ['backup', '--out', join(dir.path, 'b')]]) {
     const res = await cli([...args, '--data', dir.path], { stdin: new TextEncoder().encode('x') })
     assert.equal(res.code, 1, args.join(' '))
-    assert.match(res.stderr, /in use by a running server: use --server URL --token TOKEN/, args.join(' '))
+    assert.match(res.stderr, /in use by a running server: use --server URL --admin-token TOKEN/, args.join(' '))
   }
 })
 

@@ -24,7 +24,7 @@ test('coedit verbs as processes: exit codes, locked directory, live backup resto
   const auth = ['--server', http, '--token', 'ops-token']
   const locked = await runCli(['rooms', '--data', one])
   assert.equal(locked.code, 1)
-  assert.match(locked.stderr, /data directory .* is in use by a running server: use --server URL --token TOKEN/)
+  assert.match(locked.stderr, /data directory .* is in use by a running server: use --server URL --admin-token TOKEN/)
 
   await waitFor(async () => (await runCli(['export', 'notes', ...auth])).stdout === 'written before the backup', { timeout: 30_000, message: 'edit stored' })
   const rooms = await runCli(['rooms', '--json', ...auth])
@@ -34,7 +34,7 @@ test('coedit verbs as processes: exit codes, locked directory, live backup resto
   const file = join(dir.path, 'live.coedit')
   const backup = await runCli(['backup', '--out', file], { COEDIT_SERVER: http, COEDIT_TOKEN: 'ops-token' })
   assert.equal(backup.code, 0, backup.stderr)
-  assert.match(backup.stdout, /backed up 1 room/)
+  assert.match(backup.stderr, /backed up 1 room/)
   client.text.insert(0, 'after: ')
 
   const two = join(dir.path, 'two')

@@ -117,11 +117,11 @@ test('revert offline by time (ISO and relative), and a no-op revert', async (t) 
   assert.equal((await cli(['export', 'r', '--at', '2', '--data', dir.path])).out, 'ten o\'clock')
   const iso = await cli(['revert', 'r', '--to', new Date(t0 + 1_800_000).toISOString(), '--data', dir.path])
   assert.equal(iso.code, 0, iso.stderr)
-  assert.match(iso.out, /reverted to version 1/)
+  assert.match(iso.stderr, /reverted to version 1/)
   assert.equal(await text(), 'nine o\'clock')
   const noop = await cli(['revert', 'r', '--to', '1', '--data', dir.path])
   assert.equal(noop.code, 0, noop.stderr)
-  assert.match(noop.out, /nothing changed/)
+  assert.match(noop.stderr, /nothing changed/)
 
   // Relative: 90m ago picks the newest version at or before then: the one of two hours ago.
   const rel = await cli(['revert', 'r', '--to', '90m', '--data', dir.path, '--json'])

@@ -30,9 +30,13 @@ test('a bad value is one line on stderr and exit code 2', async () => {
     { args: [], env: { ROOM_GRACE: '0' }, mention: 'ROOM_GRACE' },
     { args: ['--log-level', 'loud'], mention: '--log-level' },
     { args: ['--no-such-option'], mention: 'no-such-option' },
+    { args: ['--ping-interval', '30000'], mention: 'write 30000s for seconds or 30000ms' },
+    { args: ['--max-mesage-size', '1MiB'], mention: 'did you mean --max-message-size?' },
+    { args: ['--auth-secret', 'short'], mention: 'at least 32 bytes' },
   ]
-  await Promise.all(cases.map(async (c) => {
-    const { code, stderr, stdout } = await runCli(['serve', ...c.args], c.env)
+  // Two at a time, with room to start: each is a tsx start-up, slow on a loaded machine.
+  for (let i = 0; i < cases.length; i += 2) await Promise.all(cases.slice(i, i + 2).map(async (c) => {
+    const { code, stderr, stdout } = await runCli(['serve', ...c.args], c.env, 180_000)
     const what = `${c.args.join(' ')} ${JSON.stringify(c.env ?? {})}`
     assert.equal(code, 2, `${what}: exit code`)
     const lines = stderr.trim().split('\n')

@@ -4,6 +4,7 @@
  */
 import { UsageError } from '../../server/config.js'
 import { CoeditError } from '../../server/errors.js'
+import { printable, printableJson } from './printable.js'
 
 export interface CliIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean }
@@ -28,20 +29,31 @@ export function writeOut(io: CliIO, text: string | Uint8Array): Promise<void> {
 }
 
 export function printJson(io: CliIO, value: unknown): Promise<void> {
-  return writeOut(io, JSON.stringify(value, null, 2) + '\n')
+  return writeOut(io, printableJson(value) + '\n')
 }
 
-/** Runs a verb and maps its outcome to the exit code: 0 done, 1 failed, 2 bad usage. */
+/**
+ * What a verb did, on stderr (stdout carries data: an export, a listing, --json), unless
+ * --quiet. `text` is trusted text; names in it go through `printable` first.
+ */
+export function confirm(io: CliIO, quiet: boolean, text: string): void {
+  if (!quiet) io.stderr.write(`${text}\n`)
+}
+
+/**
+ * Runs a verb and maps its outcome to the exit code: 0 done, 1 failed, 2 bad usage.
+ * An error is one line, its names made printable; only an unexpected one has a stack.
+ */
 export async function runVerb(name: string, run: (argv: string[], io: CliIO) => Promise<number>, argv: string[], io: CliIO): Promise<number> {
   try {
     return await run(argv, io)
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`coedit ${name}: ${err.message}\nRun \`coedit ${name} --help\` for its options.\n`)
+      io.stderr.write(`coedit ${name}: ${printable(err.message)}\n`)
       return 2
     }
     if (err instanceof CoeditError) {
-      io.stderr.write(`coedit ${name}: ${err.message}\n`)
+      io.stderr.write(`coedit ${name}: ${printable(err.message)}\n`)
       return 1
     }
     io.stderr.write(`coedit ${name}: unexpected error: ${String((err as Error)?.stack ?? err)}\n`)

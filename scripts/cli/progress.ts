@@ -1,6 +1,7 @@
 /** A progress bar on stderr for operations over many rooms; silent when stderr is not a terminal. */
 import cliProgress from 'cli-progress'
 import type { CliIO } from './io.js'
+import { printable } from './printable.js'
 
 export interface Progress {
   start(total: number): void
@@ -24,7 +25,8 @@ export function progress(io: CliIO, title: string): Progress {
       bar.start(total, 0, { room: '' })
     },
     tick(label = '') {
-      bar?.increment(1, { room: label.length > 30 ? `${label.slice(0, 29)}…` : label })
+      const shown = printable(label)
+      bar?.increment(1, { room: shown.length > 30 ? `${shown.slice(0, 29)}…` : shown })
     },
     stop() {
       bar?.stop()

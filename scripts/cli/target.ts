@@ -1,6 +1,6 @@
 /**
  * Where a verb acts: a data directory no server holds (`--data DIR`, through the store)
- * or a running server (`--server URL --token TOKEN`, through its admin HTTP API).
+ * or a running server (`--server URL --admin-token TOKEN`, through its admin HTTP API).
  */
 import { createReadStream, createWriteStream } from 'node:fs'
 import { readdir, rename, rm, stat } from 'node:fs/promises'
@@ -76,7 +76,7 @@ async function openStore(dir: string): Promise<LevelStore> {
     return await LevelStore.open(dir)
   } catch (err) {
     if (err instanceof CoeditError && err.code === 'STORE_LOCKED') {
-      throw new CoeditError('STORE_LOCKED', `data directory ${dir} is in use by a running server: use --server URL --token TOKEN`, { cause: err })
+      throw new CoeditError('STORE_LOCKED', `data directory ${dir} is in use by a running server: use --server URL --admin-token TOKEN`, { cause: err })
     }
     throw err
   }
@@ -157,7 +157,7 @@ export function remoteTarget(server: string, token: string): Target {
     } catch {
       error = undefined
     }
-    if (res.status === 401) throw new CoeditError('UNAUTHORIZED', `${base.origin} refused the admin token (check --token or COEDIT_TOKEN)`)
+    if (res.status === 401) throw new CoeditError('UNAUTHORIZED', `${base.origin} refused the admin token (check --admin-token or COEDIT_TOKEN)`)
     if (!error) {
       throw new CoeditError('NO_ADMIN_API', `${base.origin} has no admin API (HTTP ${res.status}): start the server with --admin-token TOKEN`)
     }

@@ -1,88 +1,139 @@
 /**
  * The operator verbs of `coedit`: rooms, export, import, backup, restore-backup, history,
  * revert. Each works on a data directory (`--data`) or on a running server (`--server`
- * `--token`); see `coedit <verb> --help` and the README's CLI section.
+ * `--admin-token`); see `coedit <verb> --help` and the README's CLI section. Data goes to
+ * stdout, what a verb did to stderr (`--quiet` drops it); `-` is stdin or stdout wherever
+ * a file is named.
  */
-import { readFile, writeFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
-import { UsageError } from '../../server/config.js'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { UsageError, helpColumn, helpRows, parseFlags, type FlagSpecs, type ParsedFlags } from '../../server/args.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, parseTimeSpec, type ExportFormat, type ImportFormat } from '../../server/doc-ops.js'
+import { CoeditError } from '../../server/errors.js'
 import type { VersionInfo } from '../../server/persistence/store.js'
-import { printJson, writeOut, type CliIO } from './io.js'
+import { confirm, printJson, writeOut, type CliIO } from './io.js'
+import { printable } from './printable.js'
 import { progress } from './progress.js'
 import { offlineTarget, remoteTarget, verifyBackupFile, type Target } from './target.js'
 
-type OptionTypes = Record<string, { type: 'string' | 'boolean'; short?: string }>
+type Values = ParsedFlags['values']
+type Rows = Array<[string, string]>
 
-const COMMON: OptionTypes = {
-  data: { type: 'string' },
-  server: { type: 'string' },
-  token: { type: 'string' },
+const COMMON_FLAGS: FlagSpecs = {
+  data: { type: 'string', value: 'DIR' },
+  server: { type: 'string', value: 'URL' },
+  'admin-token': { type: 'string', value: 'TOKEN' },
+  // The first name of --admin-token, kept because scripts use it.
+  token: { type: 'string', value: 'TOKEN' },
   json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 }
 
-const COMMON_HELP = `Where:
-  --data DIR          a data directory no server is using (env DATA_DIR, default ./data)
-  --server URL        a running server, e.g. http://localhost:1234 (env COEDIT_SERVER)
-  --token TOKEN       its admin token, as given to serve --admin-token (env COEDIT_TOKEN)
-Output:
-  --json              machine-readable output on stdout
-Exit codes: 0 done, 1 failed, 2 bad usage.`
+const WHERE_ROWS: Rows = [
+  ['--data DIR', 'a data directory no server is using (env DATA_DIR, default ./data)'],
+  ['--server URL', 'a running server: http://HOST:PORT or https://... (env COEDIT_SERVER)'],
+  ['--admin-token TOKEN', 'the token that server was started with, serve --admin-token (env COEDIT_TOKEN); --token TOKEN is the same'],
+]
+const OUTPUT_ROWS: Rows = [
+  ['--json', 'the result as JSON on stdout'],
+  ['--quiet, -q', 'no confirmation on stderr (errors are still printed)'],
+  ['--help, -h', 'show this help'],
+]
+const EXIT_CODES = 'Exit codes: 0 done, 1 failed (the README lists the causes), 2 bad usage: nothing was attempted.'
 
-interface Parsed {
-  values: Record<string, string | boolean | undefined>
-  positionals: string[]
+export interface Verb {
+  summary: string
+  help: string
+  run(argv: string[], io: CliIO): Promise<number>
 }
 
-function parse(argv: string[], extra: OptionTypes, positionals: number): Parsed {
-  let parsed: Parsed
-  try {
-    parsed = parseArgs({ args: argv, options: { ...COMMON, ...extra }, strict: true, allowPositionals: true }) as Parsed
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!)
-  }
-  if (!parsed.values.help && parsed.positionals.length !== positionals) {
-    throw new UsageError(positionals === 0 ? `unexpected argument "${parsed.positionals[0]}"` : `expected ${positionals} argument${positionals > 1 ? 's' : ''}, got ${parsed.positionals.length}`)
-  }
-  return parsed
+interface VerbSpec {
+  summary: string
+  /** After `Usage: coedit `. */
+  usage: string
+  about: string
+  options?: Rows
+  flags?: FlagSpecs
+  /** Names of the arguments, in order (`ROOM`, `FILE`). */
+  args: string[]
+  act(a: { values: Values; positionals: string[]; io: CliIO; quiet: boolean }): Promise<number>
 }
 
-function target(values: Parsed['values'], io: CliIO): Target {
-  const server = (values.server as string | undefined) ?? io.env.COEDIT_SERVER
+/** A verb: its flags parsed into coedit's errors, --help in aligned columns, its arguments counted. */
+function verb(spec: VerbSpec): Verb {
+  const flags = { ...COMMON_FLAGS, ...spec.flags }
+  const options = spec.options ?? []
+  const column = helpColumn([...options, ...WHERE_ROWS, ...OUTPUT_ROWS])
+  const help = [
+    `Usage: coedit ${spec.usage}`,
+    '',
+    spec.about,
+    ...(options.length > 0 ? ['', 'Options:', ...helpRows(options, column)] : []),
+    '',
+    'Where:',
+    ...helpRows(WHERE_ROWS, column),
+    'Output:',
+    ...helpRows(OUTPUT_ROWS, column),
+    '',
+    EXIT_CODES,
+  ].join('\n')
+  return {
+    summary: spec.summary,
+    help,
+    async run(argv, io) {
+      const { values, positionals } = parseFlags(argv, flags)
+      if (values.help) {
+        await writeOut(io, `${help}\n`)
+        return 0
+      }
+      if (positionals.length > spec.args.length) throw new UsageError(`unexpected argument "${positionals[spec.args.length]}" (usage: coedit ${spec.usage})`)
+      if (positionals.length < spec.args.length) {
+        throw new UsageError(`expected ${spec.args.length} argument${spec.args.length > 1 ? 's' : ''} (${spec.args.join(' ')}), got ${positionals.length}`)
+      }
+      return spec.act({ values, positionals, io, quiet: values.quiet === true })
+    },
+  }
+}
+
+function adminToken(values: Values): { token: string; flag: string } | undefined {
+  const long = values['admin-token'] as string | undefined
+  const short = values.token as string | undefined
+  if (long !== undefined && short !== undefined && long !== short) throw new UsageError('--admin-token and --token are one option given two values: give one')
+  if (long !== undefined) return { token: long, flag: '--admin-token' }
+  if (short !== undefined) return { token: short, flag: '--token' }
+  return undefined
+}
+
+/** A URL the admin API can be reached at; `localhost:1234` is bad usage, with the fix. */
+function serverUrl(text: string, source: string): string {
+  if (/^(https?|wss?):\/\//i.test(text) && URL.canParse(text)) return text
+  if (!text.includes('://') && URL.canParse(`http://${text}`)) throw new UsageError(`${source}: "${text}" has no scheme: did you mean http://${text}?`)
+  throw new UsageError(`${source}: "${text}" is not an http(s) URL (example: http://localhost:1234)`)
+}
+
+function target(values: Values, io: CliIO): Target {
   const data = values.data as string | undefined
-  if (data !== undefined && values.server !== undefined) throw new UsageError('give either --data or --server, not both')
-  if (server && data === undefined) {
-    const token = (values.token as string | undefined) ?? io.env.COEDIT_TOKEN
-    if (!token) throw new UsageError('--server needs --token TOKEN (or COEDIT_TOKEN): the token the server was started with (--admin-token)')
-    return remoteTarget(server, token)
+  const flagServer = values.server as string | undefined
+  if (data !== undefined && flagServer !== undefined) throw new UsageError('give either --data or --server, not both')
+  const given = adminToken(values)
+  const server = flagServer ?? (data === undefined && io.env.COEDIT_SERVER ? io.env.COEDIT_SERVER : undefined)
+  if (server !== undefined) {
+    const url = serverUrl(server, flagServer !== undefined ? '--server' : 'COEDIT_SERVER')
+    const token = given?.token ?? io.env.COEDIT_TOKEN
+    if (!token) throw new UsageError('--server needs --admin-token TOKEN (or COEDIT_TOKEN): the token the server was started with')
+    return remoteTarget(url, token)
   }
-  if (values.token !== undefined) throw new UsageError('--token goes with --server')
+  if (given) throw new UsageError(`${given.flag} goes with --server URL`)
   return offlineTarget(data ?? (io.env.DATA_DIR || './data'))
 }
 
-function choice<T extends string>(value: unknown, allowed: readonly T[], what: string): T | undefined {
-  if (value === undefined) return undefined
-  if (!(allowed as readonly string[]).includes(value as string)) throw new UsageError(`${what} must be one of ${allowed.join(', ')}`)
-  return value as T
-}
-
-const iso = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'))
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`
-  return `${(n / 1024 ** 3).toFixed(1)} GiB`
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n'
-}
-
-/** Runs `fn` on the target and closes it whatever happens. */
-async function withTarget<T>(values: Parsed['values'], io: CliIO, fn: (t: Target) => Promise<T>): Promise<T> {
+/** Runs `fn` on the target and closes it whatever happens. The target is checked before anything is read. */
+async function withTarget<T>(values: Values, io: CliIO, fn: (t: Target) => Promise<T>): Promise<T> {
   const t = target(values, io)
   try {
     return await fn(t)
@@ -91,102 +142,45 @@ async function withTarget<T>(values: Parsed['values'], io: CliIO, fn: (t: Target
   }
 }
 
-export interface Verb {
-  summary: string
-  help: string
-  run(argv: string[], io: CliIO): Promise<number>
+function choice<T extends string>(value: unknown, allowed: readonly T[], what: string): T | undefined {
+  if (value === undefined) return undefined
+  if (!(allowed as readonly string[]).includes(value as string)) throw new UsageError(`${what} must be one of ${allowed.join(', ')}, not "${String(value)}"`)
+  return value as T
 }
 
-const helpOr = async (values: Parsed['values'], io: CliIO, help: string): Promise<boolean> => {
-  if (!values.help) return false
-  await writeOut(io, `${help}\n\n${COMMON_HELP}\n`)
-  return true
+const iso = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'))
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`
 }
 
-export const rooms: Verb = {
-  summary: 'list rooms with their size, stored updates and last change',
-  help: 'Usage: coedit rooms [--data DIR | --server URL --token TOKEN] [--json]\n\nLists every stored room: its size on disk, the updates not yet compacted, and when it last changed.',
-  async run(argv, io) {
-    const { values } = parse(argv, {}, 0)
-    if (await helpOr(values, io, this.help)) return 0
-    const list = await withTarget(values, io, (t) => t.rooms())
-    if (values.json) {
-      await printJson(io, list)
-      return 0
-    }
-    if (list.length === 0) {
-      await writeOut(io, 'no rooms\n')
-      return 0
-    }
-    await writeOut(io, table([
-      ['ROOM', 'SIZE', 'UPDATES', 'LAST CHANGE'],
-      ...list.map((r) => [r.name, formatBytes(r.bytes), String(r.updates), iso(r.updatedAt)]),
-    ]))
-    return 0
-  },
+/** Cells must already be printable: widths are counted on what the terminal shows. */
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n'
 }
 
-export const exportVerb: Verb = {
-  summary: 'write a room as text, JSON or a binary Yjs update',
-  help: `Usage: coedit export ROOM [--format text|json|update] [--out FILE] [--name TEXT] [--at VERSION|TIME]
+const fileLabel = (file: string, std: 'stdin' | 'stdout'): string => (file === '-' ? std : printable(file))
 
-  --format text       the shared text (default; --name picks the Y.Text, default "text")
-  --format json       the whole document as JSON
-  --format update     the binary Yjs state (Y.encodeStateAsUpdate): import it back losslessly
-  --out FILE          write to FILE instead of stdout
-  --at VERSION|TIME   the room as of a version of coedit history (an id, or the newest
-                      version at or before a time: 2026-11-22T10:00:00Z, 2h): look before
-                      you revert`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { format: { type: 'string' }, out: { type: 'string' }, name: { type: 'string' }, at: { type: 'string' } }, 1)
-    if (await helpOr(values, io, this.help)) return 0
-    const format = choice<ExportFormat>(values.format, EXPORT_FORMATS, '--format') ?? 'text'
-    const out = values.out as string | undefined
-    if (format === 'update' && !out && io.stdout.isTTY) throw new UsageError('--format update is binary: give --out FILE or redirect stdout')
-    const at = values.at as string | undefined
-    if (at !== undefined) checkVersionSpec(at, io)
-    const body = await withTarget(values, io, (t) => t.export(positionals[0]!, format, values.name as string | undefined, at))
-    if (out) {
-      await writeFile(out, body)
-      if (values.json) await printJson(io, { room: positionals[0], format, file: out, bytes: body.length })
-    } else {
-      await writeOut(io, body)
-    }
-    return 0
-  },
+async function readInput(file: string, io: CliIO): Promise<Uint8Array> {
+  if (file === '-') return new Uint8Array(Buffer.concat(await collect(io.stdin)))
+  try {
+    return new Uint8Array(await readFile(file))
+  } catch (err) {
+    throw fileError(err, file, 'read')
+  }
 }
 
-function guessFormat(file: string): ImportFormat {
-  if (/\.json$/i.test(file)) return 'json'
-  if (/\.(txt|text|md)$/i.test(file)) return 'text'
-  return 'update'
-}
-
-export const importVerb: Verb = {
-  summary: 'merge a Yjs update, text or JSON file into a room',
-  help: `Usage: coedit import ROOM FILE [--format update|text|json] [--name TEXT]
-
-Merges FILE into ROOM (creating it) as a new change: connected clients see it at once.
-  --format update     a binary Yjs update (default, unless FILE ends in .json, .txt or .md)
-  --format text       replaces the shared text (--name, default "text") with FILE's text
-  --format json       sets each root of a JSON object as written by export --format json
-FILE - reads stdin. A file that is not what --format says changes nothing.`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { format: { type: 'string' }, name: { type: 'string' } }, 2)
-    if (await helpOr(values, io, this.help)) return 0
-    const [room, file] = positionals as [string, string]
-    const format = choice<ImportFormat>(values.format, IMPORT_FORMATS, '--format') ?? guessFormat(file)
-    let body: Uint8Array
-    try {
-      body = file === '-' ? new Uint8Array(Buffer.concat(await collect(io.stdin))) : new Uint8Array(await readFile(file))
-    } catch (err) {
-      throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-    }
-    const result = await withTarget(values, io, (t) => t.import(room, body, format, values.name as string | undefined))
-    if (values.json) await printJson(io, { ...result, format })
-    else await writeOut(io, result.bytes === 0 ? `${room}: already up to date, nothing imported\n` : `${room}: imported ${format} (${formatBytes(result.bytes)} update${result.created ? ', new room' : ''})\n`)
-    return 0
-  },
+/** A file that is missing or unreadable is a failure (exit 1), like a file with bad content. */
+function fileError(err: unknown, file: string, what: 'read' | 'write'): unknown {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === undefined) return err
+  if (code === 'ENOENT' && what === 'read') return new CoeditError('FILE_NOT_FOUND', `no file ${file}`)
+  return new CoeditError(what === 'read' ? 'FILE_UNREADABLE' : 'FILE_UNWRITABLE', `cannot ${what} ${file}: ${code}`)
 }
 
 async function collect(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
@@ -195,94 +189,228 @@ async function collect(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array[]>
   return parts
 }
 
-export const backup: Verb = {
-  summary: 'write every room to one file, consistent as of one moment (live servers keep serving)',
-  help: `Usage: coedit backup --out FILE [--data DIR | --server URL --token TOKEN] [--json]
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'coedit-'))
+  try {
+    return await fn(dir)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
 
-Writes every room, with its history, as of one moment to FILE. The file appears only
-once it is complete and checked (a checksum covers it); an existing FILE is replaced.`,
-  async run(argv, io) {
-    const { values } = parse(argv, { out: { type: 'string' } }, 0)
-    if (await helpOr(values, io, this.help)) return 0
+/**
+ * A hint for input that failed as a Yjs update: the common mistake is piping text or
+ * JSON into `import ROOM -`, where no file name tells the format.
+ */
+function formatHint(body: Uint8Array): string | undefined {
+  let text: string
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body)
+  } catch {
+    return undefined
+  }
+  if (/[\u0000-\u0008\u000e-\u001f]/.test(text)) return undefined
+  try {
+    const value: unknown = JSON.parse(text)
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return 'it looks like JSON: add --format json'
+  } catch {
+    // Not JSON: text, then.
+  }
+  return 'it looks like text: add --format text'
+}
+
+export const rooms = verb({
+  summary: 'list rooms with their size, stored updates and last change',
+  usage: 'rooms [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: 'Lists every stored room: its size on disk, the updates not yet compacted, and when it last changed.',
+  args: [],
+  async act({ values, io, quiet }) {
+    const list = await withTarget(values, io, (t) => t.rooms())
+    if (values.json) await printJson(io, list)
+    else if (list.length > 0) {
+      await writeOut(io, table([
+        ['ROOM', 'SIZE', 'UPDATES', 'LAST CHANGE'],
+        ...list.map((r) => [printable(r.name), formatBytes(r.bytes), String(r.updates), iso(r.updatedAt)]),
+      ]))
+    }
+    confirm(io, quiet, list.length === 0 ? 'no rooms' : plural(list.length, 'room'))
+    return 0
+  },
+})
+
+export const exportVerb = verb({
+  summary: 'write a room as text, JSON or a binary Yjs update',
+  usage: 'export ROOM [--format text|json|update] [--out FILE|-] [--name TEXT] [--at VERSION|TIME]',
+  about: 'Writes ROOM to stdout, or to FILE.',
+  options: [
+    ['--format text', 'the shared text (the default; --name picks the Y.Text, default "text")'],
+    ['--format json', 'the whole document as JSON'],
+    ['--format update', 'the binary Yjs state (Y.encodeStateAsUpdate): import it back losslessly'],
+    ['--out FILE', 'write to FILE instead of stdout (- is stdout)'],
+    ['--name TEXT', 'the Y.Text --format text exports (default "text")'],
+    ['--at VERSION|TIME', 'the room as of a version of coedit history (an id, or the newest version at or before a time: 2026-11-22T10:00:00Z, 2h): look before you revert'],
+  ],
+  flags: { format: { type: 'string', value: 'text|json|update' }, out: { type: 'string', value: 'FILE' }, name: { type: 'string', value: 'TEXT' }, at: { type: 'string', value: 'VERSION|TIME' } },
+  args: ['ROOM'],
+  async act({ values, positionals, io, quiet }) {
+    const room = positionals[0]!
+    const format = choice<ExportFormat>(values.format, EXPORT_FORMATS, '--format') ?? 'text'
     const out = values.out as string | undefined
-    if (!out) throw new UsageError('backup needs --out FILE')
-    const result = await withTarget(values, io, (t) => t.backup(out, progress(io, 'backup')))
+    const toStdout = out === undefined || out === '-'
+    if (format === 'update' && toStdout && io.stdout.isTTY) throw new UsageError('--format update is binary: give --out FILE or redirect stdout')
+    if (toStdout && values.json) throw new UsageError('--json needs --out FILE: without it, stdout is the export itself')
+    const at = values.at as string | undefined
+    if (at !== undefined) checkVersionSpec(at, io)
+    const body = await withTarget(values, io, (t) => t.export(room, format, values.name as string | undefined, at))
+    if (toStdout) await writeOut(io, body)
+    else {
+      await writeFile(out, body).catch((err: unknown) => { throw fileError(err, out, 'write') })
+      if (values.json) await printJson(io, { room, format, file: out, bytes: body.length })
+    }
+    confirm(io, quiet, `${printable(room)}: exported ${format}${at === undefined ? '' : ` as of ${printable(at)}`} (${formatBytes(body.length)}) to ${toStdout ? 'stdout' : printable(out)}`)
+    return 0
+  },
+})
+
+function guessFormat(file: string): ImportFormat {
+  if (/\.json$/i.test(file)) return 'json'
+  if (/\.(txt|text|md)$/i.test(file)) return 'text'
+  return 'update'
+}
+
+export const importVerb = verb({
+  summary: 'merge a Yjs update, text or JSON file into a room',
+  usage: 'import ROOM FILE|- [--format update|text|json] [--name TEXT]',
+  about: `Merges FILE (- is stdin) into ROOM, creating it, as a new change: connected clients see it at
+once. A file that is not what --format says changes nothing.`,
+  options: [
+    ['--format update', 'a binary Yjs update (the default, unless FILE ends in .json, .txt or .md)'],
+    ['--format text', 'replaces the shared text (--name, default "text") with FILE\'s text'],
+    ['--format json', 'sets each root of a JSON object as written by export --format json'],
+    ['--name TEXT', 'the Y.Text --format text replaces (default "text")'],
+  ],
+  flags: { format: { type: 'string', value: 'update|text|json' }, name: { type: 'string', value: 'TEXT' } },
+  args: ['ROOM', 'FILE'],
+  async act({ values, positionals, io, quiet }) {
+    const [room, file] = positionals as [string, string]
+    const format = choice<ImportFormat>(values.format, IMPORT_FORMATS, '--format') ?? guessFormat(file)
+    const result = await withTarget(values, io, async (t) => {
+      const body = await readInput(file, io)
+      try {
+        return await t.import(room, body, format, values.name as string | undefined)
+      } catch (err) {
+        const hint = format === 'update' && err instanceof CoeditError && err.code === 'BAD_FILE' ? formatHint(body) : undefined
+        if (hint) throw new CoeditError('BAD_FILE', `${fileLabel(file, 'stdin')} is not a Yjs update (the default format${file === '-' ? ' for stdin' : ''}): ${hint}`, { cause: err })
+        throw err
+      }
+    })
+    if (values.json) await printJson(io, { ...result, format })
+    confirm(io, quiet, result.bytes === 0
+      ? `${printable(room)}: already up to date, nothing imported`
+      : `${printable(room)}: imported ${format} from ${fileLabel(file, 'stdin')} (${formatBytes(result.bytes)} update${result.created ? ', new room' : ''})`)
+    return 0
+  },
+})
+
+export const backup = verb({
+  summary: 'write every room to one file, consistent as of one moment (live servers keep serving)',
+  usage: 'backup --out FILE|- [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: `Writes every room, with its history, as of one moment to FILE (- is stdout). The output
+appears only once it is complete and checked (a checksum covers it); an existing FILE is
+replaced.`,
+  options: [['--out FILE', 'where the backup goes; - is stdout (through a temporary file, so that it is checked first)']],
+  flags: { out: { type: 'string', value: 'FILE' } },
+  args: [],
+  async act({ values, io, quiet }) {
+    const out = values.out as string | undefined
+    if (!out) throw new UsageError('backup needs --out FILE (or --out - for stdout)')
+    if (out === '-' && io.stdout.isTTY) throw new UsageError('a backup is binary: redirect stdout, or give --out FILE')
+    if (out === '-' && values.json) throw new UsageError('--json and --out - both want stdout: give --out FILE')
+    const result = await withTarget(values, io, async (t) => {
+      if (out !== '-') return t.backup(out, progress(io, 'backup'))
+      return withTempDir(async (dir) => {
+        const written = await t.backup(join(dir, 'backup.coedit'), progress(io, 'backup'))
+        for await (const chunk of createReadStream(written.file)) await writeOut(io, chunk as Buffer)
+        return { ...written, file: '-' }
+      })
+    })
     if (values.json) await printJson(io, result)
-    else await writeOut(io, `backed up ${result.rooms} room${result.rooms === 1 ? '' : 's'} to ${result.file} (${formatBytes(result.bytes)})\n`)
+    confirm(io, quiet, `backed up ${plural(result.rooms, 'room')} to ${fileLabel(result.file, 'stdout')} (${formatBytes(result.bytes)})`)
     return 0
   },
-}
+})
 
-export const restoreBackup: Verb = {
+export const restoreBackup = verb({
   summary: 'restore a backup file into an empty data directory (or a running server)',
-  help: `Usage: coedit restore-backup FILE [--force] [--data DIR | --server URL --token TOKEN] [--json]
-
-Checks FILE in full first (a truncated or corrupt file changes nothing), then writes it and
-reads every room back to verify it.
-  --data DIR    must be empty or missing; --force replaces the rooms the backup holds and
-                keeps the others
-  --server URL  the server must have no rooms; --force merges the backup into its rooms
-                (connected clients see the restored content at once)`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { force: { type: 'boolean' } }, 1)
-    if (await helpOr(values, io, this.help)) return 0
+  usage: 'restore-backup FILE|- [--force] [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: `Checks FILE (- is stdin) in full first (a truncated or corrupt file changes nothing), then
+writes it and reads every room back to verify it.`,
+  options: [
+    ['--force', 'with --data: replace the rooms the backup holds and keep the others (the directory must otherwise be empty or missing)\nwith --server: merge the backup into its rooms (otherwise it must have none); connected clients see the restored content at once'],
+  ],
+  flags: { force: { type: 'boolean' } },
+  args: ['FILE'],
+  async act({ values, positionals, io, quiet }) {
     const file = positionals[0]!
-    const checked = await verifyBackupFile(file)
-    const result = await withTarget(values, io, (t) => t.restore(file, values.force === true, progress(io, 'restore')))
+    const restore = (path: string): Promise<{ rooms: number; verified: number; expected: number }> => withTarget(values, io, async (t) => {
+      const checked = await verifyBackupFile(path)
+      const result = await t.restore(path, values.force === true, progress(io, 'restore'))
+      return { ...result, expected: checked.rooms }
+    })
+    // A backup is read twice (checked, then restored), so stdin is kept in a temporary file.
+    const { expected, ...result } = file !== '-' ? await restore(file) : await withTempDir(async (dir) => {
+      const spooled = join(dir, 'stdin.coedit')
+      await pipeline(Readable.from(io.stdin), createWriteStream(spooled))
+      return restore(spooled)
+    })
     if (values.json) await printJson(io, { file, ...result })
-    else await writeOut(io, `restored ${result.rooms} room${result.rooms === 1 ? '' : 's'} from ${file}; ${result.verified} verified\n`)
-    return checked.rooms === result.verified ? 0 : 1
+    confirm(io, quiet, `restored ${plural(result.rooms, 'room')} from ${fileLabel(file, 'stdin')}; ${result.verified} verified`)
+    return expected === result.verified ? 0 : 1
   },
-}
+})
 
-export const history: Verb = {
+export const history = verb({
   summary: 'list the stored versions of a room',
-  help: `Usage: coedit history ROOM [--data DIR | --server URL --token TOKEN] [--json]
-
-Lists the versions the server keeps of ROOM (see serve --history-interval and
+  usage: 'history ROOM [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: `Lists the versions the server keeps of ROOM (see serve --history-interval and
 --history-retention), oldest first. Revert to one with coedit revert ROOM --to ID.`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, {}, 1)
-    if (await helpOr(values, io, this.help)) return 0
-    const versions: VersionInfo[] = await withTarget(values, io, (t) => t.history(positionals[0]!))
-    if (values.json) {
-      await printJson(io, versions)
-      return 0
+  args: ['ROOM'],
+  async act({ values, positionals, io, quiet }) {
+    const room = positionals[0]!
+    const versions: VersionInfo[] = await withTarget(values, io, (t) => t.history(room))
+    if (values.json) await printJson(io, versions)
+    else if (versions.length > 0) {
+      await writeOut(io, table([['VERSION', 'TIME', 'SIZE'], ...versions.map((v) => [String(v.id), iso(v.at), formatBytes(v.bytes)])]))
     }
-    if (versions.length === 0) {
-      await writeOut(io, `${positionals[0]}: no versions recorded yet\n`)
-      return 0
-    }
-    await writeOut(io, table([['VERSION', 'TIME', 'SIZE'], ...versions.map((v) => [String(v.id), iso(v.at), formatBytes(v.bytes)])]))
+    confirm(io, quiet, `${printable(room)}: ${versions.length === 0 ? 'no versions recorded yet' : plural(versions.length, 'version')}`)
     return 0
   },
-}
+})
 
-export const revert: Verb = {
+export const revert = verb({
   summary: 'bring a room back to a version or a time, as a new change',
-  help: `Usage: coedit revert ROOM --to VERSION|TIME [--data DIR | --server URL --token TOKEN] [--json]
-
-Brings ROOM's content back to a version (an id from coedit history) or to the newest
+  usage: 'revert ROOM --to VERSION|TIME [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: `Brings ROOM's content back to a version (an id from coedit history) or to the newest
 version at or before a time: ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d).
 The revert is a new change on top of the current state: connected clients see it at once,
 and a client that was offline does not bring the removed content back. The state before
 the revert is kept as a version, so a revert can be reverted.`,
-  async run(argv, io) {
-    const { values, positionals } = parse(argv, { to: { type: 'string' } }, 1)
-    if (await helpOr(values, io, this.help)) return 0
+  options: [['--to VERSION|TIME', 'the version id, or the time, to go back to']],
+  flags: { to: { type: 'string', value: 'VERSION|TIME' } },
+  args: ['ROOM'],
+  async act({ values, positionals, io, quiet }) {
     const to = values.to as string | undefined
     if (!to) throw new UsageError('revert needs --to VERSION|TIME')
     checkVersionSpec(to, io)
     const result = await withTarget(values, io, (t) => t.revert(positionals[0]!, to))
     if (values.json) await printJson(io, result)
-    else {
-      await writeOut(io, result.bytes === 0
-        ? `${result.room}: already as of version ${result.version.id} (${iso(result.version.at)}), nothing changed\n`
-        : `${result.room}: reverted to version ${result.version.id} (${iso(result.version.at)})\n`)
-    }
+    confirm(io, quiet, result.bytes === 0
+      ? `${printable(result.room)}: already as of version ${result.version.id} (${iso(result.version.at)}), nothing changed`
+      : `${printable(result.room)}: reverted to version ${result.version.id} (${iso(result.version.at)})`)
     return 0
   },
-}
+})
 
 /** A malformed time is bad usage (exit 2), not a failure of the operation. */
 function checkVersionSpec(spec: string, io: CliIO): void {

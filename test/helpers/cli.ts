@@ -1,10 +1,11 @@
 /**
- * Runs an operator verb of `coedit` in this process with captured output (fast: no tsx
+ * Runs an operator verb of `coedit` (or `token`) in this process with captured output (fast: no tsx
  * start-up per call). Tests of exit codes as a process sees them use `runCli` instead.
  */
 import { PassThrough } from 'node:stream'
 import { OPERATOR_VERBS } from '../../scripts/cli/verbs.js'
 import { runVerb, type CliIO } from '../../scripts/cli/io.js'
+import { token } from '../../scripts/token.js'
 
 export interface CliResult {
   code: number
@@ -23,7 +24,7 @@ function capture(): { stream: PassThrough; read: () => Buffer } {
 
 export async function cli(args: string[], options: { env?: Record<string, string>; stdin?: Uint8Array; now?: () => number } = {}): Promise<CliResult> {
   const [verb, ...rest] = args
-  const command = OPERATOR_VERBS[verb!]
+  const command = verb === 'token' ? { run: token } : OPERATOR_VERBS[verb!]
   if (!command) throw new Error(`no verb ${verb}`)
   const out = capture()
   const err = capture()
