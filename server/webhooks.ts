@@ -13,6 +13,7 @@ import type { Logger } from 'pino'
 import * as Y from 'yjs'
 import type { Room } from './room.js'
 import type { WebhookResult } from './metrics.js'
+import { createContainment, type Containment } from './containment.js'
 
 export const SIGNATURE_HEADER = 'X-Coedit-Signature'
 export const EVENT_DOCUMENT_CHANGED = 'document.changed'
@@ -217,8 +218,11 @@ export class Webhooks {
   /** Shutting down: notices go out at once, there is no later window. */
   private immediate = false
 
-  constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report) {
+  private readonly containment: Containment
+
+  constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report, containment?: Containment) {
     this.endpoints = options.urls.map((url) => new Endpoint(url, options, log, report))
+    this.containment = containment ?? createContainment({ log })
   }
 
   /** Notices waiting or in flight, all endpoints. */
@@ -256,15 +260,21 @@ export class Webhooks {
       room = pending.room
     }
     if (room.isDestroyed) return
-    const payload: WebhookPayload = {
-      event: EVENT_DOCUMENT_CHANGED,
-      room: room.name,
-      time: new Date().toISOString(),
-      seq: room.lastApplied,
-      stateVector: Buffer.from(Y.encodeStateVector(room.doc)).toString('base64'),
-      ...(this.options.includeText ? { text: room.doc.getText(TEXT_NAME).toString() } : {}),
-    }
-    const body = JSON.stringify(payload)
+    const target = room
+    // Runs on a timer and reads a document clients wrote: an exception drops this notice.
+    const body = this.containment.run('webhook', () => {
+      this.containment.check('webhook', target.name)
+      const payload: WebhookPayload = {
+        event: EVENT_DOCUMENT_CHANGED,
+        room: target.name,
+        time: new Date().toISOString(),
+        seq: target.lastApplied,
+        stateVector: Buffer.from(Y.encodeStateVector(target.doc)).toString('base64'),
+        ...(this.options.includeText ? { text: target.doc.getText(TEXT_NAME).toString() } : {}),
+      }
+      return JSON.stringify(payload)
+    }, { room: target.name })
+    if (body === undefined) return
     for (const endpoint of this.endpoints) endpoint.enqueue(room.name, body)
   }
 
