@@ -12,6 +12,9 @@ import { printJson, writeOut, type CliIO } from './io.js'
 import { progress } from './progress.js'
 import { offlineTarget, remoteTarget, verifyBackupFile, type Target } from './target.js'
 
+/** Done, but not all of it: a backup that left unreadable rooms out. */
+const EXIT_PARTIAL = 3
+
 type OptionTypes = Record<string, { type: 'string' | 'boolean'; short?: string }>
 
 const COMMON: OptionTypes = {
@@ -200,16 +203,21 @@ export const backup: Verb = {
   help: `Usage: coedit backup --out FILE [--data DIR | --server URL --token TOKEN] [--json]
 
 Writes every room, with its history, as of one moment to FILE. The file appears only
-once it is complete and checked (a checksum covers it); an existing FILE is replaced.`,
+once it is complete and checked (a checksum covers it); an existing FILE is replaced.
+A room whose stored data cannot be read does not stop the backup: every other room is
+written, the file names the room it lacks, and stderr says which and why.
+Exit codes: 0 every room backed up, 3 backed up but some rooms could not be read
+(named on stderr; the file holds every other room), 1 failed (no file), 2 bad usage.`,
   async run(argv, io) {
     const { values } = parse(argv, { out: { type: 'string' } }, 0)
     if (await helpOr(values, io, this.help)) return 0
     const out = values.out as string | undefined
     if (!out) throw new UsageError('backup needs --out FILE')
     const result = await withTarget(values, io, (t) => t.backup(out, progress(io, 'backup')))
+    for (const room of result.unreadable) io.stderr.write(`coedit backup: room "${room.name}" could not be read and is not in the backup: ${room.reason}\n`)
     if (values.json) await printJson(io, result)
-    else await writeOut(io, `backed up ${result.rooms} room${result.rooms === 1 ? '' : 's'} to ${result.file} (${formatBytes(result.bytes)})\n`)
-    return 0
+    else await writeOut(io, `backed up ${result.rooms} room${result.rooms === 1 ? '' : 's'} to ${result.file} (${formatBytes(result.bytes)})${result.unreadable.length > 0 ? `; ${result.unreadable.length} unreadable room${result.unreadable.length === 1 ? '' : 's'} left out` : ''}\n`)
+    return result.unreadable.length > 0 ? EXIT_PARTIAL : 0
   },
 }
 
@@ -228,6 +236,7 @@ reads every room back to verify it.
     if (await helpOr(values, io, this.help)) return 0
     const file = positionals[0]!
     const checked = await verifyBackupFile(file)
+    for (const room of checked.unreadable) io.stderr.write(`coedit restore-backup: room "${room.name}" was unreadable when the backup was taken and is not in it: ${room.reason}\n`)
     const result = await withTarget(values, io, (t) => t.restore(file, values.force === true, progress(io, 'restore')))
     if (values.json) await printJson(io, { file, ...result })
     else await writeOut(io, `restored ${result.rooms} room${result.rooms === 1 ? '' : 's'} from ${file}; ${result.verified} verified\n`)
