@@ -130,7 +130,7 @@ export class Operations {
   }
 
   async import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult> {
-    const current = await this.access.current(room)
+    const current = await this.readable(room)
     const update = importUpdate(current?.state ?? Y.encodeStateAsUpdate(new Y.Doc()), body, format, textName)
     if (current) await this.access.recordVersion(room, current.state, current.seq)
     if (isEmptyUpdate(update)) return { room, bytes: 0, created: false }
@@ -140,7 +140,7 @@ export class Operations {
 
   async history(room: string): Promise<VersionInfo[]> {
     const versions = await this.versioned().listVersions(room)
-    if (versions.length === 0 && !(await this.access.current(room))) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+    if (versions.length === 0 && !(await this.readable(room))) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
     return versions
   }
 
