@@ -179,7 +179,6 @@ export class Room {
   /** Loads a room from storage. Rejects (and serves nothing) if storage cannot be read. */
   static async load(name: string, store: Store, options: RoomOptions): Promise<Room> {
     const stored = await store.load(name)
-    options.containment.check('room_load', name)
     const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates)
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
@@ -189,7 +188,7 @@ export class Room {
       room.unintegrated = room.fullState = stored.updates[0]!
       setImmediate(() => room.integrate())
     } else {
-      room.applyStored(stored.updates)
+      room.loadStored(stored.updates)
     }
     // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
     // long run of one client's typing that re-encoding flattens the whole merged string
@@ -222,6 +221,17 @@ export class Room {
     const step1 = encodeSyncStep1(Y.encodeStateVector(this.ydoc))
     for (const peer of this.awaitingStep1) if (this.peers.has(peer)) peer.send(step1)
     this.awaitingStep1.clear()
+  }
+
+  /** Applies a stored log at load; if that throws, the half-built room is destroyed (its presence has timers) and the load fails. */
+  private loadStored(updates: Uint8Array[]): void {
+    try {
+      this.options.containment.check('room_load', this.name)
+      this.applyStored(updates)
+    } catch (err) {
+      this.destroy()
+      throw err
+    }
   }
 
   private applyStored(updates: Uint8Array[]): void {
