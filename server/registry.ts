@@ -70,10 +70,11 @@ export class RoomRegistry {
       const fresh: Entry = { loading: undefined as unknown as Promise<Room>, room: undefined, graceTimer: undefined, unloading: undefined }
       fresh.loading = this.makeSpace(fresh).then(() => Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) })).then(
         async (room) => {
+          // Before anything awaits: the deferred integration may fail the room meanwhile.
+          room.onFailed = () => this.drop(name, fresh, room)
           await this.options.lifecycle?.loaded(room)
           fresh.room = room
           room.onEmpty = () => this.scheduleUnload(name, fresh)
-          room.onFailed = () => this.drop(name, fresh)
           this.log.info({ event: 'room_loaded', room: name, ms: Math.round(performance.now() - started) }, 'room loaded')
           this.options.observer?.roomLoaded(room, performance.now() - started)
           return room
@@ -137,12 +138,12 @@ export class RoomRegistry {
   }
 
   /** A failed room (see Room.fail): forgotten at once, not compacted, not handed to observers. */
-  private drop(name: string, entry: Entry): void {
+  private drop(name: string, entry: Entry, room: Room): void {
     if (entry.graceTimer) clearTimeout(entry.graceTimer)
     entry.graceTimer = undefined
+    // A joiner waiting on this entry finds it gone and loads the room afresh (see join).
     if (this.entries.get(name) === entry) this.entries.delete(name)
-    const room = entry.room
-    if (!room || room.isDestroyed) return
+    if (room.isDestroyed) return
     this.options.lifecycle?.unloaded(room)
     room.destroy()
   }
