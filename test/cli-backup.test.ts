@@ -263,6 +263,9 @@ test('a stored update with a clock gap: live and offline backups succeed and res
   assert.equal(res.code, 0, res.stderr)
   const liveRooms = await readBackup(live)
   assert.ok(holdsGap(liveRooms.find((r) => r.name === 'gap-room')!.updates[0]!), 'the live backup carries the struct beyond the gap')
+  const exported = await cli(['export', 'gap-room', '--server', server.httpUrl, '--token', 'tok'])
+  assert.equal(exported.code, 0, exported.stderr)
+  assert.equal(exported.out, 'before the gap')
 
   writer.destroy()
   attacker.close()

@@ -63,7 +63,18 @@ const DRIVE: Record<ContainedPath, { options?: StartOptions; prepare?: (store: M
       await synced(c, 15_000)
     },
   },
-  relay: { drive: editVictim },
+  relay: {
+    drive: async (h) => {
+      const c = h.track(connect(h.server.url, VICTIM))
+      const closes: number[] = []
+      c.provider.on('connection-close', (event: { code: number } | null) => { if (event) closes.push(event.code) })
+      await synced(c, 15_000)
+      c.text.insert(0, 'relayed or not, stored')
+      // The room's connections are closed with 1011 so they resync; the edit was stored first.
+      await wait(() => closes.includes(1011), 'close 1011 after a failed relay')
+      await wait(async () => (await h.store.load(VICTIM)).updates.length > 0, 'the edit stored')
+    },
+  },
   room_load: {
     drive: async (h) => {
       const c = h.track(connect(h.server.url, VICTIM))
