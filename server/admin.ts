@@ -30,6 +30,7 @@ import { sendJson, type Route } from './http.js'
 import { Operations, type RoomAccess } from './operations.js'
 import { checkRoomName, decodeRoomPath } from './room-name.js'
 import { computeRevertInWorker } from './revert-thread.js'
+import type { Containment } from './containment.js'
 import type { Store } from './persistence/store.js'
 import type { RoomRegistry } from './registry.js'
 
@@ -45,6 +46,8 @@ export interface AdminOptions {
   /** Room names as the WebSocket path checks them (--max-room-name-length, --room-name-pattern). */
   maxRoomNameLength?: number
   roomNamePattern?: RegExp
+  /** Where the revert worker and the backup report what they caught. */
+  containment?: Containment
 }
 
 const STATUS: Record<string, number> = {
@@ -70,7 +73,8 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
     live: true,
     async current(room) {
       const loaded = registry.rooms.find((r) => r.name === room && !r.isDestroyed)
-      if (loaded) return loaded.lastApplied === 0 && loaded.doc.store.clients.size === 0 ? undefined : { state: Y.encodeStateAsUpdate(loaded.doc), seq: loaded.lastApplied }
+      // A room may hold only structs pending beyond a clock gap: it exists all the same.
+      if (loaded) return loaded.lastApplied === 0 && loaded.doc.store.clients.size === 0 && !loaded.doc.store.pendingStructs ? undefined : { state: Y.encodeStateAsUpdate(loaded.doc), seq: loaded.lastApplied }
       const stored = await store.load(room)
       return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq }
     },
@@ -111,7 +115,10 @@ const CONTENT_TYPE: Record<ExportFormat, string> = {
 }
 
 export function adminRoutes(options: AdminOptions): Route {
-  const ops = new Operations(options.store, liveAccess(options.registry, options.store, options.history), computeRevertInWorker)
+  const ops = new Operations(
+    options.store, liveAccess(options.registry, options.store, options.history),
+    (current, old, room) => computeRevertInWorker(current, old, options.containment, room), options.containment,
+  )
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const auth = options.tokens.check(req, options.token)
     if (!auth.ok) {

@@ -11,9 +11,11 @@
  * process) and never go unnoticed. Each such path reports what it caught here: one log
  * line (`event: 'contained_error'`, with the path) and `coedit_errors_total{kind=<path>}`.
  *
- * Fault injection: a test names paths in `inject` (the `faults` option of startServer);
- * `check(path)` then throws an `InjectedFault` at that point of the path, so a test can
- * prove the path is contained without having to find a real input that breaks it.
+ * Fault injection: a test names paths in `inject` (the `faults` option of startServer),
+ * each either a path (`relay`: every room) or a path and one room (`relay:victim`);
+ * `check(path, room)` then throws an `InjectedFault` at that point of the path, so a test
+ * can prove the path is contained without having to find a real input that breaks it,
+ * while a canary room on the same path keeps working.
  */
 import type { Logger } from 'pino'
 
@@ -32,6 +34,8 @@ export const CONTAINED_PATHS = [
   'hook',
 ] as const
 export type ContainedPath = (typeof CONTAINED_PATHS)[number]
+/** A fault to inject: a path everywhere, or `path:room` for one room only. */
+export type FaultSpec = ContainedPath | `${ContainedPath}:${string}`
 
 /** Thrown by `check` on an injected path. */
 export class InjectedFault extends Error {
@@ -46,8 +50,10 @@ export class InjectedFault extends Error {
 export interface Containment {
   /** Logs and counts an exception that `path` caught. Never throws. */
   report(path: ContainedPath, err: unknown, context?: Record<string, unknown>): void
-  /** Throws an InjectedFault if `path` is injected (tests); otherwise does nothing. */
-  check(path: ContainedPath): void
+  /** Throws an InjectedFault if `path` (for `room`) is injected (tests); otherwise does nothing. */
+  check(path: ContainedPath, room?: string): void
+  /** True if `check` would throw: for a path that must raise the fault elsewhere (a worker thread). */
+  injected(path: ContainedPath, room?: string): boolean
   /** Runs `fn`; an exception is reported and `undefined` returned instead. */
   run<T>(path: ContainedPath, fn: () => T, context?: Record<string, unknown>): T | undefined
 }
@@ -57,11 +63,13 @@ export interface ContainmentOptions {
   /** Counts a caught exception (metrics: coedit_errors_total{kind=path}). */
   count?: (path: ContainedPath) => void
   /** Paths where `check` throws (fault injection for tests). */
-  inject?: Iterable<ContainedPath>
+  inject?: Iterable<FaultSpec>
 }
 
 export function createContainment(options: ContainmentOptions): Containment {
-  const injected = new Set(options.inject ?? [])
+  const faults = new Set<string>(options.inject ?? [])
+  const injected = (path: ContainedPath, room?: string): boolean =>
+    faults.size > 0 && (faults.has(path) || (room !== undefined && faults.has(`${path}:${room}`)))
   const report = (path: ContainedPath, err: unknown, context?: Record<string, unknown>): void => {
     try {
       options.count?.(path)
@@ -70,12 +78,13 @@ export function createContainment(options: ContainmentOptions): Containment {
       // Reporting must not become the next uncaught exception (a logger that throws, say).
     }
   }
-  const check = injected.size === 0
+  const check = faults.size === 0
     ? (): void => {}
-    : (path: ContainedPath): void => { if (injected.has(path)) throw new InjectedFault(path) }
+    : (path: ContainedPath, room?: string): void => { if (injected(path, room)) throw new InjectedFault(path) }
   return {
     report,
     check,
+    injected,
     run<T>(path: ContainedPath, fn: () => T, context?: Record<string, unknown>): T | undefined {
       try {
         return fn()
@@ -84,6 +93,16 @@ export function createContainment(options: ContainmentOptions): Containment {
         return undefined
       }
     },
+  }
+}
+
+/** The containment as one room's parts see it: faults of that room apply, reports name it. */
+export function forRoom(containment: Containment, room: string): Containment {
+  return {
+    report: (path, err, context) => containment.report(path, err, { room, ...context }),
+    check: (path, r = room) => containment.check(path, r),
+    injected: (path, r = room) => containment.injected(path, r),
+    run: (path, fn, context) => containment.run(path, fn, { room, ...context }),
   }
 }
 

@@ -289,8 +289,17 @@ export function sameJson(a: Uint8Array, b: Uint8Array): boolean {
 
 /** True if `state` contains every insertion of `part` (merging `part` would add nothing). */
 export function containsState(state: Uint8Array, part: Uint8Array): boolean {
-  const missing = Y.decodeUpdate(Y.diffUpdate(part, Y.encodeStateVectorFromUpdate(state)))
-  return missing.structs.length === 0
+  const missing = Y.decodeUpdate(Y.diffUpdate(part, Y.encodeStateVectorFromUpdate(state))).structs.filter((s) => !(s instanceof Y.Skip))
+  if (missing.length === 0) return true
+  // Structs beyond a clock gap (pending in a document) are past the state vector: look them up.
+  const held = new Map<number, Array<[number, number]>>()
+  for (const s of Y.decodeUpdate(state).structs) {
+    if (s instanceof Y.Skip) continue
+    const ranges = held.get(s.id.client) ?? []
+    ranges.push([s.id.clock, s.id.clock + s.length])
+    held.set(s.id.client, ranges)
+  }
+  return missing.every((s) => held.get(s.id.client)?.some(([from, to]) => from <= s.id.clock && s.id.clock + s.length <= to) === true)
 }
 
 

@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import { UsageError } from './args.js'
 import { parseDuration } from './duration.js'
 import { isVersionedStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+import { createContainment, type Containment } from './containment.js'
 
 /** Versions younger than `age` are kept one per `every` (the newest of each such slot). */
 export interface RetentionTier {
@@ -93,12 +94,15 @@ export interface HistoryOptions {
   log: Logger
   /** The clock (tests inject one). */
   now?: () => number
+  /** Where an exception encoding a room's state is reported (default: logged only). */
+  containment?: Containment
 }
 
 export class HistoryKeeper {
   private readonly store: VersionedStore | undefined
   private readonly options: HistoryOptions
   private readonly now: () => number
+  private readonly containment: Containment
   /** Sequence number of each room's newest version (rooms seen since start). */
   private readonly recordedSeq = new Map<string, number>()
   /** When a version of each room was last asked for (throttles versions at compaction). */
@@ -111,6 +115,7 @@ export class HistoryKeeper {
     this.store = isVersionedStore(store) ? store : undefined
     this.options = options
     this.now = options.now ?? Date.now
+    this.containment = options.containment ?? createContainment({ log: options.log })
   }
 
   /** False for a store without versions (cluster mode): history is then off. */
@@ -133,7 +138,12 @@ export class HistoryKeeper {
       if (room.isDestroyed) continue
       const seq = room.lastApplied
       if (seq === 0 || seq === this.recordedSeq.get(room.name)) continue
-      due.push(this.record(room.name, Y.encodeStateAsUpdate(room.doc), seq))
+      // On a timer, over documents clients wrote: an exception skips this room's version.
+      const state = this.containment.run('history', () => {
+        this.containment.check('history', room.name)
+        return Y.encodeStateAsUpdate(room.doc)
+      }, { room: room.name })
+      if (state) due.push(this.record(room.name, state, seq))
     }
     await Promise.all(due)
   }

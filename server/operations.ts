@@ -10,7 +10,8 @@ import {
   computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
-import { decodeBackup, encodeBackup, type BackupHeader } from './backup-format.js'
+import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
+import type { Containment } from './containment.js'
 import { isVersionedStore, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 
 /** How the verbs see a room's current state and change it. */
@@ -61,20 +62,24 @@ export interface ImportResult {
 export interface RestoreResult {
   rooms: number
   verified: number
+  /** Rooms the backup could not read when it was taken: not in the file, so not restored. */
+  unreadable: UnreadableRoom[]
 }
 
-/** Computes a revert update (see computeRevert); a server runs it off its event loop. */
-export type RevertComputer = (current: Uint8Array, old: Uint8Array) => Promise<Uint8Array>
+/** Computes a revert update of `room` (see computeRevert); a server runs it off its event loop. */
+export type RevertComputer = (current: Uint8Array, old: Uint8Array, room: string) => Promise<Uint8Array>
 
 export class Operations {
   readonly store: Store
   private readonly access: RoomAccess
   private readonly computeRevert: RevertComputer
+  private readonly containment: Containment | undefined
 
-  constructor(store: Store, access: RoomAccess = storeAccess(store), revert: RevertComputer = async (current, old) => computeRevert(current, old)) {
+  constructor(store: Store, access: RoomAccess = storeAccess(store), revert: RevertComputer = async (current, old) => computeRevert(current, old), containment?: Containment) {
     this.store = store
     this.access = access
     this.computeRevert = revert
+    this.containment = containment
   }
 
   private versioned(): VersionedStore {
@@ -89,9 +94,18 @@ export class Operations {
   }
 
   private async existing(room: string): Promise<{ state: Uint8Array; seq: number }> {
-    const current = await this.access.current(room)
+    const current = await this.readable(room)
     if (!current) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
     return current
+  }
+
+  /** The room's current state; a room whose stored data cannot be read is ROOM_UNREADABLE, by name. */
+  private async readable(room: string): Promise<{ state: Uint8Array; seq: number } | undefined> {
+    try {
+      return await this.access.current(room)
+    } catch (err) {
+      throw unreadable(room, err)
+    }
   }
 
   /** The room now, or as of the version `at` names (an id or a time, as for revert). */
@@ -105,16 +119,18 @@ export class Operations {
       if (!version) throw new CoeditError('VERSION_NOT_FOUND', `version ${target.id} was just deleted by the retention policy`)
       state = version.state
     }
-    const doc = docFromUpdates([state])
-    try {
-      return exportDoc(doc, format, textName)
-    } finally {
-      doc.destroy()
-    }
+    return unreadableAs(room, () => {
+      const doc = docFromUpdates([state])
+      try {
+        return exportDoc(doc, format, textName)
+      } finally {
+        doc.destroy()
+      }
+    })
   }
 
   async import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult> {
-    const current = await this.access.current(room)
+    const current = await this.readable(room)
     const update = importUpdate(current?.state ?? Y.encodeStateAsUpdate(new Y.Doc()), body, format, textName)
     if (current) await this.access.recordVersion(room, current.state, current.seq)
     if (isEmptyUpdate(update)) return { room, bytes: 0, created: false }
@@ -124,7 +140,7 @@ export class Operations {
 
   async history(room: string): Promise<VersionInfo[]> {
     const versions = await this.versioned().listVersions(room)
-    if (versions.length === 0 && !(await this.access.current(room))) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+    if (versions.length === 0 && !(await this.readable(room))) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
     return versions
   }
 
@@ -138,18 +154,21 @@ export class Operations {
     const current = await this.existing(room)
     // The state before the revert stays in the history: a revert can itself be reverted.
     await this.access.recordVersion(room, current.state, current.seq)
-    const update = await this.computeRevert(current.state, old.state)
+    const update = await this.computeRevert(current.state, old.state, room)
     if (isEmptyUpdate(update)) return { room, version: target, bytes: 0 }
     await this.access.apply(room, update)
     return { room, version: target, bytes: update.length }
   }
 
-  /** The backup file of every room as of now, chunk by chunk. */
-  async *backup(onStart?: (rooms: number) => void, onRoom?: (room: string) => void): AsyncGenerator<Uint8Array> {
+  /**
+   * The backup file of every room as of now, chunk by chunk. A room that cannot be read is
+   * named in the file (and told to `onUnreadable`) instead of failing the whole backup.
+   */
+  async *backup(onStart?: (rooms: number) => void, onRoom?: (room: string) => void, onUnreadable?: (room: UnreadableRoom) => void): AsyncGenerator<Uint8Array> {
     const snapshot = await this.versioned().snapshot()
     try {
       onStart?.(snapshot.rooms.length)
-      yield* encodeBackup(snapshot, Date.now(), onRoom)
+      yield* encodeBackup(snapshot, Date.now(), { onRoom, onUnreadable, containment: this.containment })
     } finally {
       await snapshot.close()
     }
@@ -164,10 +183,16 @@ export class Operations {
   async restore(open: () => AsyncIterable<Uint8Array>, onStart?: (header: BackupHeader) => void, onRoom?: (room: string) => void): Promise<RestoreResult> {
     const store = this.versioned()
     let header: BackupHeader | undefined
+    const unreadable: UnreadableRoom[] = []
     for await (const item of decodeBackup(open())) {
       if ('header' in item) {
         header = item.header
         onStart?.(header)
+        continue
+      }
+      if ('unreadable' in item) {
+        // Not in the file: whatever the store holds under that name stays as it is.
+        unreadable.push(item.unreadable)
         continue
       }
       const record = item.room
@@ -183,7 +208,7 @@ export class Operations {
     }
     let verified = 0
     for await (const item of decodeBackup(open())) {
-      if ('header' in item) continue
+      if (!('room' in item)) continue
       const record = item.room
       verified++
       if (isEmptyUpdate(record.updates[0]!) && this.access.live) continue
@@ -193,7 +218,22 @@ export class Operations {
         : sameContent(now.state, record.updates[0]!) && (await store.listVersions(record.name)).length === record.versions.length)
       if (!ok) throw new CoeditError('RESTORE_VERIFY_FAILED', `room "${record.name}" does not read back as the backup holds it`)
     }
-    return { rooms: header?.rooms ?? verified, verified }
+    return { rooms: (header?.rooms ?? verified) - unreadable.length, verified, unreadable }
+  }
+}
+
+/** An exception reading a room's stored data, as an error that names the room. */
+function unreadable(room: string, err: unknown): unknown {
+  if (err instanceof CoeditError) return err
+  const e = err as Error
+  return new CoeditError('ROOM_UNREADABLE', `room "${room}" could not be read (${e.name}: ${e.message}); every other room is unaffected`, { cause: err })
+}
+
+function unreadableAs<T>(room: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw unreadable(room, err)
   }
 }
 

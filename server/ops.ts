@@ -15,6 +15,7 @@ import { probeRoutes } from './probes.js'
 import type { RegistryObserver, RoomRegistry } from './registry.js'
 import { STATUS_CSS, STATUS_HTML, STATUS_JS } from './status-page.js'
 import { Webhooks } from './webhooks.js'
+import type { Containment } from './containment.js'
 
 /** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */
 const SAMPLE_MS = 2000
@@ -31,6 +32,8 @@ export interface OpsOptions {
   /** The LevelDB directory, whose size is the storage size; undefined for other stores. */
   dataDir: string | undefined
   log: Logger
+  /** Where the webhook notice builder reports an exception. */
+  containment?: Containment
 }
 
 interface Sample {
@@ -78,7 +81,7 @@ export class Ops {
       backoff: config.webhookBackoff,
       timeout: config.webhookTimeout,
       maxQueue: config.webhookMaxQueue,
-    }, log.child({ component: 'webhooks' }), (result) => this.metrics.webhook(result))
+    }, log.child({ component: 'webhooks' }), (result) => this.metrics.webhook(result), options.containment)
     const m = this.metrics
     const w = this.webhooks
     this.registryObserver = {

@@ -22,6 +22,7 @@ export interface RegistryOptions extends Omit<RoomOptions, 'log'> {
 
 export interface RegistryObserver extends RoomObserver {
   roomLoaded(room: Room, ms: number): void
+  /** A load refused for lack of space (TOO_MANY_ROOMS); other failures go to the containment. */
   roomLoadFailed(name: string): void
   /** Before the room is destroyed: its document can still be read. */
   roomUnloaded(room: Room): void
@@ -69,6 +70,8 @@ export class RoomRegistry {
       const fresh: Entry = { loading: undefined as unknown as Promise<Room>, room: undefined, graceTimer: undefined, unloading: undefined }
       fresh.loading = this.makeSpace(fresh).then(() => Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) })).then(
         async (room) => {
+          // Before anything awaits: the deferred integration may fail the room meanwhile.
+          room.onFailed = () => this.drop(name, fresh, room)
           await this.options.lifecycle?.loaded(room)
           fresh.room = room
           room.onEmpty = () => this.scheduleUnload(name, fresh)
@@ -77,9 +80,16 @@ export class RoomRegistry {
           return room
         },
         (err: unknown) => {
+          // Nothing is kept of a failed load: its joiners get 1013 (transport) and the next join
+          // loads the room again from what is stored, which is untouched.
           if (this.entries.get(name) === fresh) this.entries.delete(name)
-          this.log.error({ event: 'room_load_failed', room: name, err: String(err) }, 'room load failed')
-          this.options.observer?.roomLoadFailed(name)
+          if (err instanceof CoeditError && err.code === 'TOO_MANY_ROOMS') {
+            this.log.warn({ event: 'room_load_failed', room: name, code: err.code }, 'room not loaded: too many rooms')
+            this.options.observer?.roomLoadFailed(name)
+          } else {
+            // Counted as coedit_errors_total{kind="room_load"} by the containment.
+            this.options.containment.report('room_load', err, { room: name })
+          }
           throw err
         },
       )
@@ -125,6 +135,17 @@ export class RoomRegistry {
       await this.unload(name, e)
     }
     if (this.entries.size > max) throw new CoeditError('TOO_MANY_ROOMS', `${max} rooms are loaded and none is idle`)
+  }
+
+  /** A failed room (see Room.fail): forgotten at once, not compacted, not handed to observers. */
+  private drop(name: string, entry: Entry, room: Room): void {
+    if (entry.graceTimer) clearTimeout(entry.graceTimer)
+    entry.graceTimer = undefined
+    // A joiner waiting on this entry finds it gone and loads the room afresh (see join).
+    if (this.entries.get(name) === entry) this.entries.delete(name)
+    if (room.isDestroyed) return
+    this.options.lifecycle?.unloaded(room)
+    room.destroy()
   }
 
   private scheduleUnload(name: string, entry: Entry): void {

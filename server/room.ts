@@ -22,7 +22,7 @@ import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import { InflightUpdates, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
-import type { Containment } from './containment.js'
+import { forRoom, type Containment } from './containment.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -145,6 +145,8 @@ export class Room {
   private destroyed = false
   /** A stored update failed to apply at load: compacting would delete it for good, so we don't. */
   private loadIncomplete = false
+  /** Encoding the document for a compaction threw (contained): the log is kept as it is. */
+  private compactionFailed = false
   /**
    * The whole document as one update, while nothing has been applied since it was made (at
    * load, compaction or a joiner's sync): a cold room's joiners get it without a re-encode
@@ -153,6 +155,9 @@ export class Room {
   private fullState: Uint8Array | undefined
   /** Called when the last peer leaves. */
   onEmpty: (room: Room) => void = () => {}
+  /** Called once if the room fails (see `fail`): the registry drops it without compacting. */
+  onFailed: (room: Room) => void = () => {}
+  private failed = false
 
   private constructor(name: string, store: Store, options: RoomOptions, lastSeq: number, pendingUpdates: number) {
     this.name = name
@@ -166,7 +171,7 @@ export class Room {
     this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
       peers: () => this.peers.keys(),
-      containment: options.containment,
+      containment: forRoom(options.containment, name),
       onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
     })
   }
@@ -183,7 +188,7 @@ export class Room {
       room.unintegrated = room.fullState = stored.updates[0]!
       setImmediate(() => room.integrate())
     } else {
-      room.applyStored(stored.updates)
+      room.loadStored(stored.updates)
     }
     // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
     // long run of one client's typing that re-encoding flattens the whole merged string
@@ -203,10 +208,30 @@ export class Room {
     const state = this.unintegrated
     if (!state || this.destroyed) return
     this.unintegrated = undefined
-    this.applyStored([state])
+    const containment = this.options.containment
+    try {
+      containment.check('room_integrate', this.name)
+      this.applyStored([state])
+    } catch (err) {
+      // Runs on a timer (or inside whatever first read `doc`): thrown on, it would end the process.
+      containment.report('room_integrate', err, { room: this.name })
+      this.fail()
+      return
+    }
     const step1 = encodeSyncStep1(Y.encodeStateVector(this.ydoc))
     for (const peer of this.awaitingStep1) if (this.peers.has(peer)) peer.send(step1)
     this.awaitingStep1.clear()
+  }
+
+  /** Applies a stored log at load; if that throws, the half-built room is destroyed (its presence has timers) and the load fails. */
+  private loadStored(updates: Uint8Array[]): void {
+    try {
+      this.options.containment.check('room_load', this.name)
+      this.applyStored(updates)
+    } catch (err) {
+      this.destroy()
+      throw err
+    }
   }
 
   private applyStored(updates: Uint8Array[]): void {
@@ -219,6 +244,20 @@ export class Room {
     if (updates.length === 1 && !this.loadIncomplete) this.fullState = updates[0]
   }
 
+  /**
+   * The room's document cannot be trusted (integrating what was stored threw): it must never
+   * be compacted (that would replace the stored log by a broken state) nor serve anyone. Its
+   * connections get 1013 (the stock provider retries) and the registry drops it, so the next
+   * join loads it afresh from what is stored, which is untouched.
+   */
+  private fail(): void {
+    if (this.failed) return
+    this.failed = true
+    this.loadIncomplete = true
+    this.closeAll(CLOSE_TRY_AGAIN_LATER)
+    this.onFailed(this)
+  }
+
   get size(): number {
     return this.peers.size
   }
@@ -229,7 +268,7 @@ export class Room {
 
   /** Adds a connection and greets it. Returns false if the room was unloaded meanwhile. */
   addPeer(peer: Peer): boolean {
-    if (this.destroyed) return false
+    if (this.destroyed || this.failed) return false
     this.peers.set(peer, {
       origin: { source: 'connection', peer },
       received: 0,
@@ -367,7 +406,7 @@ export class Room {
         peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
       }
       this.markApplied(result.seq)
-      this.options.observer?.applied(this, origin)
+      this.hook(() => this.options.observer?.applied(this, origin))
       this.options.replication?.published(this, result.seq, update)
       if (peer) this.ack(peer, count)
       if (this.compactionDue) this.scheduleCompaction()
@@ -396,10 +435,11 @@ export class Room {
   applyRemote(seq: number, update: Uint8Array): void {
     if (this.destroyed || seq <= this.appliedThrough || this.appliedAhead.has(seq)) return
     try {
+      this.options.containment.check('cluster_catch_up', this.name)
       Y.applyUpdate(this.doc, update, REMOTE_ORIGIN)
       this.relay(update, REMOTE_ORIGIN)
     } catch (err) {
-      this.log.error({ event: 'apply_failed', seq, err: String(err) }, 'remote update failed to apply')
+      this.options.containment.report('cluster_catch_up', err, { room: this.name, seq })
     }
     // Not counted towards compaction: the process that stored it folds it in.
     this.markApplied(seq)
@@ -411,12 +451,13 @@ export class Room {
     const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
     if (parts.length > 0) {
       try {
+        this.options.containment.check('cluster_catch_up', this.name)
         // Rare (healing): relay only what was new here, like the doc 'update' event would.
         const before = Y.encodeStateVector(this.doc)
         applyUpdates(this.doc, parts, REMOTE_ORIGIN)
         this.relay(Y.encodeStateAsUpdate(this.doc, before), REMOTE_ORIGIN)
       } catch (err) {
-        this.log.error({ event: 'apply_failed', err: String(err) }, 'catch-up failed to apply')
+        this.options.containment.report('cluster_catch_up', err, { room: this.name })
         return
       }
     }
@@ -497,6 +538,18 @@ export class Room {
     const out = room.outbox
     room.outbox = []
     if (room.destroyed || out.length === 0) return
+    try {
+      room.options.containment.check('relay', room.name)
+      Room.send(room, out)
+    } catch (err) {
+      // Runs on process.nextTick: thrown on, it would end the process. What was applied is
+      // stored; the connections missed it, so they reconnect (1011) and resync.
+      room.options.containment.report('relay', err, { room: room.name, updates: out.length })
+      room.closeAll(CLOSE_INTERNAL_ERROR)
+    }
+  }
+
+  private static send(room: Room, out: Array<{ update: Uint8Array; sender: Peer | undefined }>): void {
     if (out.length > 1 && room.peers.size < MERGE_MIN_PEERS) {
       for (const { update, sender } of out) {
         const message = encodeSyncUpdate(update)
@@ -553,24 +606,36 @@ export class Room {
   }
 
   private async compactNow(final: boolean): Promise<void> {
-    if (this.loadIncomplete) return
-    if (this.sinceCompaction === 0) {
-      // Nothing to fold, but the hook may not have kept the last fold's state (history keeps
-      // at most one a minute): an unloading room that changed hands its final state over.
-      if (final && this.foldedSinceLoad) this.options.onCompacted?.(this, this.fullState ??= Y.encodeStateAsUpdate(this.doc), this.appliedThrough, true)
-      return
-    }
+    if (this.loadIncomplete || this.compactionFailed) return
+    if (this.sinceCompaction === 0 && !(final && this.foldedSinceLoad)) return
     const upTo = this.appliedThrough
     const folded = this.sinceCompaction
-    const state = Y.encodeStateAsUpdate(this.doc)
-    this.fullState = state
+    let state: Uint8Array
+    try {
+      this.options.containment.check('compaction', this.name)
+      state = this.fullState ??= Y.encodeStateAsUpdate(this.doc)
+    } catch (err) {
+      // The stored log stays as it is (nothing lost); later compactions of this room are
+      // skipped until it is loaded again, so the error is logged once, not every update.
+      this.compactionFailed = true
+      this.options.containment.report('compaction', err, { room: this.name })
+      return
+    }
+    // Reading `doc` may have integrated a stored state, and that may have failed the room.
+    if (this.failed) return
+    if (folded === 0) {
+      // Nothing to fold, but the hook may not have kept the last fold's state (history keeps
+      // at most one a minute): an unloading room that changed hands its final state over.
+      if (final && this.foldedSinceLoad) this.hook(() => this.options.onCompacted?.(this, state, upTo, true))
+      return
+    }
     const bytesBefore = this.storedBytes
     try {
       const started = performance.now()
       await this.store.compact(this.name, state, upTo)
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
-      this.options.onCompacted?.(this, state, upTo, final)
+      this.hook(() => this.options.onCompacted?.(this, state, upTo, final))
       this.storedBytes = state.length + (this.storedBytes - bytesBefore)
       this.stateBytes = state.length
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
@@ -579,6 +644,15 @@ export class Room {
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
       this.options.observer?.compacted(folded, 0, false)
     }
+  }
+
+  /** Calls the server's hooks (metrics, webhooks, history): their exception is not the room's. */
+  private hook(fn: () => void): void {
+    const containment = this.options.containment
+    containment.run('hook', () => {
+      containment.check('hook', this.name)
+      fn()
+    }, { room: this.name })
   }
 
   /** Resolves once every update received so far is stored and applied (and any compaction done). */

@@ -22,7 +22,7 @@ import { adminRoutes } from './admin.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
-import { createContainment, type ContainedPath } from './containment.js'
+import { createContainment, type FaultSpec } from './containment.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -34,9 +34,10 @@ export interface StartOptions extends Partial<ServerConfig> {
   logger?: Logger
   /**
    * Test seam: make these contained paths throw (see server/containment.ts), to prove that
-   * an exception there ends at most one connection or room. Never set it in production.
+   * an exception there ends at most one connection or room: `relay` (every room) or
+   * `relay:ROOM` (that room only). Never set it in production.
    */
-  faults?: readonly ContainedPath[]
+  faults?: readonly FaultSpec[]
 }
 
 export interface CoeditServer {
@@ -61,7 +62,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const security = securityOptions(config)
   const clustered = config.postgres !== '' && config.redis !== ''
   const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
-  const ops = new Ops({ config, log, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
+  // Counts through `ops`, created next: nothing is reported before the server is composed.
+  const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
+  const ops = new Ops({ config, log, containment, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
   const store: Store = mode === 'memory' ? new MemoryStore()
     : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics })
     : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics })
@@ -80,8 +83,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     }
   }
 
-  const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
-  const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log })
+  const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, containment })
   const registry = new RoomRegistry(store, {
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
@@ -104,7 +106,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize,
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize,
       maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]

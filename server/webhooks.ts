@@ -15,6 +15,7 @@ import { Redactor } from './redact.js'
 import { legacySignature, standardSignatureHeaders, webhookKey } from './webhook-signature.js'
 import type { Room } from './room.js'
 import type { WebhookResult } from './metrics.js'
+import { createContainment, type Containment } from './containment.js'
 
 /** Deprecated, sent for one more release: signs the body only (see webhook-signature.ts). */
 export const SIGNATURE_HEADER = 'X-Coedit-Signature'
@@ -233,10 +234,13 @@ export class Webhooks {
   /** Shutting down: notices go out at once, there is no later window. */
   private immediate = false
 
-  constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report) {
+  private readonly containment: Containment
+
+  constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report, containment?: Containment) {
     // Throws WEBHOOK_SECRET_TOO_SHORT: startServer refuses a short secret as the CLI does.
     const key = webhookKey(options.secret)
     this.endpoints = options.urls.map((url) => new Endpoint(url, key, options, log, report))
+    this.containment = containment ?? createContainment({ log })
   }
 
   /** Notices waiting or in flight, all endpoints. */
@@ -274,15 +278,21 @@ export class Webhooks {
       room = pending.room
     }
     if (room.isDestroyed) return
-    const payload: WebhookPayload = {
-      event: EVENT_DOCUMENT_CHANGED,
-      room: room.name,
-      time: new Date().toISOString(),
-      seq: room.lastApplied,
-      stateVector: Buffer.from(Y.encodeStateVector(room.doc)).toString('base64'),
-      ...(this.options.includeText ? { text: room.doc.getText(TEXT_NAME).toString() } : {}),
-    }
-    const body = JSON.stringify(payload)
+    const target = room
+    // Runs on a timer and reads a document clients wrote: an exception drops this notice.
+    const body = this.containment.run('webhook', () => {
+      this.containment.check('webhook', target.name)
+      const payload: WebhookPayload = {
+        event: EVENT_DOCUMENT_CHANGED,
+        room: target.name,
+        time: new Date().toISOString(),
+        seq: target.lastApplied,
+        stateVector: Buffer.from(Y.encodeStateVector(target.doc)).toString('base64'),
+        ...(this.options.includeText ? { text: target.doc.getText(TEXT_NAME).toString() } : {}),
+      }
+      return JSON.stringify(payload)
+    }, { room: target.name })
+    if (body === undefined) return
     for (const endpoint of this.endpoints) endpoint.enqueue(room.name, body)
   }
 

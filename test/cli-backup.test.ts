@@ -14,6 +14,9 @@ import { decodeBackup, type BackupRoom } from '../server/backup-format.js'
 import { docFromUpdates, mergeState } from '../server/doc-ops.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
+import { RawClient } from './helpers/raw-client.js'
+import { encodeSyncUpdate } from '../server/protocol.js'
+import * as encoding from 'lib0/encoding'
 /** waitFor with a generous default timeout: the CPU is shared with other test runs. */
 const wait = <T>(check: () => T | Promise<T>, options: Parameters<typeof waitFor>[1] = {}): Promise<T> => waitFor(check, { timeout: 15_000, ...options })
 
@@ -103,7 +106,7 @@ test('backup of a live server while 5 clients keep editing, restored into a seco
   const two = join(dir.path, 'two')
   const restored = await cli(['restore-backup', file, '--data', two, '--json'])
   assert.equal(restored.code, 0, restored.stderr)
-  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3 })
+  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3, unreadable: [] })
   const second = await startServer({ dataDir: two })
   t.after(() => second.close())
   for (const [i, room] of roomOf.entries()) {
@@ -206,4 +209,142 @@ test('restore-backup through the admin API: refuses a server with rooms unless -
   const bad = join(dir.path, 'bad.coedit')
   await writeFile(bad, (await readFile(file)).subarray(0, 20))
   assert.equal((await cli(['restore-backup', bad, '--force', '--server', dst.httpUrl, '--token', 't2'])).code, 1)
+})
+
+/** 17 bytes: one struct of client 7 at clock 2^25, a gap no update fills (inside --max-clock-advance). */
+function gapUpdate(): Uint8Array {
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, 1) // one client
+  encoding.writeVarUint(e, 1) // one struct
+  encoding.writeVarUint(e, GAP_CLIENT)
+  encoding.writeVarUint(e, GAP_CLOCK)
+  encoding.writeUint8(e, 4) // an Item with string content, parent given by name
+  encoding.writeVarUint(e, 1)
+  encoding.writeVarString(e, 'text')
+  encoding.writeVarString(e, 'x')
+  encoding.writeVarUint(e, 0) // empty delete set
+  return encoding.toUint8Array(e)
+}
+const GAP_CLIENT = 7
+const GAP_CLOCK = 2 ** 25
+
+/** The state holds the struct beyond the gap (as a document holds it: pending). */
+function holdsGap(state: Uint8Array): boolean {
+  return Y.decodeUpdate(state).structs.some((s) => s.id.client === GAP_CLIENT && s.id.clock === GAP_CLOCK && !(s instanceof Y.Skip))
+}
+
+function textUpdate(content: string): Uint8Array {
+  const doc = new Y.Doc()
+  doc.getText('text').insert(0, content)
+  return Y.encodeStateAsUpdate(doc)
+}
+
+test('a stored update with a clock gap: live and offline backups succeed and restore puts the pending struct back', async (t) => {
+  assert.equal(gapUpdate().length, 17)
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const one = join(dir.path, 'one')
+  const server = await startServer({ dataDir: one, adminToken: 'tok' })
+  let closed = false
+  t.after(() => (closed ? undefined : server.close()))
+  const writer = connect(server.url, 'gap-room')
+  t.after(() => writer.destroy())
+  await synced(writer)
+  writer.text.insert(0, 'before the gap')
+  await wait(async () => (await server.store.listRooms()).find((r) => r.name === 'gap-room' && r.lastSeq >= 1), { message: 'the text stored' })
+  const attacker = await RawClient.open(`${server.url}/gap-room`)
+  t.after(() => attacker.close())
+  attacker.send(encodeSyncUpdate(gapUpdate()))
+  await wait(async () => (await server.store.listRooms()).find((r) => r.name === 'gap-room' && r.lastSeq >= 2), { message: 'the gap update stored' })
+  assert.equal(attacker.closeInfo, undefined, 'a gap is what legit clients send too: not refused')
+
+  const live = join(dir.path, 'live.coedit')
+  const res = await cli(['backup', '--out', live, '--json', '--server', server.httpUrl, '--token', 'tok'])
+  assert.equal(res.code, 0, res.stderr)
+  const liveRooms = await readBackup(live)
+  assert.ok(holdsGap(liveRooms.find((r) => r.name === 'gap-room')!.updates[0]!), 'the live backup carries the struct beyond the gap')
+  const exported = await cli(['export', 'gap-room', '--server', server.httpUrl, '--token', 'tok'])
+  assert.equal(exported.code, 0, exported.stderr)
+  assert.equal(exported.out, 'before the gap')
+
+  writer.destroy()
+  attacker.close()
+  closed = true
+  await server.close()
+  const offline = join(dir.path, 'offline.coedit')
+  const off = await cli(['backup', '--out', offline, '--data', one])
+  assert.equal(off.code, 0, off.stderr)
+  const offRoom = (await readBackup(offline)).find((r) => r.name === 'gap-room')!
+  assert.ok(holdsGap(offRoom.updates[0]!), 'the offline backup carries it too')
+  assert.equal(docFromUpdates(offRoom.updates).getText('text').toString(), 'before the gap')
+
+  // Offline restore: the room is stored with the struct, and loads with it pending again.
+  const two = join(dir.path, 'two')
+  const restored = await cli(['restore-backup', offline, '--data', two, '--json'])
+  assert.equal(restored.code, 0, restored.stderr)
+  const store = await LevelStore.open(two)
+  const stored = mergeState((await store.load('gap-room')).updates)
+  await store.close()
+  assert.ok(holdsGap(stored), 'restored offline with the pending struct')
+  const doc = docFromUpdates([stored])
+  assert.ok(doc.store.pendingStructs !== null, 'pending in a document, as on the original server')
+  assert.equal(doc.getText('text').toString(), 'before the gap')
+
+  // Live restore into an empty server.
+  const three = await startServer({ dataDir: join(dir.path, 'three'), adminToken: 'tok' })
+  t.after(() => three.close())
+  const liveRestore = await cli(['restore-backup', live, '--json', '--server', three.httpUrl, '--token', 'tok'])
+  assert.equal(liveRestore.code, 0, liveRestore.stderr)
+  assert.ok(holdsGap(mergeState((await three.store.load('gap-room')).updates)), 'restored live with the pending struct')
+})
+
+test('backup and export of a store holding one unreadable room: every other room succeeds, the bad one is named (exit 3)', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const data = join(dir.path, 'data')
+  const store = await LevelStore.open(data)
+  await store.append('good', [textUpdate('good text')])
+  await store.append('zz-good', [textUpdate('more good text')])
+  const valid = textUpdate('bad room')
+  // A stored update that does not decode (as a disk fault or an old bug would leave it).
+  await store.append('bad', [valid, valid.slice(0, Math.floor(valid.length / 2))])
+  await store.close()
+
+  const check = async (args: string[], file: string): Promise<void> => {
+    const res = await cli(['backup', '--out', file, '--json', ...args])
+    assert.equal(res.code, 3, res.stderr)
+    assert.match(res.stderr, /room "bad" could not be read/)
+    const out = JSON.parse(res.out) as { rooms: number; unreadable: Array<{ name: string; reason: string }> }
+    assert.equal(out.rooms, 2)
+    assert.deepEqual(out.unreadable.map((u) => u.name), ['bad'])
+    const rooms = await readBackup(file)
+    assert.deepEqual(rooms.map((r) => r.name), ['good', 'zz-good'])
+    assert.equal(docFromUpdates(rooms[0]!.updates).getText('text').toString(), 'good text')
+  }
+  const exportOf = async (room: string, args: string[]): Promise<{ code: number; out: string; stderr: string }> => cli(['export', room, ...args])
+
+  // Offline.
+  await check(['--data', data], join(dir.path, 'offline.coedit'))
+  assert.equal((await exportOf('good', ['--data', data])).out, 'good text')
+  const badOffline = await exportOf('bad', ['--data', data])
+  assert.equal(badOffline.code, 1)
+  assert.match(badOffline.stderr, /room "bad" could not be read/)
+
+  // Live.
+  const server = await startServer({ dataDir: data, adminToken: 'tok' })
+  t.after(() => server.close())
+  const auth = ['--server', server.httpUrl, '--token', 'tok']
+  await check(auth, join(dir.path, 'live.coedit'))
+  assert.equal((await exportOf('good', auth)).out, 'good text')
+  const badLive = await exportOf('bad', auth)
+  assert.equal(badLive.code, 1)
+  assert.match(badLive.stderr, /room "bad" could not be read/)
+
+  // The partial backup restores every room it holds, and says which one it lacks.
+  const restored = await cli(['restore-backup', join(dir.path, 'live.coedit'), '--data', join(dir.path, 'restored'), '--json'])
+  assert.equal(restored.code, 0, restored.stderr)
+  assert.match(restored.stderr, /room "bad" was unreadable/)
+  const result = JSON.parse(restored.out) as { rooms: number; verified: number }
+  assert.equal(result.rooms, 2)
+  assert.equal(result.verified, 2)
 })

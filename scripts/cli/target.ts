@@ -7,7 +7,7 @@ import { readdir, rename, rm, stat } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { CoeditError } from '../../server/errors.js'
-import { verifyBackup } from '../../server/backup-format.js'
+import { verifyBackup, type UnreadableRoom } from '../../server/backup-format.js'
 import type { ExportFormat, ImportFormat } from '../../server/doc-ops.js'
 import { Operations, type ImportResult, type RestoreResult, type RevertResult } from '../../server/operations.js'
 import { LevelStore } from '../../server/persistence/leveldb.js'
@@ -18,6 +18,8 @@ export interface BackupResult {
   file: string
   rooms: number
   bytes: number
+  /** Rooms that could not be read: named in the file, their data is not in it. */
+  unreadable: UnreadableRoom[]
 }
 
 export interface Target {
@@ -34,12 +36,20 @@ export interface Target {
 }
 
 /** Reads a backup file through, checking it; throws BAD_BACKUP. Nothing is changed. */
-export async function verifyBackupFile(file: string, bar?: Progress): Promise<{ rooms: number }> {
-  const header = await verifyBackup(createReadStream(file), (room) => bar?.tick(room.name)).catch((err: unknown) => {
+export async function verifyBackupFile(file: string, bar?: Progress): Promise<{ rooms: number; unreadable: UnreadableRoom[] }> {
+  let rooms = 0
+  const unreadable: UnreadableRoom[] = []
+  await verifyBackup(createReadStream(file), (room) => {
+    rooms++
+    bar?.tick(room.name)
+  }, (room) => {
+    unreadable.push(room)
+    bar?.tick(room.name)
+  }).catch((err: unknown) => {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CoeditError('FILE_NOT_FOUND', `no file ${file}`)
     throw err
   })
-  return { rooms: header.rooms }
+  return { rooms, unreadable }
 }
 
 /** `verifyBar` ticks while the written file is checked (when the download itself cannot count rooms). */
@@ -47,10 +57,10 @@ async function writeChecked(out: string, chunks: AsyncIterable<Uint8Array>, bar:
   const partial = `${out}.partial-${process.pid}`
   try {
     await pipeline(Readable.from(chunks), createWriteStream(partial, { flags: 'wx' }))
-    const { rooms } = await verifyBackupFile(partial, verifyBar)
+    const { rooms, unreadable } = await verifyBackupFile(partial, verifyBar)
     const { size } = await stat(partial)
     await rename(partial, out)
-    return { file: out, rooms, bytes: size }
+    return { file: out, rooms, bytes: size, unreadable }
   } catch (err) {
     await rm(partial, { force: true })
     throw err

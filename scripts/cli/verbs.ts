@@ -20,6 +20,9 @@ import { printable } from './printable.js'
 import { progress } from './progress.js'
 import { offlineTarget, remoteTarget, verifyBackupFile, type Target } from './target.js'
 
+/** Done, but not all of it: a backup that left unreadable rooms out. */
+const EXIT_PARTIAL = 3
+
 type Values = ParsedFlags['values']
 type Rows = Array<[string, string]>
 
@@ -318,7 +321,10 @@ export const backup = verb({
   usage: 'backup --out FILE|- [--data DIR | --server URL --admin-token TOKEN] [--json]',
   about: `Writes every room, with its history, as of one moment to FILE (- is stdout). The output
 appears only once it is complete and checked (a checksum covers it); an existing FILE is
-replaced.`,
+replaced. A room whose stored data cannot be read does not stop the backup: every other
+room is written, the file names the room it lacks, and stderr says which and why.
+Exit codes: 0 every room backed up, 3 backed up but some rooms could not be read (named
+on stderr; the file holds every other room), 1 failed (no file), 2 bad usage.`,
   options: [['--out FILE', 'where the backup goes; - is stdout (through a temporary file, so that it is checked first)']],
   flags: { out: { type: 'string', value: 'FILE' } },
   args: [],
@@ -335,9 +341,11 @@ replaced.`,
         return { ...written, file: '-' }
       })
     })
+    for (const room of result.unreadable) io.stderr.write(`coedit backup: room "${printable(room.name)}" could not be read and is not in the backup: ${printable(room.reason)}\n`)
     if (values.json) await printJson(io, result)
-    confirm(io, quiet, `backed up ${plural(result.rooms, 'room')} to ${fileLabel(result.file, 'stdout')} (${formatBytes(result.bytes)})`)
-    return 0
+    const left = result.unreadable.length > 0 ? `; ${plural(result.unreadable.length, 'unreadable room')} left out` : ''
+    confirm(io, quiet, `backed up ${plural(result.rooms, 'room')} to ${fileLabel(result.file, 'stdout')} (${formatBytes(result.bytes)})${left}`)
+    return result.unreadable.length > 0 ? EXIT_PARTIAL : 0
   },
 })
 
@@ -355,6 +363,7 @@ writes it and reads every room back to verify it.`,
     const file = positionals[0]!
     const restore = (path: string): Promise<{ rooms: number; verified: number; expected: number }> => withTarget(values, io, async (t) => {
       const checked = await verifyBackupFile(path)
+      for (const room of checked.unreadable) io.stderr.write(`coedit restore-backup: room "${printable(room.name)}" was unreadable when the backup was taken and is not in it: ${printable(room.reason)}\n`)
       const result = await t.restore(path, values.force === true, progress(io, 'restore'))
       return { ...result, expected: checked.rooms }
     })
