@@ -16,12 +16,14 @@ import type { Store } from './persistence/store.js'
 import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
-import { Transport } from './transport.js'
+import { Transport, rejectUpgrade } from './transport.js'
 import { adminRoutes } from './admin.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
 import { createContainment, type ContainedPath } from './containment.js'
+import { ConnectionGuard } from './connections.js'
+import { hostCheck } from './host-check.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -94,7 +96,10 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
     observer: ops.registryObserver,
   }, log)
-  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport, observer: ops.metrics }, log)
+  const transport = new Transport(registry, {
+    maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
+    ...security.transport, observer: ops.metrics,
+  }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
   let closing = false
@@ -102,14 +107,29 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize })] : []),
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize, maxRestoreSize: config.maxRestoreSize })] : []),
   ]
+  const hostAllowed = hostCheck(config)
+  const handler = createRequestHandler(routes, log, { hostAllowed, hsts: security.tls !== undefined })
+  const timeouts = {
+    // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
+    // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
+    headersTimeout: config.headersTimeout,
+    requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
+    connectionsCheckingInterval: Math.min(1000, config.headersTimeout),
+  }
   const http: Server | HttpsServer = security.tls
-    ? createHttpsServer({ ...security.tls }, createRequestHandler(routes, log))
-    : createServer(createRequestHandler(routes, log))
+    ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
+    : createServer(timeouts, handler)
+  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, tls: security.tls !== undefined }, log).attach(http)
   http.on('upgrade', (req, socket, head) => {
     if (closing) {
       socket.destroy()
+      return
+    }
+    if (hostAllowed && !hostAllowed(req)) {
+      rejectUpgrade(socket, 403, 'host not allowed')
+      log.info({ event: 'upgrade_refused', status: 403, code: 'HOST_FORBIDDEN', reason: 'host not allowed' }, 'upgrade refused')
       return
     }
     transport.handleUpgrade(req, socket, head)
