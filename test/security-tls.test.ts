@@ -1,6 +1,6 @@
 /**
- * TLS: with --tls-cert/--tls-key the server speaks https:// and wss:// itself, and
- * stock providers sync over it; plain ws:// to the same port gets nowhere.
+ * TLS: with --tls-cert/--tls-key the server speaks https:// and wss:// itself (with HSTS),
+ * and stock providers sync over it; plain ws:// to the same port gets nowhere.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -38,14 +38,15 @@ test('--tls-cert/--tls-key serve https:// and wss://', { skip: hasOpenssl() ? fa
   assert.match(server.url, /^wss:\/\//)
   assert.match(server.httpUrl, /^https:\/\//)
 
-  const health = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+  const health = await new Promise<{ status: number; body: string; hsts: unknown }>((resolve, reject) => {
     get(`${server.httpUrl}/healthz`, { ca }, (res) => {
       let body = ''
       res.on('data', (d: Buffer) => { body += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, hsts: res.headers['strict-transport-security'] }))
     }).on('error', reject)
   })
   assert.equal(health.status, 200)
+  assert.match(String(health.hsts), /^max-age=\d+/, 'HSTS under TLS')
 
   // The stock provider over wss://, trusting our self-signed certificate.
   class TrustingWebSocket extends WebSocket {
