@@ -267,6 +267,7 @@ export function formatDuration(ms: number): string {
 }
 
 export function formatSize(bytes: number): string {
+  if (bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GiB`
   if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`
   if (bytes % 1024 === 0) return `${bytes / 1024}KiB`
   return `${bytes}`
