@@ -134,7 +134,15 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     }
     transport.handleUpgrade(req, socket, head)
   })
-  http.on('clientError', (_err, socket) => socket.destroy())
+  http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // --headers-timeout / --request-timeout: say so (node would, were this listener not here).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) {
+      socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      setTimeout(() => socket.destroy(), 1000).unref()
+      return
+    }
+    socket.destroy()
+  })
 
   try {
     await new Promise<void>((resolve, reject) => {

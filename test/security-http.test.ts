@@ -84,8 +84,8 @@ test('a client trickling its request headers, or an upgrade\'s, is cut off after
     clearInterval(timer)
     return raw.received()
   }
-  assert.match(await trickle('GET /healthz HTTP/1.1'), /^(HTTP\/1\.1 408|)/)
-  assert.match(await trickle('GET /room HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade'), /^(HTTP\/1\.1 408|)/)
+  assert.match(await trickle('GET /healthz HTTP/1.1'), /^HTTP\/1\.1 408/)
+  assert.match(await trickle('GET /room HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade'), /^HTTP\/1\.1 408/)
 })
 
 test('a request whose body trickles is cut off after --request-timeout; an open WebSocket is not', async (t) => {
@@ -99,7 +99,7 @@ test('a request whose body trickles is cut off after --request-timeout; an open 
   t.after(() => { clearInterval(timer); raw.socket.destroy() })
   await waitFor(() => raw.socket.closed || raw.received().length > 0, { timeout: 20_000, message: 'the server to give up on the body' })
   clearInterval(timer)
-  assert.match(raw.received(), /^(HTTP\/1\.1 408|)/)
+  assert.match(raw.received(), /^HTTP\/1\.1 408/)
   assert.equal(ws.ws!.readyState, WebSocket.OPEN, 'the WebSocket outlived --request-timeout')
 })
 
