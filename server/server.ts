@@ -116,7 +116,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
     headersTimeout: config.headersTimeout,
     requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
-    connectionsCheckingInterval: Math.min(1000, config.headersTimeout),
+    // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
   }
   const http: Server | HttpsServer = security.tls
     ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
