@@ -4,6 +4,9 @@
  * dist/web/assets/app.{js,css}, and web/index.html copied to dist/web/index.html with a
  * content hash on the asset URLs (so a rebuilt editor is never mixed with a cached one).
  * Everything is served by coedit itself; nothing comes from a CDN.
+ *
+ * No source maps unless asked (`--sourcemap` or COEDIT_SOURCEMAP=1, for development): a
+ * served map hands out the unminified source and its paths to anyone.
  */
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
@@ -15,6 +18,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, 'dist', 'web')
 const assets = join(out, 'assets')
 
+const sourcemap = process.argv.includes('--sourcemap') || process.env.COEDIT_SOURCEMAP === '1'
 const started = performance.now()
 // Built next to the final place, then swapped in, so a running server never serves half a build.
 const staging = join(root, 'dist', `web.tmp-${process.pid}`)
@@ -30,7 +34,7 @@ const result = await build({
   platform: 'browser',
   target: ['es2022', 'chrome100', 'firefox100', 'safari15'],
   minify: true,
-  sourcemap: 'linked',
+  sourcemap: sourcemap ? 'linked' : false,
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,

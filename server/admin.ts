@@ -48,7 +48,12 @@ export interface AdminOptions {
   roomNamePattern?: RegExp
   /** Where the revert worker and the backup report what they caught. */
   containment?: Containment
+  /** Largest backup accepted by /admin/restore (bytes). */
+  maxRestoreSize: number
 }
+
+/** Endpoints that take no body still get a bound: a declared body past this is refused (413). */
+const MAX_EMPTY_BODY = 64 * 1024
 
 const STATUS: Record<string, number> = {
   UNAUTHORIZED: 401,
@@ -91,14 +96,29 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
   }
 }
 
+/** Refuses a body whose declared length is past `limit` before reading any of it. */
+function checkDeclaredLength(req: IncomingMessage, limit: number, option: string): void {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
+}
+
+/**
+ * The body's chunks, failing with TOO_LARGE once more than `limit` bytes came (a chunked
+ * body declares no length). The request is not destroyed, so the 413 still gets out.
+ */
+async function* limitedBody(req: IncomingMessage, limit: number, option: string): AsyncGenerator<Buffer> {
+  checkDeclaredLength(req, limit, option)
+  let size = 0
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
+    yield chunk
+  }
+}
+
 async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   const parts: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (--max-message-size)`)
-    parts.push(chunk)
-  }
+  for await (const chunk of limitedBody(req, limit, '--max-message-size')) parts.push(chunk)
   return new Uint8Array(Buffer.concat(parts))
 }
 
@@ -128,6 +148,8 @@ export function adminRoutes(options: AdminOptions): Route {
     }
     const method = req.method ?? 'GET'
     const path = url.pathname
+    const takesBody = method === 'POST' && (path === '/admin/restore' || /\/import$/.test(path))
+    if (!takesBody) checkDeclaredLength(req, MAX_EMPTY_BODY, 'no body expected')
     if (path === '/admin/rooms' && method === 'GET') {
       sendJson(res, 200, { rooms: await ops.rooms() })
       return
@@ -151,7 +173,7 @@ export function adminRoutes(options: AdminOptions): Route {
       const dir = await mkdtemp(join(tmpdir(), 'coedit-restore-'))
       try {
         const file = join(dir, 'backup')
-        await pipeline(req, createWriteStream(file))
+        await pipeline(limitedBody(req, options.maxRestoreSize, '--max-restore-size'), createWriteStream(file))
         await verifyBackup(createReadStream(file))
         const result = await ops.restore(() => createReadStream(file))
         sendJson(res, 200, result)
@@ -208,6 +230,8 @@ export function adminRoutes(options: AdminOptions): Route {
       const code = err instanceof CoeditError ? err.code : (err as { code?: unknown }).code === 'BAD_UPDATE' ? 'BAD_UPDATE' : 'INTERNAL'
       const status = STATUS[code] ?? 500
       const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
+      // The rest of a refused body is not worth reading: close instead of keeping the connection.
+      if (status === 413) res.setHeader('Connection', 'close')
       sendJson(res, status, { error: { code, message } })
     }
     return true

@@ -3,7 +3,7 @@
  * Tokens are compared in constant time, and guessing is limited: an address that sent
  * `maxFailures` wrong tokens within `windowMs` is refused with 429 until that window has
  * passed, whatever token it sends meanwhile (so a guess that happens to be right teaches
- * nothing).
+ * nothing). A request with no token at all is refused (401) but not counted.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -27,13 +27,15 @@ const MAX_TRACKED = 10_000
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
-/** True when the request carries `Authorization: Bearer <token>`; an empty token means none is required. */
-function bearerMatches(req: IncomingMessage, token: string): boolean {
-  if (!token) return true
+/** The token of `Authorization: Bearer <token>`, or undefined when the request carries none. */
+export function bearerOf(req: IncomingMessage): string | undefined {
   const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')
-  if (!match) return false
+  return match ? match[1]!.trim() : undefined
+}
+
+function bearerMatches(presented: string, token: string): boolean {
   // Compare digests: equal length, so timingSafeEqual never throws and leaks no length.
-  return timingSafeEqual(digest(match[1]!.trim()), digest(token))
+  return timingSafeEqual(digest(presented), digest(token))
 }
 
 export class BearerGuard {
@@ -59,7 +61,11 @@ export class BearerGuard {
     if (entry && entry.count >= this.maxFailures) {
       return { ok: false, status: 429, retryAfterSeconds: Math.max(1, Math.ceil((entry.since + this.windowMs - now) / 1000)) }
     }
-    if (bearerMatches(req, token)) return { ok: true }
+    const presented = bearerOf(req)
+    // Only a wrong token counts: requests without one (a browser, a probe, the status page
+    // before login) from an address shared with the operator must not lock the operator out.
+    if (presented === undefined) return { ok: false, status: 401 }
+    if (bearerMatches(presented, token)) return { ok: true }
     if (!entry) {
       if (this.failures.size >= MAX_TRACKED) this.failures.delete(this.failures.keys().next().value!)
       entry = { count: 0, since: now }

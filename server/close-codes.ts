@@ -24,6 +24,8 @@ export const CLOSE_FORBIDDEN: CloseCode = { code: 4403, reason: 'forbidden' }
 export const CLOSE_SLOW_CONSUMER: CloseCode = { code: 4408, reason: 'not reading fast enough: too much unsent data' }
 export const CLOSE_DOCUMENT_TOO_LARGE: CloseCode = { code: 4413, reason: 'document size limit reached' }
 export const CLOSE_RATE_LIMITED: CloseCode = { code: 4429, reason: 'rate limit exceeded' }
+/** --max-new-rooms-per-minute: 44xx so that the provider does not retry into the same wall. */
+export const CLOSE_TOO_MANY_NEW_ROOMS: CloseCode = { code: 4429, reason: 'too many new rooms from this address, try again in a minute' }
 
 /** Close reasons travel in a control frame whose payload is at most 125 bytes. */
 export function closeReason(reason: string): string {

@@ -25,6 +25,11 @@ export interface ServerConfig {
   maxMessagesPerSecond: number
   maxBytesPerSecond: number
   maxConnectionsPerIp: number
+  maxConnections: number
+  headersTimeout: number
+  requestTimeout: number
+  maxNewRoomsPerMinute: number
+  maxRestoreSize: number
   maxRooms: number
   maxRoomNameLength: number
   roomNamePattern: string
@@ -90,7 +95,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxDocumentSize', flag: 'max-document-size', env: 'MAX_DOCUMENT_SIZE', kind: 'size', default: 64 * 1024 * 1024, help: 'refuse updates that would take a room\'s stored size past this (close 4413); the room stays usable' }),
   spec({ key: 'maxMessagesPerSecond', flag: 'max-messages-per-second', env: 'MAX_MESSAGES_PER_SECOND', kind: 'limit', default: 1000, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
   spec({ key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', env: 'MAX_BYTES_PER_SECOND', kind: 'limit', default: 8 * 1024 * 1024, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
-  spec({ key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'MAX_CONNECTIONS_PER_IP', kind: 'limit', default: 1000, help: 'open WebSocket connections per client address (loopback exempt); more are refused with HTTP 429 (0 = no limit)' }),
+  spec({ key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'MAX_CONNECTIONS_PER_IP', kind: 'limit', default: 1000, help: 'open connections per client address, WebSockets and TCP connections not yet upgraded (loopback exempt); more are refused with HTTP 429 (0 = no limit)' }),
+  spec({ key: 'maxConnections', flag: 'max-connections', env: 'MAX_CONNECTIONS', kind: 'limit', default: 10_000, help: 'open TCP connections (HTTP and WebSocket, every address); more get HTTP 503, or are closed under TLS; keep it below ulimit -n (0 = no limit)' }),
+  spec({ key: 'headersTimeout', flag: 'headers-timeout', env: 'HEADERS_TIMEOUT', kind: 'duration', default: 5000, help: 'a request or WebSocket upgrade whose headers take longer to arrive is closed (408)' }),
+  spec({ key: 'requestTimeout', flag: 'request-timeout', env: 'REQUEST_TIMEOUT', kind: 'duration', default: 30_000, help: 'an HTTP request (headers and body) taking longer to arrive is closed (408); raise it to restore large backups over slow links' }),
+  spec({ key: 'maxNewRoomsPerMinute', flag: 'max-new-rooms-per-minute', env: 'MAX_NEW_ROOMS_PER_MINUTE', kind: 'limit', default: 60, help: 'rooms with nothing stored that one client address may open per minute (loopback exempt); more close with 4429 (0 = no limit)' }),
+  spec({ key: 'maxRestoreSize', flag: 'max-restore-size', env: 'MAX_RESTORE_SIZE', kind: 'size', default: 1024 ** 3, help: 'largest backup accepted by POST /admin/restore; bigger ones get 413 (other admin bodies: --max-message-size)' }),
   spec({ key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', default: 10_000, help: 'rooms loaded in memory; the least recently used idle room is unloaded to make space, else joins close with 1013' }),
   spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are closed with 4400 after the upgrade' }),
   spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control, bidi or invisible formatting characters)' }),
@@ -270,6 +280,7 @@ export function formatDuration(ms: number): string {
 }
 
 export function formatSize(bytes: number): string {
+  if (bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GiB`
   if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`
   if (bytes % 1024 === 0) return `${bytes / 1024}KiB`
   return `${bytes}`

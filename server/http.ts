@@ -22,13 +22,29 @@ const CONTENT_TYPES: Record<string, string> = {
   '.webmanifest': 'application/manifest+json',
 }
 
+/** On every response: nothing of coedit's may be framed (clickjacking), sniffed or leak its URL. */
 const SECURITY_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Content-Security-Policy': "frame-ancestors 'none'",
 }
 
-export function sendText(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...SECURITY_HEADERS })
+/**
+ * The policy of the editor and the status page: their own scripts, styles and WebSocket
+ * only (connect-src 'self' covers ws:/wss: to the same host), nothing inline, never framed.
+ * Styles set from script through element.style are not inline styles and stay allowed.
+ */
+export const PAGE_CSP = [
+  "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+  "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+].join('; ')
+
+/** A year, the usual HSTS lifetime: once a browser has seen https it will not try http. */
+const HSTS = 'max-age=31536000'
+
+export function sendText(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8', headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...SECURITY_HEADERS, ...headers })
   res.end(body)
 }
 
@@ -89,13 +105,28 @@ async function serveFile(res: ServerResponse, file: string, path: string): Promi
     'Content-Length': body.length,
     'Cache-Control': file.endsWith('.html') ? 'no-cache' : 'public, max-age=300',
     ...SECURITY_HEADERS,
+    ...(file.endsWith('.html') ? { 'Content-Security-Policy': PAGE_CSP } : {}),
   })
   res.end(body)
 }
 
+export interface RequestHandlerOptions {
+  /** Refuses (403) requests addressed to a name the server does not answer to (see host-check.ts). */
+  hostAllowed?: (req: IncomingMessage) => boolean
+  /** Served over TLS: every response carries Strict-Transport-Security. */
+  hsts?: boolean
+}
+
 /** Runs routes in order; unknown paths get a 404 page and a thrown error a 500, never a stack trace. */
-export function createRequestHandler(routes: Route[], log: Logger) {
+export function createRequestHandler(routes: Route[], log: Logger, options: RequestHandlerOptions = {}) {
   return (req: IncomingMessage, res: ServerResponse): void => {
+    if (options.hsts) res.setHeader('Strict-Transport-Security', HSTS)
+    // Also on responses written without sendText (redirects, the admin API).
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value)
+    if (options.hostAllowed && !options.hostAllowed(req)) {
+      sendText(res, 403, 'host not allowed\n')
+      return
+    }
     let url: URL
     try {
       url = new URL(req.url ?? '/', 'http://localhost')

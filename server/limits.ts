@@ -81,3 +81,30 @@ export class AddressCounter {
 export function isLoopback(address: string): boolean {
   return address === '::1' || /^(?:::ffff:)?127\./i.test(address)
 }
+
+/** Addresses whose new-room budget is tracked at most; beyond it the oldest entry goes first. */
+const MAX_TRACKED_ADDRESSES = 10_000
+
+/**
+ * New rooms per client address: a token bucket per address holding `perMinute` rooms and
+ * refilled at `perMinute` a minute; `perMinute` 0 means no limit. Loopback is exempt, for
+ * the reasons given at AddressCounter.
+ */
+export class NewRoomLimiter {
+  private readonly buckets = new Map<string, TokenBucket>()
+
+  constructor(private readonly perMinute: number) {}
+
+  /** Takes one new room from `address`'s budget, or returns false if it is spent. */
+  admit(address: string, now = performance.now()): boolean {
+    if (this.perMinute <= 0 || isLoopback(address)) return true
+    let bucket = this.buckets.get(address)
+    if (!bucket) {
+      // Evicting the oldest entry forgets a budget, at worst giving one address a fresh burst.
+      if (this.buckets.size >= MAX_TRACKED_ADDRESSES) this.buckets.delete(this.buckets.keys().next().value!)
+      bucket = new TokenBucket(this.perMinute / 60, this.perMinute, now)
+      this.buckets.set(address, bucket)
+    }
+    return bucket.take(1, now)
+  }
+}

@@ -5,10 +5,10 @@
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { clientAddress } from './auth.js'
-import { BearerGuard, refuse } from './bearer.js'
+import { BearerGuard, bearerOf, refuse } from './bearer.js'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config.js'
-import { sendJson, sendText, type Route } from './http.js'
+import { PAGE_CSP, sendJson, sendText, type Route } from './http.js'
 import { Metrics, type TrafficTotals } from './metrics.js'
 import type { Store } from './persistence/store.js'
 import { probeRoutes } from './probes.js'
@@ -22,8 +22,11 @@ const SAMPLE_MS = 2000
 const WINDOW_MS = 10 * 60_000
 /** Storage size is read at most this often (a directory walk or a scan of every room). */
 const STORAGE_CACHE_MS = 5000
-/** Rooms listed on the status page, busiest first. */
-const STATUS_ROOMS = 200
+/** Rooms listed on the status page (busiest first), and people named per room: a room with huge presence cannot make the page huge. */
+export const STATUS_ROOMS = 200
+export const STATUS_USERS = 50
+/** Longest name shown for a person. */
+const STATUS_NAME_LENGTH = 64
 /** How long shutdown waits for webhooks still being delivered. */
 const WEBHOOK_DRAIN_MS = 2000
 
@@ -149,7 +152,7 @@ export class Ops {
       async (req, res, url) => {
         switch (url.pathname) {
           case '/status':
-            sendText(res, 200, STATUS_HTML, 'text/html; charset=utf-8')
+            sendText(res, 200, STATUS_HTML, 'text/html; charset=utf-8', { 'Content-Security-Policy': PAGE_CSP })
             return true
           case '/status/status.js':
             sendText(res, 200, STATUS_JS, 'text/javascript; charset=utf-8')
@@ -158,6 +161,13 @@ export class Ops {
             sendText(res, 200, STATUS_CSS, 'text/css; charset=utf-8')
             return true
           case '/status.json': {
+            // Room names are share links and people's names are personal: only the admin token
+            // shows them. Loopback is not trusted for this (a reverse proxy on this host is loopback).
+            // Without a token (or without --admin-token) the figures are aggregate only.
+            if (!config.adminToken || bearerOf(req) === undefined) {
+              sendJson(res, 200, await this.status(false))
+              return true
+            }
             const auth = this.tokens.check(req, config.adminToken)
             if (!auth.ok) {
               refuse(res, auth, 'coedit admin')
@@ -166,7 +176,7 @@ export class Ops {
                 : { error: 'unauthorized', code: 'ADMIN_TOKEN_REQUIRED' })
               return true
             }
-            sendJson(res, 200, await this.status())
+            sendJson(res, 200, await this.status(true))
             return true
           }
           default:
@@ -176,8 +186,12 @@ export class Ops {
     ]
   }
 
-  /** What /status.json serves: no document content, only counts, room names and presence names. */
-  async status(): Promise<Record<string, unknown>> {
+  /**
+   * What /status.json serves: never document content. Aggregate figures for anyone; with
+   * `rooms` (to the admin token) also the busiest rooms' names and the names of their people,
+   * both capped (STATUS_ROOMS, STATUS_USERS) with the totals beside them.
+   */
+  async status(rooms: boolean): Promise<Record<string, unknown>> {
     const now = Date.now()
     const points = [...this.samples, { t: now, totals: this.metrics.totals() }]
     const rates = points.slice(1).map((p, i) => {
@@ -189,27 +203,38 @@ export class Ops {
         bytesIn: rate('bytesIn'), bytesOut: rate('bytesOut'), updates: rate('updatesApplied'),
       }
     })
-    const rooms = (this.registry?.rooms ?? []).map((room) => ({
-      name: room.name,
-      connections: room.size,
-      users: [...room.awareness.getStates().values()]
-        .map((s) => (s as { user?: { name?: unknown } }).user?.name)
-        .filter((n): n is string => typeof n === 'string')
-        .map((n) => n.slice(0, 64)),
-    })).sort((a, b) => b.connections - a.connections || (a.name < b.name ? -1 : 1))
     const memory = process.memoryUsage()
     return {
       time: now,
       uptime: Math.round((now - this.startedAt) / 1000),
       ready: !this.shuttingDown,
+      // Tells the page whether asking for a token can show more.
+      adminToken: this.options.config.adminToken !== '',
       connections: this.connections(),
       roomsLoaded: this.registry?.loadedCount ?? 0,
-      rooms: rooms.slice(0, STATUS_ROOMS),
+      ...(rooms ? { rooms: this.busiestRooms() } : {}),
       storage: { kind: this.options.dataDir !== undefined ? 'leveldb' : 'other', bytes: (await this.storageBytes()) ?? null },
       memory: { rss: memory.rss, heapUsed: memory.heapUsed },
       webhooks: this.webhooks ? { queued: this.webhooks.queued } : null,
       rates: { sampleSeconds: SAMPLE_MS / 1000, points: rates },
     }
+  }
+
+  private busiestRooms(): Array<{ name: string; connections: number; users: string[]; userCount: number }> {
+    const rooms = [...(this.registry?.rooms ?? [])]
+      .sort((a, b) => b.size - a.size || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .slice(0, STATUS_ROOMS)
+    return rooms.map((room) => {
+      const users: string[] = []
+      let userCount = 0
+      for (const state of room.awareness.getStates().values()) {
+        const name = (state as { user?: { name?: unknown } }).user?.name
+        if (typeof name !== 'string') continue
+        userCount++
+        if (users.length < STATUS_USERS) users.push(name.slice(0, STATUS_NAME_LENGTH))
+      }
+      return { name: room.name, connections: room.size, users, userCount }
+    })
   }
 
   private storageBytes(): Promise<number | undefined> {

@@ -17,12 +17,14 @@ import type { Store } from './persistence/store.js'
 import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
-import { Transport } from './transport.js'
+import { Transport, rejectUpgrade } from './transport.js'
 import { adminRoutes } from './admin.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
 import { createContainment, type FaultSpec } from './containment.js'
+import { ConnectionGuard } from './connections.js'
+import { hostCheck } from './host-check.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -98,7 +100,10 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
     observer: ops.registryObserver,
   }, log)
-  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport, observer: ops.metrics }, log)
+  const transport = new Transport(registry, {
+    maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
+    ...security.transport, observer: ops.metrics,
+  }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
   let closing = false
@@ -107,20 +112,44 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     ...ops.routes(),
     editorRoutes(),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize,
-      maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
+      maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]
+  const hostAllowed = hostCheck(config)
+  const handler = createRequestHandler(routes, log, { hostAllowed, hsts: security.tls !== undefined })
+  const timeouts = {
+    // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
+    // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
+    headersTimeout: config.headersTimeout,
+    requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
+    // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
+  }
   const http: Server | HttpsServer = security.tls
-    ? createHttpsServer({ ...security.tls }, createRequestHandler(routes, log))
-    : createServer(createRequestHandler(routes, log))
+    ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
+    : createServer(timeouts, handler)
+  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, tls: security.tls !== undefined }, log).attach(http)
   http.on('upgrade', (req, socket, head) => {
     if (closing) {
       socket.destroy()
       return
     }
+    if (hostAllowed && !hostAllowed(req)) {
+      rejectUpgrade(socket, 403, 'host not allowed')
+      log.info({ event: 'upgrade_refused', status: 403, code: 'HOST_FORBIDDEN', reason: 'host not allowed' }, 'upgrade refused')
+      return
+    }
     transport.handleUpgrade(req, socket, head)
   })
-  http.on('clientError', (_err, socket) => socket.destroy())
+  http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // --headers-timeout / --request-timeout: say so (node would, were this listener not here).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) {
+      socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      setTimeout(() => socket.destroy(), 1000).unref()
+      return
+    }
+    socket.destroy()
+  })
 
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,9 @@
 /**
  * The /status page: a self-contained HTML shell, stylesheet and script served by the
  * server itself (no build step, nothing from a CDN), in the editor's look. The shell
- * holds no data: the script polls /status.json, which needs the admin token when one
- * is set (asked for on the page, kept in sessionStorage, sent as a bearer header).
+ * holds no data: the script polls /status.json. Anyone sees the aggregate figures; room
+ * names and people need the admin token (asked for on the page, kept in sessionStorage,
+ * sent as a bearer header, never in a URL).
  */
 
 export const STATUS_HTML = `<!doctype html>
@@ -21,12 +22,6 @@ export const STATUS_HTML = `<!doctype html>
   <div class="status" role="status" aria-live="polite"><span id="state" data-state="connecting">Loading…</span></div>
 </header>
 <main class="page">
-  <form id="login" hidden>
-    <label for="token">Admin token</label>
-    <input id="token" type="password" autocomplete="off" required>
-    <button type="submit">Show status</button>
-    <p id="login-error" class="error" hidden>That token was not accepted.</p>
-  </form>
   <div id="content" hidden>
     <section class="cards" aria-label="Summary">
       <div class="card"><div class="label">Connections</div><div class="value" id="connections">–</div></div>
@@ -45,8 +40,18 @@ export const STATUS_HTML = `<!doctype html>
       </svg>
       <div class="legend"><span class="key key-in"></span>received <span class="key key-out"></span>sent <span class="muted">· peak <span id="chart-max">0</span>/s</span></div>
     </section>
-    <section class="panel">
+    <section class="panel" id="rooms-locked" hidden>
       <h2>Rooms</h2>
+      <p id="locked-no-token" class="muted" hidden>Room names and people are listed only to the admin token; this server has none (--admin-token).</p>
+      <form id="login" hidden>
+        <label for="token">Admin token to list rooms and people</label>
+        <input id="token" type="password" autocomplete="off" required>
+        <button type="submit">Show rooms</button>
+        <p id="login-error" class="error" hidden>That token was not accepted.</p>
+      </form>
+    </section>
+    <section class="panel" id="rooms-panel" hidden>
+      <h2>Rooms <span id="rooms-shown" class="muted"></span></h2>
       <table>
         <thead><tr><th scope="col">Room</th><th scope="col" class="num">Connections</th><th scope="col">People</th></tr></thead>
         <tbody id="rooms"></tbody>
@@ -158,10 +163,22 @@ function render(s) {
   $('uptime').textContent = formatUptime(s.uptime)
   $('updated').textContent = new Date(s.time).toLocaleTimeString()
   drawChart(s.rates.points, s.time)
+  const listed = Array.isArray(s.rooms)
+  $('rooms-panel').hidden = !listed
+  $('rooms-locked').hidden = listed
+  $('login').hidden = listed || !s.adminToken
+  $('locked-no-token').hidden = listed || s.adminToken
+  if (!listed) {
+    setState(s.ready ? 'live' : 'offline', s.ready ? 'Live' : 'Shutting down')
+    return
+  }
+  $('login-error').hidden = true
+  $('rooms-shown').textContent = s.rooms.length < s.roomsLoaded ? '(busiest ' + s.rooms.length + ' of ' + s.roomsLoaded + ')' : ''
   const body = $('rooms')
   body.replaceChildren(...s.rooms.map((r) => {
     const tr = document.createElement('tr')
-    const cells = [r.name, String(r.connections), r.users.join(', ')]
+    const more = r.userCount > r.users.length ? ' and ' + (r.userCount - r.users.length) + ' more' : ''
+    const cells = [r.name, String(r.connections), r.users.join(', ') + more]
     cells.forEach((text, i) => {
       const td = document.createElement('td')
       td.textContent = text
@@ -181,17 +198,16 @@ async function poll() {
   const token = sessionStorage.getItem(TOKEN_KEY)
   try {
     const res = await fetch('/status.json', { headers: token ? { Authorization: 'Bearer ' + token } : {}, cache: 'no-store' })
-    if (res.status === 401) {
-      $('content').hidden = true
-      $('login').hidden = false
-      $('login-error').hidden = !token
+    if ((res.status === 401 || res.status === 429) && token) {
+      // A wrong token: forget it, say so, and show the figures anyone may see.
       sessionStorage.removeItem(TOKEN_KEY)
-      setState('offline', 'Token needed')
+      $('login-error').textContent = res.status === 429 ? 'Too many wrong tokens: try again in a minute.' : 'That token was not accepted.'
+      $('login-error').hidden = false
+      timer = setTimeout(poll, 0)
       return
     }
     if (!res.ok) throw new Error('HTTP ' + res.status)
     render(await res.json())
-    $('login').hidden = true
     $('content').hidden = false
   } catch {
     setState('offline', 'Server unreachable, retrying')

@@ -17,8 +17,8 @@ import type { RoomRegistry } from './registry.js'
 import type { Peer, Room } from './room.js'
 import { parseRoomPath } from './room-name.js'
 import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Authenticator, type Grant, type OriginPolicy } from './auth.js'
-import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED } from './close-codes.js'
-import { AddressCounter, ConnectionRate } from './limits.js'
+import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED } from './close-codes.js'
+import { AddressCounter, ConnectionRate, NewRoomLimiter } from './limits.js'
 
 export interface TransportOptions {
   /** Largest accepted frame in bytes; bigger ones close the connection with 1009. */
@@ -35,6 +35,8 @@ export interface TransportOptions {
   trustProxy?: boolean
   /** 0 or absent = no limit. */
   maxConnectionsPerIp?: number
+  /** Rooms with nothing stored one address may open per minute (loopback exempt); 0 or absent = no limit. */
+  maxNewRoomsPerMinute?: number
   maxMessagesPerSecond?: number
   maxBytesPerSecond?: number
   /** Unsent bytes allowed per connection beyond its largest queued message; 0 or absent = no limit. */
@@ -147,12 +149,20 @@ export class Transport {
   private readonly addresses: AddressCounter
   /** Origins already warned about (see originRefused). */
   private readonly warnedOrigins = new Set<string>()
+  private readonly newRooms: NewRoomLimiter
+  /**
+   * Loaded rooms with nothing stored that someone was let into: later joiners (even
+   * concurrent ones, who all find the room empty) are not creating it. A room object
+   * lives one load, so an empty room that was unloaded counts again.
+   */
+  private readonly created = new WeakSet<Room>()
 
   constructor(registry: RoomRegistry, options: TransportOptions, log: Logger) {
     this.registry = registry
     this.log = log
     this.options = options
     this.addresses = new AddressCounter(options.maxConnectionsPerIp ?? 0)
+    this.newRooms = new NewRoomLimiter(options.maxNewRoomsPerMinute ?? 0)
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxMessageSize,
@@ -348,6 +358,14 @@ export class Transport {
           joined.removePeer(peer)
           return
         }
+        if (!this.admitNewRoom(joined, ip)) {
+          // Refused before any of its messages is applied: nothing of it is stored.
+          joined.removePeer(peer)
+          queue = undefined
+          this.log.warn({ event: 'room_creation_limited', room: roomName, peer: peer.id, ip }, 'too many new rooms from this address, closing connection')
+          peer.close(CLOSE_TOO_MANY_NEW_ROOMS)
+          return
+        }
         room = joined
         const pending = queue ?? []
         queue = undefined
@@ -356,6 +374,14 @@ export class Transport {
       },
       () => peer.close(CLOSE_TRY_AGAIN_LATER, 'room could not be loaded, try again later'),
     )
+  }
+
+  /** Joining a room with nothing stored creates it: that takes one from the address's budget. */
+  private admitNewRoom(room: Room, ip: string): boolean {
+    if (this.created.has(room) || room.lastApplied > 0 || room.doc.store.clients.size > 0) return true
+    if (!this.newRooms.admit(ip)) return false
+    this.created.add(room)
+    return true
   }
 
   private ping(): void {
@@ -432,7 +458,8 @@ function toUint8Array(data: RawData): Uint8Array {
   return data
 }
 
-function rejectUpgrade(socket: Duplex, status: number, message: string): void {
+/** Answers an upgrade request with an HTTP error instead of a WebSocket. */
+export function rejectUpgrade(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +

@@ -1,26 +1,34 @@
 /**
- * The /status page: its JSON behind the admin token, and the page itself in headless
- * Chromium showing live numbers (connections, rooms, people, the rate chart).
+ * The /status page: aggregate figures for anyone, room names and people only to the admin
+ * token (loopback is not trusted), capped lists, and the page itself in headless Chromium
+ * showing live numbers (connections, rooms, people, the rate chart).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startServer, type CoeditServer } from '../server/index.js'
+import { SignJWT } from 'jose'
+import * as Y from 'yjs'
+import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
+import { encodeAwareness } from '../server/protocol.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
+import { RawClient } from './helpers/raw-client.js'
 import { SKIP_MESSAGE, browserAvailable, launchBrowser } from './helpers/browser.js'
 
 const ADMIN = 'status-admin-token'
+/** The caps of server/ops.ts, restated: the README documents them. */
+const STATUS_ROOMS = 200
+const STATUS_USERS = 50
 
 async function statusJson(server: CoeditServer, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${server.httpUrl}/status.json`, { headers: token ? { Authorization: `Bearer ${token}` } : {} })
   return { status: res.status, body: (await res.json()) as Record<string, unknown> }
 }
 
-test('/status.json needs the admin token when one is set and reports rooms, people, storage and rates', async (t) => {
+test('/status.json lists rooms and people only to the admin token, and reports storage and rates', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
   const server = await startServer({ dataDir: dir.path, adminToken: ADMIN })
   t.after(() => server.close())
-  assert.equal((await statusJson(server)).status, 401)
   assert.equal((await statusJson(server, 'wrong')).status, 401)
 
   const ada = connect(server.url, 'busy')
@@ -45,12 +53,64 @@ test('/status.json needs the admin token when one is set and reports rooms, peop
   const points = (body.rates as { points: Array<{ messagesIn: number }> }).points
   assert.ok(points.length >= 1 && points.some((p) => p.messagesIn > 0))
   assert.ok(!JSON.stringify(body).includes('private words'), 'no document content')
+
+  // Without the token (from loopback too): the figures, not the names.
+  const anonymous = await statusJson(server)
+  assert.equal(anonymous.status, 200)
+  assert.equal(anonymous.body.connections, 3)
+  assert.equal(anonymous.body.roomsLoaded, 2)
+  assert.equal(anonymous.body.rooms, undefined)
+  assert.ok((anonymous.body.memory as { rss: number }).rss > 0)
+  assert.ok(!/busy|quiet|Ada/.test(JSON.stringify(anonymous.body)), 'no room or person named')
+})
+
+test('with --auth-secret and no --admin-token, nobody gets room names or people from /status.json', async (t) => {
+  const secret = 'a-secret-that-is-long-enough-for-hs256!'
+  const server = await startServer({ authSecret: secret })
+  t.after(() => server.close())
+  const token = await new SignJWT({ rooms: ['share-link-room'], access: 'write' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret))
+  const ada = connect(server.url, 'share-link-room', { params: { token } })
+  t.after(() => ada.destroy())
+  await synced(ada)
+  ada.provider.awareness.setLocalStateField('user', { name: 'Ada' })
+  await waitFor(() => server.registry.rooms[0]?.awareness.getStates().size === 1, { message: 'presence on the server' })
+  for (const auth of [undefined, 'anything']) {
+    const { status, body } = await statusJson(server, auth)
+    assert.equal(status, 200)
+    assert.equal(body.connections, 1)
+    assert.equal(body.rooms, undefined)
+    assert.ok(!/share-link-room|Ada/.test(JSON.stringify(body)))
+  }
+})
+
+test('/status.json caps what it lists: the busiest rooms, some people per room, with the totals', async (t) => {
+  const server = await startServer({ adminToken: ADMIN })
+  t.after(() => server.close())
+  const crowd: RawClient[] = []
+  t.after(() => { for (const c of crowd) c.close() })
+  for (let i = 0; i < STATUS_USERS + 5; i++) {
+    const c = await RawClient.open(`${server.url}/crowded`)
+    crowd.push(c)
+    const awareness = new Awareness(new Y.Doc())
+    awareness.setLocalState({ user: { name: `person ${i} ${'x'.repeat(200)}` } })
+    c.send(encodeAwareness(encodeAwarenessUpdate(awareness, [awareness.clientID])))
+  }
+  for (let i = 0; i < STATUS_ROOMS; i++) await server.registry.get(`idle-${i}`)
+  await waitFor(() => server.registry.rooms.find((r) => r.name === 'crowded')?.awareness.getStates().size === STATUS_USERS + 5, { message: 'everyone present' })
+  const { body } = await statusJson(server, ADMIN)
+  const rooms = body.rooms as Array<{ name: string; connections: number; users: string[]; userCount: number }>
+  assert.equal(body.roomsLoaded, STATUS_ROOMS + 1)
+  assert.equal(rooms.length, STATUS_ROOMS)
+  assert.equal(rooms[0]!.name, 'crowded', 'busiest first')
+  assert.equal(rooms[0]!.users.length, STATUS_USERS)
+  assert.equal(rooms[0]!.userCount, STATUS_USERS + 5)
+  assert.ok(rooms[0]!.users.every((n) => n.length <= 64))
 })
 
 if (!browserAvailable() && !process.env.CI) {
   test('status page in Chromium', { skip: SKIP_MESSAGE }, () => {})
 } else {
-  test('status page in Chromium: asks for the token, then shows live numbers and a chart', async (t) => {
+  test('status page in Chromium: figures without the token, rooms and people after asking for it, live numbers and a chart', async (t) => {
     assert.ok(browserAvailable(), `CI requires the browser tests: ${SKIP_MESSAGE}`)
     const server = await startServer({ adminToken: ADMIN })
     t.after(() => server.close())
@@ -69,18 +129,27 @@ if (!browserAvailable() && !process.env.CI) {
     const errors: string[] = []
     page.on('pageerror', (err) => errors.push(err.message))
     page.on('console', (msg) => {
-      // The first poll's 401 is expected: it is what shows the token form.
+      // The 401 of the wrong token tried below is expected.
       if (msg.type() === 'error' && !/401/.test(msg.text())) errors.push(msg.text())
     })
+    const requested: string[] = []
+    page.on('request', (req) => requested.push(req.url()))
 
     await page.goto(`${server.httpUrl}/status`)
+    await page.waitForSelector('#content:not([hidden])', { timeout: 20_000 })
+    const text = (id: string): Promise<string> => page.$eval(`#${id}`, (el) => el.textContent ?? '')
+    await waitFor(async () => (await text('connections')) === '1', { timeout: 20_000, message: 'one connection shown without a token' })
+    assert.equal(await page.isVisible('#rooms-panel'), false, 'no room names without the token')
     await page.waitForSelector('#login:not([hidden])', { timeout: 20_000 })
+    await page.fill('#token', 'wrong-token')
+    await page.click('#login button')
+    await page.waitForSelector('#login-error:not([hidden])', { timeout: 20_000 })
+    assert.equal(await text('connections'), '1', 'the figures stay after a wrong token')
     await page.fill('#token', ADMIN)
     await page.click('#login button')
-    await page.waitForSelector('#content:not([hidden])', { timeout: 20_000 })
+    await page.waitForSelector('#rooms-panel:not([hidden])', { timeout: 20_000 })
     assert.equal(await page.isVisible('#login'), false, 'the token form is gone')
-    const text = (id: string): Promise<string> => page.$eval(`#${id}`, (el) => el.textContent ?? '')
-    await waitFor(async () => (await text('connections')) === '1', { timeout: 20_000, message: 'one connection shown' })
+    assert.ok(requested.every((u) => !u.includes(ADMIN)), 'the token is in no URL sent to the server')
     assert.equal(await text('rooms-loaded'), '1')
     assert.equal(await page.$eval('#state', (el) => el.getAttribute('data-state')), 'live')
 
@@ -104,7 +173,7 @@ if (!browserAvailable() && !process.env.CI) {
     // A link with the token in the fragment (never sent to the server) opens straight to the numbers.
     const linked = await browser.newPage()
     await linked.goto(`${server.httpUrl}/status#token=${ADMIN}`)
-    await linked.waitForSelector('#content:not([hidden])', { timeout: 20_000 })
+    await linked.waitForSelector('#rooms-panel:not([hidden])', { timeout: 20_000 })
     assert.equal(new URL(linked.url()).hash, '', 'the token is taken out of the address bar')
     assert.deepEqual(errors, [])
   })

@@ -354,3 +354,41 @@ test('forged updates Yjs would mishandle are refused or trimmed before storage (
   for (const u of stored.updates) Y.applyUpdate(oneByOne, u)
   assert.equal(oneByOne.getText('text').toString(), runtime)
 })
+
+test('--max-new-rooms-per-minute: past its budget an address opening rooms with nothing stored is closed with 4429, nothing stored; existing rooms and loopback are not limited', async (t) => {
+  const { server, logs } = await serverWith(t, { maxNewRoomsPerMinute: 3, trustProxy: true })
+  const from = (ip: string): WebSocket.ClientOptions => ({ headers: { 'X-Forwarded-For': ip } })
+  const open: RawClient[] = []
+  t.after(() => { for (const c of open) c.close() })
+  const join = async (room: string, options?: WebSocket.ClientOptions): Promise<RawClient> => {
+    const c = await RawClient.open(`${server.url}/${room}`, options)
+    open.push(c)
+    return c
+  }
+  /** Joined for good: an update it sends gets stored. */
+  const stores = async (c: RawClient, room: string): Promise<void> => {
+    const before = (await server.store.load(room)).lastSeq
+    c.send(encodeSyncUpdate(textUpdate(`from ${room}`)))
+    await waitFor(async () => (await server.store.load(room)).lastSeq > before, { message: `an update to ${room} to be stored` })
+  }
+  const existing = await join('existing')
+  await stores(existing, 'existing')
+
+  for (let i = 0; i < 3; i++) await stores(await join(`new-${i}`, from('203.0.113.9')), `new-${i}`)
+  // Over budget: closed before the update it sent at once is applied.
+  const over = await join('new-3', from('203.0.113.9'))
+  over.send(encodeSyncUpdate(textUpdate('spam')))
+  assert.equal((await over.waitClosed()).code, 4429)
+  // Two at once into one new room (each finds it empty): both refused.
+  const twins = await Promise.all([join('new-4', from('203.0.113.9')), join('new-4', from('203.0.113.9'))])
+  for (const c of twins) assert.equal((await c.waitClosed()).code, 4429)
+  await server.registry.flushAll()
+  for (const room of ['new-3', 'new-4']) assert.equal((await server.store.load(room)).updates.length, 0, `nothing of ${room} stored`)
+  assert.ok(logs.some((l) => l.event === 'room_creation_limited' && l.ip === '203.0.113.9'))
+
+  // Rooms that exist are joined as before; another address has its own budget; loopback has none.
+  await stores(await join('existing', from('203.0.113.9')), 'existing')
+  await stores(await join('new-0', from('203.0.113.9')), 'new-0')
+  await stores(await join('other-new', from('203.0.113.10')), 'other-new')
+  for (let i = 0; i < 5; i++) await stores(await join(`local-${i}`), `local-${i}`)
+})

@@ -1,12 +1,13 @@
 /**
- * TLS: with --tls-cert/--tls-key the server speaks https:// and wss:// itself, and
- * stock providers sync over it; plain ws:// to the same port gets nowhere.
+ * TLS: with --tls-cert/--tls-key the server speaks https:// and wss:// itself (with HSTS),
+ * and stock providers sync over it; plain ws:// to the same port gets nowhere.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { get } from 'node:https'
+import { connect as connectTcp } from 'node:net'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { startServer } from '../server/index.js'
@@ -38,14 +39,15 @@ test('--tls-cert/--tls-key serve https:// and wss://', { skip: hasOpenssl() ? fa
   assert.match(server.url, /^wss:\/\//)
   assert.match(server.httpUrl, /^https:\/\//)
 
-  const health = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+  const health = await new Promise<{ status: number; body: string; hsts: unknown }>((resolve, reject) => {
     get(`${server.httpUrl}/healthz`, { ca }, (res) => {
       let body = ''
       res.on('data', (d: Buffer) => { body += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, hsts: res.headers['strict-transport-security'] }))
     }).on('error', reject)
   })
   assert.equal(health.status, 200)
+  assert.match(String(health.hsts), /^max-age=\d+/, 'HSTS under TLS')
 
   // The stock provider over wss://, trusting our self-signed certificate.
   class TrustingWebSocket extends WebSocket {
@@ -73,6 +75,30 @@ test('--tls-cert/--tls-key serve https:// and wss://', { skip: hasOpenssl() ? fa
     ws.once('error', () => resolve(true))
   })
   assert.ok(plainFails, 'plain ws:// to the TLS port does not open')
+})
+
+test('under TLS a connection past --max-connections is closed (nothing can be said before the handshake)', { skip: hasOpenssl() ? false : 'openssl is not installed' }, async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const cert = join(dir.path, 'cert.pem')
+  const key = join(dir.path, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  const ca = await readFile(cert)
+  const server = await startServer({ storage: 'memory', tlsCert: cert, tlsKey: key, maxConnections: 1 })
+  t.after(() => server.close())
+  const held = connectTcp(server.port, '127.0.0.1')
+  t.after(() => held.destroy())
+  await new Promise((resolve) => held.once('connect', resolve))
+  const outcome = await new Promise<string>((resolve) => {
+    get(`${server.httpUrl}/healthz`, { ca, agent: false }, (res) => { res.resume(); resolve(`status ${res.statusCode}`) })
+      .on('error', (err: NodeJS.ErrnoException) => resolve(`error ${err.code}`))
+  })
+  assert.match(outcome, /^error /)
+  held.destroy()
+  await waitFor(() => new Promise<boolean>((resolve) => {
+    get(`${server.httpUrl}/healthz`, { ca, agent: false }, (res) => { res.resume(); resolve(res.statusCode === 200) }).on('error', () => resolve(false))
+  }), { message: 'served again once the held connection is gone' })
 })
 
 test('--tls-cert without --tls-key is a usage error', async () => {
