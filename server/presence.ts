@@ -125,16 +125,20 @@ export class Presence {
   receive(peer: Peer, update: Uint8Array): void {
     // Only the entries kept are parsed: a message of many entries for others' IDs (an
     // echo, or a flood) costs one pass over its bytes.
-    const refs = readAwarenessUpdate(update)
     const own = this.ownership.get(peer)
     const first = own?.claimed !== true
     const accepted: ReceivedAwarenessEntry[] = []
     const claims = new Map<number, number>()
     const fresh = new Set<number>()
     const room = new RoomBudget(this.sizes, this.roomBytes, this.limits.maxRoomBytes)
+    // An ID appears once in what providers send; a later duplicate is dropped unparsed, so
+    // that one message never costs more parses than the IDs this connection may change.
+    const seen = new Set<number>()
+    let count = 0
     let rewritten = false
     let full = false
-    for (const ref of refs) {
+    for (const ref of readAwarenessUpdate(update)) {
+      count++
       const id = ref.clientID
       if (id === this.doc.clientID) continue
       // An ID claimed earlier in this message counts as this connection's already.
@@ -152,6 +156,8 @@ export class Presence {
           if (!first) continue
           offset = known + 1 - ref.clock
         }
+        if (seen.has(id)) continue
+        seen.add(id)
         // Counted before the state is even parsed, and whether or not the room has space
         // for it: a connection cannot try IDs forever.
         if (!own?.introduced.has(id) && !fresh.has(id)) {
@@ -168,6 +174,8 @@ export class Presence {
         }
         claims.set(id, offset)
       } else {
+        if (seen.has(id)) continue
+        seen.add(id)
         e = parseAwarenessState(update, ref, this.limits)
         if (!room.admit(e)) {
           full = true
@@ -195,7 +203,7 @@ export class Presence {
       this.options.log.warn({ event: 'awareness_refused', peer: peer.id, code: 'AWARENESS_ROOM_FULL', bytes: this.roomBytes, limit: this.limits.maxRoomBytes }, 'awareness state dropped: the room\'s states reached their total size limit')
     }
     if (accepted.length === 0) return
-    const filtered = accepted.length === refs.length && !rewritten ? update : encodeAwarenessUpdate(accepted)
+    const filtered = accepted.length === count && !rewritten ? update : encodeAwarenessUpdate(accepted)
     this.apply(filtered, accepted, peer)
   }
 

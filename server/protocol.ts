@@ -295,24 +295,24 @@ export interface AwarenessEntryRef {
 
 /**
  * Reads the structure of an awareness update (client IDs, clocks, where each state lies)
- * without parsing any state: a message of 200,000 entries costs a few ms to read, so a
- * receiver can drop most entries unparsed and parse (parseAwarenessState) only those it
- * keeps. Throws ProtocolError on a malformed frame.
+ * one entry at a time, without parsing any state: a receiver can stop at the first entry
+ * it refuses, drop most entries unparsed and parse (parseAwarenessState) only those it
+ * keeps. A message of 200,000 entries then costs one pass over its bytes at most. Throws
+ * ProtocolError on a malformed frame; the check for trailing bytes runs once the last
+ * entry was read, so a receiver must read to the end before acting on any entry.
  */
-export function readAwarenessUpdate(update: Uint8Array): AwarenessEntryRef[] {
-  return decodeWith(update, (r) => {
-    const n = r.varUint()
-    // Each entry takes at least 3 bytes; a larger count is a lie about the frame.
-    if (n > update.length) throw new ProtocolError('TRUNCATED', `awareness update claims ${n} entries`)
-    const refs: AwarenessEntryRef[] = []
-    for (let i = 0; i < n; i++) {
-      const clientID = r.varUint()
-      const clock = r.varUint()
-      const start = r.skipBytes()
-      refs.push({ clientID, clock, start, end: r.position })
-    }
-    return refs
-  })
+export function* readAwarenessUpdate(update: Uint8Array): Generator<AwarenessEntryRef, void> {
+  const r = new Reader(update)
+  const n = r.varUint()
+  // Each entry takes at least 3 bytes; a larger count is a lie about the frame.
+  if (n > update.length) throw new ProtocolError('TRUNCATED', `awareness update claims ${n} entries`)
+  for (let i = 0; i < n; i++) {
+    const clientID = r.varUint()
+    const clock = r.varUint()
+    const start = r.skipBytes()
+    yield { clientID, clock, start, end: r.position }
+  }
+  r.end()
 }
 
 const NULL_JSON = [0x6e, 0x75, 0x6c, 0x6c]
@@ -358,7 +358,7 @@ export function parseAwarenessState(update: Uint8Array, ref: AwarenessEntryRef, 
  * the stack re-encoding a deep state later) only ever sees well-formed, bounded updates.
  */
 export function decodeAwarenessEntries(update: Uint8Array, limits: AwarenessLimits = NO_AWARENESS_LIMITS): ReceivedAwarenessEntry[] {
-  return readAwarenessUpdate(update).map((ref) => parseAwarenessState(update, ref, limits))
+  return Array.from(readAwarenessUpdate(update), (ref) => parseAwarenessState(update, ref, limits))
 }
 
 /** Like decodeAwarenessEntries, without the sizes. */
