@@ -158,8 +158,9 @@ export class Presence {
         }
         if (seen.has(id)) continue
         seen.add(id)
-        // Counted before the state is even parsed, and whether or not the room has space
-        // for it: a connection cannot try IDs forever.
+        // Counted before the state is parsed (so a flood of new IDs costs at most this many
+        // parses, whatever their states), and whether or not the room has space for it: a
+        // connection cannot try IDs forever.
         if (!own?.introduced.has(id) && !fresh.has(id)) {
           if ((own?.introduced.size ?? 0) + fresh.size >= this.limits.maxClientsPerConnection) {
             throw new ProtocolError('AWARENESS_TOO_MANY_CLIENTS', `a connection may introduce at most ${this.limits.maxClientsPerConnection} awareness client IDs`)

@@ -291,7 +291,7 @@ test('states from another process (cluster mode) are held to the same bounds', a
     [['bad-process', 'AWARENESS_TOO_DEEP'], ['busy-process', 'AWARENESS_ROOM_FULL']], 'logged once per process')
 })
 
-test('what editors send is far inside the defaults (y-prosemirror / Tiptap, y-codemirror, y-monaco cursor states)', () => {
+test('what editors send is far inside the defaults (y-prosemirror / Tiptap, y-codemirror, y-monaco cursor states)', (t) => {
   const { createRelativePositionFromTypeIndex, relativePositionToJSON } = Y
   const doc = new Y.Doc()
   const text = doc.getText('codemirror')
@@ -315,6 +315,7 @@ test('what editors send is far inside the defaults (y-prosemirror / Tiptap, y-co
   for (const [name, state] of states) {
     const json = new TextEncoder().encode(JSON.stringify(state))
     const depth = jsonNestingDepth(json)
+    t.diagnostic(`${name}: depth ${depth}, ${json.length} bytes`)
     assert.ok(depth <= 4, `${name}: depth ${depth}`)
     assert.ok(depth * 8 <= DEFAULT_CONFIG.maxAwarenessDepth, `${name}: depth ${depth} far under the default`)
     assert.ok(json.length * 100 <= DEFAULT_CONFIG.maxAwarenessSize, `${name}: ${json.length} bytes far under the default`)
