@@ -174,6 +174,11 @@ test('one connection introducing 1,000,000 client IDs is closed at the 9th; a st
   multi.send(presence(100, 3, { back: true }))
   await settled(multi)
   assert.equal(multi.closeInfo, undefined, 'an ID removed and set again counts once')
+  // An ID repeated within one message is parsed once: the first entry counts, the rest are dropped.
+  multi.send(encodeAwareness(encodeAwarenessUpdate([{ clientID: 101, clock: 2, state: { v: 'first' } }, { clientID: 101, clock: 3, state: { v: 'second' } }])))
+  await settled(multi)
+  const idsRoom = server.registry.rooms.find((r) => r.name === 'ids')!
+  assert.deepEqual(idsRoom.awareness.getStates().get(101), { v: 'first' })
   multi.send(presence(100 + limit, 1, { ninth: true }))
   const closed = await multi.waitClosed()
   assert.equal(closed.code, 4400)
@@ -203,7 +208,7 @@ test('one connection introducing 1,000,000 client IDs is closed at the 9th; a st
   t.diagnostic(`flood: ${sent} bytes sent; /healthz answered ${Math.round(healthMs)} ms after the first frame (server and client in this process); RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`)
   assert.equal(floodClosed.code, 4400)
   assert.match(floodClosed.reason, /^AWARENESS_TOO_MANY_CLIENTS\b/)
-  const room = server.registry.rooms.find((r) => r.name === 'ids')!
+  const room = idsRoom
   await waitFor(() => [...room.awareness.getStates().keys()].every((id) => id < 1_000_000), { message: 'none of the flood held' })
   assert.ok(room.awareness.meta.size < 100, `${room.awareness.meta.size} client IDs known to the room`)
 
