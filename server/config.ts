@@ -34,6 +34,10 @@ export interface ServerConfig {
   maxRoomNameLength: number
   roomNamePattern: string
   maxClockAdvance: number
+  maxAwarenessSize: number
+  maxAwarenessDepth: number
+  maxAwarenessClients: number
+  maxAwarenessRoomSize: number
   maxBufferedBytes: number
   tlsCert: string
   tlsKey: string
@@ -105,6 +109,10 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are closed with 4400 after the upgrade' }),
   spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control, bidi or invisible formatting characters)' }),
   spec({ key: 'maxClockAdvance', flag: 'max-clock-advance', env: 'MAX_CLOCK_ADVANCE', kind: 'count', default: 2 ** 26, help: 'an update may reach at most this many clock units beyond what the room has of each client; beyond: close 4400' }),
+  spec({ key: 'maxAwarenessSize', flag: 'max-awareness-size', env: 'MAX_AWARENESS_SIZE', kind: 'size', default: 64 * 1024, help: 'largest awareness state (presence: cursor, name), in bytes of JSON; larger closes with 4400 AWARENESS_STATE_TOO_LARGE' }),
+  spec({ key: 'maxAwarenessDepth', flag: 'max-awareness-depth', env: 'MAX_AWARENESS_DEPTH', kind: 'count', default: 64, help: 'deepest nesting of arrays and objects in an awareness state (editor cursors: 4); deeper closes with 4400 AWARENESS_TOO_DEEP' }),
+  spec({ key: 'maxAwarenessClients', flag: 'max-awareness-clients', env: 'MAX_AWARENESS_CLIENTS', kind: 'count', default: 8, help: 'awareness client IDs one connection may introduce (a provider uses one per document); more closes with 4400 AWARENESS_TOO_MANY_CLIENTS' }),
+  spec({ key: 'maxAwarenessRoomSize', flag: 'max-awareness-room-size', env: 'MAX_AWARENESS_ROOM_SIZE', kind: 'size', default: 4 * 1024 * 1024, help: 'bytes of all awareness states of a room (what a joiner is greeted with); a state that would pass it is dropped, the connection stays' }),
   spec({ key: 'maxBufferedBytes', flag: 'max-buffered-bytes', env: 'MAX_BUFFERED_BYTES', kind: 'size', default: 16 * 1024 * 1024, help: 'unsent bytes queued for one connection (besides its largest message) before it is closed with 4408' }),
   spec({ key: 'tlsCert', flag: 'tls-cert', env: 'TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file: serve https:// and wss:// (with --tls-key)' }),
   spec({ key: 'tlsKey', flag: 'tls-key', env: 'TLS_KEY', kind: 'string', default: '', help: 'PEM private key file for --tls-cert' }),

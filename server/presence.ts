@@ -3,12 +3,32 @@
  * connection owns which client ID, the coalesced relay of changes, and the states of other
  * processes' clients in cluster mode. The room hands it messages and departures; it knows
  * connections only as `Peer`.
+ *
+ * Every state is bounded on arrival, from a connection or from another process alike
+ * (PresenceLimits): its size and nesting depth (checked before it is parsed), the client
+ * IDs one connection may introduce, and the bytes of all states of the room, so that what
+ * a joiner is greeted with stays bounded and nothing held here can break a later encode.
  */
 import type * as Y from 'yjs'
+import type { Logger } from 'pino'
 import * as awarenessProtocol from 'y-protocols/awareness'
-import { type AwarenessEntry, decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate } from './protocol.js'
+import {
+  ProtocolError, type AwarenessLimits, type ReceivedAwarenessEntry, decodeAwarenessEntries, encodeAwareness, encodeAwarenessUpdate,
+  isAwarenessRemoval, parseAwarenessState, readAwarenessUpdate,
+} from './protocol.js'
 import type { Peer } from './room.js'
 import type { Containment } from './containment.js'
+
+export interface PresenceLimits extends AwarenessLimits {
+  /** Distinct client IDs one connection may introduce over its life (a provider uses one per document). */
+  maxClientsPerConnection: number
+  /** Bytes of all the room's states as encoded: a joiner's greeting is at most this big. */
+  maxRoomBytes: number
+}
+
+export const NO_PRESENCE_LIMITS: PresenceLimits = {
+  maxStateBytes: Infinity, maxDepth: Infinity, maxClientsPerConnection: Infinity, maxRoomBytes: Infinity,
+}
 
 export interface PresenceOptions {
   /** Minimum ms between two relays; changes in between go out merged. */
@@ -19,13 +39,22 @@ export interface PresenceOptions {
   containment: Containment
   /** Changes made by this process's own connections (or their departure): cluster mode publishes them. */
   onLocalChange?: (update: Uint8Array) => void
+  limits?: PresenceLimits
+  log: Logger
 }
 
-/** What a connection may change: the client IDs it introduced. Made on its first awareness message. */
+/** What a connection may change: the client IDs it introduced. Made on its first new client ID. */
 interface Ownership {
+  /** The IDs it owns now. */
   readonly ids: Set<number>
+  /** Every ID it tried to introduce, owned or not any more (bounded by maxClientsPerConnection). */
+  readonly introduced: Set<number>
+  /** It has owned an ID (until then its first message's stale clocks are rebased, see receive). */
+  claimed: boolean
   /** Added to this connection's clocks of an ID it re-introduced (see receive). */
   clockOffsets?: Map<number, number>
+  /** Told the log once that the room's awareness is full. */
+  warnedFull?: boolean
 }
 
 /** Transaction origin of states from other processes: never published back to them. */
@@ -41,8 +70,17 @@ export class Presence {
   private timer: NodeJS.Timeout | undefined
   private lastFlush = 0
   private destroyed = false
+  private readonly limits: PresenceLimits
+  /** Encoded bytes of each state held (see ReceivedAwarenessEntry.size), and their sum. */
+  private readonly sizes = new Map<number, number>()
+  private roomBytes = 0
+  /** Sizes of the entries being applied right now, for onUpdate to account. */
+  private incoming: Map<number, number> | undefined
+  /** Processes whose out-of-bounds states were logged once. */
+  private readonly warnedProcesses = new Set<string>()
 
   constructor(private readonly doc: Y.Doc, private readonly options: PresenceOptions) {
+    this.limits = options.limits ?? NO_PRESENCE_LIMITS
     this.awareness = new awarenessProtocol.Awareness(doc)
     // The server is not a participant.
     this.awareness.setLocalState(null)
@@ -77,62 +115,141 @@ export class Presence {
    * unless it is newer than what we know, or it is in the connection's first awareness
    * message (sent on open, before it heard anything): a client reconnecting with its old
    * ID and clock. Its clock is then shifted past the old one, so everyone accepts it.
+   *
+   * Bounds: a state over the size or depth limit, or a connection introducing more than
+   * maxClientsPerConnection IDs, is a ProtocolError (the connection is closed, nothing of
+   * the message is applied); a state that would take the room past maxRoomBytes is dropped
+   * (the connection stays, its other entries apply, and its next renewal may fit).
    * Throws ProtocolError on a malformed message.
    */
   receive(peer: Peer, update: Uint8Array): void {
-    const entries = decodeAwarenessUpdate(update)
-    // Until the connection has claimed an ID, a stale clock is its own from an earlier
-    // connection (rebased below), whatever it sent before (a removal, say).
-    let own = this.ownership.get(peer)
-    const first = own === undefined
-    const accepted: AwarenessEntry[] = []
+    // Only the entries kept are parsed: a message of many entries for others' IDs (an
+    // echo, or a flood) costs one pass over its bytes.
+    const own = this.ownership.get(peer)
+    const first = own?.claimed !== true
+    const accepted: ReceivedAwarenessEntry[] = []
+    const claims = new Map<number, number>()
+    const fresh = new Set<number>()
+    const room = new RoomBudget(this.sizes, this.roomBytes, this.limits.maxRoomBytes)
+    // An ID appears once in what providers send; a later duplicate is dropped unparsed, so
+    // that one message never costs more parses than the IDs this connection may change.
+    const seen = new Set<number>()
+    let count = 0
     let rewritten = false
-    for (const e of entries) {
-      const id = e.clientID
+    let full = false
+    for (const ref of readAwarenessUpdate(update)) {
+      count++
+      const id = ref.clientID
       if (id === this.doc.clientID) continue
-      const owner = this.owners.get(id)
+      // An ID claimed earlier in this message counts as this connection's already.
+      const owner = this.owners.get(id) ?? (claims.has(id) ? peer : undefined)
       if (owner !== undefined && owner !== peer) continue
-      let offset = own?.clockOffsets?.get(id) ?? 0
+      let offset = claims.get(id) ?? own?.clockOffsets?.get(id) ?? 0
+      let e: ReceivedAwarenessEntry
       if (owner === undefined) {
         // Present but owned by no connection here: another process's client (cluster mode).
-        if (e.state === null || this.awareness.getStates().has(id)) continue
+        if (isAwarenessRemoval(update, ref) || this.awareness.getStates().has(id)) continue
         const known = this.awareness.meta.get(id)?.clock
         // The connection's own offset counts: after it removed its state (a client setting
         // null) its raw clocks stay behind the shifted ones the room knows.
-        if (known !== undefined && e.clock + offset <= known) {
+        if (known !== undefined && ref.clock + offset <= known) {
           if (!first) continue
-          offset = known + 1 - e.clock
+          offset = known + 1 - ref.clock
         }
-        if (!own) this.ownership.set(peer, own = { ids: new Set() })
-        this.owners.set(id, peer)
-        own.ids.add(id)
-        if (offset !== 0) (own.clockOffsets ??= new Map()).set(id, offset)
-        this.remote.delete(id)
+        if (seen.has(id)) continue
+        seen.add(id)
+        // Counted before the state is parsed (so a flood of new IDs costs at most this many
+        // parses, whatever their states), and whether or not the room has space for it: a
+        // connection cannot try IDs forever.
+        if (!own?.introduced.has(id) && !fresh.has(id)) {
+          if ((own?.introduced.size ?? 0) + fresh.size >= this.limits.maxClientsPerConnection) {
+            throw new ProtocolError('AWARENESS_TOO_MANY_CLIENTS', `a connection may introduce at most ${this.limits.maxClientsPerConnection} awareness client IDs`)
+          }
+          fresh.add(id)
+        }
+        e = parseAwarenessState(update, ref, this.limits)
+        if (e.state === null) continue
+        if (!room.admit(e)) {
+          full = true
+          continue
+        }
+        claims.set(id, offset)
+      } else {
+        if (seen.has(id)) continue
+        seen.add(id)
+        e = parseAwarenessState(update, ref, this.limits)
+        if (!room.admit(e)) {
+          full = true
+          continue
+        }
       }
       if (offset !== 0) rewritten = true
-      accepted.push(offset === 0 ? e : { clientID: id, clock: e.clock + offset, state: e.state })
+      accepted.push(offset === 0 ? e : { ...e, clock: e.clock + offset })
+    }
+    // Nothing changes before every entry passed: a refused message leaves no trace.
+    let ownership = own
+    if (fresh.size > 0 || claims.size > 0) {
+      if (!ownership) this.ownership.set(peer, ownership = { ids: new Set(), introduced: new Set(), claimed: false })
+      for (const id of fresh) ownership.introduced.add(id)
+      for (const [id, offset] of claims) {
+        this.owners.set(id, peer)
+        ownership.ids.add(id)
+        ownership.claimed = true
+        if (offset !== 0) (ownership.clockOffsets ??= new Map()).set(id, offset)
+        this.remote.delete(id)
+      }
+    }
+    if (full && ownership && !ownership.warnedFull) {
+      ownership.warnedFull = true
+      this.options.log.warn({ event: 'awareness_refused', peer: peer.id, code: 'AWARENESS_ROOM_FULL', bytes: this.roomBytes, limit: this.limits.maxRoomBytes }, 'awareness state dropped: the room\'s states reached their total size limit')
     }
     if (accepted.length === 0) return
-    const filtered = accepted.length === entries.length && !rewritten ? update : encodeAwarenessUpdate(accepted)
-    awarenessProtocol.applyAwarenessUpdate(this.awareness, filtered, peer)
+    const filtered = accepted.length === count && !rewritten ? update : encodeAwarenessUpdate(accepted)
+    this.apply(filtered, accepted, peer)
   }
 
-  /** States from another process's connections; never overrides this process's own. */
+  /**
+   * States from another process's connections; never overrides this process's own. A
+   * peer process checks its clients' states as we do ours, but a bad or older peer must
+   * not poison the room either: the same bounds apply, and what breaks them is dropped.
+   */
   applyRemote(processId: string, update: Uint8Array): void {
     if (this.destroyed) return
     let entries
     try {
-      entries = decodeAwarenessUpdate(update)
-    } catch {
+      entries = decodeAwarenessEntries(update, this.limits)
+    } catch (err) {
+      this.warnRemote(processId, err instanceof ProtocolError ? err.code : 'BAD_MESSAGE')
       return
     }
-    const accepted = entries.filter((e) => !this.owners.has(e.clientID) && e.clientID !== this.doc.clientID)
+    const room = new RoomBudget(this.sizes, this.roomBytes, this.limits.maxRoomBytes)
+    const accepted: ReceivedAwarenessEntry[] = []
+    for (const e of entries) {
+      if (this.owners.has(e.clientID) || e.clientID === this.doc.clientID) continue
+      if (room.admit(e)) accepted.push(e)
+      else this.warnRemote(processId, 'AWARENESS_ROOM_FULL')
+    }
     if (accepted.length === 0) return
     for (const e of accepted) {
       if (e.state === null) this.remote.delete(e.clientID)
       else this.remote.set(e.clientID, processId)
     }
-    awarenessProtocol.applyAwarenessUpdate(this.awareness, encodeAwarenessUpdate(accepted), REMOTE)
+    this.apply(encodeAwarenessUpdate(accepted), accepted, REMOTE)
+  }
+
+  private apply(update: Uint8Array, entries: readonly ReceivedAwarenessEntry[], origin: unknown): void {
+    this.incoming = new Map(entries.map((e) => [e.clientID, e.size]))
+    try {
+      awarenessProtocol.applyAwarenessUpdate(this.awareness, update, origin)
+    } finally {
+      this.incoming = undefined
+    }
+  }
+
+  private warnRemote(processId: string, code: string): void {
+    if (this.warnedProcesses.has(processId)) return
+    this.warnedProcesses.add(processId)
+    this.options.log.warn({ event: 'remote_awareness_refused', process: processId, code }, 'awareness from another process dropped: out of bounds')
   }
 
   /** Removes the presence of every client of a process that died. */
@@ -166,10 +283,12 @@ export class Presence {
     if (this.options.onLocalChange && origin !== REMOTE && origin !== 'timeout') {
       this.options.onLocalChange(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
     }
-    for (const id of change.added) this.dirty.add(id)
-    for (const id of change.updated) this.dirty.add(id)
+    for (const id of change.added) this.held(id)
+    for (const id of change.updated) this.held(id)
     for (const id of change.removed) {
       this.dirty.add(id)
+      this.roomBytes -= this.sizes.get(id) ?? 0
+      this.sizes.delete(id)
       const owner = this.owners.get(id)
       if (owner) {
         this.owners.delete(id)
@@ -177,6 +296,15 @@ export class Presence {
       }
     }
     this.schedule()
+  }
+
+  /** A state was set: it is news, and it weighs what it was received as. */
+  private held(id: number): void {
+    this.dirty.add(id)
+    const size = this.incoming?.get(id)
+    if (size === undefined) return
+    this.roomBytes += size - (this.sizes.get(id) ?? 0)
+    this.sizes.set(id, size)
   }
 
   private schedule(): void {
@@ -199,5 +327,24 @@ export class Presence {
       const message = encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, ids))
       for (const peer of this.options.peers()) peer.send(message)
     }, { clients: ids.length })
+  }
+}
+
+/**
+ * The room's awareness bytes as a message's entries would change them, to drop entries
+ * that would take it past the limit. A removal or a state no bigger than the one it
+ * replaces always fits (a full room never keeps anyone from renewing or leaving).
+ */
+class RoomBudget {
+  private readonly pending = new Map<number, number>()
+  constructor(private readonly sizes: ReadonlyMap<number, number>, private bytes: number, private readonly limit: number) {}
+
+  admit(e: ReceivedAwarenessEntry): boolean {
+    const before = this.pending.get(e.clientID) ?? this.sizes.get(e.clientID) ?? 0
+    const after = e.state === null ? 0 : e.size
+    if (after > before && this.bytes + after - before > this.limit) return false
+    this.bytes += after - before
+    this.pending.set(e.clientID, after)
+    return true
   }
 }

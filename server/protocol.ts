@@ -19,9 +19,11 @@
  *
  * Decoding is strict: truncated input, declared lengths beyond the frame, trailing
  * bytes and unknown types are errors, because a server that guesses at a malformed
- * message risks storing garbage that every later load would trip over.
+ * message risks storing garbage that every later load would trip over. Awareness states
+ * are checked against size and nesting-depth limits before their JSON is parsed.
  */
 import * as encoding from 'lib0/encoding'
+import { jsonNestingDepth } from './json-depth.js'
 
 export const MESSAGE_SYNC = 0
 export const MESSAGE_AWARENESS = 1
@@ -64,6 +66,40 @@ export class ProtocolError extends Error {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+function varUintLength(n: number): number {
+  let len = 1
+  while (n >= 128) {
+    n = Math.floor(n / 128)
+    len++
+  }
+  return len
+}
+
+/** Bytes of `text` in UTF-8 (JSON.stringify output: lone surrogates come escaped). */
+function utf8Length(text: string): number {
+  let bytes = text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x80) continue
+    if (c < 0x800) {
+      bytes += 1
+    } else {
+      // Three bytes for one unit; a surrogate pair is two units and four bytes.
+      bytes += 2
+      if (c >= 0xd800 && c <= 0xdbff) i++
+    }
+  }
+  return bytes
+}
+
+function utf8Text(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    throw new ProtocolError('BAD_UTF8', 'string is not valid UTF-8')
+  }
+}
+
 /** A bounds-checked reader: lib0's decoder trusts declared lengths, we cannot. */
 class Reader {
   private pos = 0
@@ -85,22 +121,27 @@ class Reader {
   }
 
   bytes(): Uint8Array {
+    const start = this.skipBytes()
+    return this.buf.subarray(start, this.pos)
+  }
+
+  /** Reads past the next varUint8Array; returns where its bytes start (they end at `position`). */
+  skipBytes(): number {
     const len = this.varUint()
     if (len > this.buf.length - this.pos) {
       throw new ProtocolError('TRUNCATED', `declared length ${len} exceeds the ${this.buf.length - this.pos} bytes left`)
     }
-    const out = this.buf.subarray(this.pos, this.pos + len)
+    const start = this.pos
     this.pos += len
-    return out
+    return start
+  }
+
+  get position(): number {
+    return this.pos
   }
 
   string(): string {
-    try {
-      return utf8.decode(this.bytes())
-    } catch (err) {
-      if (err instanceof ProtocolError) throw err
-      throw new ProtocolError('BAD_UTF8', 'string is not valid UTF-8')
-    }
+    return utf8Text(this.bytes())
   }
 
   end(): void {
@@ -225,31 +266,104 @@ export interface AwarenessEntry {
   state: unknown
 }
 
+/** An entry as received, with what it weighs. */
+export interface ReceivedAwarenessEntry extends AwarenessEntry {
+  /** Bytes the entry takes in the update (client ID, clock and JSON): what relaying it costs. */
+  size: number
+}
+
 /**
- * Decodes the payload of an awareness message, validating every state as JSON,
- * so that y-protocols (which would throw halfway through applying) only ever
- * sees well-formed updates.
+ * Bounds on each awareness state, checked before its JSON is parsed. Breaking one is a
+ * ProtocolError: AWARENESS_STATE_TOO_LARGE or AWARENESS_TOO_DEEP.
  */
-export function decodeAwarenessUpdate(update: Uint8Array): AwarenessEntry[] {
-  return decodeWith(update, (r) => {
-    const n = r.varUint()
-    // Each entry takes at least 3 bytes; a larger count is a lie about the frame.
-    if (n > update.length) throw new ProtocolError('TRUNCATED', `awareness update claims ${n} entries`)
-    const entries: AwarenessEntry[] = []
-    for (let i = 0; i < n; i++) {
-      const clientID = r.varUint()
-      const clock = r.varUint()
-      const json = r.string()
-      let state: unknown
-      try {
-        state = JSON.parse(json)
-      } catch {
-        throw new ProtocolError('BAD_AWARENESS_JSON', `awareness state of client ${clientID} is not JSON`)
-      }
-      entries.push({ clientID, clock, state })
-    }
-    return entries
-  })
+export interface AwarenessLimits {
+  /** Largest state, in bytes of its JSON text, as sent and as the server re-encodes it. */
+  maxStateBytes: number
+  /** Deepest nesting of arrays and objects in a state (`{"a":[1]}` is 2). */
+  maxDepth: number
+}
+
+export const NO_AWARENESS_LIMITS: AwarenessLimits = { maxStateBytes: Infinity, maxDepth: Infinity }
+
+/** An awareness entry not parsed yet: bytes `start` to `end` of its update hold the state's JSON. */
+export interface AwarenessEntryRef {
+  clientID: number
+  clock: number
+  start: number
+  end: number
+}
+
+/**
+ * Reads the structure of an awareness update (client IDs, clocks, where each state lies)
+ * one entry at a time, without parsing any state: a receiver can stop at the first entry
+ * it refuses, drop most entries unparsed and parse (parseAwarenessState) only those it
+ * keeps. A message of 200,000 entries then costs one pass over its bytes at most. Throws
+ * ProtocolError on a malformed frame; the check for trailing bytes runs once the last
+ * entry was read, so a receiver must read to the end before acting on any entry.
+ */
+export function* readAwarenessUpdate(update: Uint8Array): Generator<AwarenessEntryRef, void> {
+  const r = new Reader(update)
+  const n = r.varUint()
+  // Each entry takes at least 3 bytes; a larger count is a lie about the frame.
+  if (n > update.length) throw new ProtocolError('TRUNCATED', `awareness update claims ${n} entries`)
+  for (let i = 0; i < n; i++) {
+    const clientID = r.varUint()
+    const clock = r.varUint()
+    const start = r.skipBytes()
+    yield { clientID, clock, start, end: r.position }
+  }
+  r.end()
+}
+
+const NULL_JSON = [0x6e, 0x75, 0x6c, 0x6c]
+
+/** The entry removes its client (its JSON is `null`, as y-protocols writes it), known without parsing. */
+export function isAwarenessRemoval(update: Uint8Array, ref: AwarenessEntryRef): boolean {
+  return ref.end - ref.start === 4 && NULL_JSON.every((b, i) => update[ref.start + i] === b)
+}
+
+/**
+ * Parses one entry's state within `limits`: size and nesting depth are checked before the
+ * JSON is parsed (a state nested thousands deep parses fine but overflows the stack of
+ * every JSON.stringify after), then the size again as re-encoded. Throws ProtocolError.
+ */
+export function parseAwarenessState(update: Uint8Array, ref: AwarenessEntryRef, limits: AwarenessLimits = NO_AWARENESS_LIMITS): ReceivedAwarenessEntry {
+  const { clientID, clock } = ref
+  const raw = update.subarray(ref.start, ref.end)
+  if (raw.length > limits.maxStateBytes) {
+    throw new ProtocolError('AWARENESS_STATE_TOO_LARGE', `awareness state of client ${clientID} is ${raw.length} bytes, over the limit of ${limits.maxStateBytes}`)
+  }
+  if (jsonNestingDepth(raw, limits.maxDepth) > limits.maxDepth) {
+    throw new ProtocolError('AWARENESS_TOO_DEEP', `awareness state of client ${clientID} nests deeper than ${limits.maxDepth}`)
+  }
+  let state: unknown
+  try {
+    state = JSON.parse(utf8Text(raw))
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err
+    throw new ProtocolError('BAD_AWARENESS_JSON', `awareness state of client ${clientID} is not JSON`)
+  }
+  // What is relayed is the state re-encoded, which can be longer than what was sent
+  // (`1e20` comes back as 21 digits): that is the size that counts.
+  const bytes = raw.length <= 2 ? raw.length : utf8Length(JSON.stringify(state))
+  if (bytes > limits.maxStateBytes) {
+    throw new ProtocolError('AWARENESS_STATE_TOO_LARGE', `awareness state of client ${clientID} is ${bytes} bytes re-encoded, over the limit of ${limits.maxStateBytes}`)
+  }
+  return { clientID, clock, state, size: varUintLength(clientID) + varUintLength(clock) + varUintLength(bytes) + bytes }
+}
+
+/**
+ * Decodes the payload of an awareness message, validating every state as JSON within
+ * `limits`, so that y-protocols (which would throw halfway through applying, or overflow
+ * the stack re-encoding a deep state later) only ever sees well-formed, bounded updates.
+ */
+export function decodeAwarenessEntries(update: Uint8Array, limits: AwarenessLimits = NO_AWARENESS_LIMITS): ReceivedAwarenessEntry[] {
+  return Array.from(readAwarenessUpdate(update), (ref) => parseAwarenessState(update, ref, limits))
+}
+
+/** Like decodeAwarenessEntries, without the sizes. */
+export function decodeAwarenessUpdate(update: Uint8Array, limits: AwarenessLimits = NO_AWARENESS_LIMITS): AwarenessEntry[] {
+  return decodeAwarenessEntries(update, limits).map(({ clientID, clock, state }) => ({ clientID, clock, state }))
 }
 
 export function encodeAwarenessUpdate(entries: readonly AwarenessEntry[]): Uint8Array {

@@ -84,6 +84,14 @@ export interface RoomOptions {
   maxDocumentSize?: number
   /** How far past the room's state of a client an update may reach (see checkUpdateClocks); 0 = no check. */
   maxClockAdvance?: number
+  /** Largest awareness state, bytes of JSON (see PresenceLimits); absent = no limit. */
+  maxAwarenessSize?: number
+  /** Deepest nesting of an awareness state. */
+  maxAwarenessDepth?: number
+  /** Awareness client IDs one connection may introduce. */
+  maxAwarenessClients?: number
+  /** Bytes of all awareness states of the room. */
+  maxAwarenessRoomSize?: number
   log: Logger
   /** Where exceptions on background paths (relay, integration, compaction, presence) are reported. */
   containment: Containment
@@ -173,6 +181,13 @@ export class Room {
       peers: () => this.peers.keys(),
       containment: forRoom(options.containment, name),
       onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
+      limits: {
+        maxStateBytes: options.maxAwarenessSize ?? Infinity,
+        maxDepth: options.maxAwarenessDepth ?? Infinity,
+        maxClientsPerConnection: options.maxAwarenessClients ?? Infinity,
+        maxRoomBytes: options.maxAwarenessRoomSize ?? Infinity,
+      },
+      log: options.log,
     })
   }
 

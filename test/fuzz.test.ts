@@ -25,6 +25,9 @@ import {
 } from '../server/protocol.js'
 import { connect, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
+import { awarenessCaseArb, buildFrames, type AwarenessCase } from './helpers/fuzz-awareness.js'
+import { jsonNestingDepth } from '../server/json-depth.js'
+import * as awarenessProtocol from 'y-protocols/awareness'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 600)
 const ROOMS = ['fuzz', 'fuzz', 'fuzz', 'fuzz-other']
@@ -352,4 +355,87 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
   sameContent(fresh.text.toString(), finalText, 'the reloaded room equals the pre-restart document')
   sameContent(freshOther.text.toString(), otherText, 'the other room too')
   assert.deepEqual(problems.filter((p) => String(p.event).startsWith('load_')), [], 'no stored update failed to load')
+})
+
+/**
+ * Awareness fuzzing (issue 13): structure-aware hostile presence messages (deep JSON,
+ * many client IDs, huge states, entries for others' IDs; test/helpers/fuzz-awareness.ts)
+ * at a server with its default limits. After every case: the room holds only states within
+ * the limits, a watcher's presence is untouched, the attacked room still relays presence,
+ * and a canary room still syncs. A tenth of FUZZ_RUNS cases (60 by default), same SEED.
+ */
+test(`fuzz: ${Math.max(20, Math.ceil(RUNS / 10))} runs of hostile awareness messages`, { timeout: Math.max(600_000, RUNS * 1000) }, async (t) => {
+  const runs = Math.max(20, Math.ceil(RUNS / 10))
+  const seed = testSeed()
+  t.diagnostic(`seed ${seed} (replay: SEED=${seed} FUZZ_RUNS=${RUNS})`)
+  const server = await startServer({ storage: 'memory', awarenessInterval: 5 })
+  const watcher = connect(server.url, 'aw-victim')
+  const observer = connect(server.url, 'aw-victim')
+  const canaryA = connect(server.url, 'aw-canary')
+  const canaryB = connect(server.url, 'aw-canary')
+  const stock = [watcher, observer, canaryA, canaryB]
+  t.after(async () => {
+    for (const c of stock) c.destroy()
+    await server.close()
+  })
+  await Promise.all(stock.map((c) => synced(c, 10_000)))
+  watcher.provider.awareness.setLocalStateField('user', { name: 'watcher' })
+  // The documented defaults, as literals: the invariants hold whatever the config says.
+  const limits = { maxAwarenessSize: 64 * 1024, maxAwarenessDepth: 64, maxAwarenessRoomSize: 4 * 1024 * 1024 }
+  const REFUSALS = new Set(['AWARENESS_TOO_DEEP', 'AWARENESS_STATE_TOO_LARGE', 'AWARENESS_TOO_MANY_CLIENTS', 'BAD_AWARENESS_JSON'])
+  const answers = new Map<string, number>()
+  let run = 0
+  await fc.assert(
+    fc.asyncProperty(awarenessCaseArb, async (c) => {
+      run++
+      try {
+        await awarenessCase(c)
+      } catch (err) {
+        // fast-check's report leaves the error out of node's TAP output.
+        t.diagnostic(`run ${run} failed: ${String(err)}`)
+        throw err
+      }
+    }),
+    { seed, numRuns: runs, verbose: 1 },
+  )
+  async function awarenessCase(c: AwarenessCase): Promise<void> {
+      const raw = await open(server, 'aw-victim')
+      try {
+        for (const frame of buildFrames(c, watcher.doc.clientID)) {
+          raw.send(frame)
+          const closed = await settle(raw)
+          const answer = closed ? `${closed.code} ${closed.reason.split(':')[0]}` : 'ok'
+          answers.set(answer, (answers.get(answer) ?? 0) + 1)
+          if (closed) {
+            // 1009: a frame over --max-message-size (nine 2 MiB states, say).
+            assert.ok(EXPECTED_CLOSES.has(closed.code), `unexpected close ${closed.code}: ${closed.reason}`)
+            if (closed.code === 4400) assert.ok(REFUSALS.has(closed.reason.split(':')[0]!), `unexpected refusal: ${closed.reason}`)
+            break
+          }
+        }
+      } finally {
+        raw.close()
+      }
+      // Only states within the limits are held, and all of them still encode.
+      const room = server.registry.rooms.find((r) => r.name === 'aw-victim')!
+      const held = [...room.awareness.getStates().keys()]
+      const encoded = awarenessProtocol.encodeAwarenessUpdate(room.awareness, held)
+      assert.ok(encoded.length <= limits.maxAwarenessRoomSize + 8, `room states take ${encoded.length} bytes`)
+      for (const [id, state] of room.awareness.getStates()) {
+        const json = new TextEncoder().encode(JSON.stringify(state))
+        assert.ok(json.length <= limits.maxAwarenessSize, `state of ${id}: ${json.length} bytes`)
+        assert.ok(jsonNestingDepth(json) <= limits.maxAwarenessDepth, `state of ${id} too deep`)
+      }
+      assert.deepEqual(room.awareness.getStates().get(watcher.doc.clientID), watcher.provider.awareness.getLocalState(), 'the watcher\'s presence is untouched')
+      // The attacked room relays presence; the canary room syncs.
+      watcher.provider.awareness.setLocalStateField('run', run)
+      canaryA.text.insert(0, String(run % 10))
+      const inserted = canaryA.text.length
+      await waitFor(() => (observer.provider.awareness.getStates().get(watcher.doc.clientID) as { run?: number } | undefined)?.run === run,
+        { timeout: 10_000, message: `run ${run}: a presence relayed in the attacked room` })
+      await waitFor(() => canaryB.text.length === inserted, { timeout: 10_000, message: `run ${run}: the canary room syncs` })
+  }
+  t.diagnostic(`${run} runs; answers per frame: ${JSON.stringify(Object.fromEntries([...answers].sort((a, b) => b[1] - a[1])))}`)
+  const health = await fetch(`${server.httpUrl}/healthz`)
+  assert.equal(health.status, 200, 'the server is alive')
 })

@@ -1,4 +1,4 @@
-/** The wire codec: every encoder round-trips through its decoder; malformed input is a coded ProtocolError. */
+/** The wire codec: every encoder round-trips through its decoder; malformed or out-of-bounds input is a coded ProtocolError. */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
@@ -6,10 +6,11 @@ import * as encoding from 'lib0/encoding'
 import * as syncProtocol from 'y-protocols/sync'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import {
-  ProtocolError, decodeAwarenessUpdate, decodeClientMessage, decodeServerMessage, encodeAuthDenied,
+  ProtocolError, decodeAwarenessEntries, decodeAwarenessUpdate, decodeClientMessage, isAwarenessRemoval, parseAwarenessState, readAwarenessUpdate, decodeServerMessage, encodeAuthDenied,
   encodeAwareness, encodeAwarenessUpdate, encodeCoeditPersisted, encodeQueryAwareness, encodeSyncStep1,
   encodeSyncStep2, encodeSyncUpdate, MESSAGE_SYNC,
 } from '../server/protocol.js'
+import { jsonNestingDepth } from '../server/json-depth.js'
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b)
 
@@ -124,6 +125,99 @@ test('random garbage never throws anything but a ProtocolError', () => {
       } catch (err) {
         assert.ok(err instanceof ProtocolError, `unexpected ${String(err)} for ${Buffer.from(buf).toString('hex')}`)
       }
+    }
+  }
+})
+
+test('JSON nesting depth: a linear scan that ignores brackets in strings and stops early', () => {
+  const depth = (text: string, stopAbove?: number): number => jsonNestingDepth(new TextEncoder().encode(text), stopAbove)
+  assert.equal(depth('1'), 0)
+  assert.equal(depth('"[{"'), 0)
+  assert.equal(depth('{}'), 1)
+  assert.equal(depth('{"a":[1]}'), 2)
+  assert.equal(depth('[[],[[]],[]]'), 3)
+  assert.equal(depth('{"a":"[[[{","b":"\\"[[","c":["\\\\",[2]]}'), 3)
+  assert.equal(depth('["ü€𝄞",{"x":"]]]"}]'), 2)
+  const deep = '['.repeat(6000) + ']'.repeat(6000)
+  assert.equal(depth(deep), 6000)
+  assert.equal(depth(deep, 64), 65, 'stops at the first depth over the limit')
+  // Agrees with the parsed value's depth on seeded random JSON.
+  let seed = 4242
+  const next = (n: number): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n
+  const value = (d: number): unknown => {
+    const k = d > 12 ? 0 : next(5)
+    if (k === 0) return ['x', '[', '{"', '\\"]', 1.5e20, null, true][next(7)]
+    if (k < 3) return Array.from({ length: next(4) }, () => value(d + 1))
+    return Object.fromEntries(Array.from({ length: next(4) }, (_, i) => [`k${i}[`, value(d + 1)]))
+  }
+  const measured = (v: unknown): number => Array.isArray(v) ? 1 + Math.max(0, ...v.map(measured))
+    : v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v).map(measured)) : 0
+  for (let i = 0; i < 500; i++) {
+    const v = value(0)
+    assert.equal(depth(JSON.stringify(v)), measured(v), JSON.stringify(v))
+  }
+})
+
+test('awareness limits: size (as sent and re-encoded) and depth are coded errors; sizes are what the entries weigh', () => {
+  const limits = { maxStateBytes: 100, maxDepth: 3 }
+  const one = (json: string): Uint8Array => {
+    const e = encoding.createEncoder()
+    encoding.writeVarUint(e, 1)
+    encoding.writeVarUint(e, 300)
+    encoding.writeVarUint(e, 2)
+    encoding.writeVarString(e, json)
+    return encoding.toUint8Array(e)
+  }
+  const atLimit = JSON.stringify({ s: 'x'.repeat(92) })
+  assert.equal(atLimit.length, 100)
+  const [entry] = decodeAwarenessEntries(one(atLimit), limits)
+  // The whole update but its leading count: client ID 300 (2 bytes), clock, length, JSON.
+  assert.equal(entry!.size, one(atLimit).length - 1)
+  assertProtocolError(() => decodeAwarenessEntries(one(JSON.stringify({ s: 'x'.repeat(93) })), limits), 'AWARENESS_STATE_TOO_LARGE')
+  // 40 bytes as sent, 107 re-encoded.
+  assertProtocolError(() => decodeAwarenessEntries(one('[1e20,1e20,1e20,1e20,1e20,1e20,1e20,1e20]'), limits), 'AWARENESS_STATE_TOO_LARGE')
+  assert.equal(decodeAwarenessEntries(one('[[[1]]]'), limits).length, 1)
+  assertProtocolError(() => decodeAwarenessEntries(one('[[[[1]]]]'), limits), 'AWARENESS_TOO_DEEP')
+  assertProtocolError(() => decodeAwarenessEntries(one('['.repeat(6000) + ']'.repeat(6000)), { ...limits, maxStateBytes: 65536 }), 'AWARENESS_TOO_DEEP')
+  // Unclosed or unbalanced: too deep, or not JSON; never anything else.
+  assertProtocolError(() => decodeAwarenessEntries(one('[[[['), limits), 'AWARENESS_TOO_DEEP')
+  assertProtocolError(() => decodeAwarenessEntries(one(']]]]['), limits), 'BAD_AWARENESS_JSON')
+  // A multi-byte state counts bytes, not characters.
+  assertProtocolError(() => decodeAwarenessEntries(one(JSON.stringify({ s: '€'.repeat(31) })), limits), 'AWARENESS_STATE_TOO_LARGE')
+  // Reading without parsing: a removal is known by its bytes; bad JSON is found only when parsed.
+  const update = encodeAwarenessUpdate([{ clientID: 1, clock: 1, state: null }, { clientID: 2, clock: 1, state: { a: 1 } }])
+  const refs = [...readAwarenessUpdate(update)]
+  assert.deepEqual(refs.map((r) => [r.clientID, isAwarenessRemoval(update, r)]), [[1, true], [2, false]])
+  assert.deepEqual(parseAwarenessState(update, refs[1]!).state, { a: 1 })
+  assertProtocolError(() => [...readAwarenessUpdate(bytes(2, 1, 1, 0))], 'TRUNCATED')
+  assertProtocolError(() => [...readAwarenessUpdate(bytes(0, 9))], 'TRAILING_BYTES')
+})
+
+test('random garbage and hostile JSON through the bounded awareness decoder raise only ProtocolError', () => {
+  let seed = 777
+  const next = (n: number): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n
+  const pieces = ['[', ']', '{', '}', '"', '\\', ':', ',', '1e400', 'null', '{"a":', '€', '\u0000', ' ']
+  const limits = { maxStateBytes: 512, maxDepth: 16 }
+  for (let i = 0; i < 3000; i++) {
+    const e = encoding.createEncoder()
+    const n = next(4)
+    encoding.writeVarUint(e, n)
+    for (let j = 0; j < n; j++) {
+      encoding.writeVarUint(e, next(2 ** 31))
+      encoding.writeVarUint(e, next(100))
+      encoding.writeVarString(e, Array.from({ length: next(i % 10 === 0 ? 400 : 40) }, () => pieces[next(pieces.length)]).join(''))
+    }
+    const buf = encoding.toUint8Array(e)
+    // Some truncated or with a flipped byte.
+    const input = i % 3 === 0 ? buf.subarray(0, next(buf.length + 1)) : buf
+    if (i % 5 === 0 && input.length > 0) input[next(input.length)] ^= 1 << next(8)
+    try {
+      for (const entry of decodeAwarenessEntries(input, limits)) {
+        assert.ok(entry.size <= limits.maxStateBytes + 16)
+        JSON.stringify(entry.state)
+      }
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError, `unexpected ${String(err)} for ${Buffer.from(input).toString('hex')}`)
     }
   }
 })
