@@ -8,6 +8,7 @@ import { serve } from './serve.js'
 import { token } from './token.js'
 import { OPERATOR_VERBS } from './cli/verbs.js'
 import { processIO, runVerb } from './cli/io.js'
+import { packageVersion } from '../server/paths.js'
 
 const VERBS: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
   serve: { run: serve, summary: 'run the collaboration server (see coedit serve --help)' },
@@ -22,7 +23,7 @@ function usage(): string {
     'Commands:',
     ...Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(16)} ${v.summary}`),
     '',
-    'Run `coedit <command> --help` for the options of a command.',
+    'Run `coedit <command> --help` for the options of a command; `coedit --version` prints the version.',
   ].join('\n')
 }
 
@@ -31,6 +32,10 @@ async function main(argv: string[]): Promise<number> {
   if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
     console.log(usage())
     return verb === undefined ? 2 : 0
+  }
+  if (verb === '--version') {
+    console.log(packageVersion())
+    return 0
   }
   const command = VERBS[verb]
   if (!command) {

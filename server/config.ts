@@ -201,8 +201,8 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
 }
 
 /** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
-export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean } {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' } }
+export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean; version: boolean } {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' }, version: { type: 'boolean' } }
   for (const o of SERVE_OPTIONS) {
     if (o.kind === 'boolean') {
       options[o.flag] = { type: 'boolean' }
@@ -236,7 +236,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
   if (config.webhook && !config.webhookSecret) throw new UsageError('--webhook needs --webhook-secret (receivers check the signature)')
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
   if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
-  return { ...(config as unknown as ServerConfig), help: values.help === true }
+  return { ...(config as unknown as ServerConfig), help: values.help === true, version: values.version === true }
 }
 
 /** The default as --help and the README show it. */
@@ -278,5 +278,6 @@ export function serveHelp(): string {
     'Options:',
     ...rows,
     '  --help                         show this help',
+    '  --version                      print coedit\'s version',
   ].join('\n')
 }

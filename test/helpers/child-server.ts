@@ -48,8 +48,16 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
 
 /** Starts `coedit serve --port 0 <args>` and resolves once it listens. */
 export function startChildServer(args: string[], { timeout = 30_000, env = {} as Record<string, string> } = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', 'serve', '--port', '0', ...args], {
-    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  return spawnServer(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', 'serve', '--port', '0', ...args], { cwd: ROOT, timeout, env })
+}
+
+/**
+ * Runs `command args` (a coedit server however it is launched: tsx, `npm start`, an
+ * installed package) and resolves once it logs that it listens.
+ */
+export function spawnServer(command: string, args: string[], { cwd = ROOT, timeout = 30_000, env = {} as Record<string, string> } = {}): Promise<ChildServer> {
+  const child = spawn(command, args, {
+    cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: Array<Record<string, unknown>> = []
   let stderr = ''
