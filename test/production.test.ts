@@ -18,7 +18,7 @@ import * as Y from 'yjs'
 import { encodeSyncUpdate } from '../server/protocol.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
-import { ROOT, spawnServer, startChildServer, type ChildServer } from './helpers/child-server.js'
+import { ROOT, runCli, spawnServer, startChildServer, type ChildServer } from './helpers/child-server.js'
 
 const run = promisify(execFile)
 const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
@@ -67,6 +67,13 @@ function canConnect(port: number): Promise<boolean> {
   })
 }
 
+test('coedit --version and coedit serve --version print the package version and exit 0', { timeout: 240_000 }, async () => {
+  for (const args of [['--version'], ['serve', '--version']]) {
+    const result = await runCli(args, {}, 120_000)
+    assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, { code: 0, stdout: `${version}\n`, stderr: '' }, `coedit ${args.join(' ')}`)
+  }
+})
+
 test('the package ships the server, the CLI, the editor and types: no tests, no bench, no source maps', { timeout: 600_000 }, async (t) => {
   const { files } = await buildAndPack()
   for (const f of ['dist/scripts/coedit.js', 'dist/server/index.js', 'dist/server/index.d.ts', 'dist/web/index.html', 'dist/web/assets/app.js', 'LICENSE', 'CHANGELOG.md', 'README.md', 'package.json']) {
@@ -81,7 +88,8 @@ test('npm start runs the built server itself: SIGTERM to npm stops the server, w
   const { dir } = await buildAndPack()
   const data = await tempDir()
   // npm's own process: npm forwards the signal to its script, which must be the server.
-  let server: ChildServer = await spawnServer('npm', ['start', '--', '--port', '0', '--data', data.path, '--log-level', 'info'], { cwd: dir })
+  // A generous start timeout: on a loaded machine npm alone takes seconds to start.
+  let server: ChildServer = await spawnServer('npm', ['start', '--', '--port', '0', '--data', data.path, '--log-level', 'info'], { cwd: dir, group: true, timeout: 180_000 })
   t.after(async () => {
     await server.kill('SIGKILL')
     await data.remove()
@@ -102,7 +110,7 @@ test('npm start runs the built server itself: SIGTERM to npm stops the server, w
   assert.ok(server.logs.some((l) => l.event === 'stopped'), 'the server logged its stop')
   assert.equal(await canConnect(server.port), false, 'nothing listens any more: no server left behind')
 
-  server = await startChildServer(['--data', data.path])
+  server = await startChildServer(['--data', data.path], { timeout: 120_000 })
   const fresh = connect(server.url, 'prod')
   t.after(() => fresh.destroy())
   await synced(fresh, 20_000)
@@ -134,7 +142,7 @@ test('the packed tarball, installed with production dependencies only, serves: /
 
   const [command, ...args] = JSON.parse(START) as string[]
   assert.equal(command, 'node')
-  const server = await spawnServer(process.execPath, [...args, '--log-level', 'info'], { cwd: app, env: { ...ENV, PORT: '0', DATA_DIR: data } })
+  const server = await spawnServer(process.execPath, [...args, '--log-level', 'info'], { cwd: app, env: { ...ENV, PORT: '0', DATA_DIR: data }, timeout: 120_000 })
   t.after(() => server.kill('SIGKILL'))
   assert.ok(server.logs.some((l) => l.event === 'listening' && l.host === '0.0.0.0' && l.dataDir === data), 'HOST and DATA_DIR from the environment')
 
