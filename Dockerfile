@@ -5,7 +5,7 @@
 #
 # No Docker engine ran where this file was written, so the image itself has never been built.
 # What is exercised instead: the runtime stage runs exactly the commands test/production.test.ts
-# runs against the packed tarball (unpack, `npm ci --omit=dev --ignore-scripts`, start with this
+# runs against the packed tarball (unpack, `npm ci --omit=dev`, start with this
 # environment, the HEALTHCHECK command, SIGTERM), and that test checks this file still has them.
 
 # --- build: compile the server and the editor, then pack what the package ships -------------
@@ -25,12 +25,12 @@ FROM node:20-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=1234 DATA_DIR=/data
 WORKDIR /app
 COPY --from=build /tmp/coedit.tgz /src/package-lock.json /tmp/
-# --ignore-scripts: the package's own `prepare` would build from sources it does not ship
-# (dist/ is prebuilt); the one native dependency, classic-level, loads its bundled prebuilt
-# binary (linux x64 and arm64, glibc) without an install step. Nothing compiles.
+# `prepare` builds only where the sources are (a checkout), so here it does nothing: dist/ comes
+# prebuilt. The one native dependency, classic-level, finds its bundled prebuilt binary
+# (linux x64 and arm64). Nothing compiles.
 RUN tar -xzf /tmp/coedit.tgz -C /app --strip-components=1 \
  && cp /tmp/package-lock.json /app/ \
- && npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force \
  && rm /tmp/coedit.tgz /tmp/package-lock.json \
  && mkdir -p /data && chown node:node /data

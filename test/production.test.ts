@@ -25,7 +25,7 @@ const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 
 // The commands the Dockerfile's runtime stage runs, in this order (see the Dockerfile).
 const UNPACK = 'tar -xzf /tmp/coedit.tgz -C /app --strip-components=1'
-const INSTALL = 'npm ci --omit=dev --ignore-scripts --no-audit --no-fund'
+const INSTALL = 'npm ci --omit=dev --no-audit --no-fund'
 const START = '["node", "dist/scripts/coedit.js", "serve"]'
 const HEALTHCHECK = `node -e "fetch('http://127.0.0.1:' + (process.env.PORT || 1234) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"`
 const ENV = { NODE_ENV: 'production', HOST: '0.0.0.0' }
@@ -48,7 +48,8 @@ function buildAndPack(): Promise<Built> {
       })
     }
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
-    await run('npm', ['run', 'build'], { cwd: dir })
+    // What `npm install` runs in a fresh clone: it builds where the sources are.
+    await run('npm', ['run', 'prepare'], { cwd: dir })
     // --ignore-scripts: built just above (the Dockerfile's build stage: npm ci, which builds).
     const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', tmp.path, '--json'], { cwd: dir })
     const [info] = JSON.parse(stdout) as Array<{ filename: string; size: number; unpackedSize: number; files: Array<{ path: string }> }>
