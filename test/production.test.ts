@@ -36,7 +36,7 @@ const SOURCES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig
 interface Built { dir: string; tarball: string; files: string[]; remove: () => Promise<void> }
 let built: Promise<Built> | undefined
 
-/** A copy of the sources, built with `npm run build` and packed (once for this file). */
+/** A copy of the sources, built by `npm run prepare` and packed (once for this file). */
 function buildAndPack(): Promise<Built> {
   built ??= (async () => {
     const tmp = await tempDir('coedit-production-')

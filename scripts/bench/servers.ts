@@ -96,7 +96,8 @@ export function peersInstalled(): boolean {
 export function ensurePeers(log: (line: string) => void): void {
   if (peersInstalled()) return
   log('bench: installing the peer servers into scripts/bench/peers (first use; better-sqlite3 may compile for minutes)')
-  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: PEERS_DIR, stdio: ['ignore', 'inherit', 'inherit'] })
+  // npm's output to stderr: stdout carries the bench's JSON lines.
+  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: PEERS_DIR, stdio: ['ignore', 2, 2] })
   if (result.status !== 0) throw new Error(`npm ci in ${PEERS_DIR} failed (exit ${result.status ?? result.signal})`)
 }
 
