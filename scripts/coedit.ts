@@ -10,6 +10,7 @@ import { token } from './token.js'
 import { OPERATOR_VERBS } from './cli/verbs.js'
 import { processIO, runVerb, type CliIO } from './cli/io.js'
 import { printable } from './cli/printable.js'
+import { packageVersion } from '../server/paths.js'
 
 const VERBS: Record<string, { run: (argv: string[], io: CliIO) => Promise<number>; summary: string }> = {
   serve: { run: (argv) => serve(argv), summary: 'run the collaboration server (see coedit serve --help)' },
@@ -24,8 +25,8 @@ function usage(): string {
     'Commands:',
     ...helpRows(Object.entries(VERBS).map(([name, v]) => [name, v.summary])),
     '',
-    'Run `coedit <command> --help` for the options of a command. Durations take a unit',
-    '(500ms, 30s, 2m, 1h, 7d). Exit codes: 0 done, 1 failed, 2 bad usage.',
+    'Run `coedit <command> --help` for the options of a command; `coedit --version` prints the version.',
+    'Durations take a unit (500ms, 30s, 2m, 1h, 7d). Exit codes: 0 done, 1 failed, 2 bad usage.',
   ].join('\n')
 }
 
@@ -38,6 +39,10 @@ async function main(argv: string[], io: CliIO): Promise<number> {
   if (verb === undefined) {
     io.stderr.write(`${usage()}\n`)
     return 2
+  }
+  if (verb === '--version') {
+    io.stdout.write(`${packageVersion()}\n`)
+    return 0
   }
   const command = Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined
   if (!command) {

@@ -5,11 +5,16 @@
 import { parseServeArgs, serveHelp } from '../server/config.js'
 import { startServer } from '../server/server.js'
 import { createLogger } from '../server/log.js'
+import { packageVersion } from '../server/paths.js'
 
 export async function serve(argv: string[]): Promise<number> {
-  const { help, ...config } = parseServeArgs(argv, process.env)
+  const { help, version, ...config } = parseServeArgs(argv, process.env)
   if (help) {
     console.log(serveHelp())
+    return 0
+  }
+  if (version) {
+    console.log(packageVersion())
     return 0
   }
   const log = createLogger(config.logLevel)

@@ -221,8 +221,8 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
 }
 
 /** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
-export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean } {
-  const options: FlagSpecs = { help: { type: 'boolean', short: 'h' } }
+export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean; version: boolean } {
+  const options: FlagSpecs = { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } }
   for (const o of SERVE_OPTIONS) {
     if (o.kind === 'boolean') {
       options[o.flag] = { type: 'boolean' }
@@ -267,7 +267,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       throw new UsageError(`--room-name-pattern: ${(err as Error).message}`)
     }
   }
-  return { ...(config as unknown as ServerConfig), help: values.help === true }
+  return { ...(config as unknown as ServerConfig), help: values.help === true, version: values.version === true }
 }
 
 /** The default as --help and the README show it. */
@@ -310,7 +310,7 @@ export function serveHelp(): string {
     'without). A size is bytes or takes KiB, MiB, GiB (16MiB).',
     '',
     'Options:',
-    ...helpRows([...rows, ['--help, -h', 'show this help']]),
+    ...helpRows([...rows, ['--help, -h', 'show this help'], ['--version', 'print coedit\'s version']]),
     '',
     'Exit codes: 0 stopped cleanly, 1 failed (data directory in use, port taken), 2 bad usage.',
   ].join('\n')

@@ -17,3 +17,8 @@ function findPackageRoot(): string {
 export const PACKAGE_ROOT = findPackageRoot()
 /** The built editor (npm run build writes it). */
 export const WEB_DIST = join(PACKAGE_ROOT, 'dist', 'web')
+
+/** The version in coedit's package.json, for `coedit --version`. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version
+}

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { FULL, QUICK, SMOKE, ceiling, coldLoad, fanOut, idleConnections, manyRooms, type Metrics, type RunContext, type Sizes } from './scenarios.js'
-import { SPECS, buildServers, type ServerKind } from './servers.js'
+import { SPECS, buildServers, ensurePeers, type ServerKind } from './servers.js'
 import { renderTable, type Aggregate } from './report.js'
 import { median } from './stats.js'
 
@@ -106,7 +106,8 @@ async function main(): Promise<void> {
   const info = { ...host, mode: options.mode, reps: options.sizes.reps, repsStatic: options.sizes.repsStatic, pinned: cpu !== undefined }
   const log = (line: string): void => { process.stderr.write(`${line}\n`) }
   log(`bench: ${JSON.stringify(info)}`)
-  await buildServers()
+  if (options.servers.some((k) => SPECS[k].peer)) ensurePeers(log)
+  await buildServers(options.servers)
   const list = jobs(options.sizes, options.only)
   const results = new Map<string, Metrics[]>()
   for (let rep = 0; rep < options.sizes.reps; rep++) {

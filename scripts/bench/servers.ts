@@ -2,8 +2,8 @@
  * The servers under test, each started as its own process pinned to the server core,
  * and what the bench reads about them from /proc (CPU seconds, RSS).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,8 +11,17 @@ import { build } from 'esbuild'
 import type { Dialect } from './client.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+/**
+ * The peers are a package of their own (npm run bench:install), apart from coedit's so that
+ * installing coedit compiles nothing. Only the peers resolve packages from it: coedit, raw ws
+ * and this load generator keep the root's ws and yjs (the peers' folder has ws 6, an optional
+ * dependency of @y/websocket-server).
+ */
+export const PEERS_DIR = join(ROOT, 'scripts', 'bench', 'peers')
 // Per run, so two benches at once (a CI smoke test and a manual run) do not clobber each other.
 const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build', `run-${process.pid}`)
+const PEER_BUILD_DIR = join(PEERS_DIR, '.build', `run-${process.pid}`)
+const YWSS = join(PEERS_DIR, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')
 
 export type ServerKind = 'coedit' | 'coedit-nofsync' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
 
@@ -24,12 +33,14 @@ export interface ServerSpec {
   persistent: boolean
   /** Every update is durable before anyone receives it. */
   durableBeforeRelay: boolean
+  /** Runs from the peers' own install. */
+  peer: boolean
   command(port: number, dataDir: string): { args: string[]; env: Record<string, string> }
 }
 
 export const SPECS: Record<ServerKind, ServerSpec> = {
   coedit: {
-    kind: 'coedit', label: 'coedit', dialect: 'y', persistent: true, durableBeforeRelay: true,
+    kind: 'coedit', label: 'coedit', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false,
     command: (port, dataDir) => ({
       // Defaults, except the per-client abuse limits: all the load comes from one address
       // and one writer, and the peers have no such limits.
@@ -41,54 +52,69 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
     }),
   },
   'coedit-nofsync': {
-    kind: 'coedit-nofsync', label: 'coedit --no-fsync', dialect: 'y', persistent: true, durableBeforeRelay: true,
+    kind: 'coedit-nofsync', label: 'coedit --no-fsync', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false,
     command: (port, dataDir) => {
       const { args, env } = SPECS.coedit.command(port, dataDir)
       return { args: [...args, '--no-fsync'], env }
     },
   },
   ywss: {
-    kind: 'ywss', label: 'y-websocket-server+leveldb', dialect: 'y', persistent: true, durableBeforeRelay: false,
+    kind: 'ywss', label: 'y-websocket-server+leveldb', dialect: 'y', persistent: true, durableBeforeRelay: false, peer: true,
     command: (port, dataDir) => ({
-      args: [join(ROOT, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')],
+      args: [YWSS],
       env: { HOST: '127.0.0.1', PORT: String(port), YPERSISTENCE: dataDir },
     }),
   },
   'ywss-mem': {
-    kind: 'ywss-mem', label: 'y-websocket-server', dialect: 'y', persistent: false, durableBeforeRelay: false,
+    kind: 'ywss-mem', label: 'y-websocket-server', dialect: 'y', persistent: false, durableBeforeRelay: false, peer: true,
     command: (port) => ({
-      args: [join(ROOT, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')],
+      args: [YWSS],
       env: { HOST: '127.0.0.1', PORT: String(port) },
     }),
   },
   hocuspocus: {
-    kind: 'hocuspocus', label: 'hocuspocus+sqlite', dialect: 'hocus', persistent: true, durableBeforeRelay: false,
-    command: (port, dataDir) => ({ args: [join(BUILD_DIR, 'hocuspocus.mjs'), String(port), join(dataDir, 'db.sqlite')], env: {} }),
+    kind: 'hocuspocus', label: 'hocuspocus+sqlite', dialect: 'hocus', persistent: true, durableBeforeRelay: false, peer: true,
+    command: (port, dataDir) => ({ args: [join(PEER_BUILD_DIR, 'hocuspocus.mjs'), String(port), join(dataDir, 'db.sqlite')], env: {} }),
   },
   'hocuspocus-mem': {
-    kind: 'hocuspocus-mem', label: 'hocuspocus', dialect: 'hocus', persistent: false, durableBeforeRelay: false,
-    command: (port) => ({ args: [join(BUILD_DIR, 'hocuspocus.mjs'), String(port), ''], env: {} }),
+    kind: 'hocuspocus-mem', label: 'hocuspocus', dialect: 'hocus', persistent: false, durableBeforeRelay: false, peer: true,
+    command: (port) => ({ args: [join(PEER_BUILD_DIR, 'hocuspocus.mjs'), String(port), ''], env: {} }),
   },
   raw: {
-    kind: 'raw', label: 'raw ws', dialect: 'raw', persistent: false, durableBeforeRelay: false,
+    kind: 'raw', label: 'raw ws', dialect: 'raw', persistent: false, durableBeforeRelay: false, peer: false,
     command: (port) => ({ args: [join(BUILD_DIR, 'raw-ws.mjs'), String(port)], env: {} }),
   },
 }
 
+/** The peers' install is there and no older than their lockfile. */
+export function peersInstalled(): boolean {
+  const installed = join(PEERS_DIR, 'node_modules', '.package-lock.json')
+  return existsSync(installed) && statSync(installed).mtimeMs >= statSync(join(PEERS_DIR, 'package-lock.json')).mtimeMs
+}
+
+/** Installs the peers on first use (what `npm run bench:install` does). Throws if npm fails. */
+export function ensurePeers(log: (line: string) => void): void {
+  if (peersInstalled()) return
+  log('bench: installing the peer servers into scripts/bench/peers (first use; better-sqlite3 may compile for minutes)')
+  // npm's output to stderr: stdout carries the bench's JSON lines.
+  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: PEERS_DIR, stdio: ['ignore', 2, 2] })
+  if (result.status !== 0) throw new Error(`npm ci in ${PEERS_DIR} failed (exit ${result.status ?? result.signal})`)
+}
+
 /**
  * Bundles coedit and the peer wrappers once, so every server starts from plain JS:
- * no TypeScript loader in the measured process (same runtime code, less memory).
+ * no TypeScript loader in the measured process (same runtime code, less memory). Each
+ * bundle sits where its packages resolve: coedit and raw ws under the root's node_modules,
+ * Hocuspocus under the peers'.
  */
-export async function buildServers(): Promise<void> {
-  rmSync(BUILD_DIR, { recursive: true, force: true })
-  process.once('exit', () => rmSync(BUILD_DIR, { recursive: true, force: true }))
-  await build({
-    entryPoints: {
-      coedit: join(ROOT, 'scripts', 'coedit.ts'),
-      hocuspocus: join(ROOT, 'scripts', 'bench', 'peers', 'hocuspocus.ts'),
-      'raw-ws': join(ROOT, 'scripts', 'bench', 'peers', 'raw-ws.ts'),
-    },
-    outdir: BUILD_DIR,
+export async function buildServers(kinds: readonly ServerKind[]): Promise<void> {
+  const withPeers = kinds.some((k) => SPECS[k].peer)
+  const dirs = withPeers ? [BUILD_DIR, PEER_BUILD_DIR] : [BUILD_DIR]
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+  process.once('exit', () => { for (const dir of dirs) rmSync(dir, { recursive: true, force: true }) })
+  const bundle = (entryPoints: Record<string, string>, outdir: string) => build({
+    entryPoints,
+    outdir,
     outExtension: { '.js': '.mjs' },
     bundle: true,
     platform: 'node',
@@ -99,6 +125,8 @@ export async function buildServers(): Promise<void> {
     splitting: true,
     logLevel: 'error',
   })
+  await bundle({ coedit: join(ROOT, 'scripts', 'coedit.ts'), 'raw-ws': join(PEERS_DIR, 'raw-ws.ts') }, BUILD_DIR)
+  if (withPeers) await bundle({ hocuspocus: join(PEERS_DIR, 'hocuspocus.ts') }, PEER_BUILD_DIR)
 }
 
 export async function freePort(): Promise<number> {

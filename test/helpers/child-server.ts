@@ -48,9 +48,23 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
 
 /** Starts `coedit serve --port 0 <args>` and resolves once it listens. */
 export function startChildServer(args: string[], { timeout = 30_000, env = {} as Record<string, string> } = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', 'serve', '--port', '0', ...args], {
-    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  return spawnServer(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', 'serve', '--port', '0', ...args], { cwd: ROOT, timeout, env })
+}
+
+/**
+ * Runs `command args` (a coedit server however it is launched: tsx, `npm start`, an
+ * installed package) and resolves once it logs that it listens. `group`: the command runs
+ * in a process group of its own, and SIGKILL goes to the whole group, so a server that its
+ * launcher left behind (the bug `npm start` had) is not left running after the test.
+ */
+export function spawnServer(command: string, args: string[], { cwd = ROOT, timeout = 30_000, env = {} as Record<string, string>, group = false } = {}): Promise<ChildServer> {
+  const child = spawn(command, args, {
+    cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: group,
   })
+  const sigkill = (): void => {
+    if (!group) child.kill('SIGKILL')
+    else try { process.kill(-child.pid!, 'SIGKILL') } catch { /* the group is gone already */ }
+  }
   const logs: Array<Record<string, unknown>> = []
   let stderr = ''
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
@@ -59,7 +73,7 @@ export function startChildServer(args: string[], { timeout = 30_000, env = {} as
   })
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      child.kill('SIGKILL')
+      sigkill()
       reject(new Error(`server did not start within ${timeout} ms; stderr: ${stderr}`))
     }, timeout)
     void exited.then(({ code, signal }) => {
@@ -80,7 +94,8 @@ export function startChildServer(args: string[], { timeout = 30_000, env = {} as
         resolve({
           child, port, url: `ws://127.0.0.1:${port}`, logs, stderr: () => stderr, exited,
           kill: (signal = 'SIGKILL') => {
-            if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+            if (group && signal === 'SIGKILL') sigkill()
+            else if (child.exitCode === null && child.signalCode === null) child.kill(signal)
             return exited
           },
         })
