@@ -23,6 +23,7 @@ export interface ServerConfig {
   maxRoomNameLength: number
   roomNamePattern: string
   maxClockAdvance: number
+  maxNestingDepth: number
   maxBufferedBytes: number
   tlsCert: string
   tlsKey: string
@@ -89,6 +90,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are refused with HTTP 400' }),
   spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control characters)' }),
   spec({ key: 'maxClockAdvance', flag: 'max-clock-advance', env: 'MAX_CLOCK_ADVANCE', kind: 'count', default: 2 ** 26, help: 'an update may reach at most this many clock units beyond what the room has of each client; beyond: close 4400' }),
+  spec({ key: 'maxNestingDepth', flag: 'max-nesting-depth', env: 'MAX_NESTING_DEPTH', kind: 'limit', default: 256, help: 'refuse updates that would nest shared types (and JSON values in them) deeper than this: close 4400 TOO_DEEP; Yjs overflows the stack near 2,000 (0 = no limit)' }),
   spec({ key: 'maxBufferedBytes', flag: 'max-buffered-bytes', env: 'MAX_BUFFERED_BYTES', kind: 'size', default: 16 * 1024 * 1024, help: 'unsent bytes queued for one connection (besides its largest message) before it is closed with 4408' }),
   spec({ key: 'tlsCert', flag: 'tls-cert', env: 'TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file: serve https:// and wss:// (with --tls-key)' }),
   spec({ key: 'tlsKey', flag: 'tls-key', env: 'TLS_KEY', kind: 'string', default: '', help: 'PEM private key file for --tls-cert' }),

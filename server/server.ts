@@ -89,6 +89,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxRooms: config.maxRooms,
     maxDocumentSize: config.maxDocumentSize,
     maxClockAdvance: config.maxClockAdvance,
+    maxNestingDepth: config.maxNestingDepth,
     containment,
     replication: cluster,
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
