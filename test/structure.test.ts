@@ -7,6 +7,8 @@
  * server is a child process.
  */
 import { test } from 'node:test'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { startServer, type CoeditServer } from '../server/index.js'
@@ -16,7 +18,7 @@ import { encodeSyncStep2, encodeSyncUpdate } from '../server/protocol.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { runCli, startChildServer, type ChildServer } from './helpers/child-server.js'
-import { NEST_KINDS, buildNest, deleteOnly, simpleNest } from './helpers/fuzz-structure.js'
+import { NEST_KINDS, buildNest, deleteOnly, maxDepth, simpleNest } from './helpers/fuzz-structure.js'
 
 /** The attack of issue 13: 20,000 nested Y.Maps by client 1 (~180 KB) and a delete of the outermost. */
 function poison(): { content: Uint8Array; del: Uint8Array } {
@@ -31,26 +33,6 @@ function poison(): { content: Uint8Array; del: Uint8Array } {
     }
   })
   return { content: Y.encodeStateAsUpdate(doc), del: deleteOnly({ client: 1, clock: 0 }) }
-}
-
-/** How deep types nest in `doc` (walked without recursion). */
-function maxDepth(doc: Y.Doc): number {
-  let max = 0
-  // any: doc.share holds each root with its own event type.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const stack: Array<[Y.AbstractType<any>, number]> = [...doc.share.values()].map((t) => [t, 0])
-  while (stack.length > 0) {
-    const [type, depth] = stack.pop()!
-    const items: Y.Item[] = []
-    for (let item = type._start; item !== null; item = item.right) items.push(item)
-    for (const item of type._map.values()) items.push(item)
-    for (const item of items) {
-      if (item.deleted) continue
-      max = Math.max(max, depth + 1)
-      if (item.content instanceof Y.ContentType) stack.push([item.content.type, depth + 1])
-    }
-  }
-  return max
 }
 
 /** Two stock clients of `room` see each other's edit: the process serves. */
@@ -335,4 +317,22 @@ test('the admin API refuses too-deep imports with 422 TOO_DEEP', async (t) => {
     method: 'POST', headers: { authorization: 'Bearer admin-token-for-the-structure-test-0123' }, body: buildNest(simpleNest('mixed', 16))[0]!,
   })
   assert.equal(fine.status, 200, await fine.text())
+})
+
+test('offline coedit import refuses a too-deep update with one line, storing nothing', { timeout: 120_000 }, async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const file = join(dir.path, 'deep.bin')
+  await writeFile(file, buildNest(simpleNest('array', 257))[0]!)
+  const data = join(dir.path, 'data')
+  const out = await runCli(['import', 'deep', file, '--data', data, '--format', 'update'], {}, 60_000)
+  assert.equal(out.code, 1, out.stderr)
+  assert.equal(out.stderr.trim().split('\n').length, 1, out.stderr)
+  assert.match(out.stderr, /nest/)
+  await writeFile(file, buildNest(simpleNest('array', 256))[0]!)
+  const fine = await runCli(['import', 'deep', file, '--data', data, '--format', 'update'], {}, 60_000)
+  assert.equal(fine.code, 0, fine.stderr)
+  const store = await LevelStore.open(data)
+  t.after(() => store.close())
+  assert.equal((await store.load('deep')).updates.length, 1, 'only the second import is stored')
 })

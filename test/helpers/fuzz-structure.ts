@@ -184,3 +184,23 @@ export function nestSpecArb(limit: number, maxDepth: number, clientBase: number)
     deleteOutermost: fc.boolean(),
   }))
 }
+
+/** How deep types nest in `doc` (walked without recursion). */
+export function maxDepth(doc: Y.Doc): number {
+  let max = 0
+  // any: doc.share holds each root with its own event type.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const stack: Array<[Y.AbstractType<any>, number]> = [...doc.share.values()].map((t) => [t, 0])
+  while (stack.length > 0) {
+    const [type, depth] = stack.pop()!
+    const items: Y.Item[] = []
+    for (let item = type._start; item !== null; item = item.right) items.push(item)
+    for (const item of type._map.values()) items.push(item)
+    for (const item of items) {
+      if (item.deleted) continue
+      max = Math.max(max, depth + 1)
+      if (item.content instanceof Y.ContentType) stack.push([item.content.type, depth + 1])
+    }
+  }
+  return max
+}
