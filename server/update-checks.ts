@@ -173,13 +173,13 @@ export class InflightUpdates {
   private readonly spansOf = new Map<Uint8Array, Span[]>()
   /** By client, in the order added (a typing client's spans follow one another). */
   private readonly byClient = new Map<number, Span[]>()
-  /** Item depths of the updates in flight (see checkNestingDepth), when checked. */
-  private readonly depthsOf = new Map<Uint8Array, ItemDepths>()
+  /** Item depths of the updates in flight (see checkNestingDepth), when checked, in the order added. */
+  private readonly depths: Array<{ update: Uint8Array; depths: ItemDepths }> = []
   private unresolvedDepths = 0
 
   add(update: Uint8Array, decoded: DecodedUpdate, depths?: ItemDepths): void {
     if (depths) {
-      this.depthsOf.set(update, depths)
+      this.depths.push({ update, depths })
       if (depths.unresolved) this.unresolvedDepths++
     }
     const spans: Span[] = []
@@ -199,10 +199,11 @@ export class InflightUpdates {
   }
 
   delete(update: Uint8Array): void {
-    const depths = this.depthsOf.get(update)
-    if (depths) {
-      this.depthsOf.delete(update)
-      if (depths.unresolved) this.unresolvedDepths--
+    // Updates land in arrival order, so this is almost always the first entry.
+    const at = this.depths.findIndex((d) => d.update === update)
+    if (at >= 0) {
+      if (this.depths[at]!.depths.unresolved) this.unresolvedDepths--
+      this.depths.splice(at, 1)
     }
     const spans = this.spansOf.get(update)
     if (!spans) return
@@ -226,8 +227,9 @@ export class InflightUpdates {
 
   /** The depth of the item `id` points into, if an update in flight carries it. */
   depthAt(id: ID): number | undefined {
-    for (const depths of this.depthsOf.values()) {
-      const runs = depths.byClient.get(id.client)
+    // Newest first: an update usually builds on the one sent just before it.
+    for (let i = this.depths.length - 1; i >= 0; i--) {
+      const runs = this.depths[i]!.depths.byClient.get(id.client)
       if (!runs) continue
       let lo = 0
       let hi = runs.length - 1
@@ -244,7 +246,7 @@ export class InflightUpdates {
 
   /** The structs of the updates in flight whose depths were checked. */
   *structs(): Iterable<readonly Struct[]> {
-    for (const depths of this.depthsOf.values()) yield depths.structs
+    for (const d of this.depths) yield d.depths.structs
   }
 
   /** The room's clock for `client` once everything in flight is applied. */
@@ -374,6 +376,8 @@ function reference(s: Struct): { ref: ID | undefined; inc: number } {
 
 /** How deep JSON values nest (0 for a scalar), counted without recursion and up to `cap`. */
 function jsonDepth(values: readonly unknown[], cap: number): number {
+  // Most content is text or scalars: nothing to walk, nothing to allocate.
+  if (values.every((v) => v === null || typeof v !== 'object')) return 0
   let max = 0
   const stack: Array<[unknown, number]> = values.map((v) => [v, 0])
   while (stack.length > 0) {
@@ -387,11 +391,13 @@ function jsonDepth(values: readonly unknown[], cap: number): number {
 }
 
 /** The JSON values an item's content holds (embeds, formatting attributes, Y.Map values, ...). */
+const NO_VALUES: readonly unknown[] = []
 function contentValues(content: unknown): readonly unknown[] {
+  if (content instanceof Y.ContentString || content instanceof Y.ContentType || content instanceof Y.ContentDeleted) return NO_VALUES
   if (content instanceof Y.ContentAny || content instanceof Y.ContentJSON) return content.arr
   if (content instanceof Y.ContentEmbed) return [content.embed]
   if (content instanceof Y.ContentFormat) return [content.value]
-  return []
+  return NO_VALUES
 }
 
 /**
@@ -533,9 +539,9 @@ export function checkRoomNesting(decoded: DecodedUpdate, doc: Y.Doc, inflight: I
  * refused. Walks each deleted type's live content once, without recursion.
  */
 export function checkDeletionDepth(decoded: DecodedUpdate, doc: Y.Doc, limit: number): void {
-  const walked = new Map<Y.AbstractType<unknown>, number>()
+  let walked: Map<Y.AbstractType<unknown>, number> | undefined
   const check = (struct: unknown): void => {
-    if (struct instanceof Y.Item && !struct.deleted && struct.content instanceof Y.ContentType) checkHeight(struct.content.type, limit, walked)
+    if (struct instanceof Y.Item && !struct.deleted && struct.content instanceof Y.ContentType) checkHeight(struct.content.type, limit, walked ??= new Map())
   }
   for (const [client, ranges] of decoded.ds.clients) {
     const structs = doc.store.clients.get(client)
