@@ -67,6 +67,7 @@ const STATUS: Record<string, number> = {
   BAD_BACKUP: 400,
   BAD_TIME: 400,
   BAD_UPDATE: 400,
+  TOO_DEEP: 422,
   NOT_EMPTY: 409,
   TOO_LARGE: 413,
   HISTORY_UNAVAILABLE: 501,
@@ -227,7 +228,8 @@ export function adminRoutes(options: AdminOptions): Route {
         res.destroy(err as Error)
         return true
       }
-      const code = err instanceof CoeditError ? err.code : (err as { code?: unknown }).code === 'BAD_UPDATE' ? 'BAD_UPDATE' : 'INTERNAL'
+      const thrown = (err as { code?: unknown }).code
+      const code = err instanceof CoeditError ? err.code : thrown === 'BAD_UPDATE' || thrown === 'TOO_DEEP' ? thrown : 'INTERNAL'
       const status = STATUS[code] ?? 500
       const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
       // The rest of a refused body is not worth reading: close instead of keeping the connection.

@@ -38,6 +38,7 @@ export interface ServerConfig {
   maxAwarenessDepth: number
   maxAwarenessClients: number
   maxAwarenessRoomSize: number
+  maxNestingDepth: number
   maxBufferedBytes: number
   tlsCert: string
   tlsKey: string
@@ -113,6 +114,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxAwarenessDepth', flag: 'max-awareness-depth', env: 'MAX_AWARENESS_DEPTH', kind: 'count', default: 64, help: 'deepest nesting of arrays and objects in an awareness state (editor cursors: 4); deeper closes with 4400 AWARENESS_TOO_DEEP' }),
   spec({ key: 'maxAwarenessClients', flag: 'max-awareness-clients', env: 'MAX_AWARENESS_CLIENTS', kind: 'count', default: 8, help: 'awareness client IDs one connection may introduce (a provider uses one per document); more closes with 4400 AWARENESS_TOO_MANY_CLIENTS' }),
   spec({ key: 'maxAwarenessRoomSize', flag: 'max-awareness-room-size', env: 'MAX_AWARENESS_ROOM_SIZE', kind: 'size', default: 4 * 1024 * 1024, help: 'bytes of all awareness states of a room (what a joiner is greeted with); a state that would pass it is dropped, the connection stays' }),
+  spec({ key: 'maxNestingDepth', flag: 'max-nesting-depth', env: 'MAX_NESTING_DEPTH', kind: 'limit', default: 256, help: 'refuse updates that would nest shared types (and JSON values in them) deeper than this: close 4400 TOO_DEEP; Yjs overflows the stack near 2,000 (0 = no limit)' }),
   spec({ key: 'maxBufferedBytes', flag: 'max-buffered-bytes', env: 'MAX_BUFFERED_BYTES', kind: 'size', default: 16 * 1024 * 1024, help: 'unsent bytes queued for one connection (besides its largest message) before it is closed with 4408' }),
   spec({ key: 'tlsCert', flag: 'tls-cert', env: 'TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file: serve https:// and wss:// (with --tls-key)' }),
   spec({ key: 'tlsKey', flag: 'tls-key', env: 'TLS_KEY', kind: 'string', default: '', help: 'PEM private key file for --tls-cert' }),

@@ -13,6 +13,8 @@ import {
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
 import type { Containment } from './containment.js'
 import { isVersionedStore, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+import { InflightUpdates, checkRoomNesting, decodeUpdateChecked } from './update-checks.js'
+import { DEFAULT_CONFIG } from './config.js'
 
 /** How the verbs see a room's current state and change it. */
 export interface RoomAccess {
@@ -35,7 +37,19 @@ export function storeAccess(store: Store): RoomAccess {
       if (stored.updates.length === 0) return undefined
       return { state: mergeState(stored.updates), seq: stored.lastSeq }
     },
-    apply: (room, update) => store.append(room, [update]),
+    async apply(room, update) {
+      // What a live room refuses (see Room.applyAdminUpdate), an offline import must not store either.
+      const stored = await store.load(room)
+      const doc = docFromUpdates(stored.updates)
+      try {
+        checkRoomNesting(decodeUpdateChecked(update), doc, new InflightUpdates(), DEFAULT_CONFIG.maxNestingDepth)
+      } catch (err) {
+        throw new CoeditError((err as { code?: string }).code ?? 'BAD_UPDATE', (err as Error).message)
+      } finally {
+        doc.destroy()
+      }
+      return store.append(room, [update])
+    },
     async recordVersion(room, state, seq) {
       if (!isVersionedStore(store)) return
       const versions = await store.listVersions(room)

@@ -10,7 +10,7 @@
  */
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
-import { applyUpdates } from './doc-ops.js'
+import { applyUpdates, isStackOverflow, keepDeepGarbage } from './doc-ops.js'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
@@ -19,7 +19,9 @@ import {
 } from './protocol.js'
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
-import { InflightUpdates, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate } from './update-checks.js'
+import {
+  InflightUpdates, checkRoomNesting, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate, type ItemDepths,
+} from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
 import { forRoom, type Containment } from './containment.js'
@@ -92,6 +94,8 @@ export interface RoomOptions {
   maxAwarenessClients?: number
   /** Bytes of all awareness states of the room. */
   maxAwarenessRoomSize?: number
+  /** Refuse updates that would nest shared types deeper than this (see checkNestingDepth); 0 = no check. */
+  maxNestingDepth?: number
   log: Logger
   /** Where exceptions on background paths (relay, integration, compaction, presence) are reported. */
   containment: Containment
@@ -167,14 +171,14 @@ export class Room {
   onFailed: (room: Room) => void = () => {}
   private failed = false
 
-  private constructor(name: string, store: Store, options: RoomOptions, lastSeq: number, pendingUpdates: number) {
+  private constructor(name: string, store: Store, options: RoomOptions, lastSeq: number, pendingUpdates: number, doc: Y.Doc) {
     this.name = name
     this.store = store
     this.options = options
     this.log = options.log
     this.appliedThrough = lastSeq
     this.sinceCompaction = pendingUpdates
-    this.ydoc = new Y.Doc({ gc: true })
+    this.ydoc = doc
     const replication = options.replication
     this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
@@ -194,16 +198,24 @@ export class Room {
   /** Loads a room from storage. Rejects (and serves nothing) if storage cannot be read. */
   static async load(name: string, store: Store, options: RoomOptions): Promise<Room> {
     const stored = await store.load(name)
-    const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates)
+    const lone = stored.updates.length === 1 && stored.pendingUpdates === 0
+    // A fault injected on room_load (tests) fails the load, as an unreadable store does:
+    // nothing is served and the next join tries again.
+    if (!lone) options.containment.check('room_load', name)
+    const failures: unknown[] = []
+    const doc = lone ? roomDoc() : loadLog(stored.updates, failures)
+    const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates, doc)
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
     if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
-    if (stored.updates.length === 1 && stored.pendingUpdates === 0) {
+    if (lone) {
       // A compacted state (encoded from a document that held it) can be served as stored.
       room.unintegrated = room.fullState = stored.updates[0]!
       setImmediate(() => room.integrate())
     } else {
-      room.loadStored(stored.updates)
+      for (const err of failures) room.skipped(err, 'room_load')
+      // A lone logged update is the document as it stands: a fresh joiner gets it as it is.
+      if (stored.updates.length === 1 && failures.length === 0) room.fullState = stored.updates[0]
     }
     // No doc 'update' listener: Yjs would re-encode every applied update for it, and for a
     // long run of one client's typing that re-encoding flattens the whole merged string
@@ -223,40 +235,46 @@ export class Room {
     const state = this.unintegrated
     if (!state || this.destroyed) return
     this.unintegrated = undefined
-    const containment = this.options.containment
     try {
-      containment.check('room_integrate', this.name)
-      this.applyStored([state])
+      // A fault injected here (tests) fails the room as a whole; what the state itself
+      // throws is handled per update in applyStored.
+      this.options.containment.check('room_integrate', this.name)
     } catch (err) {
       // Runs on a timer (or inside whatever first read `doc`): thrown on, it would end the process.
-      containment.report('room_integrate', err, { room: this.name })
+      this.options.containment.report('room_integrate', err, { room: this.name })
       this.fail()
       return
     }
+    this.applyStored([state], 'room_integrate')
     const step1 = encodeSyncStep1(Y.encodeStateVector(this.ydoc))
     for (const peer of this.awaitingStep1) if (this.peers.has(peer)) peer.send(step1)
     this.awaitingStep1.clear()
   }
 
-  /** Applies a stored log at load; if that throws, the half-built room is destroyed (its presence has timers) and the load fails. */
-  private loadStored(updates: Uint8Array[]): void {
+  /**
+   * Integrates the lone stored state (from setImmediate, or for the first caller of `doc`).
+   * Runs on stored client data outside any message handler, so nothing may escape: a state
+   * that throws (a stack overflow on content nested too deep, stored before
+   * --max-nesting-depth existed) is reported, and the room serves what of it applied, is
+   * never compacted, and so keeps the stored state. Unlike a log (see loadLog) a lone state
+   * cannot be left out without serving an empty room.
+   */
+  private applyStored(updates: Uint8Array[], path: 'room_integrate'): void {
     try {
-      this.options.containment.check('room_load', this.name)
-      this.applyStored(updates)
+      applyUpdates(this.ydoc, updates, LOAD_ORIGIN, (err) => this.skipped(err, path))
     } catch (err) {
-      this.destroy()
-      throw err
+      // Only the transaction's own cleanup could throw here (each update is caught above).
+      this.skipped(err, path)
     }
+    // A lone stored state is the document as it stands: a fresh joiner gets it as it is.
+    if (!this.loadIncomplete) this.fullState = updates[0]
   }
 
-  private applyStored(updates: Uint8Array[]): void {
-    if (updates.length === 0) return
-    applyUpdates(this.ydoc, updates, LOAD_ORIGIN, (e) => {
-      this.log.error({ event: 'load_update_skipped', err: String(e) }, 'stored update could not be applied; the room will not be compacted')
-      this.loadIncomplete = true
-    })
-    // A lone stored state is the document as it stands: a fresh joiner gets it as it is.
-    if (updates.length === 1 && !this.loadIncomplete) this.fullState = updates[0]
+  /** A stored update could not be applied: logged, counted, and the room never compacted (which would drop it). */
+  private skipped(err: unknown, path: 'room_load' | 'room_integrate'): void {
+    this.loadIncomplete = true
+    this.log.error({ event: 'load_update_skipped', code: isStackOverflow(err) ? 'TOO_DEEP' : undefined, err: String(err) }, 'stored update could not be applied; the room will not be compacted')
+    this.options.containment.report(path, err, { room: this.name })
   }
 
   /**
@@ -364,6 +382,7 @@ export class Room {
   private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
     let update = received
     let decoded = decodeUpdateChecked(update)
+    let depths: ItemDepths | undefined
     if (!decoded.empty && checkUpdateClocks(decoded, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
       // Only what the room lacks is stored: a stored copy of structs the room already has
       // could differ from them (a forgery), and the merged reload would pick by length,
@@ -372,6 +391,7 @@ export class Room {
       if (!decoded.empty) trialApply(this.doc, this.inflight.updates, update)
     }
     const empty = decoded.empty
+    if (!empty) depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     const limit = this.options.maxDocumentSize
     if (!empty && limit && this.storedBytes + update.length > limit) {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
@@ -384,17 +404,17 @@ export class Room {
       this.tail = this.tail.then(() => this.ack(peer, count))
       return
     }
-    this.enqueueWrite(update, decoded, state.origin, peer, count)
+    this.enqueueWrite(update, decoded, depths, state.origin, peer, count)
   }
 
   /**
    * Stores `update` and then applies it. Writes start at once (the store batches them);
    * applies happen strictly in arrival order.
    */
-  private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
+  private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, depths: ItemDepths | undefined, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
     this.pendingWrites++
     this.storedBytes += update.length
-    this.inflight.add(update, decoded)
+    this.inflight.add(update, decoded, depths)
     const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
@@ -512,7 +532,8 @@ export class Room {
   async applyAdminUpdate(update: Uint8Array): Promise<void> {
     const decoded = decodeUpdateChecked(update)
     if (decoded.empty) return
-    await this.enqueueWrite(update, decoded, ADMIN_ORIGIN, undefined, 0)
+    const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
+    await this.enqueueWrite(update, decoded, depths, ADMIN_ORIGIN, undefined, 0)
   }
 
   private ack(peer: Peer, count: number): void {
@@ -704,5 +725,44 @@ export class Room {
     this.destroyed = true
     this.presence.destroy()
     this.ydoc.destroy()
+  }
+}
+
+/** A room's document: garbage-collected, except content nested too deep for Yjs's recursive GC. */
+function roomDoc(): Y.Doc {
+  const doc = new Y.Doc({ gc: true })
+  keepDeepGarbage(doc)
+  return doc
+}
+
+/** Passes over a stored log before its failing updates are simply left applied in part. */
+const LOAD_PASSES = 3
+
+/**
+ * The room's document from its stored log (a state and the updates since). An update that
+ * throws is left out, and the document rebuilt without it: it may have applied in part (a
+ * deletion cut short by a stack overflow leaves some of the content deleted, and a joiner
+ * applying that state would overflow in turn), and a room without the update is one the
+ * clients can use. Runs on stored client data at load, so nothing escapes: failures are
+ * collected in `failures` for the room to report.
+ */
+function loadLog(updates: readonly Uint8Array[], failures: unknown[]): Y.Doc {
+  let kept = updates.map((update, index) => ({ update, index }))
+  for (let pass = 1; ; pass++) {
+    const doc = roomDoc()
+    const failed = new Set<number>()
+    try {
+      applyUpdates(doc, kept.map((k) => k.update), LOAD_ORIGIN, (err, i) => {
+        failed.add(i)
+        failures.push(err)
+      })
+    } catch (err) {
+      // Only the transaction's own cleanup could throw here (each update is caught above).
+      failures.push(err)
+      return doc
+    }
+    if (failed.size === 0 || pass === LOAD_PASSES) return doc
+    doc.destroy()
+    kept = kept.filter((_, i) => !failed.has(i))
   }
 }

@@ -99,6 +99,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxAwarenessDepth: config.maxAwarenessDepth,
     maxAwarenessClients: config.maxAwarenessClients,
     maxAwarenessRoomSize: config.maxAwarenessRoomSize,
+    maxNestingDepth: config.maxNestingDepth,
     containment,
     replication: cluster,
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },

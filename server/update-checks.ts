@@ -16,7 +16,7 @@ import { ProtocolError } from './protocol.js'
 export const MAX_CLOCK = 2 ** 40
 
 interface ID { client: number; clock: number }
-interface Struct { id: ID; length: number; origin?: ID | null; rightOrigin?: ID | null; parent?: unknown }
+interface Struct { id: ID; length: number; origin?: ID | null; rightOrigin?: ID | null; parent?: unknown; content?: unknown }
 
 /** An update's structs and deletions as Y.decodeUpdate gives them. */
 export interface DecodedUpdate {
@@ -173,8 +173,15 @@ export class InflightUpdates {
   private readonly spansOf = new Map<Uint8Array, Span[]>()
   /** By client, in the order added (a typing client's spans follow one another). */
   private readonly byClient = new Map<number, Span[]>()
+  /** Item depths of the updates in flight (see checkNestingDepth), when checked, in the order added. */
+  private readonly depths: Array<{ update: Uint8Array; depths: ItemDepths }> = []
+  private unresolvedDepths = 0
 
-  add(update: Uint8Array, decoded: DecodedUpdate): void {
+  add(update: Uint8Array, decoded: DecodedUpdate, depths?: ItemDepths): void {
+    if (depths) {
+      this.depths.push({ update, depths })
+      if (depths.unresolved) this.unresolvedDepths++
+    }
     const spans: Span[] = []
     let last: Span | undefined
     for (const s of decoded.structs) {
@@ -192,6 +199,12 @@ export class InflightUpdates {
   }
 
   delete(update: Uint8Array): void {
+    // Updates land in arrival order, so this is almost always the first entry.
+    const at = this.depths.findIndex((d) => d.update === update)
+    if (at >= 0) {
+      if (this.depths[at]!.depths.unresolved) this.unresolvedDepths--
+      this.depths.splice(at, 1)
+    }
     const spans = this.spansOf.get(update)
     if (!spans) return
     this.spansOf.delete(update)
@@ -205,6 +218,35 @@ export class InflightUpdates {
 
   get updates(): Iterable<Uint8Array> {
     return this.spansOf.keys()
+  }
+
+  /** Some update in flight has items whose depth is only a lower bound. */
+  get hasUnresolvedDepths(): boolean {
+    return this.unresolvedDepths > 0
+  }
+
+  /** The depth of the item `id` points into, if an update in flight carries it. */
+  depthAt(id: ID): number | undefined {
+    // Newest first: an update usually builds on the one sent just before it.
+    for (let i = this.depths.length - 1; i >= 0; i--) {
+      const runs = this.depths[i]!.depths.byClient.get(id.client)
+      if (!runs) continue
+      let lo = 0
+      let hi = runs.length - 1
+      while (lo <= hi) {
+        const mid = (lo + hi) >>> 1
+        const r = runs[mid]!
+        if (id.clock < r.from) hi = mid - 1
+        else if (id.clock >= r.to) lo = mid + 1
+        else return r.depth
+      }
+    }
+    return undefined
+  }
+
+  /** The structs of the updates in flight whose depths were checked. */
+  *structs(): Iterable<readonly Struct[]> {
+    for (const d of this.depths) yield d.depths.structs
   }
 
   /** The room's clock for `client` once everything in flight is applied. */
@@ -241,5 +283,315 @@ export class InflightUpdates {
       }
     }
     return state
+  }
+}
+
+// ---- nesting depth -----------------------------------------------------------
+
+/**
+ * How deep shared types may nest. Yjs deletes, garbage-collects and reads (toJSON) nested
+ * types recursively, a few stack frames per level: past ~2,000 levels of Y.Map
+ * (scripts/measure-nesting.ts has the figures per type) one deletion throws RangeError, at
+ * the end of a transaction where nothing catches it, and a room holding such content
+ * crashes the process that loads it. So the depth is bounded before anything is stored.
+ *
+ * Depth: an item directly in a root type is at depth 1; an item inside a type created at
+ * depth d is at depth d + 1; a JSON value (Y.Map.set('k', {...})) adds its own nesting.
+ */
+
+/** An item's depth as a run of clocks: all of one item's clocks share its parent. */
+interface DepthRun { from: number; to: number; depth: number }
+
+/** The depths of an update's items, kept while it is in flight (see InflightUpdates). */
+export interface ItemDepths {
+  byClient: Map<number, DepthRun[]>
+  /** Some item hangs from an item the room does not have yet: its depth is a lower bound. */
+  unresolved: boolean
+  /** The update's structs, for the slow path of a later check (see checkNestingDepth). */
+  structs: readonly Struct[]
+}
+
+const UNVISITED = -2
+const VISITING = -1
+
+/** A struct of some update being resolved; `depth` is UNVISITED, VISITING or resolved (≥ 0). */
+interface Node { s: Struct; depth: number; gc: boolean }
+
+/** Structs of several updates by client and clock, for finding the item an ID points into. */
+class StructIndex {
+  private readonly byClient = new Map<number, Node[]>()
+
+  constructor(sources: Iterable<readonly Struct[]>) {
+    for (const structs of sources) {
+      for (const s of structs) {
+        if (s instanceof Y.Skip) continue
+        const node: Node = { s, depth: UNVISITED, gc: !(s instanceof Y.Item) }
+        const list = this.byClient.get(s.id.client)
+        if (list) list.push(node)
+        else this.byClient.set(s.id.client, [node])
+      }
+    }
+    for (const list of this.byClient.values()) {
+      // One update's structs come in clock order; only several sources need sorting.
+      for (let i = 1; i < list.length; i++) {
+        if (list[i]!.s.id.clock < list[i - 1]!.s.id.clock) {
+          list.sort((a, b) => a.s.id.clock - b.s.id.clock)
+          break
+        }
+      }
+    }
+  }
+
+  *nodes(): Iterable<Node> {
+    for (const list of this.byClient.values()) yield* list
+  }
+
+  find(id: ID): Node | undefined {
+    const list = this.byClient.get(id.client)
+    if (!list) return undefined
+    let lo = 0
+    let hi = list.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const n = list[mid]!
+      if (id.clock < n.s.id.clock) hi = mid - 1
+      else if (id.clock >= n.s.id.clock + n.s.length) lo = mid + 1
+      else return n
+    }
+    return undefined
+  }
+}
+
+/**
+ * Where an item's parent comes from, as Yjs finds it when integrating (Item.getMissing):
+ * the left neighbour's parent (origin), else the right one's (rightOrigin), else the
+ * parent written in the update: a root by name, or the type an item ID holds (one deeper).
+ */
+function reference(s: Struct): { ref: ID | undefined; inc: number } {
+  if (s.origin) return { ref: s.origin, inc: 0 }
+  if (s.rightOrigin) return { ref: s.rightOrigin, inc: 0 }
+  if (s.parent instanceof Y.ID) return { ref: s.parent, inc: 1 }
+  return { ref: undefined, inc: 0 }
+}
+
+/** How deep JSON values nest (0 for a scalar), counted without recursion and up to `cap`. */
+function jsonDepth(values: readonly unknown[], cap: number): number {
+  // Most content is text or scalars: nothing to walk, nothing to allocate.
+  if (values.every((v) => v === null || typeof v !== 'object')) return 0
+  let max = 0
+  const stack: Array<[unknown, number]> = values.map((v) => [v, 0])
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!
+    if (v === null || typeof v !== 'object' || v instanceof Uint8Array) continue
+    if (d + 1 > max) max = d + 1
+    if (max > cap) return max
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1])
+  }
+  return max
+}
+
+/** The JSON values an item's content holds (embeds, formatting attributes, Y.Map values, ...). */
+const NO_VALUES: readonly unknown[] = []
+function contentValues(content: unknown): readonly unknown[] {
+  if (content instanceof Y.ContentString || content instanceof Y.ContentType || content instanceof Y.ContentDeleted) return NO_VALUES
+  if (content instanceof Y.ContentAny || content instanceof Y.ContentJSON) return content.arr
+  if (content instanceof Y.ContentEmbed) return [content.embed]
+  if (content instanceof Y.ContentFormat) return [content.value]
+  return NO_VALUES
+}
+
+/**
+ * The depth of the item `id` points into, as the room's document holds it: undefined if
+ * the document does not have it; 0 for garbage-collected content (an item placed next to
+ * it is dropped, nothing nests there). Walks up parent types, at most `limit` + 1 steps.
+ */
+export function depthInDoc(doc: Y.Doc, id: ID, limit: number, cache = new Map<Y.AbstractType<unknown>, number>()): number | undefined {
+  if (!(id.clock < Y.getState(doc.store, id.client))) return undefined
+  const struct = Y.getItem(doc.store, id as Y.ID)
+  if (!(struct instanceof Y.Item)) return 0
+  // Depth of a type: 0 for a root, else the depth of the item holding it.
+  const path: Array<Y.AbstractType<unknown>> = []
+  let type = struct.parent
+  let base = 0
+  while (type instanceof Y.AbstractType) {
+    const known = cache.get(type)
+    if (known !== undefined) { base = known; break }
+    const holder = type._item
+    if (!holder || path.length > limit) break
+    path.push(type)
+    type = holder.parent
+  }
+  for (let i = path.length - 1; i >= 0; i--) cache.set(path[i]!, base + (path.length - i))
+  return base + path.length + 1
+}
+
+/**
+ * Throws TOO_DEEP if integrating `decoded` would put an item (or a JSON value in one)
+ * deeper than `limit`, and returns its items' depths. Linear in the structs examined and
+ * without recursion: an update of 20,000 nested maps costs 20,000 steps.
+ *
+ * An item in the wire format names its parent only if it has no neighbours; otherwise
+ * the parent is its neighbour's, so depths are resolved through origins: within the
+ * update, then in what is in flight (`inflightDepth`), then in the document (`docDepth`).
+ * An item hanging from one the room does not have yet (it will wait as pending) gets a
+ * lower bound (its anchor at depth 1). So that chains split into pieces, each sent
+ * before the piece it hangs from, cannot add up unseen, the slow path (taken when
+ * `slowSources` is given: the room holds pending structs or something in flight is
+ * unresolved) resolves this update together with those structs, whose depths rise as
+ * this update supplies their anchors.
+ */
+export function checkNestingDepth(
+  decoded: DecodedUpdate,
+  limit: number,
+  docDepth: (id: ID) => number | undefined,
+  inflightDepth: (id: ID) => number | undefined = () => undefined,
+  slowSources: ReadonlyArray<readonly Struct[]> = [],
+): ItemDepths {
+  const index = new StructIndex([decoded.structs, ...slowSources])
+  const outside = slowSources.length > 0 ? docDepth : (id: ID) => inflightDepth(id) ?? docDepth(id)
+  let unresolved = false
+  const stack: Node[] = []
+  for (const start of index.nodes()) {
+    if (start.depth !== UNVISITED) continue
+    start.depth = VISITING
+    stack.push(start)
+    while (stack.length > 0) {
+      const node = stack[stack.length - 1]!
+      let depth: number
+      if (node.gc) {
+        depth = 0
+      } else {
+        const { ref, inc } = reference(node.s)
+        if (!ref) {
+          depth = 1
+        } else {
+          const target = index.find(ref)
+          if (target && target.depth === UNVISITED) {
+            target.depth = VISITING
+            stack.push(target)
+            continue
+          }
+          if (target) {
+            // VISITING: a cycle of references, which Yjs can never integrate (it stays pending).
+            depth = target.depth === VISITING ? 0 : target.depth === 0 ? 0 : target.depth + inc
+          } else {
+            const known = outside(ref)
+            if (known === undefined) unresolved = true
+            depth = known === undefined ? 1 + inc : known === 0 ? 0 : known + inc
+          }
+        }
+        const total = depth + jsonDepth(contentValues(node.s.content), limit)
+        if (total > limit) {
+          throw new ProtocolError('TOO_DEEP', `item ${node.s.id.client}:${node.s.id.clock} would nest ${total} levels deep, beyond the allowed ${limit}`)
+        }
+      }
+      node.depth = depth
+      stack.pop()
+    }
+  }
+  const byClient = new Map<number, DepthRun[]>()
+  for (const s of decoded.structs) {
+    if (s instanceof Y.Skip) continue
+    const node = index.find(s.id)!
+    const runs = byClient.get(s.id.client)
+    const run = { from: s.id.clock, to: s.id.clock + s.length, depth: node.depth }
+    if (runs) runs.push(run)
+    else byClient.set(s.id.client, [run])
+  }
+  return { byClient, unresolved, structs: decoded.structs }
+}
+
+/** The pending structs of `doc` (waiting for what they depend on), decoded once per change. */
+const pendingDecoded = new WeakMap<Uint8Array, readonly Struct[]>()
+export function pendingStructs(doc: Y.Doc): readonly Struct[] | undefined {
+  const pending = doc.store.pendingStructs
+  if (!pending) return undefined
+  let structs = pendingDecoded.get(pending.update)
+  // Yjs keeps them encoded in the v2 format.
+  if (!structs) pendingDecoded.set(pending.update, structs = (Y.decodeUpdateV2(pending.update) as unknown as DecodedUpdate).structs)
+  return structs
+}
+
+/**
+ * checkNestingDepth for a room: against its document, its pending structs and what is in
+ * flight. `limit` 0 checks nothing.
+ */
+export function checkRoomNesting(decoded: DecodedUpdate, doc: Y.Doc, inflight: InflightUpdates, limit: number): ItemDepths | undefined {
+  if (!limit) return undefined
+  checkDeletionDepth(decoded, doc, limit)
+  if (decoded.structs.length === 0) return undefined
+  const cache = new Map<Y.AbstractType<unknown>, number>()
+  const docDepth = (id: ID): number | undefined => depthInDoc(doc, id, limit, cache)
+  const pending = pendingStructs(doc)
+  const slow = pending !== undefined || inflight.hasUnresolvedDepths
+  if (!slow) return checkNestingDepth(decoded, limit, docDepth, (id) => inflight.depthAt(id))
+  // Something may hang from what this update supplies: resolve it all together.
+  return checkNestingDepth(decoded, limit, docDepth, undefined, [...(pending ? [pending] : []), ...inflight.structs()])
+}
+
+/**
+ * Throws TOO_DEEP if the update would delete a type whose content nests more than `limit`
+ * levels below it: through its delete set, or by overwriting a map value (a new value for
+ * a key deletes the old one). Yjs deletes recursively, so such a deletion overflows the
+ * stack halfway, after the update is stored, and leaves the content deleted in part (a
+ * state no client can apply either). Such content exists only if it was stored before
+ * the limit did; accepted content never nests that deep, so no legitimate deletion is
+ * refused. Walks each deleted type's live content once, without recursion.
+ */
+export function checkDeletionDepth(decoded: DecodedUpdate, doc: Y.Doc, limit: number): void {
+  let walked: Map<Y.AbstractType<unknown>, number> | undefined
+  const check = (struct: unknown): void => {
+    if (struct instanceof Y.Item && !struct.deleted && struct.content instanceof Y.ContentType) checkHeight(struct.content.type, limit, walked ??= new Map())
+  }
+  for (const [client, ranges] of decoded.ds.clients) {
+    const structs = doc.store.clients.get(client)
+    if (!structs) continue
+    const state = Y.getState(doc.store, client)
+    for (const r of ranges) {
+      if (!(r.clock < state)) continue
+      const end = r.clock + r.len
+      for (let i = Y.findIndexSS(structs, r.clock); i < structs.length && structs[i]!.id.clock < end; i++) check(structs[i])
+    }
+  }
+  for (const s of decoded.structs) {
+    if (!(s instanceof Y.Item)) continue
+    if (s.origin) {
+      // Placed after a map value: it replaces it, or is itself discarded.
+      if (!(s.origin.clock < Y.getState(doc.store, s.origin.client))) continue
+      const left = Y.getItem(doc.store, s.origin)
+      if (left instanceof Y.Item && left.parentSub !== null) check(left)
+    } else if (s.parentSub && !s.rightOrigin) {
+      // A map value without neighbours: it may win over the key's current value.
+      const parent = typeof s.parent === 'string' ? doc.share.get(s.parent)
+        : s.parent instanceof Y.ID && s.parent.clock < Y.getState(doc.store, s.parent.client) ? contentType(Y.getItem(doc.store, s.parent))
+        : undefined
+      check(parent?._map.get(s.parentSub))
+    }
+  }
+}
+
+function contentType(struct: unknown): Y.AbstractType<unknown> | undefined {
+  return struct instanceof Y.Item && struct.content instanceof Y.ContentType ? struct.content.type : undefined
+}
+
+/**
+ * Throws TOO_DEEP if live content nests more than `limit` levels below `root`. `walked`
+ * holds the levels left when a type was last walked: its content fits in those, so a walk
+ * arriving with as many or more need not go below it again.
+ */
+function checkHeight(root: Y.AbstractType<unknown>, limit: number, walked: Map<Y.AbstractType<unknown>, number>): void {
+  const stack: Array<[Y.AbstractType<unknown>, number]> = [[root, 0]]
+  while (stack.length > 0) {
+    const [type, depth] = stack.pop()!
+    const left = walked.get(type)
+    if (left !== undefined && left <= limit - depth) continue
+    walked.set(type, limit - depth)
+    const visit = (item: Y.Item): void => {
+      if (item.deleted || !(item.content instanceof Y.ContentType)) return
+      if (depth + 1 > limit) throw new ProtocolError('TOO_DEEP', `deleting ${root._item ? `item ${root._item.id.client}:${root._item.id.clock}` : 'a type'} would delete content nested more than ${limit} levels below it`)
+      stack.push([item.content.type, depth + 1])
+    }
+    for (let item = type._start; item !== null; item = item.right) visit(item)
+    for (const item of type._map.values()) visit(item)
   }
 }

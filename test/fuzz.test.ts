@@ -28,6 +28,8 @@ import { RawClient } from './helpers/raw-client.js'
 import { awarenessCaseArb, buildFrames, type AwarenessCase } from './helpers/fuzz-awareness.js'
 import { jsonNestingDepth } from '../server/json-depth.js'
 import * as awarenessProtocol from 'y-protocols/awareness'
+import { buildNest, maxDepth, nestSpecArb } from './helpers/fuzz-structure.js'
+import { docFromUpdates, docToJson } from '../server/doc-ops.js'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 600)
 const ROOMS = ['fuzz', 'fuzz', 'fuzz', 'fuzz-other']
@@ -439,3 +441,108 @@ test(`fuzz: ${Math.max(20, Math.ceil(RUNS / 10))} runs of hostile awareness mess
   const health = await fetch(`${server.httpUrl}/healthz`)
   assert.equal(health.status, 200, 'the server is alive')
 })
+
+/**
+ * Structure-aware fuzzing (test/helpers/fuzz-structure.ts): chains of nested shared types
+ * of every kind around --max-nesting-depth and far past it (where Yjs would overflow the
+ * stack), through parents and origins, by several clients, in pieces sent in any order,
+ * with JSON inside and deletions of the outermost type. After every case a canary room
+ * still relays an edit, and the room's stored updates reload (integrate, garbage-collect,
+ * toJSON, encode) without error and nest no deeper than the limit; at the end a restart
+ * loads every room without skipping a stored update. FUZZ_RUNS / 10 cases (60 by default).
+ */
+test(`fuzz: ${Math.ceil(RUNS / 10)} runs of deeply nested shared types`, { timeout: Math.max(600_000, RUNS * 1000) }, async (t) => {
+  const runs = Math.ceil(RUNS / 10)
+  const seed = testSeed()
+  t.diagnostic(`seed ${seed} (replay: SEED=${seed} FUZZ_RUNS=${RUNS})`)
+  const limit = 24
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const problems: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk: Buffer, _e, done) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue
+        const entry = JSON.parse(line) as Record<string, unknown>
+        if ((entry.level as number) >= 50) problems.push(entry)
+      }
+      done()
+    },
+  })
+  const options = { dataDir: dir.path, logger: createLogger('warn', sink), roomGrace: 60_000, maxNestingDepth: limit }
+  let server = await startServer(options)
+  t.after(() => server.close())
+  const canary = [connect(server.url, 'canary'), connect(server.url, 'canary')]
+  t.after(() => { for (const c of canary) c.destroy() })
+  await Promise.all(canary.map((c) => synced(c, 10_000)))
+
+  const answers = new Map<string, number>()
+  const rooms: string[] = []
+  let run = 0
+  await fc.assert(
+    fc.asyncProperty(nestSpecArb(limit, 2500, 1_000_000), fc.boolean(), async (spec, backToBack) => {
+      const room = `nest-${run++}`
+      rooms.push(room)
+      const before = problems.length
+      let raw = await open(server, room)
+      try {
+        for (const update of buildNest(spec)) {
+          if (raw.closeInfo) raw = await open(server, room)
+          raw.send(encodeSyncUpdate(update))
+          if (backToBack) continue
+          const closed = await settle(raw)
+          answers.set(closed ? String(closed.code) : 'ok', (answers.get(closed ? String(closed.code) : 'ok') ?? 0) + 1)
+          if (closed) assert.equal(closed.code, 4400, `unexpected close ${closed.code}: ${closed.reason}`)
+        }
+        const closed = await settle(raw)
+        if (closed) assert.equal(closed.code, 4400, `unexpected close ${closed.code}: ${closed.reason}`)
+      } finally {
+        raw.close()
+      }
+      await server.registry.flushAll()
+      // The process still serves: the canary room relays an edit.
+      canary[0]!.text.insert(0, String(run % 10))
+      const text = canary[0]!.text.toString()
+      await waitFor(() => canary[1]!.text.toString() === text, { timeout: 15_000, message: 'the canary room relays' })
+      // Nothing accepted makes the room unloadable, or nests past the limit.
+      const live = server.registry.rooms.find((r) => r.name === room)
+      if (live) assert.ok(maxDepth(live.doc) <= limit, `the live room nests ${maxDepth(live.doc)} deep`)
+      const stored = await server.store.load(room)
+      const reloaded = docFromUpdates(stored.updates)
+      try {
+        assert.ok(maxDepth(reloaded) <= limit, `the stored room reloads ${maxDepth(reloaded)} deep`)
+        JSON.stringify(docToJson(reloaded))
+        Y.encodeStateAsUpdate(reloaded)
+      } finally {
+        reloaded.destroy()
+      }
+      assert.deepEqual(problems.slice(before), [], 'no error logged while handling this case')
+    }),
+    { seed, numRuns: runs, verbose: 1 },
+  )
+  t.diagnostic(`${run} cases; answers per update sent one by one: ${JSON.stringify(Object.fromEntries(answers))}`)
+
+  // A restart loads every room, skipping nothing that was stored.
+  for (const c of canary) c.destroy()
+  await server.close()
+  server = await startServer(options)
+  for (const room of rooms) {
+    const r = await server.registry.get(room)
+    assert.ok(maxDepth(r.doc) <= limit)
+  }
+  await canaryServes(server)
+  assert.deepEqual(problems.filter((p) => String(p.event).startsWith('load_') || p.event === 'contained_error'), [], 'every room reloads whole')
+})
+
+async function canaryServes(server: CoeditServer): Promise<void> {
+  const a = connect(server.url, 'canary')
+  const b = connect(server.url, 'canary')
+  try {
+    await Promise.all([synced(a, 10_000), synced(b, 10_000)])
+    a.text.insert(0, 'after restart')
+    await waitFor(() => b.text.toString().includes('after restart'), { timeout: 15_000, message: 'the canary room relays after the restart' })
+  } finally {
+    a.destroy()
+    b.destroy()
+  }
+}
