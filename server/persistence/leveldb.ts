@@ -11,7 +11,11 @@ import {
   updateKey, updatePrefix,
 } from './keys.js'
 import { GroupCommit, type Append } from './group-commit.js'
-import type { RoomInfo, StoredRoom } from './store.js'
+import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, RoomInfo, StoredRoom } from './store.js'
+import { EMPTY_STATE } from './store.js'
+import { StoreClock } from './clock.js'
+import { decodeLogBase, decodeLogEntry, encodeLogBase, encodeLogEntry, logBaseKey, logKey, logPrefix } from './log-keys.js'
+import { migrate } from './leveldb-migrate.js'
 import {
   decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
   versionStateKey, versionStatePrefix,
@@ -23,6 +27,8 @@ export interface LevelStoreOptions {
   sync?: boolean
   /** Told the size and duration of every append batch (metrics). */
   observer?: { batchWritten(updates: number, ms: number): void }
+  /** The clock stamped on stored updates (tests inject one). Default Date.now. */
+  now?: () => number
 }
 
 
@@ -40,7 +46,7 @@ const textDecoder = new TextDecoder()
 
 type LevelSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>
 
-export class LevelStore implements VersionedStore {
+export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
   private readonly observer: LevelStoreOptions['observer']
@@ -52,9 +58,11 @@ export class LevelStore implements VersionedStore {
    */
   private readonly metaWrittenAt = new Map<string, number>()
   private closed = false
+  private readonly clock: StoreClock
 
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
     this.db = db
+    this.clock = new StoreClock(options.now)
     this.sync = options.sync ?? true
     this.observer = options.observer
   }
@@ -70,6 +78,12 @@ export class LevelStore implements VersionedStore {
         throw new CoeditError('STORE_LOCKED', `data directory ${dir} is in use by another coedit process`, { cause: err })
       }
       throw new CoeditError('STORE_OPEN_FAILED', `cannot open data directory ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
+    }
+    try {
+      await migrate(db, Math.floor((options.now ?? Date.now)()))
+    } catch (err) {
+      await db.close().catch(() => {})
+      throw err instanceof CoeditError ? err : new CoeditError('STORE_MIGRATION_FAILED', `cannot migrate data directory ${dir}: ${(err as Error).message}`, { cause: err })
     }
     return new LevelStore(db, options)
   }
@@ -98,12 +112,12 @@ export class LevelStore implements VersionedStore {
     return { updates, lastSeq, pendingUpdates }
   }
 
-  async append(room: string, updates: readonly Uint8Array[]): Promise<number> {
+  async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     if (!this.nextSeq.has(room)) this.nextSeq.set(room, this.findNextSeq(room))
     const known = this.nextSeq.get(room)
     if (typeof known !== 'number') await known
-    return this.commits.add(room, updates)
+    return this.commits.add(room, updates, meta)
   }
 
   private async findNextSeq(room: string): Promise<number> {
@@ -120,7 +134,7 @@ export class LevelStore implements VersionedStore {
 
   private async writeBatch(batch: readonly Append[]): Promise<number[]> {
     const results: number[] = []
-    const now = Date.now()
+    const now = this.clock.stamp()
     const firstSeq = new Map<string, number>()
     const metaRooms: string[] = []
     // A chained batch: it costs the main thread half what db.batch(array) does (abstract-level
@@ -129,10 +143,14 @@ export class LevelStore implements VersionedStore {
     const chained = this.db.batch()
     try {
       let count = 0
-      for (const { room, updates } of batch) {
+      for (const { room, updates, meta } of batch) {
         let seq = this.nextSeq.get(room) as number
         if (!firstSeq.has(room)) firstSeq.set(room, seq)
-        for (const update of updates) chained.put(updateKey(room, seq++), update)
+        for (const update of updates) {
+          // The history log's copy: compaction deletes u: keys, the log keeps its window.
+          chained.put(logKey(room, seq), encodeLogEntry(now, meta?.user, update))
+          chained.put(updateKey(room, seq++), update)
+        }
         count += updates.length
         this.nextSeq.set(room, seq)
         results.push(seq - 1)
@@ -215,7 +233,7 @@ export class LevelStore implements VersionedStore {
     return next
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     return this.serialized(room, async () => {
       const prefix = versionMetaPrefix(room)
@@ -223,7 +241,7 @@ export class LevelStore implements VersionedStore {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
         id = idOfVersionKey(key) + 1
       }
-      const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length }
+      const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length, ...(version.pinned ? { pinned: true } : {}) }
       await this.db.batch([
         { type: 'put', key: versionStateKey(room, id), value: version.state },
         { type: 'put', key: versionMetaKey(room, id), value: encodeVersionMeta(info) },
@@ -311,17 +329,18 @@ export class LevelStore implements VersionedStore {
       const state = await this.db.get(versionStateKey(room, info.id), { snapshot })
       if (state !== undefined) versions.push({ ...info, state })
     }
-    return { name: room, updatedAt, lastSeq, updates, versions }
+    return { name: room, updatedAt, lastSeq, updates, versions, log: await this.readLogFrom(room, {}, snapshot) }
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     const room = record.name
     const ops: BatchOp[] = []
-    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room)]) {
+    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), logPrefix(room)]) {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) ops.push({ type: 'del', key })
     }
     ops.push({ type: 'del', key: stateKey(room) })
+    ops.push({ type: 'del', key: logBaseKey(room) })
     const [first, ...rest] = record.updates
     // The first update becomes the compacted state, the rest keep their place in the log.
     const upTo = record.lastSeq - rest.length
@@ -332,6 +351,9 @@ export class LevelStore implements VersionedStore {
       ops.push({ type: 'put', key: versionStateKey(room, v.id), value: v.state })
       ops.push({ type: 'put', key: versionMetaKey(room, v.id), value: encodeVersionMeta(v) })
     }
+    const log = record.log ?? logOfRecord(record, upTo, this.clock.stamp())
+    if (log.base) ops.push({ type: 'put', key: logBaseKey(room), value: encodeLogBase(log.base) })
+    for (const e of log.entries) ops.push({ type: 'put', key: logKey(room, e.seq), value: encodeLogEntry(e.at, e.user, e.update) })
     await this.db.batch(ops, { sync: this.sync })
     this.nextSeq.set(room, record.lastSeq + 1)
     // The next append writes updatedAt again (the record's own may be old).
@@ -339,6 +361,38 @@ export class LevelStore implements VersionedStore {
   }
 
   // ---- end of history and backup ------------------------------------------------------
+
+  // ---- history log (issue 18) -----------------------------------------------------------
+
+  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+    return this.readLogFrom(room, range, undefined)
+  }
+
+  private async readLogFrom(room: string, range: { afterSeq?: number; untilAt?: number }, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
+    const stored = await this.db.get(logBaseKey(room), snapshot ? { snapshot } : {})
+    const base = stored === undefined ? undefined : decodeLogBase(stored)
+    const prefix = logPrefix(room)
+    const after = Math.max(range.afterSeq ?? 0, base?.upTo ?? 0)
+    const entries = []
+    for await (const [key, value] of this.db.iterator({ gt: logKey(room, after), lt: prefixEnd(prefix), ...(snapshot ? { snapshot } : {}) })) {
+      const entry = decodeLogEntry(seqOfUpdateKey(key), value)
+      // Stamps never decrease along the log: the first one past `untilAt` ends it.
+      if (range.untilAt !== undefined && entry.at > range.untilAt) break
+      entries.push(entry)
+    }
+    return { base, entries }
+  }
+
+  async foldLog(room: string, base: LogBase): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const prefix = logPrefix(room)
+    const chained = this.db.batch()
+    chained.put(logBaseKey(room), encodeLogBase(base))
+    for await (const key of this.db.keys({ gt: prefix, lte: logKey(room, base.upTo) })) chained.del(key)
+    await chained.write({ sync: this.sync })
+  }
+
+  // ---- end of history log ---------------------------------------------------------------
 
   // ---- health (operations, issue 7) ---------------------------------------------------
 
@@ -358,5 +412,17 @@ export class LevelStore implements VersionedStore {
     this.closed = true
     await this.commits.drained()
     await this.db.close()
+  }
+}
+
+/**
+ * The history log of a record that carries none (a backup from before issue 18): it starts
+ * at `at` with the record's first update as its base and the rest as entries.
+ */
+export function logOfRecord(record: RoomRecord, upTo: number, at: number): HistoryLog {
+  const [first, ...rest] = record.updates
+  return {
+    base: { upTo, at, state: first ?? EMPTY_STATE },
+    entries: rest.map((update, i) => ({ seq: upTo + 1 + i, at, user: undefined, update })),
   }
 }
