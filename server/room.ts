@@ -31,6 +31,8 @@ export interface Peer {
   readonly wantsAck: boolean
   /** A reader: receives the document and awareness, but its document changes are never applied, relayed or stored. */
   readonly readOnly?: boolean
+  /** Who is connected, when known (the token's `sub`, or an `authenticate` hook): the history log records it. */
+  readonly user?: { readonly id: string }
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
 }
@@ -341,7 +343,8 @@ export class Room {
     this.pendingWrites++
     this.storedBytes += update.length
     this.inflight.add(update, decoded)
-    const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
+    const user = origin.source === 'connection' ? origin.peer.user?.id : undefined
+    const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
