@@ -37,6 +37,8 @@ export interface StartOptions extends Partial<ServerConfig> {
    * an exception there ends at most one connection or room. Never set it in production.
    */
   faults?: readonly ContainedPath[]
+  /** Test seam: the clock the store stamps updates with and history runs on. Default Date.now. */
+  clock?: () => number
 }
 
 export interface CoeditServer {
@@ -54,7 +56,7 @@ export interface CoeditServer {
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, faults, ...overrides } = options
+  const { storage, logger, faults, clock, ...overrides } = options
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -62,9 +64,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const clustered = config.postgres !== '' && config.redis !== ''
   const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
   const ops = new Ops({ config, log, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
-  const store: Store = mode === 'memory' ? new MemoryStore()
-    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics })
-    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics })
+  const store: Store = mode === 'memory' ? new MemoryStore({ now: clock })
+    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics, now: clock })
+    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics, now: clock })
     : mode
   const ownsStore = typeof mode === 'string'
   let cluster: Cluster | undefined
@@ -81,7 +83,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   }
 
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
-  const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log })
+  const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, exactWindow: config.historyExact, now: clock })
   const registry = new RoomRegistry(store, {
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
@@ -104,7 +106,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize,
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, maxImportSize: config.maxMessageSize, now: clock,
       maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]
