@@ -4,7 +4,8 @@
  *   header   "COEDITBK", format version (byte 1), varuint createdAt (ms), varuint room count
  *   record*  byte 0x52 'R', varuint length, then: varstring name, varuint updatedAt (0 =
  *            unknown), varuint lastSeq, varbytes state (the room's merged update), varuint
- *            version count, each: varuint id, varuint at, varuint seq, varbytes state
+ *            version count, each: varuint id, varuint at, varuint seq, varbytes state;
+ *            format 2 adds the history section (server/backup-history.ts)
  *   trailer  byte 0x45 'E', varuint room count, 32 bytes SHA-256 of every byte before it
  *
  * A reader checks every frame and the trailer, so a truncated, corrupted or foreign file
@@ -17,9 +18,12 @@ import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { CoeditError } from './errors.js'
 import type { RoomRecord, StoreSnapshot } from './persistence/store.js'
+import { checkHistoryLog, readHistorySection, writeHistorySection } from './backup-history.js'
 
 const MAGIC = new TextEncoder().encode('COEDITBK')
-const FORMAT_VERSION = 1
+const FORMAT_VERSION = 2
+/** Format 1 files (before the history log) are still read. */
+const OLDEST_READABLE = 1
 const TAG_ROOM = 0x52
 const TAG_END = 0x45
 /** One record may not claim more than this (a corrupt length must not allocate gigabytes). */
@@ -63,6 +67,7 @@ export async function* encodeBackup(snapshot: StoreSnapshot, createdAt: number, 
       encoding.writeVarUint(payload, v.seq)
       encoding.writeVarUint8Array(payload, v.state)
     }
+    writeHistorySection(payload, record)
     const body = encoding.toUint8Array(payload)
     const frame = encoding.createEncoder()
     encoding.writeUint8(frame, TAG_ROOM)
@@ -133,7 +138,7 @@ class ChunkReader {
   }
 }
 
-function decodeRoom(body: Uint8Array): BackupRoom {
+function decodeRoom(body: Uint8Array, format: number): BackupRoom {
   const d = decoding.createDecoder(body)
   const name = decoding.readVarString(d)
   const updatedAt = decoding.readVarUint(d)
@@ -148,8 +153,10 @@ function decodeRoom(body: Uint8Array): BackupRoom {
     const vstate = decoding.readVarUint8Array(d)
     versions.push({ id, at, seq, bytes: vstate.length, state: vstate })
   }
+  const room: BackupRoom = { name, updatedAt: updatedAt === 0 ? undefined : updatedAt, lastSeq, updates: [state], versions }
+  if (format >= 2) readHistorySection(d, room)
   if (decoding.hasContent(d)) throw new Error('extra bytes after the record')
-  return { name, updatedAt: updatedAt === 0 ? undefined : updatedAt, lastSeq, updates: [state], versions }
+  return room
 }
 
 /** A Yjs update must apply cleanly (decodeUpdate alone accepts some truncated input). */
@@ -182,7 +189,7 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
   }
   if (!Buffer.from(magic).equals(Buffer.from(MAGIC))) throw bad('wrong file type (no COEDITBK header)')
   const version = (await r.read(1, 'the header'))[0]
-  if (version !== FORMAT_VERSION) throw bad(`format version ${version} is not supported (this coedit reads version ${FORMAT_VERSION})`)
+  if (version === undefined || version < OLDEST_READABLE || version > FORMAT_VERSION) throw bad(`format version ${version} is not supported (this coedit reads versions ${OLDEST_READABLE} to ${FORMAT_VERSION})`)
   const createdAt = await r.readVarUint('the header')
   const rooms = await r.readVarUint('the header')
   yield { header: { createdAt, rooms } }
@@ -196,12 +203,19 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
     const body = await r.read(length, `room record ${seen + 1}`)
     let room: BackupRoom
     try {
-      room = decodeRoom(body)
+      room = decodeRoom(body, version)
     } catch (err) {
       throw bad(`room record ${seen + 1} is malformed (${(err as Error).message})`)
     }
     checkUpdate(room.updates[0]!, `room "${room.name}"`)
     for (const v of room.versions) checkUpdate(v.state, `version ${v.id} of room "${room.name}"`)
+    if (room.log) {
+      try {
+        checkHistoryLog(room.log)
+      } catch (err) {
+        throw bad(`the history log of room "${room.name}" is broken (${(err as Error).message})`)
+      }
+    }
     seen++
     yield { room }
   }

@@ -8,6 +8,8 @@ import { parseArgs } from 'node:util'
 import { UsageError } from '../../server/config.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, parseTimeSpec, type ExportFormat, type ImportFormat } from '../../server/doc-ops.js'
 import type { VersionInfo } from '../../server/persistence/store.js'
+import { DIFF_FORMATS, type DiffFormat } from '../../server/diff.js'
+import { DEFAULT_ACTIVITY_BUCKET } from '../../server/history-log.js'
 import { printJson, writeOut, type CliIO } from './io.js'
 import { progress } from './progress.js'
 import { offlineTarget, remoteTarget, verifyBackupFile, type Target } from './target.js'
@@ -134,9 +136,10 @@ export const exportVerb: Verb = {
   --format json       the whole document as JSON
   --format update     the binary Yjs state (Y.encodeStateAsUpdate): import it back losslessly
   --out FILE          write to FILE instead of stdout
-  --at VERSION|TIME   the room as of a version of coedit history (an id, or the newest
-                      version at or before a time: 2026-11-22T10:00:00Z, 2h): look before
-                      you revert`,
+  --at VERSION|TIME   the room as of a version of coedit history (an id), or as of a
+                      time (2026-11-22T10:00:00.250Z, 90s): within the exact window
+                      (serve --history-exact, default 24h) exactly every update stored
+                      at or before it; older, the newest version at or before it`,
   async run(argv, io) {
     const { values, positionals } = parse(argv, { format: { type: 'string' }, out: { type: 'string' }, name: { type: 'string' }, at: { type: 'string' } }, 1)
     if (await helpOr(values, io, this.help)) return 0
@@ -236,34 +239,57 @@ reads every room back to verify it.
 }
 
 export const history: Verb = {
-  summary: 'list the stored versions of a room',
-  help: `Usage: coedit history ROOM [--data DIR | --server URL --token TOKEN] [--json]
+  summary: 'list the stored versions of a room and who changed it when',
+  help: `Usage: coedit history ROOM [--activity] [--bucket DURATION] [--data DIR | --server URL --token TOKEN] [--json]
 
 Lists the versions the server keeps of ROOM (see serve --history-interval and
---history-retention), oldest first. Revert to one with coedit revert ROOM --to ID.`,
+--history-retention), oldest first, then its activity within the exact window (serve
+--history-exact): per interval, how many updates, their bytes and which users. Revert to a
+version with coedit revert ROOM --to ID, or to any instant of the window with --to TIME.
+  --activity          only the activity (with --json: the activity list, not the versions)
+  --bucket DURATION   length of an activity interval (default 1m; examples: 10s, 1h)`,
   async run(argv, io) {
-    const { values, positionals } = parse(argv, {}, 1)
+    const { values, positionals } = parse(argv, { activity: { type: 'boolean' }, bucket: { type: 'string' } }, 1)
     if (await helpOr(values, io, this.help)) return 0
-    const versions: VersionInfo[] = await withTarget(values, io, (t) => t.history(positionals[0]!))
+    const room = positionals[0]!
+    const bucket = values.bucket === undefined ? DEFAULT_ACTIVITY_BUCKET : bucketOf(values.bucket as string)
+    const [versions, act] = await withTarget(values, io, async (t) => [await t.history(room), await t.activity(room, bucket)] as const)
     if (values.json) {
-      await printJson(io, versions)
+      await printJson(io, values.activity ? act.activity : versions)
       return 0
     }
-    if (versions.length === 0) {
-      await writeOut(io, `${positionals[0]}: no versions recorded yet\n`)
-      return 0
+    let out = ''
+    if (!values.activity) {
+      out += versions.length === 0
+        ? `${room}: no versions recorded yet\n`
+        : table([['VERSION', 'TIME', 'SIZE', ''], ...versions.map((v: VersionInfo) => [String(v.id), iso(v.at), formatBytes(v.bytes), v.pinned ? 'before a revert' : ''])])
+      out += '\n'
     }
-    await writeOut(io, table([['VERSION', 'TIME', 'SIZE'], ...versions.map((v) => [String(v.id), iso(v.at), formatBytes(v.bytes)])]))
+    out += `exact to the millisecond ${act.exactSince === undefined ? 'since the room was created' : `since ${isoMs(act.exactSince)}`}\n`
+    if (act.activity.length > 0) {
+      out += table([['FROM', 'UPDATES', 'BYTES', 'USERS'], ...act.activity.map((b) => [iso(b.from), String(b.updates), formatBytes(b.bytes), b.users.join(', ') || '-'])])
+    }
+    await writeOut(io, out)
     return 0
   },
+}
+
+const isoMs = (ms: number): string => new Date(ms).toISOString()
+
+function bucketOf(text: string): number {
+  const m = /^\s*(\d+)\s*(s|m|h|d)\s*$/i.exec(text)
+  if (!m || Number(m[1]) < 1) throw new UsageError(`--bucket: "${text}" is not a duration (examples: 10s, 1m, 1h)`)
+  return Number(m[1]) * ({ s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as Record<string, number>)[m[2]!.toLowerCase()]!
 }
 
 export const revert: Verb = {
   summary: 'bring a room back to a version or a time, as a new change',
   help: `Usage: coedit revert ROOM --to VERSION|TIME [--data DIR | --server URL --token TOKEN] [--json]
 
-Brings ROOM's content back to a version (an id from coedit history) or to the newest
-version at or before a time: ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d).
+Brings ROOM's content back to a version (an id from coedit history) or to a time: ISO
+8601 (2026-11-22T10:00:00.250Z) or a time ago (5s, 10m, 2h, 3d). Within the exact window
+(serve --history-exact, default 24h) that is exactly every update stored at or before the
+time and none after; older, the newest version at or before it.
 The revert is a new change on top of the current state: connected clients see it at once,
 and a client that was offline does not bring the removed content back. The state before
 the revert is kept as a version, so a revert can be reverted.`,
@@ -276,9 +302,10 @@ the revert is kept as a version, so a revert can be reverted.`,
     const result = await withTarget(values, io, (t) => t.revert(positionals[0]!, to))
     if (values.json) await printJson(io, result)
     else {
+      const what = result.exact ? `${isoMs(result.version.at)} (exact)` : `version ${result.version.id} (${iso(result.version.at)})`
       await writeOut(io, result.bytes === 0
-        ? `${result.room}: already as of version ${result.version.id} (${iso(result.version.at)}), nothing changed\n`
-        : `${result.room}: reverted to version ${result.version.id} (${iso(result.version.at)})\n`)
+        ? `${result.room}: already as of ${what}, nothing changed\n`
+        : `${result.room}: reverted to ${what}\n`)
     }
     return 0
   },
@@ -294,6 +321,29 @@ function checkVersionSpec(spec: string, io: CliIO): void {
   }
 }
 
+export const diff: Verb = {
+  summary: 'show what changed in a room between two moments',
+  help: `Usage: coedit diff ROOM --from VERSION|TIME [--to VERSION|TIME] [--name TEXT] [--format text|json]
+
+Prints a unified diff of the shared text (--name, default "text") as of --from and as of
+--to (default: now). Times are exact within the window of serve --history-exact.
+  --format text       a unified diff (default); nothing when the text did not change
+  --format json       every root that changed, before and after (any type), as JSON`,
+  async run(argv, io) {
+    const { values, positionals } = parse(argv, { from: { type: 'string' }, to: { type: 'string' }, name: { type: 'string' }, format: { type: 'string' } }, 1)
+    if (await helpOr(values, io, this.help)) return 0
+    const from = values.from as string | undefined
+    if (!from) throw new UsageError('diff needs --from VERSION|TIME')
+    checkVersionSpec(from, io)
+    const to = values.to as string | undefined
+    if (to !== undefined) checkVersionSpec(to, io)
+    const format = choice<DiffFormat>(values.format, DIFF_FORMATS, '--format') ?? 'text'
+    const body = await withTarget(values, io, (t) => t.diff(positionals[0]!, from, to, format, values.name as string | undefined))
+    await writeOut(io, body)
+    return 0
+  },
+}
+
 export const OPERATOR_VERBS: Record<string, Verb> = {
   rooms,
   export: exportVerb,
@@ -302,4 +352,5 @@ export const OPERATOR_VERBS: Record<string, Verb> = {
   'restore-backup': restoreBackup,
   history,
   revert,
+  diff,
 }
