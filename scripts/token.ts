@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { signToken } from '../server/auth.js'
 import { UsageError, parseDuration } from '../server/config.js'
 
-const HELP = `Usage: coedit token (--secret SECRET | --private-key FILE) --room PATTERN [--room PATTERN ...] [--read-only] [--ttl 1h]
+const HELP = `Usage: coedit token (--secret SECRET | --private-key FILE) --room PATTERN [--room PATTERN ...] [--read-only] [--ttl 1h] [--sub USER]
 
 Prints a JWT for a coedit server that requires tokens.
 
@@ -17,6 +17,8 @@ Prints a JWT for a coedit server that requires tokens.
                        ** across parts (repeat for several)
   --read-only          the holder receives the document but cannot change it
   --ttl DURATION       lifetime (30m, 1h, 24h; default 1h)
+  --sub USER           the holder's user id (the JWT sub claim): coedit history shows
+                       who changed what by it
 
 Open the editor with the token in the fragment, which browsers never send to the
 server: http://HOST:PORT/r/ROOM#token=TOKEN`
@@ -32,6 +34,7 @@ export async function token(argv: string[]): Promise<number> {
         room: { type: 'string', multiple: true },
         'read-only': { type: 'boolean' },
         ttl: { type: 'string' },
+        sub: { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -59,6 +62,7 @@ export async function token(argv: string[]): Promise<number> {
     rooms: values.room,
     access: values['read-only'] ? 'read' : 'write',
     ttl,
+    ...(values.sub !== undefined ? { sub: values.sub } : {}),
     ...(privateKeyFile ? { privateKeyFile } : { secret }),
   })
   console.log(jwt)

@@ -147,6 +147,8 @@ export interface TokenRequest {
   /** HS256 secret, or a PEM private key file (EC P-256 → ES256, RSA → RS256). */
   secret?: string
   privateKeyFile?: string
+  /** The `sub` claim: the user id the history log records for the holder's changes. */
+  sub?: string
 }
 
 /** Signs an access token (for `coedit token` and tests). */
@@ -163,7 +165,9 @@ export async function signToken(request: TokenRequest): Promise<string> {
     throw new CoeditError('AUTH_KEY_MISSING', 'a secret or a private key is needed to sign a token')
   }
   const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({ rooms: request.rooms, access: request.access })
+  const jwt = new SignJWT({ rooms: request.rooms, access: request.access })
+  if (request.sub !== undefined) jwt.setSubject(request.sub)
+  return jwt
     .setProtectedHeader({ alg, typ: 'JWT' })
     .setIssuedAt(now)
     .setExpirationTime(now + Math.max(1, Math.round(request.ttl / 1000)))
