@@ -95,8 +95,9 @@ export class Operations {
     if (!/^\s*\d+\s*$/.test(spec)) {
       const at = parseTimeSpec(spec, now)
       const exact = await stateAt(this.store, room, at)
-      if (exact) {
-        if (exact.seq === 0 && !(await this.access.current(room))) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+      // Nothing stored yet at that instant: versions may still name one (restored or
+      // written by other tools); if none does, the error says no version was recorded.
+      if (exact && exact.seq > 0) {
         return { state: exact.state, version: { id: 0, at, seq: exact.seq, bytes: exact.state.length }, exact: true }
       }
     }
