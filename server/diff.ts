@@ -34,6 +34,9 @@ export function unifiedDiff(name: string, before: string, after: string, labels:
 function textOf(state: Uint8Array, name: string): string {
   const doc = docFromUpdates([state])
   try {
+    // Yjs would read any untyped root as a Y.Text (a map's as ''): look at what it holds first.
+    const value = docToJson(doc)[name]
+    if (value !== undefined && typeof value !== 'string') throw new Error('it holds a map or an array')
     return new TextDecoder().decode(exportDoc(doc, 'text', name))
   } catch (err) {
     throw new CoeditError('NOT_TEXT', `root "${name}" is not a Y.Text (use --format json): ${(err as Error).message}`)
