@@ -394,8 +394,9 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
        UNION ALL
        SELECT 1, seq, at, user_id, data FROM ${this.s}.log
          WHERE room = $1 AND seq > GREATEST($2::bigint, COALESCE((SELECT up_to FROM ${this.s}.log_bases WHERE room = $1), 0))
+           AND ($3::bigint IS NULL OR at <= $3::bigint)
        ORDER BY kind, seq`,
-      [room, range.afterSeq ?? 0],
+      [room, range.afterSeq ?? 0, range.untilAt ?? null],
     )
     const log: HistoryLog = { base: undefined, entries: [] }
     for (const r of rows) {
