@@ -4,13 +4,14 @@
  * key is written last, so a migration stopped half way runs again at the next open.
  *
  * 1 → 2 (issue 18): rooms get a history log. What format 1 stored carries no times, so
- * each room's log starts at the migration: its base is the room's compacted state (or
- * nothing), its entries the updates not yet compacted, all stamped with the migration's
- * time. From then on "the room at T" is exact; before it, versions answer as before.
+ * each room's log starts at the migration: its base is the room's compacted state (or an
+ * empty one), its entries the updates not yet compacted (their u: keys, unchanged), under
+ * one mark with the migration's time. From then on "the room at T" is exact; before it,
+ * versions answer as before. Nothing is copied: the migration writes two keys a room.
  */
 import type { Level } from 'level'
 import { decodeState, prefixEnd, seqOfUpdateKey, unescapeRoom, updatePrefix, stateKey } from './keys.js'
-import { FORMAT_KEY, STORAGE_FORMAT, encodeLogBase, encodeLogEntry, logBaseKey, logKey } from './log-keys.js'
+import { FORMAT_KEY, STORAGE_FORMAT, encodeLogBase, encodeMark, logBaseKey, markKey } from './log-keys.js'
 import { EMPTY_STATE } from './store.js'
 import { CoeditError } from '../errors.js'
 
@@ -42,9 +43,10 @@ export async function migrate(db: Level<string, Uint8Array>, now: number): Promi
       { type: 'put', key: logBaseKey(room), value: encodeLogBase({ upTo: compacted.upTo, at: now, state: compacted.state }) },
     ]
     const prefix = updatePrefix(room)
-    for await (const [key, value] of db.iterator({ gt: prefix, lt: prefixEnd(prefix) })) {
-      const seq = seqOfUpdateKey(key)
-      if (seq > compacted.upTo) ops.push({ type: 'put', key: logKey(room, seq), value: encodeLogEntry(now, undefined, value) })
+    let lastSeq = compacted.upTo
+    for await (const key of db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) lastSeq = Math.max(lastSeq, seqOfUpdateKey(key))
+    if (lastSeq > compacted.upTo) {
+      ops.push({ type: 'put', key: markKey(room, lastSeq), value: encodeMark(now, [{ count: lastSeq - compacted.upTo, user: undefined }]) })
     }
     await db.batch(ops, { sync: true })
   }

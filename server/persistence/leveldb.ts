@@ -11,10 +11,12 @@ import {
   updateKey, updatePrefix,
 } from './keys.js'
 import { GroupCommit, type Append } from './group-commit.js'
-import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, RoomInfo, StoredRoom } from './store.js'
+import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom } from './store.js'
 import { EMPTY_STATE } from './store.js'
 import { StoreClock } from './clock.js'
-import { decodeLogBase, decodeLogEntry, encodeLogBase, encodeLogEntry, logBaseKey, logKey, logPrefix } from './log-keys.js'
+import {
+  addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
+} from './log-keys.js'
 import { migrate } from './leveldb-migrate.js'
 import {
   decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
@@ -100,7 +102,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     let lastSeq = upTo
     let pendingUpdates = 0
     const prefix = updatePrefix(room)
-    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix) })) {
+    // From upTo on: the updates before it that the history log still keeps are not read.
+    for await (const [key, value] of this.db.iterator({ gt: updateKey(room, upTo), lt: prefixEnd(prefix) })) {
       const seq = seqOfUpdateKey(key)
       // Left behind by a compaction that stopped between its two steps: already in the state.
       if (seq <= upTo) continue
@@ -136,6 +139,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     const results: number[] = []
     const now = this.clock.stamp()
     const firstSeq = new Map<string, number>()
+    /** Per room of the batch: who stored its updates, for the one mark it gets (history log). */
+    const runs = new Map<string, Run[]>()
     const metaRooms: string[] = []
     // A chained batch: it costs the main thread half what db.batch(array) does (abstract-level
     // copies and checks every op of an array: ~50 vs ~22 µs for 5 puts here), and under load
@@ -146,15 +151,15 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       for (const { room, updates, meta } of batch) {
         let seq = this.nextSeq.get(room) as number
         if (!firstSeq.has(room)) firstSeq.set(room, seq)
-        for (const update of updates) {
-          // The history log's copy: compaction deletes u: keys, the log keeps its window.
-          chained.put(logKey(room, seq), encodeLogEntry(now, meta?.user, update))
-          chained.put(updateKey(room, seq++), update)
-        }
+        for (const update of updates) chained.put(updateKey(room, seq++), update)
+        let roomRuns = runs.get(room)
+        if (!roomRuns) runs.set(room, roomRuns = [])
+        addRun(roomRuns, updates.length, meta?.user)
         count += updates.length
         this.nextSeq.set(room, seq)
         results.push(seq - 1)
       }
+      for (const [room, roomRuns] of runs) chained.put(markKey(room, (this.nextSeq.get(room) as number) - 1), encodeMark(now, roomRuns))
       for (const room of firstSeq.keys()) {
         if (now - (this.metaWrittenAt.get(room) ?? 0) < META_INTERVAL) continue
         metaRooms.push(room)
@@ -177,8 +182,10 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
     // Two steps, safe to stop between: `load` skips updates the state already holds.
     await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
-    const prefix = updatePrefix(room)
-    await this.db.clear({ gt: prefix, lte: updateKey(room, upTo) })
+    // The history log keeps the updates it has not folded yet (load no longer reads them).
+    const folded = await this.db.get(logBaseKey(room))
+    const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
+    if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
   }
 
   async listRooms(): Promise<RoomInfo[]> {
@@ -309,7 +316,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     const upTo = lastSeq
     const prefix = updatePrefix(room)
-    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix), snapshot })) {
+    for await (const [key, value] of this.db.iterator({ gt: updateKey(room, upTo), lt: prefixEnd(prefix), snapshot })) {
       const seq = seqOfUpdateKey(key)
       if (seq <= upTo) continue
       updates.push(value)
@@ -336,7 +343,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     const room = record.name
     const ops: BatchOp[] = []
-    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), logPrefix(room)]) {
+    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), markPrefix(room)]) {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) ops.push({ type: 'del', key })
     }
     ops.push({ type: 'del', key: stateKey(room) })
@@ -353,7 +360,19 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     const log = record.log ?? logOfRecord(record, upTo, this.clock.stamp())
     if (log.base) ops.push({ type: 'put', key: logBaseKey(room), value: encodeLogBase(log.base) })
-    for (const e of log.entries) ops.push({ type: 'put', key: logKey(room, e.seq), value: encodeLogEntry(e.at, e.user, e.update) })
+    // The log's updates are u: keys too (those at or before upTo only the log reads); one mark per run of equal times.
+    let mark: { seq: number; at: number; runs: Run[] } | undefined
+    const flush = (): void => { if (mark) ops.push({ type: 'put', key: markKey(room, mark.seq), value: encodeMark(mark.at, mark.runs) }) }
+    for (const e of log.entries) {
+      ops.push({ type: 'put', key: updateKey(room, e.seq), value: e.update })
+      if (!mark || mark.at !== e.at || mark.seq !== e.seq - 1) {
+        flush()
+        mark = { seq: e.seq, at: e.at, runs: [] }
+      }
+      mark.seq = e.seq
+      addRun(mark.runs, 1, e.user)
+    }
+    flush()
     await this.db.batch(ops, { sync: this.sync })
     this.nextSeq.set(room, record.lastSeq + 1)
     // The next append writes updatedAt again (the record's own may be old).
@@ -369,26 +388,43 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   private async readLogFrom(room: string, range: { afterSeq?: number; untilAt?: number }, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
-    const stored = await this.db.get(logBaseKey(room), snapshot ? { snapshot } : {})
+    const at = snapshot ? { snapshot } : {}
+    const stored = await this.db.get(logBaseKey(room), at)
     const base = stored === undefined ? undefined : decodeLogBase(stored)
-    const prefix = logPrefix(room)
     const after = Math.max(range.afterSeq ?? 0, base?.upTo ?? 0)
-    const entries = []
-    for await (const [key, value] of this.db.iterator({ gt: logKey(room, after), lt: prefixEnd(prefix), ...(snapshot ? { snapshot } : {}) })) {
-      const entry = decodeLogEntry(seqOfUpdateKey(key), value)
-      // Stamps never decrease along the log: the first one past `untilAt` ends it.
-      if (range.untilAt !== undefined && entry.at > range.untilAt) break
-      entries.push(entry)
+    const entries: LogEntry[] = []
+    // Two ordered ranges read side by side: the updates, and the marks that cover them.
+    const marks = this.db.iterator({ gt: markKey(room, after), lt: prefixEnd(markPrefix(room)), ...at })
+    try {
+      let mark: Mark | undefined
+      for await (const [key, update] of this.db.iterator({ gt: updateKey(room, after), lt: prefixEnd(updatePrefix(room)), ...at })) {
+        const seq = seqOfUpdateKey(key)
+        while (!mark || mark.seq < seq) {
+          const next = await marks.next()
+          if (next === undefined) break
+          mark = decodeMark(seqOfUpdateKey(next[0]), next[1])
+        }
+        // An update no mark covers was not stored by this code's append: not part of the log.
+        if (!mark || mark.seq < seq || seq <= mark.seq - mark.total) break
+        // Stamps never decrease along the log: the first one past `untilAt` ends it.
+        if (range.untilAt !== undefined && mark.at > range.untilAt) break
+        entries.push({ seq, at: mark.at, user: userAt(mark, seq), update })
+      }
+    } finally {
+      await marks.close()
     }
     return { base, entries }
   }
 
   async foldLog(room: string, base: LogBase): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
-    const prefix = logPrefix(room)
     const chained = this.db.batch()
     chained.put(logBaseKey(room), encodeLogBase(base))
-    for await (const key of this.db.keys({ gt: prefix, lte: logKey(room, base.upTo) })) chained.del(key)
+    for await (const key of this.db.keys({ gt: markPrefix(room), lte: markKey(room, base.upTo) })) chained.del(key)
+    // Updates the compacted state does not hold yet stay: load still needs them.
+    const compacted = await this.db.get(stateKey(room))
+    const through = Math.min(base.upTo, compacted === undefined ? 0 : decodeState(compacted).upTo)
+    for await (const key of this.db.keys({ gt: updatePrefix(room), lte: updateKey(room, through) })) chained.del(key)
     await chained.write({ sync: this.sync })
   }
 
