@@ -16,15 +16,18 @@ export interface StoreFixture {
 }
 
 /** A real Yjs update that inserts `text` (updates of one doc, so they depend on each other). */
-function editor(): { doc: Y.Doc; edit: (text: string) => Uint8Array } {
+function editor(): { doc: Y.Doc; edit: (text: string) => Uint8Array; updates: Uint8Array[] } {
   const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
   return {
     doc,
+    updates,
     edit(text) {
       let update: Uint8Array | undefined
       const capture = (u: Uint8Array): void => { update = u }
       doc.once('update', capture)
       doc.getText('t').insert(doc.getText('t').length, text)
+      updates.push(update!)
       return update!
     },
   }
@@ -212,6 +215,30 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       log = await reopened.readLog('r')
       assert.equal(log.base?.upTo, seqs[1])
       assert.equal(replay([log.base!.state, ...log.entries.map((x) => x.update)]), 'abcd')
+    }
+  })
+
+  withLog('folds and compactions in either order never lose an update load needs', async (store, f) => {
+    const e = editor()
+    const seqs: number[] = []
+    for (const ch of ['a', 'b', 'c', 'd', 'e']) seqs.push(await store.append('r', [e.edit(ch)]))
+    const stateThrough = (n: number): Uint8Array => {
+      const d = new Y.Doc()
+      for (const x of e.updates.slice(0, n)) Y.applyUpdate(d, x)
+      return Y.encodeStateAsUpdate(d)
+    }
+    await store.compact('r', stateThrough(2), seqs[1]!)
+    // The log folds further than the compacted state: updates 3 and 4 are still needed by load.
+    await store.foldLog('r', { upTo: seqs[3]!, at: Date.now(), state: stateThrough(4) })
+    assert.equal(replay((await store.load('r')).updates), 'abcde')
+    await store.compact('r', stateThrough(5), seqs[4]!)
+    const loaded = await store.load('r')
+    assert.equal(replay(loaded.updates), 'abcde')
+    assert.equal(loaded.pendingUpdates, 0)
+    assert.deepEqual((await store.readLog('r')).entries.map((x) => x.seq), [seqs[4]])
+    if (f.reopen) {
+      const reopened = await f.reopen()
+      assert.equal(replay((await reopened.load('r')).updates), 'abcde')
     }
   })
 
