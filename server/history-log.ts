@@ -51,6 +51,7 @@ export async function stateAt(store: Store, room: string, at: number): Promise<E
       // stored (a version restored from another room's backup has someone else's seqs).
       const first = log.entries[0]
       if (!first || first.seq !== v.seq || first.at > v.at) continue
+      if (!contiguous(log.entries)) return undefined
       const version = await store.getVersion(room, v.id)
       if (!version) continue
       return build([version.state, ...log.entries.slice(1).map((e) => e.update)], log.entries, at)
@@ -59,13 +60,20 @@ export async function stateAt(store: Store, room: string, at: number): Promise<E
   const log = await store.readLog(room, { untilAt: at })
   if (log.base) {
     if (log.base.at > at) return undefined
-  } else if (log.entries.length > 0 && log.entries[0]!.seq !== 1) {
-    return undefined // a log missing its beginning (not written by this code): cannot be exact
   }
+  // A log with a hole (updates deleted by something else, e.g. an older coedit compacting
+  // this directory) cannot say what the room was: only the versions can.
+  if (log.entries.length > 0 && log.entries[0]!.seq !== (log.base?.upTo ?? 0) + 1) return undefined
+  if (!contiguous(log.entries)) return undefined
   const parts = [...(log.base ? [log.base.state] : []), ...log.entries.map((e) => e.update)]
   const seq = log.entries.length > 0 ? log.entries[log.entries.length - 1]!.seq : log.base?.upTo ?? 0
   if (parts.length === 0) return { state: EMPTY_STATE, seq: 0, at }
   return { state: mergeState(parts), seq, at }
+}
+
+function contiguous(entries: readonly LogEntry[]): boolean {
+  for (let i = 1; i < entries.length; i++) if (entries[i]!.seq !== entries[i - 1]!.seq + 1) return false
+  return true
 }
 
 function build(parts: Uint8Array[], entries: readonly LogEntry[], at: number): ExactState {
