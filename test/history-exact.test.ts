@@ -260,3 +260,29 @@ test('the token\'s sub is recorded as the user of a connection\'s updates; a hos
   assert.match(text.out, /ana@example\.com/)
   assert.doesNotMatch(text.out, /\u001b/)
 })
+
+test('a running server compacting many times inside the window stays exact at every instant', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const clock = manualClock()
+  const server = await startServer({ dataDir: dir.path, adminToken: 'tok', clock: clock.now, compactEvery: 5 })
+  t.after(() => server.close())
+  const client = connect(server.url, 'busy')
+  t.after(() => client.destroy())
+  await synced(client)
+  const texts: Array<{ at: number; text: string }> = []
+  for (let i = 0; i < 40; i++) {
+    client.text.insert(client.text.length, String.fromCharCode(97 + (i % 26)))
+    await wait(async () => (await server.store.load('busy')).lastSeq >= i + 1, `update ${i + 1} stored`)
+    texts.push({ at: clock.value(), text: client.text.toString() })
+    clock.advance(1000)
+  }
+  const stored = await server.store.load('busy')
+  assert.ok(stored.pendingUpdates < 40, `compacted meanwhile (${stored.pendingUpdates} updates pending)`)
+  const auth = ['--server', server.httpUrl, '--token', 'tok']
+  for (const i of [0, 4, 5, 17, 33, 39]) {
+    const res = await cli(['export', 'busy', '--at', iso(texts[i]!.at + 500), ...auth])
+    assert.equal(res.code, 0, res.stderr)
+    assert.equal(res.out, texts[i]!.text, `the room 0.5 s after update ${i + 1}`)
+  }
+})
