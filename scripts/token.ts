@@ -16,6 +16,7 @@ const FLAGS: FlagSpecs = {
   room: { type: 'string', multiple: true, value: 'PATTERN' },
   'read-only': { type: 'boolean' },
   ttl: { type: 'string', value: 'DURATION' },
+  sub: { type: 'string', value: 'USER' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 }
@@ -26,11 +27,12 @@ const ROWS: Array<[string, string]> = [
   ['--room PATTERN', 'a room name, or a glob: * within one /-separated part, ** across parts (repeat for several)'],
   ['--read-only', 'the holder receives the document but cannot change it'],
   ['--ttl DURATION', 'lifetime, with a unit: 30m, 8h, 3600s, 7d (default 1h)'],
+  ['--sub USER', 'the holder\'s user id (the JWT sub claim): coedit history shows who changed what by it'],
   ['--quiet, -q', 'no line on stderr saying what the token grants (stdout is only ever the token)'],
   ['--help, -h', 'show this help'],
 ]
 
-const HELP = `Usage: coedit token (--secret SECRET | --private-key FILE) --room PATTERN [--room PATTERN ...] [--read-only] [--ttl 1h]
+const HELP = `Usage: coedit token (--secret SECRET | --private-key FILE) --room PATTERN [--room PATTERN ...] [--read-only] [--ttl 1h] [--sub USER]
 
 Prints an access token (a JWT) for clients of a coedit server that requires tokens. This is
 not the admin token of the other verbs (serve --admin-token).
@@ -63,9 +65,10 @@ export async function token(argv: string[], io: CliIO = processIO()): Promise<nu
   }
   if (ttl < 1000) throw new UsageError('--ttl must be at least 1s')
   const access = values['read-only'] ? 'read' : 'write'
-  const jwt = await signToken({ rooms, access, ttl, ...(privateKeyFile ? { privateKeyFile } : { secret }) })
+  const sub = values.sub as string | undefined
+  const jwt = await signToken({ rooms, access, ttl, ...(sub !== undefined ? { sub } : {}), ...(privateKeyFile ? { privateKeyFile } : { secret }) })
   await writeOut(io, `${jwt}\n`)
   const expires = new Date(io.now() + ttl).toISOString().replace(/\.\d{3}Z$/, 'Z')
-  confirm(io, values.quiet === true, `token for ${rooms.map((r) => printable(r)).join(', ')} (${access === 'read' ? 'read-only' : 'read and write'}), expires ${expires}`)
+  confirm(io, values.quiet === true, `token for ${rooms.map((r) => printable(r)).join(', ')} (${access === 'read' ? 'read-only' : 'read and write'})${sub !== undefined ? ` as ${printable(sub)}` : ''}, expires ${expires}`)
   return 0
 }

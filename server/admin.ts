@@ -7,8 +7,9 @@
  *   GET  /admin/rooms                                   rooms (JSON)
  *   GET  /admin/rooms/ROOM/export?format=text|json|update[&name=text][&at=VERSION|TIME]
  *   POST /admin/rooms/ROOM/import?format=update|text|json[&name=text]   body: the file
- *   GET  /admin/rooms/ROOM/history                      versions (JSON)
+ *   GET  /admin/rooms/ROOM/history[?bucket=MS]          versions, activity per bucket (JSON)
  *   POST /admin/rooms/ROOM/revert?to=VERSION|TIME       (JSON)
+ *   GET  /admin/rooms/ROOM/diff?from=A[&to=B][&format=text|json][&name=text]   a unified diff (or JSON)
  *   GET  /admin/backup                                  the backup file (streamed)
  *   POST /admin/restore[?force=1]                       body: a backup file (JSON)
  *
@@ -25,6 +26,8 @@ import { refuse, type BearerGuard } from './bearer.js'
 import { CoeditError } from './errors.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from './doc-ops.js'
 import { verifyBackup } from './backup-format.js'
+import { DIFF_FORMATS, type DiffFormat } from './diff.js'
+import { DEFAULT_ACTIVITY_BUCKET } from './history-log.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
 import { Operations, type RoomAccess } from './operations.js'
@@ -50,6 +53,8 @@ export interface AdminOptions {
   containment?: Containment
   /** Largest backup accepted by /admin/restore (bytes). */
   maxRestoreSize: number
+  /** The clock times are read against (tests inject one). */
+  now?: () => number
 }
 
 /** Endpoints that take no body still get a bound: a declared body past this is refused (413). */
@@ -68,6 +73,8 @@ const STATUS: Record<string, number> = {
   BAD_TIME: 400,
   BAD_UPDATE: 400,
   TOO_DEEP: 422,
+  NOT_TEXT: 400,
+  DIFF_TOO_COSTLY: 422,
   NOT_EMPTY: 409,
   TOO_LARGE: 413,
   HISTORY_UNAVAILABLE: 501,
@@ -91,8 +98,8 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
       if (live.size === 0) live.onEmpty(live)
       return live.lastApplied
     },
-    async recordVersion(room, state, seq) {
-      await history.record(room, state, seq)
+    async recordVersion(room, state, seq, options) {
+      await history.record(room, state, seq, options)
     },
   }
 }
@@ -138,7 +145,7 @@ const CONTENT_TYPE: Record<ExportFormat, string> = {
 export function adminRoutes(options: AdminOptions): Route {
   const ops = new Operations(
     options.store, liveAccess(options.registry, options.store, options.history),
-    (current, old, room) => computeRevertInWorker(current, old, options.containment, room), options.containment,
+    (current, old, room) => computeRevertInWorker(current, old, options.containment, room), options.containment, options.now,
   )
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const auth = options.tokens.check(req, options.token)
@@ -183,7 +190,7 @@ export function adminRoutes(options: AdminOptions): Route {
       }
       return
     }
-    const m = /^\/admin\/rooms\/([^/]+)\/(export|import|history|revert)$/.exec(path)
+    const m = /^\/admin\/rooms\/([^/]+)\/(export|import|history|revert|diff)$/.exec(path)
     if (!m) throw new CoeditError('NOT_FOUND', `no admin endpoint ${method} ${path}`)
     // The same decoding and check as the WebSocket path: no name is writable here that a client could not open.
     const checked = checkRoomName(decodeRoomPath(m[1]!), options.maxRoomNameLength, options.roomNamePattern)
@@ -207,9 +214,21 @@ export function adminRoutes(options: AdminOptions): Route {
         sendJson(res, 200, await ops.import(room, body, format, textName))
         return
       }
-      case 'history':
-        sendJson(res, 200, { room, versions: await ops.history(room) })
+      case 'history': {
+        const bucket = Number(url.searchParams.get('bucket') || DEFAULT_ACTIVITY_BUCKET)
+        if (!Number.isInteger(bucket) || bucket < 1000) throw new CoeditError('BAD_REQUEST', 'bucket must be a whole number of ms, at least 1000')
+        sendJson(res, 200, { room, versions: await ops.history(room), ...(await ops.activity(room, bucket)) })
         return
+      }
+      case 'diff': {
+        const from = url.searchParams.get('from')
+        if (!from) throw new CoeditError('BAD_REQUEST', 'diff needs ?from=VERSION|TIME')
+        const format = choice<DiffFormat>(url.searchParams.get('format'), DIFF_FORMATS, 'text', 'format')
+        const body = await ops.diff(room, from, url.searchParams.get('to') || undefined, format, textName)
+        res.writeHead(200, { 'Content-Type': format === 'json' ? CONTENT_TYPE.json : 'text/x-diff; charset=utf-8', 'Cache-Control': 'no-store' })
+        res.end(body)
+        return
+      }
       case 'revert': {
         const to = url.searchParams.get('to')
         if (!to) throw new CoeditError('BAD_REQUEST', 'revert needs ?to=VERSION|TIME')

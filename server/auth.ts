@@ -26,6 +26,8 @@ export interface Grant {
   readonly rooms: readonly string[]
   /** ms since the epoch, or undefined for a token without `exp`. */
   readonly expiresAt: number | undefined
+  /** The token's `sub` claim: the user the history log records for this connection's changes. */
+  readonly sub?: string
 }
 
 export type AuthResult =
@@ -88,7 +90,18 @@ function grantOf(payload: Record<string, unknown>): Grant | undefined {
   const access = payload.access ?? 'read'
   if (access !== 'read' && access !== 'write') return undefined
   const exp = payload.exp
-  return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined }
+  const sub = userIdOf(payload.sub)
+  return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined, ...(sub === undefined ? {} : { sub }) }
+}
+
+/** Longest `sub` kept as a user id: it is stored with every update of the connection. */
+export const MAX_USER_ID_LENGTH = 256
+
+/** A `sub` usable as a user id: a non-empty string, not too long, no control characters (it is printed by the CLI). */
+export function userIdOf(sub: unknown): string | undefined {
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) return undefined
+  // eslint-disable-next-line no-control-regex
+  return /[\u0000-\u001f\u007f-\u009f]/.test(sub) ? undefined : sub
 }
 
 /** Exact name, or a glob: `*` matches within one `/`-separated segment, `**` across segments (server/glob.ts: linear time). */
@@ -134,6 +147,8 @@ export interface TokenRequest {
   /** HS256 secret, or a PEM private key file (EC P-256 → ES256, RSA → RS256). */
   secret?: string
   privateKeyFile?: string
+  /** The `sub` claim: the user id the history log records for the holder's changes. */
+  sub?: string
 }
 
 /** Signs an access token (for `coedit token` and tests). */
@@ -150,7 +165,9 @@ export async function signToken(request: TokenRequest): Promise<string> {
     throw new CoeditError('AUTH_KEY_MISSING', 'a secret or a private key is needed to sign a token')
   }
   const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({ rooms: request.rooms, access: request.access })
+  const jwt = new SignJWT({ rooms: request.rooms, access: request.access })
+  if (request.sub !== undefined) jwt.setSubject(request.sub)
+  return jwt
     .setProtectedHeader({ alg, typ: 'JWT' })
     .setIssuedAt(now)
     .setExpirationTime(now + Math.max(1, Math.round(request.ttl / 1000)))

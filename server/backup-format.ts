@@ -4,9 +4,10 @@
  *   header   "COEDITBK", format version (byte 2), varuint createdAt (ms), varuint record count
  *   record*  byte 0x52 'R', varuint length, then: varstring name, varuint updatedAt (0 =
  *            unknown), varuint lastSeq, varbytes state (the room's merged update), varuint
- *            version count, each: varuint id, varuint at, varuint seq, varbytes state
- *         or byte 0x55 'U', varuint length, then: varstring name, varstring reason: a room
- *            the backup could not read (it stays in the store as it was; see below)
+ *            version count, each: varuint id, varuint at, varuint seq, varbytes state,
+ *            then (format 2) the history section (server/backup-history.ts)
+ *         or byte 0x55 'U' (format 2), varuint length, then: varstring name, varstring
+ *            reason: a room the backup could not read (it stays in the store as it was; see below)
  *   trailer  byte 0x45 'E', varuint record count, 32 bytes SHA-256 of every byte before it
  *
  * A reader checks every frame and the trailer, so a truncated, corrupted or foreign file
@@ -28,10 +29,12 @@ import { CoeditError } from './errors.js'
 import type { RoomRecord, StoreSnapshot } from './persistence/store.js'
 import { createContainment, type Containment } from './containment.js'
 import { createLogger } from './log.js'
+import { checkHistoryLog, readHistorySection, writeHistorySection } from './backup-history.js'
 
 const MAGIC = new TextEncoder().encode('COEDITBK')
 const FORMAT_VERSION = 2
-const OLDEST_READABLE_VERSION = 1
+/** Format 1 files (before the history log and unreadable-room records) are still read. */
+const OLDEST_READABLE = 1
 const TAG_ROOM = 0x52
 const TAG_UNREADABLE = 0x55
 const TAG_END = 0x45
@@ -84,6 +87,7 @@ async function roomBody(snapshot: StoreSnapshot, name: string, containment: Cont
     encoding.writeVarUint(payload, v.seq)
     encoding.writeVarUint8Array(payload, v.state)
   }
+  writeHistorySection(payload, record)
   return encoding.toUint8Array(payload)
 }
 
@@ -185,7 +189,7 @@ class ChunkReader {
   }
 }
 
-function decodeRoom(body: Uint8Array): BackupRoom {
+function decodeRoom(body: Uint8Array, format: number): BackupRoom {
   const d = decoding.createDecoder(body)
   const name = decoding.readVarString(d)
   const updatedAt = decoding.readVarUint(d)
@@ -200,8 +204,10 @@ function decodeRoom(body: Uint8Array): BackupRoom {
     const vstate = decoding.readVarUint8Array(d)
     versions.push({ id, at, seq, bytes: vstate.length, state: vstate })
   }
+  const room: BackupRoom = { name, updatedAt: updatedAt === 0 ? undefined : updatedAt, lastSeq, updates: [state], versions }
+  if (format >= 2) readHistorySection(d, room)
   if (decoding.hasContent(d)) throw new Error('extra bytes after the record')
-  return { name, updatedAt: updatedAt === 0 ? undefined : updatedAt, lastSeq, updates: [state], versions }
+  return room
 }
 
 /**
@@ -236,7 +242,7 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
   }
   if (!Buffer.from(magic).equals(Buffer.from(MAGIC))) throw bad('wrong file type (no COEDITBK header)')
   const version = (await r.read(1, 'the header'))[0]
-  if (version === undefined || version < OLDEST_READABLE_VERSION || version > FORMAT_VERSION) throw bad(`format version ${version} is not supported (this coedit reads version ${FORMAT_VERSION})`)
+  if (version === undefined || version < OLDEST_READABLE || version > FORMAT_VERSION) throw bad(`format version ${version} is not supported (this coedit reads versions ${OLDEST_READABLE} to ${FORMAT_VERSION})`)
   const createdAt = await r.readVarUint('the header')
   const rooms = await r.readVarUint('the header')
   yield { header: { createdAt, rooms } }
@@ -263,12 +269,19 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
     }
     let room: BackupRoom
     try {
-      room = decodeRoom(body)
+      room = decodeRoom(body, version)
     } catch (err) {
       throw bad(`room record ${seen + 1} is malformed (${(err as Error).message})`)
     }
     checkUpdate(room.updates[0]!, `room "${room.name}"`)
     for (const v of room.versions) checkUpdate(v.state, `version ${v.id} of room "${room.name}"`)
+    if (room.log) {
+      try {
+        checkHistoryLog(room.log)
+      } catch (err) {
+        throw bad(`the history log of room "${room.name}" is broken (${(err as Error).message})`)
+      }
+    }
     seen++
     yield { room }
   }

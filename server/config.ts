@@ -56,6 +56,7 @@ export interface ServerConfig {
   adminToken: string
   historyInterval: number
   historyRetention: string
+  historyExact: number
   metricsToken: string
   webhook: string
   webhookSecret: string
@@ -132,6 +133,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'adminToken', flag: 'admin-token', env: 'ADMIN_TOKEN', kind: 'string', default: '', help: 'turn on the admin HTTP API (/admin/...) for `coedit --server`, with this bearer token' }),
   spec({ key: 'historyInterval', flag: 'history-interval', env: 'HISTORY_INTERVAL', kind: 'duration', default: 60_000, help: 'record a version of each changed room this often (coedit history/revert)' }),
   spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: '1h:1m,1d:10m,7d:1h,30d:1d', help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
+  spec({ key: 'historyExact', flag: 'history-exact', env: 'HISTORY_EXACT', kind: 'duration', min: 0, default: 86_400_000, help: 'keep the log of every stored update (with its time and user) this long: export --at, revert --to and diff are exact to the millisecond within it' }),
   spec({ key: 'metricsToken', flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'string', default: '', help: 'require this bearer token on GET /metrics' }),
   spec({ key: 'webhook', flag: 'webhook', env: 'WEBHOOK', kind: 'urls', default: '', help: 'POST a signed notice here when a room\'s document changed; repeatable, or comma-separated (needs --webhook-secret)' }),
   spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of webhook signatures (Standard Webhooks: webhook-signature), at least 32 bytes, or whsec_<base64>; prefer the env var' }),

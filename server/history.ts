@@ -9,8 +9,9 @@ import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import { UsageError } from './args.js'
 import { parseDuration } from './duration.js'
-import { isVersionedStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+import { isHistoryLogStore, isVersionedStore, type HistoryLogStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 import { createContainment, type Containment } from './containment.js'
+import { foldLogBefore } from './history-log.js'
 
 /** Versions younger than `age` are kept one per `every` (the newest of each such slot). */
 export interface RetentionTier {
@@ -59,14 +60,19 @@ export function retentionBound(tiers: readonly RetentionTier[]): number {
   return bound
 }
 
-/** Ids of the versions the policy drops at `now`: past the last tier, or not the newest of their slot. */
-export function versionsToDrop(versions: readonly VersionInfo[], tiers: readonly RetentionTier[], now: number): number[] {
+/**
+ * Ids of the versions the policy drops at `now`: past the last tier, or not the newest of
+ * their slot. A pinned version (the state just before a revert) is kept while it is younger
+ * than `pinnedFor` ms (the exact window), whatever its slot.
+ */
+export function versionsToDrop(versions: readonly VersionInfo[], tiers: readonly RetentionTier[], now: number, pinnedFor = 0): number[] {
   const newestFirst = [...versions].sort((a, b) => b.at - a.at || b.id - a.id)
   const seen = new Set<string>()
   const drop: number[] = []
   newestFirst.forEach((v, i) => {
     if (i === 0) return // the newest version is always kept
     const age = now - v.at
+    if (v.pinned && age <= pinnedFor) return
     const tier = tiers.findIndex((t) => age <= t.age)
     if (tier < 0) {
       drop.push(v.id)
@@ -96,10 +102,18 @@ export interface HistoryOptions {
   now?: () => number
   /** Where an exception encoding a room's state is reported (default: logged only). */
   containment?: Containment
+  /**
+   * The exact window (ms, issue 18): the history log keeps this much, older entries are
+   * folded into its base; versions pinned by a revert are kept this long. Default 0.
+   */
+  exactWindow?: number
 }
 
 export class HistoryKeeper {
   private readonly store: VersionedStore | undefined
+  private readonly logStore: HistoryLogStore | undefined
+  /** When each room's log was last folded (folds are throttled to one per interval). */
+  private readonly foldedAt = new Map<string, number>()
   private readonly options: HistoryOptions
   private readonly now: () => number
   private readonly containment: Containment
@@ -113,6 +127,7 @@ export class HistoryKeeper {
 
   constructor(store: Store, options: HistoryOptions) {
     this.store = isVersionedStore(store) ? store : undefined
+    this.logStore = isHistoryLogStore(store) ? store : undefined
     this.options = options
     this.now = options.now ?? Date.now
     this.containment = options.containment ?? createContainment({ log: options.log })
@@ -136,6 +151,7 @@ export class HistoryKeeper {
     const due: Promise<unknown>[] = []
     for (const room of this.rooms()) {
       if (room.isDestroyed) continue
+      due.push(this.foldLog(room.name))
       const seq = room.lastApplied
       if (seq === 0 || seq === this.recordedSeq.get(room.name)) continue
       // On a timer, over documents clients wrote: an exception skips this room's version.
@@ -156,9 +172,28 @@ export class HistoryKeeper {
    * none from the last `interval` (the tick records changed rooms meanwhile), or at unload.
    */
   readonly compacted = (room: { name: string }, state: Uint8Array, upTo: number, final = false): void => {
+    this.foldLog(room.name)
     const last = this.recordedAt.get(room.name)
     if (!final && last !== undefined && this.now() - last < this.options.interval) return
     void this.record(room.name, state, upTo)
+  }
+
+  /**
+   * Folds the part of `room`'s history log older than the exact window into its base, at
+   * most once per interval per room (a fold integrates what it folds: not at every
+   * compaction of a busy room). Runs on the room's chain, after versions being written.
+   */
+  foldLog(room: string): Promise<void> {
+    const store = this.logStore
+    if (!store) return Promise.resolve()
+    const now = this.now()
+    const last = this.foldedAt.get(room)
+    if (last !== undefined && now - last < this.options.interval) return Promise.resolve()
+    this.foldedAt.set(room, now)
+    return this.onChain(room, async () => {
+      await foldLogBefore(store, room, now - (this.options.exactWindow ?? 0))
+      return undefined
+    }).then(() => {})
   }
 
   /**
@@ -166,27 +201,32 @@ export class HistoryKeeper {
    * seq, then prunes. Never rejects: history must not break serving. Resolves to the
    * version recorded, if any.
    */
-  record(room: string, state: Uint8Array, seq: number): Promise<VersionInfo | undefined> {
+  record(room: string, state: Uint8Array, seq: number, options: { pinned?: boolean } = {}): Promise<VersionInfo | undefined> {
     const store = this.store
     if (!store) return Promise.resolve(undefined)
     this.recordedAt.set(room, this.now())
-    const run = async (): Promise<VersionInfo | undefined> => {
+    return this.onChain(room, async () => {
       let last = this.recordedSeq.get(room)
       if (last === undefined) {
         const versions = await store.listVersions(room)
         last = versions.length > 0 ? versions[versions.length - 1]!.seq : -1
       }
-      if (seq === last) {
+      // A pinned version is recorded even if the newest has its seq: that one may be thinned out.
+      if (seq === last && !options.pinned) {
         this.recordedSeq.set(room, seq)
         return undefined
       }
-      const info = await store.putVersion(room, { at: this.now(), seq, state })
+      const info = await store.putVersion(room, { at: this.now(), seq, state, ...(options.pinned ? { pinned: true } : {}) })
       this.recordedSeq.set(room, seq)
       await this.prune(room)
       return info
-    }
+    })
+  }
+
+  /** Runs `run` after everything queued for `room`; never rejects (history must not break serving). */
+  private onChain(room: string, run: () => Promise<VersionInfo | undefined>): Promise<VersionInfo | undefined> {
     const result = (this.chains.get(room) ?? Promise.resolve()).then(run).catch((err: unknown) => {
-      this.options.log.error({ event: 'history_failed', room, err: String(err) }, 'recording a version failed')
+      this.options.log.error({ event: 'history_failed', room, err: String(err) }, 'writing history failed')
       return undefined
     })
     const tail = result.then(() => {})
@@ -200,7 +240,7 @@ export class HistoryKeeper {
   /** Drops what the retention policy no longer keeps. */
   async prune(room: string): Promise<void> {
     if (!this.store) return
-    const drop = versionsToDrop(await this.store.listVersions(room), this.options.retention, this.now())
+    const drop = versionsToDrop(await this.store.listVersions(room), this.options.retention, this.now(), this.options.exactWindow ?? 0)
     if (drop.length > 0) await this.store.deleteVersions(room, drop)
   }
 
@@ -208,6 +248,7 @@ export class HistoryKeeper {
   forget(room: string): void {
     this.recordedSeq.delete(room)
     this.recordedAt.delete(room)
+    this.foldedAt.delete(room)
   }
 
   /** Stops the timer and waits for versions being written. */

@@ -7,7 +7,7 @@
 import * as Y from 'yjs'
 import { CoeditError } from './errors.js'
 import {
-  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, resolveVersion, sameContent,
+  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, parseTimeSpec, resolveVersion, sameContent,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
@@ -15,6 +15,8 @@ import type { Containment } from './containment.js'
 import { isVersionedStore, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 import { InflightUpdates, checkRoomNesting, decodeUpdateChecked } from './update-checks.js'
 import { DEFAULT_CONFIG } from './config.js'
+import { activity, exactSince, stateAt, type ActivityBucket } from './history-log.js'
+import { diffRoom, type DiffFormat } from './diff.js'
 
 /** How the verbs see a room's current state and change it. */
 export interface RoomAccess {
@@ -22,8 +24,8 @@ export interface RoomAccess {
   current(room: string): Promise<{ state: Uint8Array; seq: number } | undefined>
   /** Merges `update` into the room (stored, then relayed to connected clients); returns the new seq. */
   apply(room: string, update: Uint8Array): Promise<number>
-  /** Records a version (no-op if the newest already has `seq`). */
-  recordVersion(room: string, state: Uint8Array, seq: number): Promise<void>
+  /** Records a version (no-op if the newest already has `seq`, unless `pinned`: kept through the exact window). */
+  recordVersion(room: string, state: Uint8Array, seq: number, options?: { pinned?: boolean }): Promise<void>
   /** True if the room is served live (restore then merges instead of replacing). */
   readonly live: boolean
 }
@@ -50,19 +52,24 @@ export function storeAccess(store: Store): RoomAccess {
       }
       return store.append(room, [update])
     },
-    async recordVersion(room, state, seq) {
+    async recordVersion(room, state, seq, options) {
       if (!isVersionedStore(store)) return
       const versions = await store.listVersions(room)
-      if (versions.length > 0 && versions[versions.length - 1]!.seq === seq) return
-      await store.putVersion(room, { at: Date.now(), seq, state })
+      if (versions.length > 0 && versions[versions.length - 1]!.seq === seq && !options?.pinned) return
+      await store.putVersion(room, { at: Date.now(), seq, state, ...(options?.pinned ? { pinned: true } : {}) })
     },
   }
 }
 
 export interface RevertResult {
   room: string
-  /** The version the room's content was brought back to. */
+  /**
+   * The version the room's content was brought back to; with `exact`, the room as of the
+   * instant asked for, rebuilt from the history log (id 0: no stored version).
+   */
   version: VersionInfo
+  /** True when the target was an instant within the exact window (issue 18). */
+  exact: boolean
   /** Size of the update the revert made (0: the content already was that version's). */
   bytes: number
 }
@@ -88,12 +95,35 @@ export class Operations {
   private readonly access: RoomAccess
   private readonly computeRevert: RevertComputer
   private readonly containment: Containment | undefined
+  private readonly now: () => number
 
-  constructor(store: Store, access: RoomAccess = storeAccess(store), revert: RevertComputer = async (current, old) => computeRevert(current, old), containment?: Containment) {
+  constructor(store: Store, access: RoomAccess = storeAccess(store), revert: RevertComputer = async (current, old) => computeRevert(current, old), containment?: Containment, now: () => number = Date.now) {
     this.store = store
     this.access = access
     this.computeRevert = revert
     this.containment = containment
+    this.now = now
+  }
+
+  /**
+   * The room as of `spec`: a bare number is a version id; a time within the history log is
+   * exact (every update stored at or before it, none after); an older time falls back to
+   * the newest version at or before it.
+   */
+  async stateAt(room: string, spec: string, now = this.now()): Promise<{ state: Uint8Array; version: VersionInfo; exact: boolean }> {
+    if (!/^\s*\d+\s*$/.test(spec)) {
+      const at = parseTimeSpec(spec, now)
+      const exact = await stateAt(this.store, room, at)
+      // Nothing stored yet at that instant: versions may still name one (restored or
+      // written by other tools); if none does, the error says no version was recorded.
+      if (exact && exact.seq > 0) {
+        return { state: exact.state, version: { id: 0, at, seq: exact.seq, bytes: exact.state.length }, exact: true }
+      }
+    }
+    const target = resolveVersion(await this.history(room), spec, now)
+    const version = await this.versioned().getVersion(room, target.id)
+    if (!version) throw new CoeditError('VERSION_NOT_FOUND', `version ${target.id} was just deleted by the retention policy`)
+    return { state: version.state, version: target, exact: false }
   }
 
   private versioned(): VersionedStore {
@@ -124,15 +154,7 @@ export class Operations {
 
   /** The room now, or as of the version `at` names (an id or a time, as for revert). */
   async export(room: string, format: ExportFormat, textName?: string, at?: string): Promise<Uint8Array> {
-    let state: Uint8Array
-    if (at === undefined) {
-      state = (await this.existing(room)).state
-    } else {
-      const target = resolveVersion(await this.history(room), at, Date.now())
-      const version = await this.versioned().getVersion(room, target.id)
-      if (!version) throw new CoeditError('VERSION_NOT_FOUND', `version ${target.id} was just deleted by the retention policy`)
-      state = version.state
-    }
+    const state = at === undefined ? (await this.existing(room)).state : (await this.stateAt(room, at)).state
     return unreadableAs(room, () => {
       const doc = docFromUpdates([state])
       try {
@@ -158,20 +180,31 @@ export class Operations {
     return versions
   }
 
-  /** Brings the room's content back to the version `to` names, as a new change (see computeRevert). */
-  async revert(room: string, to: string, now = Date.now()): Promise<RevertResult> {
-    const store = this.versioned()
-    const versions = await this.history(room)
-    const target = resolveVersion(versions, to, now)
-    const old = await store.getVersion(room, target.id)
-    if (!old) throw new CoeditError('VERSION_NOT_FOUND', `version ${target.id} was just deleted by the retention policy`)
+  /** Activity of the room in its history log, per `bucket` ms; and from when the log is exact. */
+  async activity(room: string, bucket: number): Promise<{ exactSince: number | undefined; activity: ActivityBucket[] }> {
+    return { exactSince: await exactSince(this.store, room), activity: await activity(this.store, room, bucket) }
+  }
+
+  /** Brings the room's content back to what `to` names (see stateAt), as a new change (see computeRevert). */
+  async revert(room: string, to: string, now = this.now()): Promise<RevertResult> {
+    this.versioned()
+    const target = await this.stateAt(room, to, now)
     const current = await this.existing(room)
-    // The state before the revert stays in the history: a revert can itself be reverted.
-    await this.access.recordVersion(room, current.state, current.seq)
-    const update = await this.computeRevert(current.state, old.state, room)
-    if (isEmptyUpdate(update)) return { room, version: target, bytes: 0 }
+    // The state before the revert stays in the history, kept through the exact window: a
+    // revert can itself be reverted.
+    await this.access.recordVersion(room, current.state, current.seq, { pinned: true })
+    const update = await this.computeRevert(current.state, target.state, room)
+    if (isEmptyUpdate(update)) return { room, version: target.version, exact: target.exact, bytes: 0 }
     await this.access.apply(room, update)
-    return { room, version: target, bytes: update.length }
+    return { room, version: target.version, exact: target.exact, bytes: update.length }
+  }
+
+  /** The difference of the room between `from` and `to` (default: now), as diff.ts writes it. */
+  async diff(room: string, from: string, to: string | undefined, format: DiffFormat, textName?: string): Promise<string> {
+    const now = this.now()
+    const a = await this.stateAt(room, from, now)
+    const b = to === undefined ? { state: (await this.existing(room)).state } : await this.stateAt(room, to, now)
+    return diffRoom(a.state, b.state, format, textName, { from, to: to ?? 'now' })
   }
 
   /**

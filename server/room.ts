@@ -33,6 +33,8 @@ export interface Peer {
   readonly wantsAck: boolean
   /** A reader: receives the document and awareness, but its document changes are never applied, relayed or stored. */
   readonly readOnly?: boolean
+  /** Who is connected, when known (the token's `sub`, or an `authenticate` hook): the history log records it. */
+  readonly user?: { readonly id: string }
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
 }
@@ -415,7 +417,8 @@ export class Room {
     this.pendingWrites++
     this.storedBytes += update.length
     this.inflight.add(update, decoded, depths)
-    const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
+    const user = origin.source === 'connection' ? origin.peer.user?.id : undefined
+    const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )

@@ -40,6 +40,8 @@ export interface StartOptions extends Partial<ServerConfig> {
    * `relay:ROOM` (that room only). Never set it in production.
    */
   faults?: readonly FaultSpec[]
+  /** Test seam: the clock the store stamps updates with and history runs on. Default Date.now. */
+  clock?: () => number
 }
 
 export interface CoeditServer {
@@ -57,7 +59,7 @@ export interface CoeditServer {
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, faults, ...overrides } = options
+  const { storage, logger, faults, clock, ...overrides } = options
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -67,9 +69,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   // Counts through `ops`, created next: nothing is reported before the server is composed.
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
   const ops = new Ops({ config, log, containment, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
-  const store: Store = mode === 'memory' ? new MemoryStore()
-    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics })
-    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics })
+  const store: Store = mode === 'memory' ? new MemoryStore({ now: clock })
+    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics, now: clock })
+    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics, now: clock })
     : mode
   const ownsStore = typeof mode === 'string'
   let cluster: Cluster | undefined
@@ -85,7 +87,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     }
   }
 
-  const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, containment })
+  const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, containment, exactWindow: config.historyExact, now: clock })
   const registry = new RoomRegistry(store, {
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
@@ -116,7 +118,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize,
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]

@@ -79,6 +79,7 @@ class WsPeer implements Peer {
   readonly wantsAck: boolean
   readonly ws: WebSocket
   readonly readOnly: boolean
+  user?: { readonly id: string }
   readonly openedAt = Date.now()
   alive = true
   bytesIn = 0
@@ -269,6 +270,7 @@ export class Transport {
     const peer = new WsPeer(ws, wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', room: roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
     })
+    if (grant.sub !== undefined) peer.user = { id: grant.sub }
     this.peers.add(peer)
     const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
     let expiry: NodeJS.Timeout | undefined

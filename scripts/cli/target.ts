@@ -12,6 +12,8 @@ import type { ExportFormat, ImportFormat } from '../../server/doc-ops.js'
 import { Operations, type ImportResult, type RestoreResult, type RevertResult } from '../../server/operations.js'
 import { LevelStore } from '../../server/persistence/leveldb.js'
 import type { RoomInfo, VersionInfo } from '../../server/persistence/store.js'
+import type { DiffFormat } from '../../server/diff.js'
+import type { ActivityBucket } from '../../server/history-log.js'
 import type { Progress } from './progress.js'
 
 export interface BackupResult {
@@ -28,6 +30,9 @@ export interface Target {
   import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult>
   history(room: string): Promise<VersionInfo[]>
   revert(room: string, to: string): Promise<RevertResult>
+  /** Who changed the room how much per `bucket` ms, and from when its history is exact. */
+  activity(room: string, bucket: number): Promise<{ exactSince: number | undefined; activity: ActivityBucket[] }>
+  diff(room: string, from: string, to: string | undefined, format: DiffFormat, textName?: string): Promise<string>
   /** Writes the backup to `out` (through a temporary file: `out` appears only once it is complete and checked). */
   backup(out: string, bar: Progress): Promise<BackupResult>
   /** Restores a backup file that `verifyBackupFile` accepted. */
@@ -113,6 +118,8 @@ export function offlineTarget(dir: string): Target {
     import: async (room, body, format, textName) => (await open(true)).import(room, body, format, textName),
     history: async (room) => (await open(false)).history(room),
     revert: async (room, to) => (await open(false)).revert(room, to),
+    activity: async (room, bucket) => (await open(false)).activity(room, bucket),
+    diff: async (room, from, to, format, textName) => (await open(false)).diff(room, from, to, format, textName),
     async backup(out, bar) {
       const ops = await open(false)
       return writeChecked(out, ops.backup((n) => bar.start(n), (room) => bar.tick(room)), bar)
@@ -183,6 +190,11 @@ export function remoteTarget(server: string, token: string): Target {
     }),
     history: async (room) => (await json<{ versions: VersionInfo[] }>(url(roomPath(room, 'history')))).versions,
     revert: (room, to) => json<RevertResult>(url(roomPath(room, 'revert'), { to }), { method: 'POST' }),
+    async activity(room, bucket) {
+      const body = await json<{ exactSince?: number; activity?: ActivityBucket[] }>(url(roomPath(room, 'history'), { bucket: String(bucket) }))
+      return { exactSince: body.exactSince, activity: body.activity ?? [] }
+    },
+    diff: async (room, from, to, format, name) => (await request(url(roomPath(room, 'diff'), { from, to, format, name }))).text(),
     async backup(out, bar) {
       const res = await request(url('/admin/backup'))
       const rooms = Number(res.headers.get('x-coedit-rooms') ?? 0)

@@ -15,6 +15,9 @@ import { UsageError, helpColumn, helpRows, parseFlags, type FlagSpecs, type Pars
 import { EXPORT_FORMATS, IMPORT_FORMATS, parseTimeSpec, type ExportFormat, type ImportFormat } from '../../server/doc-ops.js'
 import { CoeditError } from '../../server/errors.js'
 import type { VersionInfo } from '../../server/persistence/store.js'
+import { DIFF_FORMATS, type DiffFormat } from '../../server/diff.js'
+import { DEFAULT_ACTIVITY_BUCKET } from '../../server/history-log.js'
+import { parseDuration } from '../../server/duration.js'
 import { confirm, printJson, writeOut, type CliIO } from './io.js'
 import { printable } from './printable.js'
 import { progress } from './progress.js'
@@ -252,7 +255,7 @@ export const exportVerb = verb({
     ['--format update', 'the binary Yjs state (Y.encodeStateAsUpdate): import it back losslessly'],
     ['--out FILE', 'write to FILE instead of stdout (- is stdout)'],
     ['--name TEXT', 'the Y.Text --format text exports (default "text")'],
-    ['--at VERSION|TIME', 'the room as of a version of coedit history (an id, or the newest version at or before a time: 2026-11-22T10:00:00Z, 2h): look before you revert'],
+    ['--at VERSION|TIME', 'the room as of a version of coedit history (an id), or as of a time (2026-11-22T10:00:00.250Z, 90s): within the exact window (serve --history-exact, default 24h) exactly every update stored at or before it; older, the newest version at or before it'],
   ],
   flags: { format: { type: 'string', value: 'text|json|update' }, out: { type: 'string', value: 'FILE' }, name: { type: 'string', value: 'TEXT' }, at: { type: 'string', value: 'VERSION|TIME' } },
   args: ['ROOM'],
@@ -380,28 +383,61 @@ writes it and reads every room back to verify it.`,
 })
 
 export const history = verb({
-  summary: 'list the stored versions of a room',
-  usage: 'history ROOM [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  summary: 'list the stored versions of a room and who changed it when',
+  usage: 'history ROOM [--activity] [--bucket DURATION] [--data DIR | --server URL --admin-token TOKEN] [--json]',
   about: `Lists the versions the server keeps of ROOM (see serve --history-interval and
---history-retention), oldest first. Revert to one with coedit revert ROOM --to ID.`,
+--history-retention), oldest first, then its activity within the exact window (serve
+--history-exact): per interval, how many updates, their bytes and which users. Revert to a
+version with coedit revert ROOM --to ID, or to any instant of the window with --to TIME.`,
+  options: [
+    ['--activity', 'only the activity (with --json: the activity list, not the versions)'],
+    ['--bucket DURATION', 'length of an activity interval (default 1m; examples: 10s, 1h)'],
+  ],
+  flags: { activity: { type: 'boolean' }, bucket: { type: 'string', value: 'DURATION' } },
   args: ['ROOM'],
   async act({ values, positionals, io, quiet }) {
     const room = positionals[0]!
-    const versions: VersionInfo[] = await withTarget(values, io, (t) => t.history(room))
-    if (values.json) await printJson(io, versions)
-    else if (versions.length > 0) {
-      await writeOut(io, table([['VERSION', 'TIME', 'SIZE'], ...versions.map((v) => [String(v.id), iso(v.at), formatBytes(v.bytes)])]))
+    const bucket = values.bucket === undefined ? DEFAULT_ACTIVITY_BUCKET : bucketOf(values.bucket as string)
+    const [versions, act] = await withTarget(values, io, async (t) => [await t.history(room), await t.activity(room, bucket)] as const)
+    if (values.json) {
+      await printJson(io, values.activity ? act.activity : versions)
+    } else {
+      let out = ''
+      if (!values.activity && versions.length > 0) {
+        out += table([['VERSION', 'TIME', 'SIZE', ''], ...versions.map((v: VersionInfo) => [String(v.id), iso(v.at), formatBytes(v.bytes), v.pinned ? 'before a revert' : ''])])
+        out += '\n'
+      }
+      out += `exact to the millisecond ${act.exactSince === undefined ? 'since the room was created' : `since ${isoMs(act.exactSince)}`}\n`
+      if (act.activity.length > 0) {
+        out += table([['FROM', 'UPDATES', 'BYTES', 'USERS'], ...act.activity.map((b) => [iso(b.from), String(b.updates), formatBytes(b.bytes), b.users.map((u) => printable(u)).join(', ') || '-'])])
+      }
+      await writeOut(io, out)
     }
     confirm(io, quiet, `${printable(room)}: ${versions.length === 0 ? 'no versions recorded yet' : plural(versions.length, 'version')}`)
     return 0
   },
 })
 
+const isoMs = (ms: number): string => new Date(ms).toISOString()
+
+function bucketOf(text: string): number {
+  let ms: number
+  try {
+    ms = parseDuration(text)
+  } catch (err) {
+    throw new UsageError(`--bucket: ${(err as Error).message}`)
+  }
+  if (ms < 1000) throw new UsageError(`--bucket: "${text}" is shorter than 1s (examples: 10s, 1m, 1h)`)
+  return ms
+}
+
 export const revert = verb({
   summary: 'bring a room back to a version or a time, as a new change',
   usage: 'revert ROOM --to VERSION|TIME [--data DIR | --server URL --admin-token TOKEN] [--json]',
-  about: `Brings ROOM's content back to a version (an id from coedit history) or to the newest
-version at or before a time: ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d).
+  about: `Brings ROOM's content back to a version (an id from coedit history) or to a time: ISO
+8601 (2026-11-22T10:00:00.250Z) or a time ago (5s, 10m, 2h, 3d). Within the exact window
+(serve --history-exact, default 24h) that is exactly every update stored at or before the
+time and none after; older, the newest version at or before it.
 The revert is a new change on top of the current state: connected clients see it at once,
 and a client that was offline does not bring the removed content back. The state before
 the revert is kept as a version, so a revert can be reverted.`,
@@ -414,9 +450,10 @@ the revert is kept as a version, so a revert can be reverted.`,
     checkVersionSpec(to, io)
     const result = await withTarget(values, io, (t) => t.revert(positionals[0]!, to))
     if (values.json) await printJson(io, result)
+    const what = result.exact ? `${isoMs(result.version.at)} (exact)` : `version ${result.version.id} (${iso(result.version.at)})`
     confirm(io, quiet, result.bytes === 0
-      ? `${printable(result.room)}: already as of version ${result.version.id} (${iso(result.version.at)}), nothing changed`
-      : `${printable(result.room)}: reverted to version ${result.version.id} (${iso(result.version.at)})`)
+      ? `${printable(result.room)}: already as of ${what}, nothing changed`
+      : `${printable(result.room)}: reverted to ${what}`)
     return 0
   },
 })
@@ -431,6 +468,35 @@ function checkVersionSpec(spec: string, io: CliIO): void {
   }
 }
 
+export const diff = verb({
+  summary: 'show what changed in a room between two moments',
+  usage: 'diff ROOM --from VERSION|TIME [--to VERSION|TIME] [--name TEXT] [--format text|json]',
+  about: `Prints a unified diff of the shared text (--name, default "text") as of --from and as of
+--to (default: now). Times are exact within the window of serve --history-exact.`,
+  options: [
+    ['--from VERSION|TIME', 'the earlier moment: a version id, an ISO 8601 time or a time ago (90s, 2h)'],
+    ['--to VERSION|TIME', 'the later moment (default: now)'],
+    ['--name TEXT', 'the Y.Text to compare (default "text")'],
+    ['--format text', 'a unified diff (the default); nothing when the text did not change'],
+    ['--format json', 'every root that changed, before and after (any type), as JSON'],
+  ],
+  flags: { from: { type: 'string', value: 'VERSION|TIME' }, to: { type: 'string', value: 'VERSION|TIME' }, name: { type: 'string', value: 'TEXT' }, format: { type: 'string', value: 'text|json' } },
+  args: ['ROOM'],
+  async act({ values, positionals, io, quiet }) {
+    const room = positionals[0]!
+    const from = values.from as string | undefined
+    if (!from) throw new UsageError('diff needs --from VERSION|TIME')
+    checkVersionSpec(from, io)
+    const to = values.to as string | undefined
+    if (to !== undefined) checkVersionSpec(to, io)
+    const format = choice<DiffFormat>(values.format, DIFF_FORMATS, '--format') ?? 'text'
+    const body = await withTarget(values, io, (t) => t.diff(room, from, to, format, values.name as string | undefined))
+    await writeOut(io, body)
+    confirm(io, quiet, `${printable(room)}: ${body.length === 0 ? 'no difference' : `difference from ${printable(from)} to ${printable(to ?? 'now')}`}`)
+    return 0
+  },
+})
+
 export const OPERATOR_VERBS: Record<string, Verb> = {
   rooms,
   export: exportVerb,
@@ -439,4 +505,5 @@ export const OPERATOR_VERBS: Record<string, Verb> = {
   'restore-backup': restoreBackup,
   history,
   revert,
+  diff,
 }

@@ -4,10 +4,12 @@
  * (one fsync) instead of one per update, and sequence numbers follow call order.
  */
 import { CoeditError } from '../errors.js'
+import type { AppendMeta } from './store.js'
 
 export interface Append {
   room: string
   updates: readonly Uint8Array[]
+  meta?: AppendMeta
 }
 
 interface Pending extends Append {
@@ -23,9 +25,9 @@ export class GroupCommit {
   /** `write` stores a batch atomically and returns, per append, the seq of its last update. */
   constructor(private readonly write: (batch: readonly Append[]) => Promise<number[]>) {}
 
-  add(room: string, updates: readonly Uint8Array[]): Promise<number> {
+  add(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({ room, updates, resolve, reject })
+      this.queue.push({ room, updates, meta, resolve, reject })
       this.schedule()
     })
   }

@@ -11,7 +11,13 @@ import {
   updateKey, updatePrefix,
 } from './keys.js'
 import { GroupCommit, type Append } from './group-commit.js'
-import type { RoomInfo, StoredRoom } from './store.js'
+import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom } from './store.js'
+import { EMPTY_STATE } from './store.js'
+import { StoreClock } from './clock.js'
+import {
+  addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
+} from './log-keys.js'
+import { migrate } from './leveldb-migrate.js'
 import {
   decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
   versionStateKey, versionStatePrefix,
@@ -23,6 +29,8 @@ export interface LevelStoreOptions {
   sync?: boolean
   /** Told the size and duration of every append batch (metrics). */
   observer?: { batchWritten(updates: number, ms: number): void }
+  /** The clock stamped on stored updates (tests inject one). Default Date.now. */
+  now?: () => number
 }
 
 
@@ -40,7 +48,7 @@ const textDecoder = new TextDecoder()
 
 type LevelSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>
 
-export class LevelStore implements VersionedStore {
+export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
   private readonly observer: LevelStoreOptions['observer']
@@ -52,9 +60,11 @@ export class LevelStore implements VersionedStore {
    */
   private readonly metaWrittenAt = new Map<string, number>()
   private closed = false
+  private readonly clock: StoreClock
 
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
     this.db = db
+    this.clock = new StoreClock(options.now)
     this.sync = options.sync ?? true
     this.observer = options.observer
   }
@@ -71,6 +81,12 @@ export class LevelStore implements VersionedStore {
       }
       throw new CoeditError('STORE_OPEN_FAILED', `cannot open data directory ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
     }
+    try {
+      await migrate(db, Math.floor((options.now ?? Date.now)()))
+    } catch (err) {
+      await db.close().catch(() => {})
+      throw err instanceof CoeditError ? err : new CoeditError('STORE_MIGRATION_FAILED', `cannot migrate data directory ${dir}: ${(err as Error).message}`, { cause: err })
+    }
     return new LevelStore(db, options)
   }
 
@@ -86,7 +102,8 @@ export class LevelStore implements VersionedStore {
     let lastSeq = upTo
     let pendingUpdates = 0
     const prefix = updatePrefix(room)
-    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix) })) {
+    // From upTo on: the updates before it that the history log still keeps are not read.
+    for await (const [key, value] of this.db.iterator({ gt: updateKey(room, upTo), lt: prefixEnd(prefix) })) {
       const seq = seqOfUpdateKey(key)
       // Left behind by a compaction that stopped between its two steps: already in the state.
       if (seq <= upTo) continue
@@ -98,12 +115,12 @@ export class LevelStore implements VersionedStore {
     return { updates, lastSeq, pendingUpdates }
   }
 
-  async append(room: string, updates: readonly Uint8Array[]): Promise<number> {
+  async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     if (!this.nextSeq.has(room)) this.nextSeq.set(room, this.findNextSeq(room))
     const known = this.nextSeq.get(room)
     if (typeof known !== 'number') await known
-    return this.commits.add(room, updates)
+    return this.commits.add(room, updates, meta)
   }
 
   private async findNextSeq(room: string): Promise<number> {
@@ -120,8 +137,10 @@ export class LevelStore implements VersionedStore {
 
   private async writeBatch(batch: readonly Append[]): Promise<number[]> {
     const results: number[] = []
-    const now = Date.now()
+    const now = this.clock.stamp()
     const firstSeq = new Map<string, number>()
+    /** Per room of the batch: who stored its updates, for the one mark it gets (history log). */
+    const runs = new Map<string, Run[]>()
     const metaRooms: string[] = []
     // A chained batch: it costs the main thread half what db.batch(array) does (abstract-level
     // copies and checks every op of an array: ~50 vs ~22 µs for 5 puts here), and under load
@@ -129,14 +148,18 @@ export class LevelStore implements VersionedStore {
     const chained = this.db.batch()
     try {
       let count = 0
-      for (const { room, updates } of batch) {
+      for (const { room, updates, meta } of batch) {
         let seq = this.nextSeq.get(room) as number
         if (!firstSeq.has(room)) firstSeq.set(room, seq)
         for (const update of updates) chained.put(updateKey(room, seq++), update)
+        let roomRuns = runs.get(room)
+        if (!roomRuns) runs.set(room, roomRuns = [])
+        addRun(roomRuns, updates.length, meta?.user)
         count += updates.length
         this.nextSeq.set(room, seq)
         results.push(seq - 1)
       }
+      for (const [room, roomRuns] of runs) chained.put(markKey(room, (this.nextSeq.get(room) as number) - 1), encodeMark(now, roomRuns))
       for (const room of firstSeq.keys()) {
         if (now - (this.metaWrittenAt.get(room) ?? 0) < META_INTERVAL) continue
         metaRooms.push(room)
@@ -159,8 +182,10 @@ export class LevelStore implements VersionedStore {
   async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
     // Two steps, safe to stop between: `load` skips updates the state already holds.
     await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
-    const prefix = updatePrefix(room)
-    await this.db.clear({ gt: prefix, lte: updateKey(room, upTo) })
+    // The history log keeps the updates it has not folded yet (load no longer reads them).
+    const folded = await this.db.get(logBaseKey(room))
+    const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
+    if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
   }
 
   async listRooms(): Promise<RoomInfo[]> {
@@ -215,7 +240,7 @@ export class LevelStore implements VersionedStore {
     return next
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     return this.serialized(room, async () => {
       const prefix = versionMetaPrefix(room)
@@ -223,7 +248,7 @@ export class LevelStore implements VersionedStore {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
         id = idOfVersionKey(key) + 1
       }
-      const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length }
+      const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length, ...(version.pinned ? { pinned: true } : {}) }
       await this.db.batch([
         { type: 'put', key: versionStateKey(room, id), value: version.state },
         { type: 'put', key: versionMetaKey(room, id), value: encodeVersionMeta(info) },
@@ -291,7 +316,7 @@ export class LevelStore implements VersionedStore {
     }
     const upTo = lastSeq
     const prefix = updatePrefix(room)
-    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix), snapshot })) {
+    for await (const [key, value] of this.db.iterator({ gt: updateKey(room, upTo), lt: prefixEnd(prefix), snapshot })) {
       const seq = seqOfUpdateKey(key)
       if (seq <= upTo) continue
       updates.push(value)
@@ -311,17 +336,18 @@ export class LevelStore implements VersionedStore {
       const state = await this.db.get(versionStateKey(room, info.id), { snapshot })
       if (state !== undefined) versions.push({ ...info, state })
     }
-    return { name: room, updatedAt, lastSeq, updates, versions }
+    return { name: room, updatedAt, lastSeq, updates, versions, log: await this.readLogFrom(room, {}, snapshot) }
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     const room = record.name
     const ops: BatchOp[] = []
-    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room)]) {
+    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), markPrefix(room)]) {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) ops.push({ type: 'del', key })
     }
     ops.push({ type: 'del', key: stateKey(room) })
+    ops.push({ type: 'del', key: logBaseKey(room) })
     const [first, ...rest] = record.updates
     // The first update becomes the compacted state, the rest keep their place in the log.
     const upTo = record.lastSeq - rest.length
@@ -332,6 +358,21 @@ export class LevelStore implements VersionedStore {
       ops.push({ type: 'put', key: versionStateKey(room, v.id), value: v.state })
       ops.push({ type: 'put', key: versionMetaKey(room, v.id), value: encodeVersionMeta(v) })
     }
+    const log = record.log ?? logOfRecord(record, upTo, this.clock.stamp())
+    if (log.base) ops.push({ type: 'put', key: logBaseKey(room), value: encodeLogBase(log.base) })
+    // The log's updates are u: keys too (those at or before upTo only the log reads); one mark per run of equal times.
+    let mark: { seq: number; at: number; runs: Run[] } | undefined
+    const flush = (): void => { if (mark) ops.push({ type: 'put', key: markKey(room, mark.seq), value: encodeMark(mark.at, mark.runs) }) }
+    for (const e of log.entries) {
+      ops.push({ type: 'put', key: updateKey(room, e.seq), value: e.update })
+      if (!mark || mark.at !== e.at || mark.seq !== e.seq - 1) {
+        flush()
+        mark = { seq: e.seq, at: e.at, runs: [] }
+      }
+      mark.seq = e.seq
+      addRun(mark.runs, 1, e.user)
+    }
+    flush()
     await this.db.batch(ops, { sync: this.sync })
     this.nextSeq.set(room, record.lastSeq + 1)
     // The next append writes updatedAt again (the record's own may be old).
@@ -339,6 +380,55 @@ export class LevelStore implements VersionedStore {
   }
 
   // ---- end of history and backup ------------------------------------------------------
+
+  // ---- history log (issue 18) -----------------------------------------------------------
+
+  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+    return this.readLogFrom(room, range, undefined)
+  }
+
+  private async readLogFrom(room: string, range: { afterSeq?: number; untilAt?: number }, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
+    const at = snapshot ? { snapshot } : {}
+    const stored = await this.db.get(logBaseKey(room), at)
+    const base = stored === undefined ? undefined : decodeLogBase(stored)
+    const after = Math.max(range.afterSeq ?? 0, base?.upTo ?? 0)
+    const entries: LogEntry[] = []
+    // Two ordered ranges read side by side: the updates, and the marks that cover them.
+    const marks = this.db.iterator({ gt: markKey(room, after), lt: prefixEnd(markPrefix(room)), ...at })
+    try {
+      let mark: Mark | undefined
+      for await (const [key, update] of this.db.iterator({ gt: updateKey(room, after), lt: prefixEnd(updatePrefix(room)), ...at })) {
+        const seq = seqOfUpdateKey(key)
+        while (!mark || mark.seq < seq) {
+          const next = await marks.next()
+          if (next === undefined) break
+          mark = decodeMark(seqOfUpdateKey(next[0]), next[1])
+        }
+        // An update no mark covers was not stored by this code's append: not part of the log.
+        if (!mark || mark.seq < seq || seq <= mark.seq - mark.total) break
+        // Stamps never decrease along the log: the first one past `untilAt` ends it.
+        if (range.untilAt !== undefined && mark.at > range.untilAt) break
+        entries.push({ seq, at: mark.at, user: userAt(mark, seq), update })
+      }
+    } finally {
+      await marks.close()
+    }
+    return { base, entries }
+  }
+
+  async foldLog(room: string, base: LogBase): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const chained = this.db.batch()
+    chained.put(logBaseKey(room), encodeLogBase(base))
+    for await (const key of this.db.keys({ gt: markPrefix(room), lte: markKey(room, base.upTo) })) chained.del(key)
+    // Updates the compacted state does not hold yet stay: load still needs them.
+    const compacted = await this.db.get(stateKey(room))
+    const through = Math.min(base.upTo, compacted === undefined ? 0 : decodeState(compacted).upTo)
+    for await (const key of this.db.keys({ gt: updatePrefix(room), lte: updateKey(room, through) })) chained.del(key)
+    await chained.write({ sync: this.sync })
+  }
+
+  // ---- end of history log ---------------------------------------------------------------
 
   // ---- health (operations, issue 7) ---------------------------------------------------
 
@@ -358,5 +448,17 @@ export class LevelStore implements VersionedStore {
     this.closed = true
     await this.commits.drained()
     await this.db.close()
+  }
+}
+
+/**
+ * The history log of a record that carries none (a backup from before issue 18): it starts
+ * at `at` with the record's first update as its base and the rest as entries.
+ */
+export function logOfRecord(record: RoomRecord, upTo: number, at: number): HistoryLog {
+  const [first, ...rest] = record.updates
+  return {
+    base: { upTo, at, state: first ?? EMPTY_STATE },
+    entries: rest.map((update, i) => ({ seq: upTo + 1 + i, at, user: undefined, update })),
   }
 }

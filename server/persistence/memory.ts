@@ -1,6 +1,8 @@
 /** In-memory store: for tests and for `startServer({ storage: 'memory' })`. Nothing survives the process. */
 import { CoeditError } from '../errors.js'
-import type { RoomInfo, StoredRoom } from './store.js'
+import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom } from './store.js'
+import { EMPTY_STATE } from './store.js'
+import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
 
 interface MemoryRoom {
@@ -9,16 +11,25 @@ interface MemoryRoom {
   log: Array<{ seq: number; update: Uint8Array }>
   nextSeq: number
   updatedAt: number | undefined
+  /** The history log (issue 18): folded base and entries after it. */
+  logBase: LogBase | undefined
+  logEntries: LogEntry[]
 }
 
-export class MemoryStore implements VersionedStore {
+export class MemoryStore implements VersionedStore, HistoryLogStore {
   private readonly rooms = new Map<string, MemoryRoom>()
   private closed = false
+  private readonly clock: StoreClock
+
+  /** `now`: the clock stamped on stored updates (tests inject one). */
+  constructor(options: { now?: () => number } = {}) {
+    this.clock = new StoreClock(options.now)
+  }
 
   private room(name: string): MemoryRoom {
     let r = this.rooms.get(name)
     if (!r) {
-      r = { state: undefined, upTo: 0, log: [], nextSeq: 1, updatedAt: undefined }
+      r = { state: undefined, upTo: 0, log: [], nextSeq: 1, updatedAt: undefined, logBase: undefined, logEntries: [] }
       this.rooms.set(name, r)
     }
     return r
@@ -31,12 +42,17 @@ export class MemoryStore implements VersionedStore {
     return { updates, lastSeq: r.nextSeq - 1, pendingUpdates: r.log.length }
   }
 
-  async append(name: string, updates: readonly Uint8Array[]): Promise<number> {
+  async append(name: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     const r = this.room(name)
+    const at = this.clock.stamp()
     // Copy: the caller's buffers may be views into reused network memory.
-    for (const update of updates) r.log.push({ seq: r.nextSeq++, update: update.slice() })
-    r.updatedAt = Date.now()
+    for (const update of updates) {
+      const copy = update.slice()
+      r.logEntries.push({ seq: r.nextSeq, at, user: meta?.user, update: copy })
+      r.log.push({ seq: r.nextSeq++, update: copy })
+    }
+    r.updatedAt = at
     return r.nextSeq - 1
   }
 
@@ -72,16 +88,16 @@ export class MemoryStore implements VersionedStore {
     return v
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     const v = this.versionsOf(room)
-    const stored: StoredVersion = { id: v.nextId++, at: version.at, seq: version.seq, bytes: version.state.length, state: version.state.slice() }
+    const stored: StoredVersion = { id: v.nextId++, at: version.at, seq: version.seq, bytes: version.state.length, state: version.state.slice(), ...(version.pinned ? { pinned: true } : {}) }
     v.list.push(stored)
-    return { id: stored.id, at: stored.at, seq: stored.seq, bytes: stored.bytes }
+    return infoOf(stored)
   }
 
   async listVersions(room: string): Promise<VersionInfo[]> {
-    return (this.versions.get(room)?.list ?? []).map(({ id, at, seq, bytes }) => ({ id, at, seq, bytes }))
+    return (this.versions.get(room)?.list ?? []).map(infoOf)
   }
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
@@ -105,6 +121,7 @@ export class MemoryStore implements VersionedStore {
         lastSeq: r.nextSeq - 1,
         updates: r.state ? [r.state, ...r.log.map((e) => e.update)] : r.log.map((e) => e.update),
         versions: [...(this.versions.get(name)?.list ?? [])],
+        log: { base: r.logBase, entries: [...r.logEntries] },
       })
     }
     const rooms = [...records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
@@ -123,7 +140,14 @@ export class MemoryStore implements VersionedStore {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     const [first, ...rest] = record.updates
     const upTo = record.lastSeq - rest.length
+    const at = this.clock.stamp()
+    const log = record.log ?? {
+      base: { upTo, at, state: first ?? EMPTY_STATE },
+      entries: rest.map((update, i) => ({ seq: upTo + 1 + i, at, user: undefined, update })),
+    }
     this.rooms.set(record.name, {
+      logBase: log.base && { ...log.base, state: log.base.state.slice() },
+      logEntries: log.entries.map((e) => ({ ...e, update: e.update.slice() })),
       state: first?.slice(),
       upTo,
       log: rest.map((update, i) => ({ seq: upTo + 1 + i, update: update.slice() })),
@@ -136,6 +160,29 @@ export class MemoryStore implements VersionedStore {
 
   // ---- end of history and backup ------------------------------------------------------
 
+  // ---- history log (issue 18) -----------------------------------------------------------
+
+  async readLog(name: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+    const r = this.rooms.get(name)
+    if (!r) return { base: undefined, entries: [] }
+    const after = Math.max(range.afterSeq ?? 0, r.logBase?.upTo ?? 0)
+    const entries: LogEntry[] = []
+    for (const e of r.logEntries) {
+      if (e.seq <= after) continue
+      if (range.untilAt !== undefined && e.at > range.untilAt) break
+      entries.push(e)
+    }
+    return { base: r.logBase, entries }
+  }
+
+  async foldLog(name: string, base: LogBase): Promise<void> {
+    const r = this.room(name)
+    r.logBase = { ...base, state: base.state.slice() }
+    r.logEntries = r.logEntries.filter((e) => e.seq > base.upTo)
+  }
+
+  // ---- end of history log ---------------------------------------------------------------
+
   // ---- health (operations, issue 7) ---------------------------------------------------
 
   async ping(): Promise<void> {
@@ -147,4 +194,8 @@ export class MemoryStore implements VersionedStore {
   async close(): Promise<void> {
     this.closed = true
   }
+}
+
+function infoOf(v: StoredVersion): VersionInfo {
+  return { id: v.id, at: v.at, seq: v.seq, bytes: v.bytes, ...(v.pinned ? { pinned: true } : {}) }
 }

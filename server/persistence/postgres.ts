@@ -15,8 +15,10 @@ import pg from 'pg'
 import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
 import { Redactor, redactUrl } from '../redact.js'
+import { StoreClock } from './clock.js'
+import { EMPTY_STATE } from './store.js'
 import type {
-  PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom, StoredVersion, VersionInfo, VersionedStore,
+  AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom, StoredVersion, VersionInfo, VersionedStore,
 } from './store.js'
 
 export interface PostgresStoreOptions {
@@ -28,6 +30,8 @@ export interface PostgresStoreOptions {
   poolSize?: number
   /** Told of every group commit (metrics). */
   observer?: { batchWritten(updates: number, ms: number): void }
+  /** The clock stamped on stored updates (tests inject one). Default Date.now. */
+  now?: () => number
 }
 
 
@@ -67,21 +71,50 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
       PRIMARY KEY (room, id)
     );
     CREATE TABLE IF NOT EXISTS ${s}.health (id int PRIMARY KEY, at bigint NOT NULL);`,
+  // Issue 18: the history log. Existing rooms' logs start at the migration (their updates
+  // carry no times): base = the compacted state, entries = the updates after it.
+  (s) => `
+    ALTER TABLE ${s}.rooms ADD COLUMN IF NOT EXISTS last_at bigint NOT NULL DEFAULT 0;
+    ALTER TABLE ${s}.versions ADD COLUMN IF NOT EXISTS pinned boolean NOT NULL DEFAULT false;
+    CREATE TABLE IF NOT EXISTS ${s}.log (
+      room text NOT NULL,
+      seq bigint NOT NULL,
+      at bigint NOT NULL,
+      user_id text,
+      data bytea NOT NULL,
+      PRIMARY KEY (room, seq)
+    );
+    CREATE TABLE IF NOT EXISTS ${s}.log_bases (
+      room text PRIMARY KEY,
+      up_to bigint NOT NULL,
+      at bigint NOT NULL,
+      data bytea NOT NULL
+    );
+    INSERT INTO ${s}.log_bases (room, up_to, at, data)
+      SELECT r.name, COALESCE(st.up_to, 0), (extract(epoch FROM now()) * 1000)::bigint, COALESCE(st.data, '\\x0000'::bytea)
+      FROM ${s}.rooms r LEFT JOIN ${s}.states st ON st.room = r.name
+      ON CONFLICT DO NOTHING;
+    INSERT INTO ${s}.log (room, seq, at, user_id, data)
+      SELECT u.room, u.seq, (extract(epoch FROM now()) * 1000)::bigint, NULL, u.data FROM ${s}.updates u
+      WHERE u.seq > COALESCE((SELECT up_to FROM ${s}.states st WHERE st.room = u.room), 0)
+      ON CONFLICT DO NOTHING;`,
 ]
 
 /** ms to reach the server at startup before failing. */
 const CONNECT_TIMEOUT = 5000
 const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
 
-export class PostgresStore implements VersionedStore, PingableStore {
+export class PostgresStore implements VersionedStore, PingableStore, HistoryLogStore {
   private readonly pool: pg.Pool
   private readonly s: string
   private readonly observer: PostgresStoreOptions['observer']
   private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
   private closed = false
+  private readonly clock: StoreClock
 
-  private constructor(pool: pg.Pool, schema: string, observer: PostgresStoreOptions['observer']) {
+  private constructor(pool: pg.Pool, schema: string, observer: PostgresStoreOptions['observer'], now?: () => number) {
     this.pool = pool
+    this.clock = new StoreClock(now)
     this.s = schema
     this.observer = observer
   }
@@ -94,7 +127,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
     const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 })
     // An idle client losing its connection must not crash the process.
     pool.on('error', () => {})
-    const store = new PostgresStore(pool, schema, options.observer)
+    const store = new PostgresStore(pool, schema, options.observer, options.now)
     try {
       // One connection with a timeout first: an unreachable host would otherwise hold startup
       // for the OS's TCP timeout. The pool has none, so that a busy pool queues instead of failing.
@@ -197,9 +230,9 @@ export class PostgresStore implements VersionedStore, PingableStore {
     return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
   }
 
-  append(room: string, updates: readonly Uint8Array[]): Promise<number> {
+  append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
-    return this.commits.add(room, updates)
+    return this.commits.add(room, updates, meta)
   }
 
   private async writeBatch(batch: readonly Append[]): Promise<number[]> {
@@ -208,6 +241,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
     const uRoom: string[] = []
     const uIdx: number[] = []
     const uData: Uint8Array[] = []
+    const uUser: Array<string | null> = []
     const ends: number[] = []
     for (const p of batch) {
       let n = counts.get(p.room) ?? 0
@@ -215,6 +249,7 @@ export class PostgresStore implements VersionedStore, PingableStore {
         uRoom.push(p.room)
         uIdx.push(++n)
         uData.push(update)
+        uUser.push(p.meta?.user ?? null)
       }
       counts.set(p.room, n)
       ends.push(n)
@@ -227,10 +262,11 @@ export class PostgresStore implements VersionedStore, PingableStore {
         `WITH input AS (
            SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(name, n, ord)
          ), bumped AS (
-           INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at)
-           SELECT name, n, now() FROM input ORDER BY ord
-           ON CONFLICT (name) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq, updated_at = now()
-           RETURNING r.name, r.last_seq
+           INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at, last_at)
+           SELECT name, n, now(), $6 FROM input ORDER BY ord
+           ON CONFLICT (name) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq, updated_at = now(),
+             last_at = GREATEST(r.last_at, excluded.last_at)  -- stamps never decrease along a room's log
+           RETURNING r.name, r.last_seq, r.last_at
          ), inserted AS (  -- runs to completion though nothing reads it
            INSERT INTO ${this.s}.updates (room, seq, data)
            SELECT u.room, b.last_seq - i.n + u.idx, u.data
@@ -238,9 +274,16 @@ export class PostgresStore implements VersionedStore, PingableStore {
            JOIN bumped b ON b.name = u.room
            JOIN input i ON i.name = u.room
            RETURNING 1
+         ), logged AS (
+           INSERT INTO ${this.s}.log (room, seq, at, user_id, data)
+           SELECT u.room, b.last_seq - i.n + u.idx, b.last_at, u.usr, u.data
+           FROM unnest($3::text[], $4::bigint[], $5::bytea[], $7::text[]) AS u(room, idx, data, usr)
+           JOIN bumped b ON b.name = u.room
+           JOIN input i ON i.name = u.room
+           RETURNING 1
          )
          SELECT name, last_seq FROM bumped`,
-        [rooms, ns, uRoom, uIdx, uData.map(toBuffer)],
+        [rooms, ns, uRoom, uIdx, uData.map(toBuffer), this.clock.stamp(), uUser],
       )
       return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
     })
@@ -310,33 +353,78 @@ export class PostgresStore implements VersionedStore, PingableStore {
     })
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     return this.inRoomTransaction(room, async (client) => {
       const { rows } = await client.query<{ id: string }>(
-        `INSERT INTO ${this.s}.versions (room, id, at, seq, data)
-         SELECT $1, COALESCE(max(id), 0) + 1, $2, $3, $4 FROM ${this.s}.versions WHERE room = $1
+        `INSERT INTO ${this.s}.versions (room, id, at, seq, data, pinned)
+         SELECT $1, COALESCE(max(id), 0) + 1, $2, $3, $4, $5 FROM ${this.s}.versions WHERE room = $1
          RETURNING id`,
-        [room, version.at, version.seq, toBuffer(version.state)],
+        [room, version.at, version.seq, toBuffer(version.state), version.pinned === true],
       )
-      return { id: Number(rows[0]!.id), at: version.at, seq: version.seq, bytes: version.state.length }
+      return { id: Number(rows[0]!.id), at: version.at, seq: version.seq, bytes: version.state.length, ...(version.pinned ? { pinned: true } : {}) }
     })
   }
 
   async listVersions(room: string): Promise<VersionInfo[]> {
-    const { rows } = await this.pool.query<{ id: string; at: string; seq: string; bytes: number }>(
-      `SELECT id, at, seq, length(data) AS bytes FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
+    const { rows } = await this.pool.query<{ id: string; at: string; seq: string; bytes: number; pinned: boolean }>(
+      `SELECT id, at, seq, length(data) AS bytes, pinned FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
     )
-    return rows.map((r) => ({ id: Number(r.id), at: Number(r.at), seq: Number(r.seq), bytes: r.bytes }))
+    return rows.map((r) => ({ id: Number(r.id), at: Number(r.at), seq: Number(r.seq), bytes: r.bytes, ...(r.pinned ? { pinned: true } : {}) }))
   }
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
-    const { rows } = await this.pool.query<{ at: string; seq: string; data: Buffer }>(
-      `SELECT at, seq, data FROM ${this.s}.versions WHERE room = $1 AND id = $2`, [room, id],
+    const { rows } = await this.pool.query<{ at: string; seq: string; data: Buffer; pinned: boolean }>(
+      `SELECT at, seq, data, pinned FROM ${this.s}.versions WHERE room = $1 AND id = $2`, [room, id],
     )
     const r = rows[0]
-    return r && { id, at: Number(r.at), seq: Number(r.seq), bytes: r.data.length, state: r.data }
+    return r && { id, at: Number(r.at), seq: Number(r.seq), bytes: r.data.length, state: r.data, ...(r.pinned ? { pinned: true } : {}) }
   }
+
+  // ---- history log (issue 18) -----------------------------------------------------------
+
+  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+    return this.readLogWith(this.pool, room, range)
+  }
+
+  private async readLogWith(client: pg.Pool | pg.PoolClient, room: string, range: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog> {
+    // One statement, one snapshot: a concurrent fold cannot leave a gap between base and entries.
+    const { rows } = await client.query<{ kind: number; seq: string; at: string; user_id: string | null; data: Buffer }>(
+      `SELECT 0 AS kind, up_to AS seq, at, NULL::text AS user_id, data FROM ${this.s}.log_bases WHERE room = $1
+       UNION ALL
+       SELECT 1, seq, at, user_id, data FROM ${this.s}.log
+         WHERE room = $1 AND seq > GREATEST($2::bigint, COALESCE((SELECT up_to FROM ${this.s}.log_bases WHERE room = $1), 0))
+           AND ($3::bigint IS NULL OR at <= $3::bigint)
+       ORDER BY kind, seq`,
+      [room, range.afterSeq ?? 0, range.untilAt ?? null],
+    )
+    const log: HistoryLog = { base: undefined, entries: [] }
+    for (const r of rows) {
+      if (r.kind === 0) {
+        log.base = { upTo: Number(r.seq), at: Number(r.at), state: r.data }
+        continue
+      }
+      const entry: LogEntry = { seq: Number(r.seq), at: Number(r.at), user: r.user_id ?? undefined, update: r.data }
+      if (range.untilAt !== undefined && entry.at > range.untilAt) break
+      log.entries.push(entry)
+    }
+    return log
+  }
+
+  async foldLog(room: string, base: LogBase): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    await this.inRoomTransaction(room, async (client) => {
+      const { rowCount } = await client.query(
+        `INSERT INTO ${this.s}.log_bases AS b (room, up_to, at, data) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (room) DO UPDATE SET up_to = excluded.up_to, at = excluded.at, data = excluded.data
+         WHERE b.up_to < excluded.up_to`,
+        [room, base.upTo, base.at, toBuffer(base.state)],
+      )
+      if (rowCount) await client.query(`DELETE FROM ${this.s}.log WHERE room = $1 AND seq <= $2`, [room, base.upTo])
+    })
+  }
+
+  // ---- end of history log ---------------------------------------------------------------
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return
@@ -385,10 +473,11 @@ export class PostgresStore implements VersionedStore, PingableStore {
         record.lastSeq = Math.max(record.lastSeq, Number(row.seq))
       }
     }
-    const versions = await client.query<{ id: string; at: string; seq: string; data: Buffer }>(
-      `SELECT id, at, seq, data FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
+    const versions = await client.query<{ id: string; at: string; seq: string; data: Buffer; pinned: boolean }>(
+      `SELECT id, at, seq, data, pinned FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
     )
-    record.versions = versions.rows.map((v) => ({ id: Number(v.id), at: Number(v.at), seq: Number(v.seq), bytes: v.data.length, state: v.data }))
+    record.versions = versions.rows.map((v) => ({ id: Number(v.id), at: Number(v.at), seq: Number(v.seq), bytes: v.data.length, state: v.data, ...(v.pinned ? { pinned: true } : {}) }))
+    record.log = await this.readLogWith(client, room, {})
     return record
   }
 
@@ -407,6 +496,8 @@ export class PostgresStore implements VersionedStore, PingableStore {
       await client.query(`DELETE FROM ${this.s}.updates WHERE room = $1`, [room])
       await client.query(`DELETE FROM ${this.s}.states WHERE room = $1`, [room])
       await client.query(`DELETE FROM ${this.s}.versions WHERE room = $1`, [room])
+      await client.query(`DELETE FROM ${this.s}.log WHERE room = $1`, [room])
+      await client.query(`DELETE FROM ${this.s}.log_bases WHERE room = $1`, [room])
       if (first !== undefined) {
         await client.query(`INSERT INTO ${this.s}.states (room, up_to, data) VALUES ($1, $2, $3)`, [room, upTo, toBuffer(first)])
       }
@@ -418,10 +509,26 @@ export class PostgresStore implements VersionedStore, PingableStore {
       }
       for (const v of record.versions) {
         await client.query(
-          `INSERT INTO ${this.s}.versions (room, id, at, seq, data) VALUES ($1, $2, $3, $4, $5)`,
-          [room, v.id, v.at, v.seq, toBuffer(v.state)],
+          `INSERT INTO ${this.s}.versions (room, id, at, seq, data, pinned) VALUES ($1, $2, $3, $4, $5, $6)`,
+          [room, v.id, v.at, v.seq, toBuffer(v.state), v.pinned === true],
         )
       }
+      const at = this.clock.stamp()
+      const log = record.log ?? {
+        base: { upTo, at, state: first ?? EMPTY_STATE },
+        entries: rest.map((update, i) => ({ seq: upTo + 1 + i, at, user: undefined, update })),
+      }
+      if (log.base) {
+        await client.query(`INSERT INTO ${this.s}.log_bases (room, up_to, at, data) VALUES ($1, $2, $3, $4)`, [room, log.base.upTo, log.base.at, toBuffer(log.base.state)])
+      }
+      if (log.entries.length > 0) {
+        await client.query(
+          `INSERT INTO ${this.s}.log (room, seq, at, user_id, data) SELECT $1, s, a, u, d FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bytea[]) AS t(s, a, u, d)`,
+          [room, log.entries.map((e) => e.seq), log.entries.map((e) => e.at), log.entries.map((e) => e.user ?? null), log.entries.map((e) => toBuffer(e.update))],
+        )
+      }
+      const lastAt = log.entries.reduce((m, e) => Math.max(m, e.at), log.base?.at ?? 0)
+      await client.query(`UPDATE ${this.s}.rooms SET last_at = $2 WHERE name = $1`, [room, lastAt])
     })
   }
 

@@ -30,9 +30,16 @@ export interface RoomInfo {
   lastSeq: number
 }
 
+/** Who made the updates of one append (issue 18): the connection's user, when known. */
+export interface AppendMeta {
+  /** `user.id`: the token's `sub`, or what an `authenticate` hook says. */
+  user?: string
+}
+
 export interface Store {
   load(room: string): Promise<StoredRoom>
-  append(room: string, updates: readonly Uint8Array[]): Promise<number>
+  /** `meta` is recorded with the updates by stores that keep a history log; others ignore it. */
+  append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number>
   compact(room: string, state: Uint8Array, upTo: number): Promise<void>
   listRooms(): Promise<RoomInfo[]>
   close(): Promise<void>
@@ -52,6 +59,8 @@ export interface VersionInfo {
   seq: number
   /** Size of the stored state. */
   bytes: number
+  /** Recorded just before a revert: retention keeps it while it is inside the exact window. */
+  pinned?: boolean
 }
 
 export interface StoredVersion extends VersionInfo {
@@ -66,6 +75,8 @@ export interface RoomRecord {
   /** What `load` would return: the compacted state first, then later updates. */
   updates: Uint8Array[]
   versions: StoredVersion[]
+  /** The room's history log (stores that keep one); absent in old backups. */
+  log?: HistoryLog
 }
 
 /** A consistent read view of every room as of the moment it was taken. */
@@ -79,7 +90,7 @@ export interface StoreSnapshot {
 
 export interface VersionedStore extends Store {
   /** Records a version of `room`; returns its info (with the id it was given). */
-  putVersion(room: string, version: { at: number; seq: number; state: Uint8Array }): Promise<VersionInfo>
+  putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo>
   /** Versions of `room`, oldest first, without their states. */
   listVersions(room: string): Promise<VersionInfo[]>
   getVersion(room: string, id: number): Promise<StoredVersion | undefined>
@@ -92,6 +103,53 @@ export interface VersionedStore extends Store {
    */
   putRoom(record: RoomRecord): Promise<void>
 }
+
+// ---- history log (exact point in time, issue 18) --------------------------------------
+// Every stored update is also written, with when it was stored and by whom, to a history
+// log that compaction does not touch. The log's oldest part is folded into a base state
+// (server/history-log.ts decides when), so the log covers a window, not all time.
+
+/** One stored update as the history log holds it. */
+export interface LogEntry {
+  seq: number
+  /** When it was stored, ms since the epoch (the store's clock, never decreasing per room). */
+  at: number
+  user: string | undefined
+  update: Uint8Array
+}
+
+/** What the log's folded prefix holds: the room through `upTo`, exact from instant `at` on. */
+export interface LogBase {
+  upTo: number
+  /** The log answers "the room at T" exactly for T >= at (earlier: only the versions). */
+  at: number
+  state: Uint8Array
+}
+
+export interface HistoryLog {
+  /** Undefined: nothing was folded, the entries start at the room's first update. */
+  base: LogBase | undefined
+  /** Entries after `base.upTo`, oldest first. */
+  entries: LogEntry[]
+}
+
+export interface HistoryLogStore extends Store {
+  /**
+   * The log of `room`: its base and the entries with seq > `afterSeq` (default: all) and
+   * stored at or before `untilAt` (default: all), oldest first.
+   */
+  readLog(room: string, range?: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog>
+  /** Replaces the base by `base` and drops the entries through `base.upTo`, in one write. */
+  foldLog(room: string, base: LogBase): Promise<void>
+}
+
+export function isHistoryLogStore(store: Store): store is HistoryLogStore {
+  const s = store as Partial<HistoryLogStore>
+  return typeof s.readLog === 'function' && typeof s.foldLog === 'function'
+}
+
+/** An empty Yjs update: the state of a room with nothing in it. */
+export const EMPTY_STATE = new Uint8Array([0, 0])
 
 // ---- health (operations, issue 7) ----------------------------------------------------
 // Optional too: /readyz reports a store without it as ready but unchecked.

@@ -18,12 +18,12 @@ export const idOfVersionKey = (key: string): number => parseInt(key.slice(key.la
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-export function encodeVersionMeta(meta: { at: number; seq: number; bytes: number }): Uint8Array {
-  return encoder.encode(JSON.stringify({ at: meta.at, seq: meta.seq, bytes: meta.bytes }))
+export function encodeVersionMeta(meta: { at: number; seq: number; bytes: number; pinned?: boolean }): Uint8Array {
+  return encoder.encode(JSON.stringify({ at: meta.at, seq: meta.seq, bytes: meta.bytes, ...(meta.pinned ? { pinned: true } : {}) }))
 }
 
-export function decodeVersionMeta(value: Uint8Array): { at: number; seq: number; bytes: number } {
-  const parsed = JSON.parse(decoder.decode(value)) as { at?: unknown; seq?: unknown; bytes?: unknown }
+export function decodeVersionMeta(value: Uint8Array): { at: number; seq: number; bytes: number; pinned?: boolean } {
+  const parsed = JSON.parse(decoder.decode(value)) as { at?: unknown; seq?: unknown; bytes?: unknown; pinned?: unknown }
   const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0)
-  return { at: num(parsed.at), seq: num(parsed.seq), bytes: num(parsed.bytes) }
+  return { at: num(parsed.at), seq: num(parsed.seq), bytes: num(parsed.bytes), ...(parsed.pinned === true ? { pinned: true } : {}) }
 }

@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import type { Store } from '../../server/persistence/store.js'
+import { isHistoryLogStore, isVersionedStore, type HistoryLogStore, type Store } from '../../server/persistence/store.js'
 
 export interface StoreFixture {
   store: Store
@@ -16,15 +16,18 @@ export interface StoreFixture {
 }
 
 /** A real Yjs update that inserts `text` (updates of one doc, so they depend on each other). */
-function editor(): { doc: Y.Doc; edit: (text: string) => Uint8Array } {
+function editor(): { doc: Y.Doc; edit: (text: string) => Uint8Array; updates: Uint8Array[] } {
   const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
   return {
     doc,
+    updates,
     edit(text) {
       let update: Uint8Array | undefined
       const capture = (u: Uint8Array): void => { update = u }
       doc.once('update', capture)
       doc.getText('t').insert(doc.getText('t').length, text)
+      updates.push(update!)
       return update!
     },
   }
@@ -157,5 +160,112 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     assert.equal(loaded.lastSeq, last)
     assert.ok((await reopened.append('r', [e.edit('d')])) > last, 'sequence numbers continue after reopening')
     assert.equal(replay((await reopened.load('r')).updates), 'abcd')
+  })
+
+  // ---- history log (issue 18): every backend that keeps one must keep it the same way ----
+
+  const withLog = (title: string, body: (store: HistoryLogStore, f: StoreFixture) => Promise<void>): void => {
+    withStore(`history log: ${title}`, async (f) => {
+      assert.ok(isHistoryLogStore(f.store), 'every built-in store keeps a history log')
+      await body(f.store, f)
+    })
+  }
+
+  withLog('each stored update is logged with its seq, a never-decreasing time and its user', async (store) => {
+    const e = editor()
+    const before = Date.now()
+    const s1 = await store.append('r', [e.edit('a')], { user: 'ana' })
+    const s2 = await store.append('r', [e.edit('b'), e.edit('c')], { user: 'ben' })
+    const s3 = await store.append('r', [e.edit('d')])
+    const after = Date.now()
+    const { base, entries } = await store.readLog('r')
+    assert.equal(base, undefined, 'nothing folded yet')
+    assert.deepEqual(entries.map((x) => x.seq), [s1, s2 - 1, s2, s3])
+    assert.deepEqual(entries.map((x) => x.user), ['ana', 'ben', 'ben', undefined])
+    for (let i = 0; i < entries.length; i++) {
+      assert.ok(entries[i]!.at >= before && entries[i]!.at <= after, `entry ${i} stamped ${entries[i]!.at}, not within [${before}, ${after}]`)
+      if (i > 0) assert.ok(entries[i]!.at >= entries[i - 1]!.at, 'times never decrease along the log')
+    }
+    assert.equal(replay(entries.map((x) => x.update)), 'abcd')
+    // untilAt and afterSeq select a prefix and a suffix.
+    assert.deepEqual((await store.readLog('r', { afterSeq: s1 })).entries.map((x) => x.seq), [s2 - 1, s2, s3])
+    assert.deepEqual((await store.readLog('r', { untilAt: before - 1 })).entries, [])
+    assert.equal((await store.readLog('r', { untilAt: after })).entries.length, 4)
+    assert.deepEqual(await store.readLog('never-written'), { base: undefined, entries: [] })
+  })
+
+  withLog('compaction leaves the log alone; foldLog replaces its prefix by a base', async (store, f) => {
+    const e = editor()
+    const seqs: number[] = []
+    for (const ch of ['a', 'b', 'c', 'd']) seqs.push(await store.append('r', [e.edit(ch)], { user: 'u' }))
+    await store.compact('r', Y.encodeStateAsUpdate(e.doc), seqs[3]!)
+    assert.equal((await store.readLog('r')).entries.length, 4, 'compaction does not touch the log')
+    const doc = new Y.Doc()
+    for (const x of (await store.readLog('r')).entries.slice(0, 2)) Y.applyUpdate(doc, x.update)
+    const at = (await store.readLog('r')).entries[1]!.at
+    await store.foldLog('r', { upTo: seqs[1]!, at, state: Y.encodeStateAsUpdate(doc) })
+    let log = await store.readLog('r')
+    assert.equal(log.base?.upTo, seqs[1])
+    assert.equal(log.base?.at, at)
+    assert.deepEqual(log.entries.map((x) => x.seq), [seqs[2], seqs[3]])
+    assert.equal(replay([log.base!.state, ...log.entries.map((x) => x.update)]), 'abcd')
+    if (f.reopen) {
+      const reopened = await f.reopen()
+      assert.ok(isHistoryLogStore(reopened))
+      log = await reopened.readLog('r')
+      assert.equal(log.base?.upTo, seqs[1])
+      assert.equal(replay([log.base!.state, ...log.entries.map((x) => x.update)]), 'abcd')
+    }
+  })
+
+  withLog('folds and compactions in either order never lose an update load needs', async (store, f) => {
+    const e = editor()
+    const seqs: number[] = []
+    for (const ch of ['a', 'b', 'c', 'd', 'e']) seqs.push(await store.append('r', [e.edit(ch)]))
+    const stateThrough = (n: number): Uint8Array => {
+      const d = new Y.Doc()
+      for (const x of e.updates.slice(0, n)) Y.applyUpdate(d, x)
+      return Y.encodeStateAsUpdate(d)
+    }
+    await store.compact('r', stateThrough(2), seqs[1]!)
+    // The log folds further than the compacted state: updates 3 and 4 are still needed by load.
+    await store.foldLog('r', { upTo: seqs[3]!, at: Date.now(), state: stateThrough(4) })
+    assert.equal(replay((await store.load('r')).updates), 'abcde')
+    await store.compact('r', stateThrough(5), seqs[4]!)
+    const loaded = await store.load('r')
+    assert.equal(replay(loaded.updates), 'abcde')
+    assert.equal(loaded.pendingUpdates, 0)
+    assert.deepEqual((await store.readLog('r')).entries.map((x) => x.seq), [seqs[4]])
+    if (f.reopen) {
+      const reopened = await f.reopen()
+      assert.equal(replay((await reopened.load('r')).updates), 'abcde')
+    }
+  })
+
+  withLog('a snapshot carries the log and pinned versions; putRoom restores them, or starts a log without one', async (store) => {
+    assert.ok(isVersionedStore(store))
+    const e = editor()
+    let last = 0
+    for (const ch of ['a', 'b', 'c']) last = await store.append('src', [e.edit(ch)], { user: 'zoe' })
+    await store.putVersion('src', { at: Date.now(), seq: last, state: Y.encodeStateAsUpdate(e.doc), pinned: true })
+    assert.equal((await store.listVersions('src'))[0]!.pinned, true)
+    const snapshot = await store.snapshot()
+    const record = await snapshot.read('src')
+    await snapshot.close()
+    assert.equal(record.log?.entries.length, 3)
+    assert.equal(record.versions[0]!.pinned, true)
+    await store.putRoom({ ...record, name: 'copy' })
+    const copied = await store.readLog('copy')
+    assert.deepEqual(copied.entries.map((x) => [x.seq, x.at, x.user]), record.log!.entries.map((x) => [x.seq, x.at, x.user]))
+    assert.equal((await store.listVersions('copy'))[0]!.pinned, true)
+    // A record from an old backup (no log): the log starts at the restore, with the state as its base.
+    const { log: _drop, ...old } = record
+    await store.putRoom({ ...old, name: 'old', updates: [Y.encodeStateAsUpdate(e.doc)] })
+    const started = await store.readLog('old')
+    assert.equal(started.base?.upTo, last)
+    assert.equal(started.entries.length, 0)
+    assert.equal(replay([started.base!.state]), 'abc')
+    const next = await store.append('old', [e.edit('d')])
+    assert.deepEqual((await store.readLog('old')).entries.map((x) => x.seq), [next])
   })
 }
