@@ -277,7 +277,7 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
     for (const v of room.versions) checkUpdate(v.state, `version ${v.id} of room "${room.name}"`)
     if (room.log) {
       try {
-        checkHistoryLog(room.log)
+        checkHistoryLog(room.log, room.updates[0]!)
       } catch (err) {
         throw bad(`the history log of room "${room.name}" is broken (${(err as Error).message})`)
       }

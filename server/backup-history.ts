@@ -69,15 +69,34 @@ export function readHistorySection(d: decoding.Decoder, record: RoomRecord): voi
   record.log = log
 }
 
-/** Throws unless the log's base and entries apply cleanly, in order, with nothing missing. */
-export function checkHistoryLog(log: HistoryLog): void {
+/**
+ * Throws unless the log's base and entries apply cleanly, in order, and lack nothing the
+ * room's `state` has. Structs left pending (beyond a client's clock gap) are not an error
+ * when the room's state holds them pending too: the room stored them so, and the backup
+ * carries them the same way (see backup-format.ts). A log whose entries wait for content
+ * the room has complete is broken (entries missing or out of order).
+ */
+export function checkHistoryLog(log: HistoryLog, state: Uint8Array): void {
   const doc = new Y.Doc()
   try {
     Y.transact(doc, () => {
       if (log.base) Y.applyUpdate(doc, log.base.state)
       for (const e of log.entries) Y.applyUpdate(doc, e.update)
     })
-    if (doc.store.pendingStructs !== null || doc.store.pendingDs !== null) throw new Error('its updates depend on content it lacks')
+    if (doc.store.pendingStructs !== null || doc.store.pendingDs !== null) {
+      const room = new Y.Doc()
+      try {
+        Y.applyUpdate(room, state)
+        const logMissing = doc.store.pendingStructs?.missing ?? new Map<number, number>()
+        const roomMissing = room.store.pendingStructs?.missing ?? new Map<number, number>()
+        for (const [client, clock] of logMissing) {
+          if (!roomMissing.has(client) || roomMissing.get(client)! > clock) throw new Error('its updates depend on content it lacks')
+        }
+        if (doc.store.pendingDs !== null && room.store.pendingDs === null) throw new Error('its deletions depend on content it lacks')
+      } finally {
+        room.destroy()
+      }
+    }
   } finally {
     doc.destroy()
   }

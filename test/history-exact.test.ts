@@ -80,7 +80,7 @@ for (const [kind, writes] of Object.entries(KINDS)) {
     }
     await store.close()
     const d = ['--data', dir.path]
-    assert.equal((await cli(['history', 'r', ...d])).out.includes('no versions recorded yet'), true, 'no version exists: only the log can answer')
+    assert.equal((await cli(['history', 'r', ...d])).stderr.includes('no versions recorded yet'), true, 'no version exists: only the log can answer')
     const between = iso(times[0]! + 1000)
     const exported = await cli(['export', 'r', '--format', 'json', '--at', between, ...d])
     assert.equal(exported.code, 0, exported.stderr)
@@ -91,7 +91,7 @@ for (const [kind, writes] of Object.entries(KINDS)) {
     assert.equal(canonical(JSON.parse((await cli(['export', 'r', '--format', 'json', '--at', iso(times[1]! - 1), ...d])).out)), first)
     const reverted = await cli(['revert', 'r', '--to', between, ...d])
     assert.equal(reverted.code, 0, reverted.stderr)
-    assert.match(reverted.out, /\(exact\)/)
+    assert.match(reverted.stderr, /\(exact\)/)
     const now = await cli(['export', 'r', '--format', 'json', ...d])
     assert.equal(canonical(JSON.parse(now.out)), first)
   })
