@@ -65,9 +65,18 @@ export class ProtocolError extends Error {
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /** A bounds-checked reader: lib0's decoder trusts declared lengths, we cannot. */
-class Reader {
+export class Reader {
   private pos = 0
   constructor(private readonly buf: Uint8Array) {}
+
+  /** Bytes read so far. */
+  get offset(): number {
+    return this.pos
+  }
+
+  get done(): boolean {
+    return this.pos === this.buf.length
+  }
 
   varUint(): number {
     let num = 0
@@ -110,7 +119,7 @@ class Reader {
   }
 }
 
-function decodeWith<T>(buf: Uint8Array, read: (r: Reader) => T): T {
+export function decodeWith<T>(buf: Uint8Array, read: (r: Reader) => T): T {
   const r = new Reader(buf)
   const out = read(r)
   r.end()

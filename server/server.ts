@@ -22,6 +22,9 @@ import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
 import { createContainment, type ContainedPath } from './containment.js'
+import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
+import { OPEN_GRANT } from './auth.js'
+import { checkRoomName } from './room-name.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -36,6 +39,17 @@ export interface StartOptions extends Partial<ServerConfig> {
    * an exception there ends at most one connection or room. Never set it in production.
    */
   faults?: readonly ContainedPath[]
+  /** Your code, called as the server works. Each hook is optional and may be async. */
+  hooks?: Hooks
+}
+
+export interface Hooks {
+  /**
+   * A Hocuspocus client's stateless message (`provider.sendStateless(payload)`). Call
+   * `event.broadcast(payload)` to pass it to the room's other Hocuspocus connections.
+   * An exception or rejection is logged and counted (coedit_errors_total{kind="hook"}).
+   */
+  stateless?: (event: StatelessEvent) => void | Promise<void>
 }
 
 export interface CoeditServer {
@@ -53,7 +67,7 @@ export interface CoeditServer {
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, faults, ...overrides } = options
+  const { storage, logger, faults, hooks, ...overrides } = options
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -94,7 +108,18 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
     observer: ops.registryObserver,
   }, log)
-  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport, observer: ops.metrics }, log)
+  const auth = security.transport.auth
+  const hocuspocus = new HocuspocusHub({
+    join: (room, peer) => registry.join(room, peer),
+    authorize: auth ? (token, room) => auth.authorize(token, room) : async () => ({ ok: true, grant: OPEN_GRANT }),
+    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
+    stateless: hooks?.stateless,
+    containment,
+    log,
+    maxDocuments: HOCUSPOCUS_MAX_DOCUMENTS,
+    maxQueuedBytes: HOCUSPOCUS_MAX_QUEUED_BYTES,
+  })
+  const transport = new Transport(registry, { maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, ...security.transport, hocuspocus, observer: ops.metrics }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
   let closing = false
@@ -170,6 +195,10 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     close,
   }
 }
+
+/** As Hocuspocus' own server: documents per socket, and bytes held for documents not yet authenticated. */
+const HOCUSPOCUS_MAX_DOCUMENTS = 100
+const HOCUSPOCUS_MAX_QUEUED_BYTES = 5 * 1024 * 1024
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
