@@ -70,8 +70,10 @@ interface LeveldbPersistence {
 
 async function openYLeveldb(dir: string): Promise<SourceReader> {
   await mustExist(dir, 'the y-leveldb directory', true)
-  // y-leveldb ships no types.
-  const { LeveldbPersistence } = await import('y-leveldb') as { LeveldbPersistence: new (location: string) => LeveldbPersistence }
+  // y-leveldb's types are not reachable through its package exports; a variable module
+  // name keeps tsc from resolving them, and the shape used is declared above.
+  const moduleName = 'y-leveldb'
+  const { LeveldbPersistence } = await import(moduleName) as { LeveldbPersistence: new (location: string) => LeveldbPersistence }
   let db: LeveldbPersistence
   try {
     db = new LeveldbPersistence(dir)
