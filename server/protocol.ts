@@ -101,9 +101,18 @@ function utf8Text(bytes: Uint8Array): string {
 }
 
 /** A bounds-checked reader: lib0's decoder trusts declared lengths, we cannot. */
-class Reader {
+export class Reader {
   private pos = 0
   constructor(private readonly buf: Uint8Array) {}
+
+  /** Bytes read so far. */
+  get offset(): number {
+    return this.pos
+  }
+
+  get done(): boolean {
+    return this.pos === this.buf.length
+  }
 
   varUint(): number {
     let num = 0
@@ -151,7 +160,7 @@ class Reader {
   }
 }
 
-function decodeWith<T>(buf: Uint8Array, read: (r: Reader) => T): T {
+export function decodeWith<T>(buf: Uint8Array, read: (r: Reader) => T): T {
   const r = new Reader(buf)
   const out = read(r)
   r.end()

@@ -25,6 +25,9 @@ import { Ops } from './ops.js'
 import { createContainment, type FaultSpec } from './containment.js'
 import { ConnectionGuard } from './connections.js'
 import { hostCheck } from './host-check.js'
+import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
+import { OPEN_GRANT } from './auth.js'
+import { checkRoomName } from './room-name.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -42,6 +45,17 @@ export interface StartOptions extends Partial<ServerConfig> {
   faults?: readonly FaultSpec[]
   /** Test seam: the clock the store stamps updates with and history runs on. Default Date.now. */
   clock?: () => number
+  /** Your code, called as the server works. Each hook is optional and may be async. */
+  hooks?: Hooks
+}
+
+export interface Hooks {
+  /**
+   * A Hocuspocus client's stateless message (`provider.sendStateless(payload)`). Call
+   * `event.broadcast(payload)` to pass it to the room's other Hocuspocus connections.
+   * An exception or rejection is logged and counted (coedit_errors_total{kind="hook"}).
+   */
+  stateless?: (event: StatelessEvent) => void | Promise<void>
 }
 
 export interface CoeditServer {
@@ -59,7 +73,7 @@ export interface CoeditServer {
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, faults, clock, ...overrides } = options
+  const { storage, logger, faults, clock, hooks, ...overrides } = options
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -107,9 +121,20 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
     observer: ops.registryObserver,
   }, log)
+  const auth = security.transport.auth
+  const hocuspocus = new HocuspocusHub({
+    join: (room, peer) => registry.join(room, peer),
+    authorize: auth ? (token, room) => auth.authorize(token, room) : async () => ({ ok: true, grant: OPEN_GRANT }),
+    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
+    stateless: hooks?.stateless,
+    containment,
+    log,
+    maxDocuments: HOCUSPOCUS_MAX_DOCUMENTS,
+    maxQueuedBytes: HOCUSPOCUS_MAX_QUEUED_BYTES,
+  })
   const transport = new Transport(registry, {
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
-    ...security.transport, observer: ops.metrics,
+    ...security.transport, hocuspocus, observer: ops.metrics,
   }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
@@ -212,6 +237,10 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     close,
   }
 }
+
+/** As Hocuspocus' own server: documents per socket, and bytes held for documents not yet authenticated. */
+const HOCUSPOCUS_MAX_DOCUMENTS = 100
+const HOCUSPOCUS_MAX_QUEUED_BYTES = 5 * 1024 * 1024
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>

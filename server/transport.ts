@@ -19,6 +19,7 @@ import { parseRoomPath } from './room-name.js'
 import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Authenticator, type Grant, type OriginPolicy } from './auth.js'
 import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED } from './close-codes.js'
 import { AddressCounter, ConnectionRate, NewRoomLimiter } from './limits.js'
+import { HocuspocusConnection, type HocuspocusHub } from './hocuspocus.js'
 
 export interface TransportOptions {
   /** Largest accepted frame in bytes; bigger ones close the connection with 1009. */
@@ -43,6 +44,8 @@ export interface TransportOptions {
   maxBufferedBytes?: number
   maxRoomNameLength?: number
   roomNamePattern?: RegExp
+  /** Hocuspocus clients, recognized by connecting to the root path (see handleUpgrade); absent = refused there. */
+  hocuspocus?: HocuspocusHub
 }
 
 /** setTimeout fires at once for delays past 2^31-1 ms; longer waits are chained. */
@@ -192,6 +195,7 @@ export class Transport {
       rejectUpgrade(socket, status, reason)
       this.log.info({ event: 'upgrade_refused', status, code, reason, room, ip }, 'upgrade refused')
     }
+    if (url.pathname === '/' && this.options.hocuspocus) return this.upgradeHocuspocus(req, socket, head, ip, refuse)
     const parsed = parseRoomPath(url.pathname, this.options.maxRoomNameLength, this.options.roomNamePattern)
     if (!originAllowed(req, this.options.origins ?? [], this.options.trustProxy ?? false)) {
       this.originRefused(req, ip)
@@ -263,6 +267,80 @@ export class Transport {
       ws.on('error', () => {})
       ws.close(CLOSE_BAD_ROOM_NAME.code, closeReason(reason))
       setTimeout(() => ws.terminate(), SLOW_CLOSE_GRACE).unref()
+    })
+  }
+
+  /**
+   * A y-websocket provider always names its room in the path, so a connection to the root
+   * path is a Hocuspocus provider (`new HocuspocusProvider({ url: 'ws://host:1234', name })`),
+   * which names its documents in its messages and authenticates each with its own token.
+   * The origin and per-address checks are the same; tokens are checked per document.
+   */
+  private upgradeHocuspocus(req: IncomingMessage, socket: Duplex, head: Buffer, ip: string, refuse: (status: number, code: string, reason: string) => void): void {
+    if (!originAllowed(req, this.options.origins ?? [], this.options.trustProxy ?? false)) {
+      this.originRefused(req, ip)
+      return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed')
+    }
+    if (!this.addresses.acquire(ip)) return refuse(429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address')
+    socket.once('close', releaseOnClose(this.addresses, ip))
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptHocuspocus(ws, ip))
+  }
+
+  private acceptHocuspocus(ws: WebSocket, ip: string): void {
+    const hub = this.options.hocuspocus!
+    const peer = new WsPeer(ws, false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
+      this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
+    })
+    this.peers.add(peer)
+    const connection = new HocuspocusConnection(peer, hub)
+    const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
+    let paused = false
+    this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')
+    peer.observer = this.options.observer
+    this.options.observer?.opened()
+    ws.on('pong', () => { peer.alive = true })
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      peer.alive = true
+      if (peer.closeSent) return
+      const bytes = toUint8Array(data)
+      peer.bytesIn += bytes.length
+      this.options.observer?.received(bytes)
+      const verdict = rate.admit(bytes.length)
+      if (!verdict.ok) {
+        this.log.warn({ event: 'rate_limited', peer: peer.id, code: verdict.code, protocol: 'hocuspocus' }, 'rate limit exceeded, closing connection')
+        peer.close(CLOSE_RATE_LIMITED, verdict.code === 'MESSAGE_RATE' ? 'too many messages per second' : 'too many bytes per second')
+        return
+      }
+      if (!isBinary) {
+        this.log.warn({ event: 'bad_message', peer: peer.id, code: 'TEXT_FRAME', protocol: 'hocuspocus' }, 'text frame, closing connection')
+        peer.close(CLOSE_UNSUPPORTED_DATA)
+        return
+      }
+      connection.receive(bytes)
+      if (paused) return
+      const backlog = connection.backlog()
+      if (backlog.size > MAX_WRITE_BACKLOG) {
+        paused = true
+        ws.pause()
+        void backlog.settled.then(() => {
+          paused = false
+          if (ws.readyState === WebSocket.OPEN) ws.resume()
+        })
+      }
+    })
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
+      this.log.warn({ event: 'connection_error', peer: peer.id, code: err.code, err: err.message, protocol: 'hocuspocus' }, 'connection error')
+      this.options.observer?.error('connection')
+    })
+    ws.on('close', (code: number) => {
+      this.peers.delete(peer)
+      connection.close()
+      this.options.observer?.closed(code)
+      this.log.info({
+        event: 'connection_close', peer: peer.id, code, sent: peer.closeSent?.code, protocol: 'hocuspocus',
+        ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
+      }, 'connection closed')
     })
   }
 
