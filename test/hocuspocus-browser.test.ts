@@ -39,7 +39,7 @@ describe('Hocuspocus clients in Chromium', { skip: !available }, () => {
 
   before(async () => {
     const bundle = await build({
-      entryPoints: [fileURLToPath(new URL('./fixtures/tiptap-page.ts', import.meta.url))],
+      entryPoints: [fileURLToPath(new URL('./fixtures/tiptap/page.ts', import.meta.url))],
       bundle: true, format: 'esm', write: false, platform: 'browser', target: 'es2022', logLevel: 'silent',
     })
     const script = bundle.outputFiles[0]!.contents
