@@ -94,6 +94,8 @@ test('/status.json caps what it lists: the busiest rooms, some people per room, 
     const awareness = new Awareness(new Y.Doc())
     awareness.setLocalState({ user: { name: `person ${i} ${'x'.repeat(200)}` } })
     c.send(encodeAwareness(encodeAwarenessUpdate(awareness, [awareness.clientID])))
+    // An Awareness renews itself on an interval that would keep the test process alive.
+    awareness.destroy()
   }
   for (let i = 0; i < STATUS_ROOMS; i++) await server.registry.get(`idle-${i}`)
   await waitFor(() => server.registry.rooms.find((r) => r.name === 'crowded')?.awareness.getStates().size === STATUS_USERS + 5, { message: 'everyone present' })
