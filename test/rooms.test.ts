@@ -6,12 +6,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { startServer, MemoryStore } from '../server/index.js'
+import { startServer, LevelStore, MemoryStore } from '../server/index.js'
 import { encodeSyncStep1, encodeSyncUpdate } from '../server/protocol.js'
 import { mergeMany } from '../server/doc-ops.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
+import { scrapeUntil, value } from './helpers/prometheus.js'
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += size) {
@@ -277,16 +278,23 @@ test('a cold room answers its first joiners from the stored state, then integrat
   let server = await startServer({ dataDir: dir.path })
   await write(server.url, 'cold', [Y.encodeStateAsUpdate(original)])
   await server.close() // compacts: the room is stored as one state
-  server = await startServer({ dataDir: dir.path })
+  // The load is held until every joiner's first messages are queued at the server: a load
+  // that finished first (or a writer joining before `fresh`) would integrate the state
+  // before `fresh` asks, and `fresh` would rightly get our step 1 first.
+  const store = new ControlledStore(await LevelStore.open(dir.path))
+  const loading = gate()
+  store.beforeLoad = () => loading.promise
+  server = await startServer({ storage: store })
   t.after(() => server.close())
 
   // Two fresh joiners and one that already has part of it, all before the room is loaded;
-  // one of them writes in the same burst as its step 1.
-  const fresh = new RawClient(`${server.url}/cold`)
+  // one of them writes in the same burst as its step 1. `fresh` joins first.
+  const fresh = await RawClient.open(`${server.url}/cold`)
+  await waitFor(() => store.calls.load === 1, { message: 'the load started' })
   const writer = new RawClient(`${server.url}/cold?coedit=1`)
   const partial = new RawClient(`${server.url}/cold`)
   t.after(() => { for (const c of [fresh, writer, partial]) c.close() })
-  await Promise.all([fresh.opened, writer.opened, partial.opened])
+  await Promise.all([writer.opened, partial.opened])
   const edit = new Y.Doc()
   edit.clientID = 7
   edit.getText('text').insert(0, 'new ')
@@ -296,6 +304,9 @@ test('a cold room answers its first joiners from the stored state, then integrat
   writer.send(encodeSyncStep1(new Uint8Array([0])))
   writer.send(encodeSyncUpdate(Y.encodeStateAsUpdate(edit)))
   partial.send(encodeSyncStep1(Y.encodeStateVector(half)))
+  await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_messages_received_total{type="sync_step1"}') === 3
+    && value(s, 'coedit_messages_received_total{type="sync_update"}') === 1, 'every first message queued at the server')
+  loading.open()
 
   const expected = new Y.Doc()
   Y.applyUpdate(expected, Y.encodeStateAsUpdate(original))
