@@ -174,8 +174,17 @@ test('a client writing into a room that is still loading is not read past 1 MiB;
   for (const u of updates) raw.send(encodeSyncUpdate(u))
   const sent = updates.reduce((n, u) => n + u.length, 0)
   // Loopback socket buffers hold a few MiB: what the server did not read stays with the client.
-  await new Promise((resolve) => setTimeout(resolve, 1000))
-  const unread = raw.ws.bufferedAmount
+  // Once the server has read past 1 MiB it must stop; wait until nothing more leaves the
+  // client (a server reading on would drain it to 0 first).
+  await scrapeUntil(server.httpUrl, (m) => value(m, 'coedit_received_bytes_total{type="sync_update"}') > 1024 * 1024, 'the server to read past 1 MiB')
+  let unread = -1
+  let still = 0
+  await waitFor(() => {
+    const now = raw.ws.bufferedAmount
+    still = now === unread ? still + 1 : 0
+    unread = now
+    return still >= 10
+  }, { timeout: 20_000, interval: 20, message: 'the client to stop sending' })
   t.diagnostic(`left the client while the room was loading: ${sent - unread} of ${sent} bytes`)
   assert.ok(unread > sent - 12 * 1024 * 1024, `the server read at most 1 MiB + socket buffers while loading (${sent - unread} of ${sent} bytes left the client)`)
   loading.open()
