@@ -367,7 +367,7 @@ if (!browserAvailable() && !process.env.CI) {
         await b.page.waitForSelector('#people .person-name:text-is("Alice L.")', { timeout: 10_000 })
         assert.equal(await a.page.evaluate(() => (globalThis as unknown as { localStorage: { getItem(k: string): string | null } }).localStorage.getItem('coedit:name')), 'Alice L.')
         await b.close()
-        await a.page.waitForSelector('#people .person-name:text-is("Bob")', { state: 'detached', timeout: 5_000 })
+        await a.page.waitForSelector('#people .person-name:text-is("Bob")', { state: 'detached', timeout: 20_000 })
         assert.equal(await a.page.locator('.remote-caret').count(), 0)
         assertNoErrors(a, b)
       } finally {
@@ -404,7 +404,7 @@ if (!browserAvailable() && !process.env.CI) {
         await a.page.waitForSelector('#connection[data-state="offline"]', { timeout: 10_000 })
         await setCaret(a.page, 7)
         await a.page.keyboard.type(' offline edit.')
-        await a.page.waitForSelector('#save-status[data-state="offline-unsaved"]', { timeout: 5_000 })
+        await a.page.waitForSelector('#save-status[data-state="offline-unsaved"]', { timeout: 20_000 })
         assert.equal(await a.page.textContent('#save-status'), 'Offline — not saved')
         await a.page.evaluate(() => (globalThis as unknown as { coedit: { idbFlushed(): Promise<void> } }).coedit.idbFlushed())
 
