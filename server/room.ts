@@ -532,14 +532,22 @@ export class Room {
 
   private scheduleCompaction(): void {
     if (this.compacting || this.destroyed) return
+    const folds = this.folds
     this.compacting = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.compact())
-      .finally(() => { this.compacting = undefined })
+      .finally(() => {
+        this.compacting = undefined
+        // Updates applied while it ran found it running and scheduled nothing: fold them
+        // now if due, unless this one folded nothing (a failing store): no retry loop.
+        if (this.folds > folds && this.compactionDue) this.scheduleCompaction()
+      })
   }
 
   private compactChain: Promise<void> = Promise.resolve()
   /** A compaction stored a state since this room was loaded. */
   private foldedSinceLoad = false
+  /** Compactions that stored a state. */
+  private folds = 0
 
   /**
    * Folds the update log into one state. The document equals the store through `lastSeq`.
@@ -570,6 +578,7 @@ export class Room {
       await this.store.compact(this.name, state, upTo)
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
+      this.folds++
       this.options.onCompacted?.(this, state, upTo, final)
       this.storedBytes = state.length + (this.storedBytes - bytesBefore)
       this.stateBytes = state.length
@@ -588,7 +597,7 @@ export class Room {
       tail = this.tail
       await tail
       await this.compacting
-    } while (tail !== this.tail)
+    } while (tail !== this.tail || this.compacting)
   }
 
   get hasPendingWrites(): boolean {

@@ -276,6 +276,34 @@ test('compaction waits for the log to be a quarter of the state: a large documen
   assert.equal(reread.getText('text').toString(), text.toString())
 })
 
+test('updates applied while a compaction runs are folded after it, not left in the log until the next write', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const compacting = gate()
+  store.beforeCompact = () => compacting.promise
+  const server = await startServer({ storage: store, compactEvery: 10 })
+  t.after(() => {
+    compacting.open()
+    return server.close()
+  })
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  const text = doc.getText('text')
+  for (let i = 0; i < 10; i++) text.insert(i, 'a')
+  await write(server.url, 'folded', updates.splice(0))
+  await waitFor(() => store.calls.compact === 1, { message: 'the first compaction (held)' })
+  // A burst while it is held: stored and applied, and due for a fold of its own.
+  for (let i = 0; i < 25; i++) text.insert(i, 'b')
+  await write(server.url, 'folded', updates.splice(0))
+  compacting.open()
+  await server.registry.rooms[0]!.flushed()
+  const stored = await store.inner.load('folded')
+  assert.equal(stored.pendingUpdates, 0, `the burst was folded too (${stored.pendingUpdates} updates left in the log, ${store.calls.compact} compactions)`)
+  const reread = new Y.Doc()
+  for (const u of stored.updates) Y.applyUpdate(reread, u)
+  assert.equal(reread.getText('text').toString(), text.toString())
+})
+
 test('a cold room answers its first joiners from the stored state, then integrates it: their writes in the same burst are applied, and everyone gets our step 1', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
