@@ -140,6 +140,8 @@ export class Room {
   private storedBytes = 0
   /** Bytes of the stored state (the last compaction's); the rest of storedBytes is the log. */
   private stateBytes = 0
+  /** Bytes of updates being stored, not yet applied (so in no compaction's state). */
+  private inflightBytes = 0
   /** Client updates being stored, not yet applied: the update checks count them as present. */
   private readonly inflight = new InflightUpdates()
   private destroyed = false
@@ -340,6 +342,7 @@ export class Room {
   private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
     this.pendingWrites++
     this.storedBytes += update.length
+    this.inflightBytes += update.length
     this.inflight.add(update, decoded)
     const written: Promise<WriteResult> = this.store.append(this.name, [update]).then(
       (seq) => ({ ok: true, seq }),
@@ -349,6 +352,7 @@ export class Room {
     if (observer) { const t = performance.now(); void written.then((r) => observer.stored(performance.now() - t, r.ok)) }
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
+      this.inflightBytes -= update.length
       this.inflight.delete(update)
       if (!result.ok) {
         this.storedBytes -= update.length
@@ -573,6 +577,8 @@ export class Room {
     const state = Y.encodeStateAsUpdate(this.doc)
     this.fullState = state
     const bytesBefore = this.storedBytes
+    // Updates still being stored are not in `state`: they stay in the log.
+    const inflightBefore = this.inflightBytes
     try {
       const started = performance.now()
       await this.store.compact(this.name, state, upTo)
@@ -580,7 +586,7 @@ export class Room {
       this.foldedSinceLoad = true
       this.folds++
       this.options.onCompacted?.(this, state, upTo, final)
-      this.storedBytes = state.length + (this.storedBytes - bytesBefore)
+      this.storedBytes = state.length + inflightBefore + (this.storedBytes - bytesBefore)
       this.stateBytes = state.length
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
       this.options.observer?.compacted(folded, performance.now() - started, true)

@@ -304,6 +304,45 @@ test('updates applied while a compaction runs are folded after it, not left in t
   assert.equal(reread.getText('text').toString(), text.toString())
 })
 
+test('a compaction keeps counting the bytes of updates still being stored: the log they make is folded when due', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const server = await startServer({ storage: store, compactEvery: 10 })
+  const storing = gate()
+  t.after(() => {
+    storing.open()
+    return server.close()
+  })
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  const text = doc.getText('text')
+  for (let i = 0; i < 10; i++) text.insert(i, 'a')
+  await write(server.url, 'counted', updates.splice(0))
+  const room = server.registry.rooms[0]!
+  await waitFor(() => store.calls.compact === 1, { message: 'the first fold' })
+  await room.flushed()
+  text.insert(0, 'b')
+  await write(server.url, 'counted', updates.splice(0))
+  // Ten larger updates held at the store (in flight) while the one above is folded.
+  store.beforeAppend = () => storing.promise
+  const appends = store.calls.append
+  const writer = await RawClient.open(`${server.url}/counted?coedit=1`)
+  t.after(() => writer.close())
+  for (let i = 0; i < 10; i++) text.insert(0, 'c'.repeat(100))
+  for (const u of updates.splice(0)) writer.send(encodeSyncUpdate(u))
+  await waitFor(() => store.calls.append === appends + 10, { message: 'ten updates in flight' })
+  await room.compact()
+  assert.equal(store.calls.compact, 2)
+  // Stored and applied, they are a log of ten updates and ~1 KB against a state of a few
+  // dozen bytes (due by count and by size): folded.
+  store.beforeAppend = undefined
+  storing.open()
+  await waitFor(() => writer.messages.some((m) => m.type === 'coedit-persisted' && m.count === 10), { message: 'the ten stored' })
+  await room.flushed()
+  const stored = await store.inner.load('counted')
+  assert.equal(stored.pendingUpdates, 0, `the ten were folded (${stored.pendingUpdates} updates left in the log, ${store.calls.compact} compactions)`)
+})
+
 test('a cold room answers its first joiners from the stored state, then integrates it: their writes in the same burst are applied, and everyone gets our step 1', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
