@@ -154,6 +154,8 @@ export class Room {
   private storedBytes = 0
   /** Bytes of the stored state (the last compaction's); the rest of storedBytes is the log. */
   private stateBytes = 0
+  /** Bytes of updates being stored, not yet applied (so in no compaction's state). */
+  private inflightBytes = 0
   /** Client updates being stored, not yet applied: the update checks count them as present. */
   private readonly inflight = new InflightUpdates()
   private destroyed = false
@@ -416,6 +418,7 @@ export class Room {
   private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, depths: ItemDepths | undefined, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
     this.pendingWrites++
     this.storedBytes += update.length
+    this.inflightBytes += update.length
     this.inflight.add(update, decoded, depths)
     const user = origin.source === 'connection' ? origin.peer.user?.id : undefined
     const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
@@ -426,6 +429,7 @@ export class Room {
     if (observer) { const t = performance.now(); void written.then((r) => observer.stored(performance.now() - t, r.ok)) }
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
+      this.inflightBytes -= update.length
       this.inflight.delete(update)
       if (!result.ok) {
         this.storedBytes -= update.length
@@ -624,14 +628,22 @@ export class Room {
 
   private scheduleCompaction(): void {
     if (this.compacting || this.destroyed) return
+    const folds = this.folds
     this.compacting = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.compact())
-      .finally(() => { this.compacting = undefined })
+      .finally(() => {
+        this.compacting = undefined
+        // Updates applied while it ran found it running and scheduled nothing: fold them
+        // now if due, unless this one folded nothing (a failing store): no retry loop.
+        if (this.folds > folds && this.compactionDue) this.scheduleCompaction()
+      })
   }
 
   private compactChain: Promise<void> = Promise.resolve()
   /** A compaction stored a state since this room was loaded. */
   private foldedSinceLoad = false
+  /** Compactions that stored a state. */
+  private folds = 0
 
   /**
    * Folds the update log into one state. The document equals the store through `lastSeq`.
@@ -669,13 +681,16 @@ export class Room {
       return
     }
     const bytesBefore = this.storedBytes
+    // Updates still being stored are not in `state`: they stay in the log.
+    const inflightBefore = this.inflightBytes
     try {
       const started = performance.now()
       await this.store.compact(this.name, state, upTo)
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
+      this.folds++
       this.hook(() => this.options.onCompacted?.(this, state, upTo, final))
-      this.storedBytes = state.length + (this.storedBytes - bytesBefore)
+      this.storedBytes = state.length + inflightBefore + (this.storedBytes - bytesBefore)
       this.stateBytes = state.length
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
       this.options.observer?.compacted(folded, performance.now() - started, true)
@@ -701,7 +716,7 @@ export class Room {
       tail = this.tail
       await tail
       await this.compacting
-    } while (tail !== this.tail)
+    } while (tail !== this.tail || this.compacting)
   }
 
   get hasPendingWrites(): boolean {

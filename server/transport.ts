@@ -465,6 +465,12 @@ export class Transport {
   }
 
   private ping(): void {
+    // After this turn's I/O: a loop stalled past an interval runs the overdue timer before
+    // it reads the pongs that arrived meanwhile, and would drop live peers as dead.
+    setImmediate(() => this.sweep())
+  }
+
+  private sweep(): void {
     for (const peer of this.peers) {
       if (!peer.alive) {
         this.log.info({ event: 'peer_timeout', peer: peer.id }, 'no pong, dropping connection')

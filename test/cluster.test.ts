@@ -192,7 +192,7 @@ ctest('Redis stopped for 5 s during edits: processes heal from PostgreSQL, every
   clients.push(a, b)
   await waitFor(() => a.provider.synced && b.provider.synced, { timeout: 10_000 })
   a.text.insert(0, 'A0 ')
-  await waitFor(() => b.text.toString().includes('A0'), { timeout: 5000, message: 'bus works before the outage' })
+  await waitFor(() => b.text.toString().includes('A0'), { timeout: 20_000, message: 'bus works before the outage' })
 
   redis.kill('SIGTERM')
   await new Promise((resolve) => redis.once('exit', resolve))
@@ -238,7 +238,7 @@ ctest('a process started late serves the rooms correctly at once; presence cross
   // Presence: B's user appears on A's client.
   b.provider.awareness.setLocalStateField('user', { name: 'Bea' })
   const seesBea = (): boolean => [...a.provider.awareness.getStates().values()].some((s) => (s as { user?: { name?: string } }).user?.name === 'Bea')
-  await waitFor(seesBea, { timeout: 5000, message: "A's client sees B's user" })
+  await waitFor(seesBea, { timeout: 20_000, message: "A's client sees B's user" })
 
   const late = await startChildServer(clusterArgs(schema, prefix))
   servers.push(late)

@@ -55,7 +55,8 @@ test('readyz follows the memory store too, and a store without ping() is ready b
 })
 
 test('close(): readyz is 503 while connections are still open (with --shutdown-delay)', async (t) => {
-  const server = await startServer({ shutdownDelay: 1500 })
+  // The delay must outlast one probe round trip, which a loaded machine can stretch to a second or more.
+  const server = await startServer({ shutdownDelay: 5000 })
   const client = connect(server.url, 'drain')
   t.after(() => client.destroy())
   await synced(client)
@@ -78,7 +79,8 @@ test('close(): readyz is 503 while connections are still open (with --shutdown-d
 test('SIGTERM: readyz is 503 before the WebSocket is closed with 1001, then the process exits 0', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
-  const server = await startChildServer(['--data', dir.path, '--shutdown-delay', '2s'])
+  // The delay must outlast the probes' round trips to the child, which load stretches.
+  const server = await startChildServer(['--data', dir.path, '--shutdown-delay', '5s'])
   t.after(() => server.kill('SIGKILL'))
   const httpUrl = `http://127.0.0.1:${server.port}`
   assert.equal((await probe(httpUrl, '/readyz')).status, 200)

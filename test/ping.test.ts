@@ -40,6 +40,27 @@ test('a peer that stops answering pings is dropped; one that answers stays', asy
   assert.ok(observer.provider.wsconnected)
 })
 
+test('a live peer survives a loop stalled past the ping interval while its pong is unread', async (t) => {
+  const pingInterval = 300
+  const server = await startServer({ storage: 'memory', pingInterval })
+  const live = await RawClient.open(`${server.url}/pings`)
+  t.after(async () => {
+    live.close()
+    await server.close()
+  })
+  let pings = 0
+  live.ws.on('ping', () => {
+    pings++
+    // ws has written the pong before this event: the loop now stalls before the server reads it.
+    if (pings === 2) {
+      const end = Date.now() + 2.5 * pingInterval
+      while (Date.now() < end) { /* a busy loop, as on a loaded machine */ }
+    }
+  })
+  await waitFor(() => pings >= 5 || live.closeInfo, { message: 'three more pings, or a close' })
+  assert.equal(live.closeInfo, undefined, 'the live peer is still connected')
+})
+
 test('the ping interval is an option of coedit serve', async () => {
   const { parseServeArgs } = await import('../server/config.js')
   assert.equal(parseServeArgs(['--ping-interval', '2s'], {}).pingInterval, 2000)

@@ -6,12 +6,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { startServer, MemoryStore } from '../server/index.js'
+import { startServer, LevelStore, MemoryStore } from '../server/index.js'
 import { encodeSyncStep1, encodeSyncUpdate } from '../server/protocol.js'
 import { mergeMany } from '../server/doc-ops.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
+import { scrapeUntil, value } from './helpers/prometheus.js'
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += size) {
@@ -173,8 +174,17 @@ test('a client writing into a room that is still loading is not read past 1 MiB;
   for (const u of updates) raw.send(encodeSyncUpdate(u))
   const sent = updates.reduce((n, u) => n + u.length, 0)
   // Loopback socket buffers hold a few MiB: what the server did not read stays with the client.
-  await new Promise((resolve) => setTimeout(resolve, 1000))
-  const unread = raw.ws.bufferedAmount
+  // Once the server has read past 1 MiB it must stop; wait until nothing more leaves the
+  // client (a server reading on would drain it to 0 first).
+  await scrapeUntil(server.httpUrl, (m) => value(m, 'coedit_received_bytes_total{type="sync_update"}') > 1024 * 1024, 'the server to read past 1 MiB')
+  let unread = -1
+  let still = 0
+  await waitFor(() => {
+    const now = raw.ws.bufferedAmount
+    still = now === unread ? still + 1 : 0
+    unread = now
+    return still >= 10
+  }, { timeout: 20_000, interval: 20, message: 'the client to stop sending' })
   t.diagnostic(`left the client while the room was loading: ${sent - unread} of ${sent} bytes`)
   assert.ok(unread > sent - 12 * 1024 * 1024, `the server read at most 1 MiB + socket buffers while loading (${sent - unread} of ${sent} bytes left the client)`)
   loading.open()
@@ -266,6 +276,73 @@ test('compaction waits for the log to be a quarter of the state: a large documen
   assert.equal(reread.getText('text').toString(), text.toString())
 })
 
+test('updates applied while a compaction runs are folded after it, not left in the log until the next write', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const compacting = gate()
+  store.beforeCompact = () => compacting.promise
+  const server = await startServer({ storage: store, compactEvery: 10 })
+  t.after(() => {
+    compacting.open()
+    return server.close()
+  })
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  const text = doc.getText('text')
+  for (let i = 0; i < 10; i++) text.insert(i, 'a')
+  await write(server.url, 'folded', updates.splice(0))
+  await waitFor(() => store.calls.compact === 1, { message: 'the first compaction (held)' })
+  // A burst while it is held: stored and applied, and due for a fold of its own.
+  for (let i = 0; i < 25; i++) text.insert(i, 'b')
+  await write(server.url, 'folded', updates.splice(0))
+  compacting.open()
+  await server.registry.rooms[0]!.flushed()
+  const stored = await store.inner.load('folded')
+  assert.equal(stored.pendingUpdates, 0, `the burst was folded too (${stored.pendingUpdates} updates left in the log, ${store.calls.compact} compactions)`)
+  const reread = new Y.Doc()
+  for (const u of stored.updates) Y.applyUpdate(reread, u)
+  assert.equal(reread.getText('text').toString(), text.toString())
+})
+
+test('a compaction keeps counting the bytes of updates still being stored: the log they make is folded when due', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const server = await startServer({ storage: store, compactEvery: 10 })
+  const storing = gate()
+  t.after(() => {
+    storing.open()
+    return server.close()
+  })
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  const text = doc.getText('text')
+  for (let i = 0; i < 10; i++) text.insert(i, 'a')
+  await write(server.url, 'counted', updates.splice(0))
+  const room = server.registry.rooms[0]!
+  await waitFor(() => store.calls.compact === 1, { message: 'the first fold' })
+  await room.flushed()
+  text.insert(0, 'b')
+  await write(server.url, 'counted', updates.splice(0))
+  // Ten larger updates held at the store (in flight) while the one above is folded.
+  store.beforeAppend = () => storing.promise
+  const appends = store.calls.append
+  const writer = await RawClient.open(`${server.url}/counted?coedit=1`)
+  t.after(() => writer.close())
+  for (let i = 0; i < 10; i++) text.insert(0, 'c'.repeat(100))
+  for (const u of updates.splice(0)) writer.send(encodeSyncUpdate(u))
+  await waitFor(() => store.calls.append === appends + 10, { message: 'ten updates in flight' })
+  await room.compact()
+  assert.equal(store.calls.compact, 2)
+  // Stored and applied, they are a log of ten updates and ~1 KB against a state of a few
+  // dozen bytes (due by count and by size): folded.
+  store.beforeAppend = undefined
+  storing.open()
+  await waitFor(() => writer.messages.some((m) => m.type === 'coedit-persisted' && m.count === 10), { message: 'the ten stored' })
+  await room.flushed()
+  const stored = await store.inner.load('counted')
+  assert.equal(stored.pendingUpdates, 0, `the ten were folded (${stored.pendingUpdates} updates left in the log, ${store.calls.compact} compactions)`)
+})
+
 test('a cold room answers its first joiners from the stored state, then integrates it: their writes in the same burst are applied, and everyone gets our step 1', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
@@ -277,16 +354,23 @@ test('a cold room answers its first joiners from the stored state, then integrat
   let server = await startServer({ dataDir: dir.path })
   await write(server.url, 'cold', [Y.encodeStateAsUpdate(original)])
   await server.close() // compacts: the room is stored as one state
-  server = await startServer({ dataDir: dir.path })
+  // The load is held until every joiner's first messages are queued at the server: a load
+  // that finished first (or a writer joining before `fresh`) would integrate the state
+  // before `fresh` asks, and `fresh` would rightly get our step 1 first.
+  const store = new ControlledStore(await LevelStore.open(dir.path))
+  const loading = gate()
+  store.beforeLoad = () => loading.promise
+  server = await startServer({ storage: store })
   t.after(() => server.close())
 
   // Two fresh joiners and one that already has part of it, all before the room is loaded;
-  // one of them writes in the same burst as its step 1.
-  const fresh = new RawClient(`${server.url}/cold`)
+  // one of them writes in the same burst as its step 1. `fresh` joins first.
+  const fresh = await RawClient.open(`${server.url}/cold`)
+  await waitFor(() => store.calls.load === 1, { message: 'the load started' })
   const writer = new RawClient(`${server.url}/cold?coedit=1`)
   const partial = new RawClient(`${server.url}/cold`)
   t.after(() => { for (const c of [fresh, writer, partial]) c.close() })
-  await Promise.all([fresh.opened, writer.opened, partial.opened])
+  await Promise.all([writer.opened, partial.opened])
   const edit = new Y.Doc()
   edit.clientID = 7
   edit.getText('text').insert(0, 'new ')
@@ -296,6 +380,9 @@ test('a cold room answers its first joiners from the stored state, then integrat
   writer.send(encodeSyncStep1(new Uint8Array([0])))
   writer.send(encodeSyncUpdate(Y.encodeStateAsUpdate(edit)))
   partial.send(encodeSyncStep1(Y.encodeStateVector(half)))
+  await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_messages_received_total{type="sync_step1"}') === 3
+    && value(s, 'coedit_messages_received_total{type="sync_update"}') === 1, 'every first message queued at the server')
+  loading.open()
 
   const expected = new Y.Doc()
   Y.applyUpdate(expected, Y.encodeStateAsUpdate(original))
@@ -343,10 +430,17 @@ test('a room stored as a state and a long log (what a kill -9 under a fast write
   assert.equal(stored.pendingUpdates, 30_000)
   const server = await startServer({ storage: inner })
   t.after(() => server.close())
+  // Measured in CPU time, which the machine's load hardly changes (wall time it does):
+  // the point is the complexity class. Loaded in order in one transaction this is a few
+  // hundred ms; merging the log first (Y.mergeUpdates) is quadratic, 18 s here.
+  const cpu = process.cpuUsage()
   const client = connect(server.url, 'long')
   t.after(() => client.destroy())
-  // Loaded in order in one transaction, this takes well under a second.
-  await synced(client, 5000)
+  await synced(client, 120_000)
+  const used = process.cpuUsage(cpu)
+  const cpuMs = Math.round((used.user + used.system) / 1000)
+  t.diagnostic(`30,000-update log loaded and served in ${cpuMs} ms of CPU time`)
+  assert.ok(cpuMs < 6000, `loading took ${cpuMs} ms of CPU: the log is not applied in linear time`)
   assert.equal(client.text.toString(), text.toString())
   assert.deepEqual(Y.encodeStateVector(server.registry.rooms[0]!.doc), Y.encodeStateVector(doc))
   // What a backup writes for the room: one update holding the state and the whole log.

@@ -16,8 +16,15 @@ export async function tempDir(prefix = 'coedit-test-'): Promise<{ path: string; 
   return { path, remove: () => rm(path, { recursive: true, force: true }) }
 }
 
+/**
+ * How long a wait may take before the test fails: a hang guard, not a deadline. Things
+ * waited for take milliseconds on an idle machine and can take seconds on one loaded
+ * with other test files and CPU hogs; a passing wait returns as soon as its condition holds.
+ */
+export const HANG_GUARD_MS = 20_000
+
 /** Polls `check` until it returns truthy (or stops throwing); fails after `timeout` ms with `message`. */
-export async function waitFor<T>(check: () => T | Promise<T>, { timeout = 5000, interval = 10, message = 'condition' } = {}): Promise<T> {
+export async function waitFor<T>(check: () => T | Promise<T>, { timeout = HANG_GUARD_MS, interval = 10, message = 'condition' } = {}): Promise<T> {
   const deadline = Date.now() + timeout
   let lastError: unknown
   for (;;) {
@@ -63,7 +70,7 @@ export function connect(url: string, room: string, options: { doc?: Y.Doc; conne
   }
 }
 
-export function synced(client: Client, timeout = 5000): Promise<unknown> {
+export function synced(client: Client, timeout = HANG_GUARD_MS): Promise<unknown> {
   return waitFor(() => client.provider.synced, { timeout, message: 'provider synced' })
 }
 

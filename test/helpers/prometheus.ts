@@ -22,7 +22,7 @@ export async function scrape(httpUrl: string, headers: Record<string, string> = 
 export const value = (samples: Map<string, number>, key: string): number => samples.get(key) ?? 0
 
 /** Scrapes until `ready` holds for the samples (counters are updated a moment after the event); returns them. */
-export async function scrapeUntil(httpUrl: string, ready: (samples: Map<string, number>) => boolean, message: string, timeout = 10_000): Promise<Map<string, number>> {
+export async function scrapeUntil(httpUrl: string, ready: (samples: Map<string, number>) => boolean, message: string, timeout = 20_000): Promise<Map<string, number>> {
   let last = new Map<string, number>()
   const { waitFor } = await import('./index.js')
   await waitFor(async () => {

@@ -5,7 +5,7 @@
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { decodeServerMessage, type ServerMessage } from '../../server/protocol.js'
-import { waitFor } from './index.js'
+import { HANG_GUARD_MS, waitFor } from './index.js'
 
 export interface Closed {
   code: number
@@ -57,7 +57,7 @@ export class RawClient {
   }
 
   /** Resolves with the first received message (from index `from`) that matches. */
-  waitForMessage<T extends ServerMessage['type']>(type: T, from = 0, timeout = 5000): Promise<Extract<ServerMessage, { type: T }>> {
+  waitForMessage<T extends ServerMessage['type']>(type: T, from = 0, timeout = HANG_GUARD_MS): Promise<Extract<ServerMessage, { type: T }>> {
     type M = Extract<ServerMessage, { type: T }>
     return waitFor(() => this.messages.slice(from).find((m): m is M => m.type === type),
       { timeout, message: `a ${type} message` }) as Promise<M>
@@ -73,7 +73,7 @@ export class RawClient {
   }
 
   /** The close code and reason, failing after `timeout` ms if the server never closes. */
-  async waitClosed(timeout = 5000): Promise<Closed> {
+  async waitClosed(timeout = HANG_GUARD_MS): Promise<Closed> {
     return waitFor(() => this.closeInfo, { timeout, message: 'the server to close the connection' }) as Promise<Closed>
   }
 
