@@ -21,6 +21,7 @@ export interface ServerConfig {
   authPublicKey: string
   allowedOrigins: string
   trustProxy: boolean
+  loopbackExempt: boolean
   maxDocumentSize: number
   maxMessagesPerSecond: number
   maxBytesPerSecond: number
@@ -98,6 +99,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'authPublicKey', flag: 'auth-public-key', env: 'AUTH_PUBLIC_KEY', kind: 'string', default: '', help: 'require tokens signed for this PEM public key file (EC P-256 → ES256, RSA → RS256)' }),
   spec({ key: 'allowedOrigins', flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'string', default: '', help: 'comma-separated browser origins allowed to connect besides the server\'s own (http://localhost:* = any port of a host, * = any); requests without Origin are not browsers and pass' }),
   spec({ key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'boolean', default: false, help: 'behind a reverse proxy: take the client address from X-Forwarded-For and the host from X-Forwarded-Host' }),
+  spec({ key: 'loopbackExempt', flag: 'loopback-exempt', env: 'LOOPBACK_EXEMPT', kind: 'boolean', default: true, help: 'spare loopback addresses the per-address limits (--max-connections-per-ip, --max-new-rooms-per-minute): they are local tools or a proxy on this host; --no-loopback-exempt limits them too' }),
   spec({ key: 'maxDocumentSize', flag: 'max-document-size', env: 'MAX_DOCUMENT_SIZE', kind: 'size', default: 64 * 1024 * 1024, help: 'refuse updates that would take a room\'s stored size past this (close 4413); the room stays usable' }),
   spec({ key: 'maxMessagesPerSecond', flag: 'max-messages-per-second', env: 'MAX_MESSAGES_PER_SECOND', kind: 'limit', default: 1000, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
   spec({ key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', env: 'MAX_BYTES_PER_SECOND', kind: 'limit', default: 8 * 1024 * 1024, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),

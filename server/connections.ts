@@ -23,8 +23,10 @@ import { AddressCounter } from './limits.js'
 export interface ConnectionLimits {
   /** Whole server; 0 = no limit. */
   maxConnections: number
-  /** Per peer address, loopback exempt; 0 = no limit. */
+  /** Per peer address; 0 = no limit. */
   maxConnectionsPerIp: number
+  /** Loopback addresses are not limited per address (--loopback-exempt, the default). */
+  loopbackExempt: boolean
   /** Under TLS a refusal cannot be an HTTP answer: the socket is closed. */
   tls: boolean
 }
@@ -45,7 +47,7 @@ export class ConnectionGuard {
   }
 
   constructor(private readonly limits: ConnectionLimits, private readonly log: Logger) {
-    this.perAddress = new AddressCounter(limits.maxConnectionsPerIp)
+    this.perAddress = new AddressCounter(limits.maxConnectionsPerIp, limits.loopbackExempt)
   }
 
   /** Open (accepted, not refused) TCP connections. */

@@ -255,18 +255,31 @@ function setText(type: Y.Text, text: string): void {
  * replaces the shared text; JSON sets each root it names (strings → text, objects → map,
  * arrays → array). Throws BAD_FILE (changing nothing) for input that is not what it says.
  */
+/** A Yjs v1 update with no structs and no deletions. */
+const EMPTY_UPDATE = new Uint8Array([0, 0])
+
 export function importUpdate(current: Uint8Array, body: Uint8Array, format: ImportFormat, textName = DEFAULT_TEXT_NAME): Uint8Array {
   switch (format) {
     case 'update': {
+      // Only what the room lacks: importing the same file twice then changes nothing and
+      // says so (a migration re-run, an import retried after a timeout). Applying it to the
+      // room's state is also the real validity test (decodeUpdate accepts some truncated input).
+      let doc: Y.Doc | undefined
       try {
         validateUpdate(body)
-        // decodeUpdate accepts some truncated input; applying it to a scratch doc is the real test.
-        const probe = docFromUpdates([current, body])
-        probe.destroy()
+        doc = docFromUpdates([current])
+        let missing: Uint8Array | undefined
+        // Yjs emits exactly the structs it integrated and the ranges it newly deleted.
+        doc.on('update', (u: Uint8Array) => { missing = missing ? Y.mergeUpdates([missing, u]) : u })
+        Y.applyUpdate(doc, body)
+        // Structs waiting beyond a clock gap are in no event: keep the file whole for them.
+        if (doc.store.pendingStructs !== null || doc.store.pendingDs !== null) return body
+        return missing ?? EMPTY_UPDATE
       } catch (err) {
         throw new CoeditError('BAD_FILE', `not a Yjs update: ${(err as Error).message}`)
+      } finally {
+        doc?.destroy()
       }
-      return body
     }
     case 'text': {
       const text = decodeUtf8(body)

@@ -193,7 +193,11 @@ export class HocuspocusConnection {
   private opened = 0
   private closed = false
 
-  constructor(private readonly wire: Wire, private readonly hub: HocuspocusHub) {}
+  /**
+   * `admitNewRoom` is the transport's budget of new rooms for the socket's address
+   * (--max-new-rooms-per-minute): opening a document with nothing stored takes one.
+   */
+  constructor(private readonly wire: Wire, private readonly hub: HocuspocusHub, private readonly admitNewRoom: (room: Room) => boolean = () => true) {}
 
   private get options(): HocuspocusOptions {
     return this.hub.options
@@ -288,6 +292,13 @@ export class HocuspocusConnection {
       (joined) => {
         if (this.closed || this.sessions.get(address) !== session) {
           joined.removePeer(peer)
+          return
+        }
+        if (!this.admitNewRoom(joined)) {
+          // Refused before any of its held messages is applied: nothing of it is stored.
+          joined.removePeer(peer)
+          this.options.log.warn({ event: 'room_creation_limited', room, peer: peer.id, protocol: 'hocuspocus' }, 'too many new rooms from this address, document refused')
+          this.refuse(address, session, 'too many new rooms from this address, try again later')
           return
         }
         const open: Session = { state: 'open', peer, room: joined, expiry: undefined }

@@ -49,19 +49,19 @@ export class ConnectionRate {
 
 /**
  * Open connections per client address; `max` 0 means no limit. Loopback addresses are
- * not limited: they are this machine (a local tool, a load test) or a reverse proxy
- * whose clients cannot be told apart without --trust-proxy, and limiting the proxy
- * would cap the whole server.
+ * not limited unless `exemptLoopback` is false (--no-loopback-exempt): they are this
+ * machine (a local tool, a load test) or a reverse proxy whose clients cannot be told
+ * apart without --trust-proxy, and limiting the proxy would cap the whole server.
  */
 export class AddressCounter {
   private readonly counts = new Map<string, number>()
 
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number, private readonly exemptLoopback = true) {}
 
   /** Counts a connection from `address`, or returns false if it is at the limit. */
   acquire(address: string): boolean {
     const n = this.counts.get(address) ?? 0
-    if (this.max > 0 && n >= this.max && !isLoopback(address)) return false
+    if (this.max > 0 && n >= this.max && !(this.exemptLoopback && isLoopback(address))) return false
     this.counts.set(address, n + 1)
     return true
   }
@@ -93,11 +93,11 @@ const MAX_TRACKED_ADDRESSES = 10_000
 export class NewRoomLimiter {
   private readonly buckets = new Map<string, TokenBucket>()
 
-  constructor(private readonly perMinute: number) {}
+  constructor(private readonly perMinute: number, private readonly exemptLoopback = true) {}
 
   /** Takes one new room from `address`'s budget, or returns false if it is spent. */
   admit(address: string, now = performance.now()): boolean {
-    if (this.perMinute <= 0 || isLoopback(address)) return true
+    if (this.perMinute <= 0 || (this.exemptLoopback && isLoopback(address))) return true
     let bucket = this.buckets.get(address)
     if (!bucket) {
       // Evicting the oldest entry forgets a budget, at worst giving one address a fresh burst.

@@ -17,7 +17,7 @@ export interface Security {
 }
 
 type SecurityConfig = Pick<ServerConfig,
-  | 'authSecret' | 'authPublicKey' | 'allowedOrigins' | 'trustProxy' | 'maxConnectionsPerIp' | 'maxMessagesPerSecond'
+  | 'authSecret' | 'authPublicKey' | 'allowedOrigins' | 'trustProxy' | 'loopbackExempt' | 'maxConnectionsPerIp' | 'maxMessagesPerSecond'
   | 'maxBytesPerSecond' | 'maxBufferedBytes' | 'maxRoomNameLength' | 'roomNamePattern' | 'tlsCert' | 'tlsKey'>
 
 export function securityOptions(config: SecurityConfig): Security {
@@ -29,6 +29,7 @@ export function securityOptions(config: SecurityConfig): Security {
       auth: Authenticator.fromOptions(config),
       origins: parseAllowedOrigins(config.allowedOrigins),
       trustProxy: config.trustProxy,
+      loopbackExempt: config.loopbackExempt,
       maxConnectionsPerIp: config.maxConnectionsPerIp,
       maxMessagesPerSecond: config.maxMessagesPerSecond,
       maxBytesPerSecond: config.maxBytesPerSecond,

@@ -160,7 +160,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const http: Server | HttpsServer = security.tls
     ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
     : createServer(timeouts, handler)
-  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, tls: security.tls !== undefined }, log).attach(http)
+  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log).attach(http)
   http.on('upgrade', (req, socket, head) => {
     if (closing) {
       socket.destroy()

@@ -38,6 +38,8 @@ export interface TransportOptions {
   maxConnectionsPerIp?: number
   /** Rooms with nothing stored one address may open per minute (loopback exempt); 0 or absent = no limit. */
   maxNewRoomsPerMinute?: number
+  /** Loopback addresses are spared the per-address limits (default true). */
+  loopbackExempt?: boolean
   maxMessagesPerSecond?: number
   maxBytesPerSecond?: number
   /** Unsent bytes allowed per connection beyond its largest queued message; 0 or absent = no limit. */
@@ -165,8 +167,8 @@ export class Transport {
     this.registry = registry
     this.log = log
     this.options = options
-    this.addresses = new AddressCounter(options.maxConnectionsPerIp ?? 0)
-    this.newRooms = new NewRoomLimiter(options.maxNewRoomsPerMinute ?? 0)
+    this.addresses = new AddressCounter(options.maxConnectionsPerIp ?? 0, options.loopbackExempt ?? true)
+    this.newRooms = new NewRoomLimiter(options.maxNewRoomsPerMinute ?? 0, options.loopbackExempt ?? true)
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxMessageSize,
@@ -292,7 +294,7 @@ export class Transport {
       this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
     })
     this.peers.add(peer)
-    const connection = new HocuspocusConnection(peer, hub)
+    const connection = new HocuspocusConnection(peer, hub, (room) => this.admitNewRoom(room, ip))
     const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
     let paused = false
     this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')

@@ -297,3 +297,20 @@ test('the codec writes what @hocuspocus/common writes, and random garbage only r
     }
   }
 })
+
+test('opening documents with nothing stored takes from the address\'s new-room budget, as for y-websocket', async (t) => {
+  const server = await startServer({ port: 0, maxNewRoomsPerMinute: 1, loopbackExempt: false })
+  t.after(() => server.close())
+  const socket = hpSocket(server.url)
+  const first = hpConnect(server.url, 'new-1', { socket })
+  t.after(() => { first.destroy(); socket.destroy() })
+  await waitFor(() => first.provider.isSynced, { message: 'the first new document opens' })
+  const second = hpConnect(server.url, 'new-2', { socket })
+  t.after(() => second.destroy())
+  const reason = await new Promise<string>((resolve) => second.provider.on('authenticationFailed', ({ reason }: { reason: string }) => resolve(reason)))
+  assert.match(reason, /too many new rooms/)
+  assert.equal((await server.store.load('new-2')).updates.length, 0, 'nothing of the refused document is stored')
+  // The socket and its first document carry on.
+  first.doc.getText('text').insert(0, 'still here')
+  await waitFor(() => !first.provider.hasUnsyncedChanges, { message: 'the first document still saves' })
+})

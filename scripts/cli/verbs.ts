@@ -16,6 +16,7 @@ import { EXPORT_FORMATS, IMPORT_FORMATS, parseTimeSpec, type ExportFormat, type 
 import { CoeditError } from '../../server/errors.js'
 import type { VersionInfo } from '../../server/persistence/store.js'
 import { DIFF_FORMATS, type DiffFormat } from '../../server/diff.js'
+import { MIGRATE_SOURCES, openSource, type MigrateSource } from '../../server/migrate.js'
 import { DEFAULT_ACTIVITY_BUCKET } from '../../server/history-log.js'
 import { parseDuration } from '../../server/duration.js'
 import { confirm, printJson, writeOut, type CliIO } from './io.js'
@@ -23,7 +24,7 @@ import { printable } from './printable.js'
 import { progress } from './progress.js'
 import { offlineTarget, remoteTarget, verifyBackupFile, type Target } from './target.js'
 
-/** Done, but not all of it: a backup that left unreadable rooms out. */
+/** Done, but not all of it: a backup that left unreadable rooms out, a migration that could not take every document. */
 const EXIT_PARTIAL = 3
 
 type Values = ParsedFlags['values']
@@ -497,6 +498,90 @@ export const diff = verb({
   },
 })
 
+interface MigratedRoom {
+  /** The document's name in the source (a y-leveldb key, a SQLite row, a file name). */
+  source: string
+  room: string | undefined
+  /** Bytes of the document's state in the source. */
+  bytes: number
+  /** Bytes of the update that was (or, with --dry-run, would be) merged; 0: already there. */
+  imported: number
+  created: boolean
+  ok: boolean
+  error?: string
+}
+
+export const migrate = verb({
+  summary: 'bring documents over from y-websocket-server (y-leveldb), Hocuspocus (SQLite) or update files',
+  usage: 'migrate --from y-leveldb|hocuspocus-sqlite|files PATH [--dry-run] [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: `Reads every document of PATH and merges it into the room a client reaches it by: a
+y-websocket-server room of the URL /team%2Fnotes becomes room team/notes, as the same URL
+reaches it on coedit; a Hocuspocus document keeps its name; an update file is named after
+its room, percent-encoded, with an optional .bin, .yjs or .update extension. Merging is a
+CRDT merge: running it again changes nothing, and rooms that already exist keep their
+content and gain what they lack. Stop the old server first (y-leveldb holds a lock).`,
+  options: [
+    ['--from y-leveldb', 'PATH is the data directory of y-websocket-server (YPERSISTENCE) or any y-leveldb store'],
+    ['--from hocuspocus-sqlite', 'PATH is the database file of @hocuspocus/extension-sqlite'],
+    ['--from files', 'PATH is a folder of Yjs update files, one per room'],
+    ['--dry-run', 'read the source and list what would be migrated; change nothing'],
+  ],
+  flags: { from: { type: 'string', value: 'KIND' }, 'dry-run': { type: 'boolean' } },
+  args: ['PATH'],
+  async act({ values, positionals, io, quiet }) {
+    const kind = choice<MigrateSource>(values.from, MIGRATE_SOURCES, '--from')
+    if (!kind) throw new UsageError(`migrate needs --from ${MIGRATE_SOURCES.join('|')}`)
+    const dryRun = values['dry-run'] === true
+    const source = await openSource(kind, positionals[0]!)
+    const rows: MigratedRoom[] = []
+    const bar = progress(io, 'migrate')
+    try {
+      const run = async (t: Target | undefined): Promise<void> => {
+        bar.start(source.count)
+        for await (const doc of source.documents()) {
+          bar.tick(doc.source)
+          if (!doc.ok) {
+            rows.push({ source: doc.source, room: undefined, bytes: 0, imported: 0, created: false, ok: false, error: doc.error })
+            continue
+          }
+          if (!t) {
+            rows.push({ source: doc.source, room: doc.room, bytes: doc.update.length, imported: doc.update.length, created: false, ok: true })
+            continue
+          }
+          try {
+            const result = await t.import(doc.room, doc.update, 'update')
+            rows.push({ source: doc.source, room: doc.room, bytes: doc.update.length, imported: result.bytes, created: result.created, ok: true })
+          } catch (err) {
+            rows.push({ source: doc.source, room: doc.room, bytes: doc.update.length, imported: 0, created: false, ok: false, error: (err as Error).message })
+          }
+        }
+        bar.stop()
+      }
+      if (dryRun) await run(undefined)
+      else await withTarget(values, io, run)
+    } finally {
+      bar.stop()
+      await source.close()
+    }
+    const failed = rows.filter((r) => !r.ok)
+    if (values.json) await printJson(io, rows)
+    else if (rows.length > 0) {
+      await writeOut(io, table([
+        ['SOURCE', 'ROOM', 'SIZE', dryRun ? 'WOULD' : 'RESULT'],
+        ...rows.map((r) => [
+          printable(r.source), r.room === undefined ? '-' : printable(r.room), formatBytes(r.bytes),
+          !r.ok ? `failed: ${printable(r.error ?? '')}` : dryRun ? 'import' : r.imported === 0 ? 'already there' : r.created ? 'new room' : `merged ${formatBytes(r.imported)}`,
+        ]),
+      ]))
+    }
+    const changed = rows.filter((r) => r.ok && r.imported > 0).length
+    confirm(io, quiet, `${dryRun ? 'would migrate' : 'migrated'} ${plural(rows.length - failed.length, 'document')} from ${printable(positionals[0]!)}`
+      + (dryRun ? '' : ` (${changed} changed, ${rows.length - failed.length - changed} already there)`)
+      + (failed.length > 0 ? `; ${failed.length} could not be migrated` : ''))
+    return failed.length > 0 ? EXIT_PARTIAL : 0
+  },
+})
+
 export const OPERATOR_VERBS: Record<string, Verb> = {
   rooms,
   export: exportVerb,
@@ -506,4 +591,5 @@ export const OPERATOR_VERBS: Record<string, Verb> = {
   history,
   revert,
   diff,
+  migrate,
 }
