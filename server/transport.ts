@@ -302,22 +302,8 @@ export class Transport {
     this.options.observer?.opened()
     ws.on('pong', () => { peer.alive = true })
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      peer.alive = true
-      if (peer.closeSent) return
-      const bytes = toUint8Array(data)
-      peer.bytesIn += bytes.length
-      this.options.observer?.received(bytes)
-      const verdict = rate.admit(bytes.length)
-      if (!verdict.ok) {
-        this.log.warn({ event: 'rate_limited', peer: peer.id, code: verdict.code, protocol: 'hocuspocus' }, 'rate limit exceeded, closing connection')
-        peer.close(CLOSE_RATE_LIMITED, verdict.code === 'MESSAGE_RATE' ? 'too many messages per second' : 'too many bytes per second')
-        return
-      }
-      if (!isBinary) {
-        this.log.warn({ event: 'bad_message', peer: peer.id, code: 'TEXT_FRAME', protocol: 'hocuspocus' }, 'text frame, closing connection')
-        peer.close(CLOSE_UNSUPPORTED_DATA)
-        return
-      }
+      const bytes = this.admitFrame(peer, rate, data, isBinary, { protocol: 'hocuspocus' })
+      if (!bytes) return
       connection.receive(bytes)
       if (paused) return
       const backlog = connection.backlog()
@@ -387,22 +373,8 @@ export class Transport {
 
     ws.on('pong', () => { peer.alive = true })
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      peer.alive = true
-      if (peer.closeSent) return
-      const bytes = toUint8Array(data)
-      peer.bytesIn += bytes.length
-      this.options.observer?.received(bytes)
-      const verdict = rate.admit(bytes.length)
-      if (!verdict.ok) {
-        this.log.warn({ event: 'rate_limited', room: roomName, peer: peer.id, code: verdict.code }, 'rate limit exceeded, closing connection')
-        peer.close(CLOSE_RATE_LIMITED, verdict.code === 'MESSAGE_RATE' ? 'too many messages per second' : 'too many bytes per second')
-        return
-      }
-      if (!isBinary) {
-        this.log.warn({ event: 'bad_message', room: roomName, peer: peer.id, code: 'TEXT_FRAME' }, 'text frame, closing connection')
-        peer.close(CLOSE_UNSUPPORTED_DATA)
-        return
-      }
+      const bytes = this.admitFrame(peer, rate, data, isBinary, { room: roomName })
+      if (!bytes) return
       if (room) {
         room.receive(peer, bytes)
         if (!paused && room.writeBacklog > MAX_WRITE_BACKLOG) pauseUntil(room.writesSettled())
@@ -456,6 +428,31 @@ export class Transport {
       },
       () => peer.close(CLOSE_TRY_AGAIN_LATER, 'room could not be loaded, try again later'),
     )
+  }
+
+  /**
+   * What every frame of either protocol goes through before it is handled: liveness, the
+   * traffic counters, the rate limits (4429) and the binary-only rule (1003). Returns the
+   * frame's bytes, or undefined if the connection is closing or was just closed for it.
+   */
+  private admitFrame(peer: WsPeer, rate: ConnectionRate, data: RawData, isBinary: boolean, context: Record<string, string>): Uint8Array | undefined {
+    peer.alive = true
+    if (peer.closeSent) return undefined
+    const bytes = toUint8Array(data)
+    peer.bytesIn += bytes.length
+    this.options.observer?.received(bytes)
+    const verdict = rate.admit(bytes.length)
+    if (!verdict.ok) {
+      this.log.warn({ event: 'rate_limited', ...context, peer: peer.id, code: verdict.code }, 'rate limit exceeded, closing connection')
+      peer.close(CLOSE_RATE_LIMITED, verdict.code === 'MESSAGE_RATE' ? 'too many messages per second' : 'too many bytes per second')
+      return undefined
+    }
+    if (!isBinary) {
+      this.log.warn({ event: 'bad_message', ...context, peer: peer.id, code: 'TEXT_FRAME' }, 'text frame, closing connection')
+      peer.close(CLOSE_UNSUPPORTED_DATA)
+      return undefined
+    }
+    return bytes
   }
 
   /** Joining a room with nothing stored creates it: that takes one from the address's budget. */
