@@ -314,3 +314,16 @@ test('opening documents with nothing stored takes from the address\'s new-room b
   first.doc.getText('text').insert(0, 'still here')
   await waitFor(() => !first.provider.hasUnsyncedChanges, { message: 'the first document still saves' })
 })
+
+test('a socket opening more than 100 documents is closed with 4429', async (t) => {
+  const server = await startServer({ port: 0, authSecret: SECRET })
+  t.after(() => server.close())
+  const ws = new WebSocket(server.url)
+  t.after(() => ws.terminate())
+  const code = await new Promise<number>((resolve, reject) => {
+    ws.on('open', () => { for (let i = 0; i < 101; i++) ws.send(encodeHpToken(`doc-${i}`, 'not-a-valid-token')) })
+    ws.on('close', (c) => resolve(c))
+    ws.on('error', reject)
+  })
+  assert.equal(code, 4429)
+})
