@@ -84,6 +84,10 @@ describe('Hocuspocus clients in Chromium', { skip: !available }, () => {
       await bob.page.evaluate(() => (globalThis as unknown as { app: TiptapApp }).app.focusEnd())
       await bob.page.keyboard.type('Bob too.')
       await waitFor(async () => (await text(alice.page)) === (await text(bob.page)) && (await text(alice.page)).includes('Bob too.'), { timeout: 20_000, message: 'convergence' })
+        .catch(async (err: Error) => {
+          // What each side shows tells a lost relay from a lost keystroke.
+          throw new Error(`${err.message}; Alice shows ${JSON.stringify(await text(alice.page))}, Bob shows ${JSON.stringify(await text(bob.page))}`)
+        })
       await alice.page.waitForSelector('.collaboration-carets__label:has-text("Bob")', { timeout: 20_000 })
       await bob.page.waitForSelector('.collaboration-carets__label:has-text("Alice")', { timeout: 20_000 })
       // The Hocuspocus side's edits are all confirmed stored.
