@@ -119,6 +119,8 @@ export class DocumentPeer implements Peer {
     readonly address: string,
     access: Access,
     index: number,
+    /** Ends this document's session on its socket (see leave). */
+    private readonly onLeave: (peer: DocumentPeer) => void = () => {},
   ) {
     this.id = `${wire.id}.${index}`
     this.readOnly = access === 'read'
@@ -159,6 +161,15 @@ export class DocumentPeer implements Peer {
   /** The room's verdicts (malformed, too large, rate limits) end the whole socket, as for y-websocket. */
   close(close: CloseCode, detail?: string): void {
     this.wire.close(close, detail)
+  }
+
+  /**
+   * The room is gone (deleted) or the server disconnects it: just this document is closed
+   * (Hocuspocus' close message, with the code in the reason), the socket's others stay.
+   */
+  leave(close: CloseCode, detail?: string): void {
+    this.detach(`${close.code}: ${detail ?? close.reason}`)
+    this.onLeave(this)
   }
 }
 
@@ -285,7 +296,7 @@ export class HocuspocusConnection {
       return
     }
     const grant = result.grant
-    const peer = new DocumentPeer(this.wire, room, address, grant.access, ++this.opened)
+    const peer = new DocumentPeer(this.wire, room, address, grant.access, ++this.opened, (left) => this.left(address, left))
     this.wire.send(encodeHpAuthenticated(address, grant.access === 'read' ? 'readonly' : 'read-write'))
     this.options.log.info({ event: 'document_open', room, peer: peer.id, access: grant.access, protocol: 'hocuspocus' }, 'hocuspocus document opened')
     this.options.join(room, peer).then(
@@ -315,6 +326,14 @@ export class HocuspocusConnection {
         this.refuse(address, session, 'room could not be loaded, try again later')
       },
     )
+  }
+
+  /** A document the server closed (see DocumentPeer.leave): its messages are dropped until it sends a token again. */
+  private left(address: string, peer: DocumentPeer): void {
+    const session = this.sessions.get(address)
+    if (session?.state !== 'open' || session.peer !== peer) return
+    this.sessions.set(address, CLOSED)
+    this.end(address, session)
   }
 
   private refuse(address: string, session: Session, reason: string): void {

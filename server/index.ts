@@ -1,8 +1,9 @@
 /** Public API of the `coedit` package. */
 export { startServer, type CoeditServer, type StartOptions, type Hooks } from './server.js'
 export type { StatelessEvent } from './hocuspocus.js'
+export type { Rooms, RoomListing, DeleteRoomOptions, DeletedRoom, DisconnectOptions } from './rooms-api.js'
 export { DEFAULT_CONFIG, type ServerConfig } from './config.js'
-export type { Store, StoredRoom, RoomInfo } from './persistence/store.js'
+export type { Store, StoredRoom, RoomInfo, WriteFence, DeleteOptions, DeleteResult } from './persistence/store.js'
 export { LevelStore } from './persistence/leveldb.js'
 export { MemoryStore } from './persistence/memory.js'
 export { CoeditError } from './errors.js'

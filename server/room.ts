@@ -12,12 +12,13 @@ import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import { applyUpdates, isStackOverflow, keepDeepGarbage } from './doc-ops.js'
 import {
-  CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
+  CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_ROOM_DELETED, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
 import {
   ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
-import type { Store } from './persistence/store.js'
+import { isRoomDeleted, type Store } from './persistence/store.js'
+import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
   InflightUpdates, checkRoomNesting, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate, type ItemDepths,
@@ -25,6 +26,7 @@ import {
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
 import { forRoom, type Containment } from './containment.js'
+import { CoeditError } from './errors.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -37,6 +39,12 @@ export interface Peer {
   readonly user?: { readonly id: string }
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+  /**
+   * The server ends this connection's part in the room (the room was deleted, or
+   * `rooms.disconnect`). Absent: `close`. A Hocuspocus document leaves alone; the other
+   * documents of its socket stay.
+   */
+  leave?(close: CloseCode, detail?: string): void
 }
 
 /** Transaction origins, so an update is relayed once and never persisted twice. */
@@ -174,14 +182,20 @@ export class Room {
   /** Called once if the room fails (see `fail`): the registry drops it without compacting. */
   onFailed: (room: Room) => void = () => {}
   private failed = false
+  /** The store's generation of the room this copy was loaded from: every write names it (see WriteFence). */
+  readonly generation: number
+  /** What a delete with a tombstone left: updates touching it are refused (see tombstone.ts). */
+  private readonly tombstone: Tombstone | undefined
 
-  private constructor(name: string, store: Store, options: RoomOptions, lastSeq: number, pendingUpdates: number, doc: Y.Doc) {
+  private constructor(name: string, store: Store, options: RoomOptions, stored: { lastSeq: number; pendingUpdates: number; generation?: number; tombstone?: Uint8Array }, doc: Y.Doc) {
     this.name = name
     this.store = store
     this.options = options
     this.log = options.log
-    this.appliedThrough = lastSeq
-    this.sinceCompaction = pendingUpdates
+    this.appliedThrough = stored.lastSeq
+    this.sinceCompaction = stored.pendingUpdates
+    this.generation = stored.generation ?? 0
+    this.tombstone = stored.tombstone && decodeTombstone(stored.tombstone)
     this.ydoc = doc
     const replication = options.replication
     this.presence = new Presence(this.ydoc, {
@@ -208,7 +222,7 @@ export class Room {
     if (!lone) options.containment.check('room_load', name)
     const failures: unknown[] = []
     const doc = lone ? roomDoc() : loadLog(stored.updates, failures)
-    const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates, doc)
+    const room = new Room(name, store, options, stored, doc)
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
     if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
@@ -288,11 +302,42 @@ export class Room {
    * join loads it afresh from what is stored, which is untouched.
    */
   private fail(): void {
+    this.end(CLOSE_TRY_AGAIN_LATER)
+  }
+
+  /**
+   * The room was deleted (here, or by another process: a write of ours was refused for it).
+   * Its connections leave with 4410, nothing more of it is stored (no compaction, no
+   * version, no write in flight applied or published) and the registry forgets it.
+   */
+  deleted(): void {
+    this.end(CLOSE_ROOM_DELETED)
+  }
+
+  /** Ends the room for good: its connections leave with `close`, the registry drops it uncompacted. */
+  private end(close: CloseCode): void {
     if (this.failed) return
     this.failed = true
     this.loadIncomplete = true
-    this.closeAll(CLOSE_TRY_AGAIN_LATER)
+    this.disconnect(close)
     this.onFailed(this)
+  }
+
+  /** True once the room failed or was deleted: it serves and stores nothing more. */
+  get isEnded(): boolean {
+    return this.failed
+  }
+
+  /** Makes every connection leave the room with `close` (see Peer.leave); returns how many. */
+  disconnect(close: CloseCode, detail?: string): number {
+    const peers = [...this.peers.keys()]
+    for (const peer of peers) this.dismiss(peer, close, detail)
+    return peers.length
+  }
+
+  private dismiss(peer: Peer, close: CloseCode, detail?: string): void {
+    if (peer.leave) peer.leave(close, detail)
+    else peer.close(close, detail)
   }
 
   get size(): number {
@@ -330,7 +375,8 @@ export class Room {
   /** Handles one binary frame from `peer`. Malformed input closes only that peer. */
   receive(peer: Peer, data: Uint8Array): void {
     const state = this.peers.get(peer)
-    if (!state) return
+    // An ended room's connections are leaving: what they still send is dropped.
+    if (!state || this.failed) return
     try {
       const message = decodeClientMessage(data)
       switch (message.type) {
@@ -350,7 +396,10 @@ export class Room {
           break
       }
     } catch (err) {
-      if (err instanceof ProtocolError) {
+      if (err instanceof ProtocolError && err.code === 'DELETED_CONTENT') {
+        this.log.info({ event: 'write_refused', peer: peer.id, code: err.code, err: err.message }, 'update carries content of the deleted room, closing connection')
+        this.dismiss(peer, CLOSE_ROOM_DELETED, `${err.code}: ${err.message}`)
+      } else if (err instanceof ProtocolError) {
         this.log.warn({ event: 'bad_message', peer: peer.id, code: err.code, err: err.message }, 'malformed message, closing connection')
         peer.close(CLOSE_BAD_MESSAGE, `${err.code}: ${err.message}`)
       } else {
@@ -386,6 +435,7 @@ export class Room {
   private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
     let update = received
     let decoded = decodeUpdateChecked(update)
+    if (this.tombstone) checkTombstone(decoded, this.tombstone)
     let depths: ItemDepths | undefined
     if (!decoded.empty && checkUpdateClocks(decoded, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
       // Only what the room lacks is stored: a stored copy of structs the room already has
@@ -421,7 +471,7 @@ export class Room {
     this.inflightBytes += update.length
     this.inflight.add(update, decoded, depths)
     const user = origin.source === 'connection' ? origin.peer.user?.id : undefined
-    const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
+    const written: Promise<WriteResult> = this.store.append(this.name, [update], { generation: this.generation, ...(user === undefined ? {} : { user }) }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
@@ -433,12 +483,21 @@ export class Room {
       this.inflight.delete(update)
       if (!result.ok) {
         this.storedBytes -= update.length
-        this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')
-        // The client still has its update and will send it again after reconnecting.
-        peer?.close(CLOSE_TRY_AGAIN_LATER, 'storage unavailable')
+        if (isRoomDeleted(result.error)) {
+          // Another process deleted the room: this copy is stale, and so is every client's.
+          this.log.info({ event: 'room_deleted_elsewhere' }, 'write refused: the room was deleted, closing its connections')
+          this.deleted()
+        } else {
+          this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')
+          // The client still has its update and will send it again after reconnecting.
+          peer?.close(CLOSE_TRY_AGAIN_LATER, 'storage unavailable')
+        }
         if (!peer) throw result.error
         return
       }
+      // Stored for a room that was deleted or failed since: its delete removes it (or the next
+      // load reads it). Applied, relayed or published it would reach the new room's clients.
+      if (this.failed) return
       this.sinceCompaction++
       try {
         Y.applyUpdate(this.doc, update, origin)
@@ -537,8 +596,10 @@ export class Room {
 
   /** Merges an update from the admin API or an import; resolves once stored and relayed. */
   async applyAdminUpdate(update: Uint8Array): Promise<void> {
+    if (this.failed) throw new CoeditError('ROOM_DELETED', `room "${this.name}" was deleted or could not be loaded: try again`)
     const decoded = decodeUpdateChecked(update)
     if (decoded.empty) return
+    if (this.tombstone) checkTombstone(decoded, this.tombstone)
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     await this.enqueueWrite(update, decoded, depths, ADMIN_ORIGIN, undefined, 0)
   }
@@ -685,7 +746,7 @@ export class Room {
     const inflightBefore = this.inflightBytes
     try {
       const started = performance.now()
-      await this.store.compact(this.name, state, upTo)
+      await this.store.compact(this.name, state, upTo, { generation: this.generation })
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
       this.folds++
@@ -695,6 +756,11 @@ export class Room {
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
       this.options.observer?.compacted(folded, performance.now() - started, true)
     } catch (err) {
+      if (isRoomDeleted(err)) {
+        this.log.info({ event: 'room_deleted_elsewhere' }, 'compaction refused: the room was deleted, closing its connections')
+        this.deleted()
+        return
+      }
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
       this.options.observer?.compacted(folded, 0, false)
     }

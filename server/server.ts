@@ -28,6 +28,7 @@ import { hostCheck } from './host-check.js'
 import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
 import { OPEN_GRANT } from './auth.js'
 import { checkRoomName } from './room-name.js'
+import { Rooms } from './rooms-api.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -68,6 +69,8 @@ export interface CoeditServer {
   readonly store: Store
   readonly registry: RoomRegistry
   readonly config: ServerConfig
+  /** List, delete and disconnect rooms (rooms-api.ts). */
+  readonly rooms: Rooms
   /** Stops accepting, stores everything, closes connections with 1001, closes storage. */
   close(): Promise<void>
 }
@@ -138,12 +141,17 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
+  const rooms = new Rooms({
+    store, registry, history, log,
+    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
+    deleted: cluster && ((room, generation) => cluster.deleted(room, generation)),
+  })
   let closing = false
 
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize, now: clock,
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]
@@ -234,6 +242,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     store,
     registry,
     config,
+    rooms,
     close,
   }
 }

@@ -7,12 +7,15 @@
 import { Level } from 'level'
 import { CoeditError } from '../errors.js'
 import {
-  decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, unescapeRoom,
+  decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, tombstoneKey, unescapeRoom,
   updateKey, updatePrefix,
 } from './keys.js'
 import { GroupCommit, type Append } from './group-commit.js'
-import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom } from './store.js'
-import { EMPTY_STATE } from './store.js'
+import type {
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence,
+} from './store.js'
+import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
 import { StoreClock } from './clock.js'
 import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
@@ -52,7 +55,12 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
   private readonly observer: LevelStoreOptions['observer']
-  private readonly nextSeq = new Map<string, Promise<number> | number>()
+  private readonly nextSeq = new Map<string, number>()
+  /**
+   * Times each room was deleted since the store was opened (absent: 0). Kept in memory: a
+   * directory is one process's, so nothing loaded before a restart can write after it.
+   */
+  private readonly generations = new Map<string, number>()
   private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
   /**
    * When each room's `updatedAt` was last written: it is rewritten at most once a second,
@@ -90,10 +98,16 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     return new LevelStore(db, options)
   }
 
+  /** Refuses (ROOM_DELETED) a write for a generation of `room` that was deleted. */
+  private fence(room: string, fence: WriteFence | undefined): void {
+    if (fence?.generation !== undefined && fence.generation !== (this.generations.get(room) ?? 0)) throw roomDeletedError(room)
+  }
+
   async load(room: string): Promise<StoredRoom> {
+    const generation = this.generations.get(room) ?? 0
     const updates: Uint8Array[] = []
     let upTo = 0
-    const stored = await this.db.get(stateKey(room))
+    const [stored, tombstone] = await this.db.getMany([stateKey(room), tombstoneKey(room)])
     if (stored !== undefined) {
       const decoded = decodeState(stored)
       upTo = decoded.upTo
@@ -111,15 +125,15 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       lastSeq = seq
       pendingUpdates++
     }
-    if (!this.nextSeq.has(room)) this.nextSeq.set(room, lastSeq + 1)
-    return { updates, lastSeq, pendingUpdates }
+    // A delete that ran while this read did leaves the room at 1: not this stale figure.
+    if (!this.nextSeq.has(room) && generation === (this.generations.get(room) ?? 0)) this.nextSeq.set(room, lastSeq + 1)
+    return { updates, lastSeq, pendingUpdates, ...(generation > 0 ? { generation } : {}), ...(tombstone !== undefined ? { tombstone } : {}) }
   }
 
   async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
-    if (!this.nextSeq.has(room)) this.nextSeq.set(room, this.findNextSeq(room))
-    const known = this.nextSeq.get(room)
-    if (typeof known !== 'number') await known
+    // Checked at the call, and queued at once: a delete called after this append is written after it.
+    this.fence(room, meta)
     return this.commits.add(room, updates, meta)
   }
 
@@ -131,11 +145,15 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
       last = Math.max(last, seqOfUpdateKey(key))
     }
-    this.nextSeq.set(room, last + 1)
     return last + 1
   }
 
-  private async writeBatch(batch: readonly Append[]): Promise<number[]> {
+  private async writeBatch(batch: readonly Append[]): Promise<Array<number | Error>> {
+    // A room this store has not loaded or written yet: where its sequence stands. Here, in
+    // the group commit's order, no other write of the room can run meanwhile.
+    for (const room of new Set(batch.map((a) => a.room))) {
+      if (typeof this.nextSeq.get(room) !== 'number') this.nextSeq.set(room, await this.findNextSeq(room))
+    }
     const results: number[] = []
     const now = this.clock.stamp()
     const firstSeq = new Map<string, number>()
@@ -179,13 +197,63 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
   }
 
-  async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
-    // Two steps, safe to stop between: `load` skips updates the state already holds.
-    await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
-    // The history log keeps the updates it has not folded yet (load no longer reads them).
-    const folded = await this.db.get(logBaseKey(room))
-    const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
-    if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
+  async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    this.fence(room, fence)
+    // On the room's chain: a delete never runs between its two steps.
+    await this.serialized(room, async () => {
+      this.fence(room, fence)
+      // Two steps, safe to stop between: `load` skips updates the state already holds.
+      await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
+      // The history log keeps the updates it has not folded yet (load no longer reads them).
+      const folded = await this.db.get(logBaseKey(room))
+      const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
+      if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
+    })
+  }
+
+  /**
+   * Deletes every key of `room` in one batch (and writes its tombstone). It takes its turn
+   * among the appends as the group commit orders them (see GroupCommit.exclusive), and on the
+   * room's chain after its compactions and version writes in progress: nothing of the room is
+   * being written while its keys are read and deleted. Its generation grows at the call, so
+   * appends and other writes made for the old one are refused from that moment.
+   */
+  delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
+    const deleted = this.generations.get(room) ?? 0
+    this.generations.set(room, deleted + 1)
+    const before = this.chainOf(room)
+    const run = this.commits.exclusive(async () => {
+      await before
+      const existed = await this.deleteNow(room, options)
+      return { existed, deleted }
+    })
+    this.chain(room, run)
+    return run
+  }
+
+  private async deleteNow(room: string, options: DeleteOptions): Promise<boolean> {
+    const ops: BatchOp[] = []
+    const content: Uint8Array[] = []
+    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), markPrefix(room)]) {
+      const isUpdate = prefix === updatePrefix(room)
+      for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix), values: isUpdate })) {
+        ops.push({ type: 'del', key })
+        if (isUpdate) content.push(value)
+      }
+    }
+    const [state, meta, base, tombstone] = await this.db.getMany([stateKey(room), metaKey(room), logBaseKey(room), tombstoneKey(room)])
+    if (state !== undefined) content.push(decodeState(state).state)
+    if (base !== undefined) content.push(decodeLogBase(base).state)
+    const existed = ops.length > 0 || state !== undefined || meta !== undefined || base !== undefined || tombstone !== undefined
+    for (const key of [stateKey(room), metaKey(room), logBaseKey(room)]) ops.push({ type: 'del', key })
+    const kept = options.tombstone ? tombstoneOf(content, tombstone) : undefined
+    if (kept && !isEmptyTombstone(kept)) ops.push({ type: 'put', key: tombstoneKey(room), value: kept })
+    else if (tombstone !== undefined) ops.push({ type: 'del', key: tombstoneKey(room) })
+    await this.db.batch(ops, { sync: this.sync })
+    this.nextSeq.set(room, 1)
+    this.metaWrittenAt.delete(room)
+    return existed
   }
 
   async listRooms(): Promise<RoomInfo[]> {
@@ -227,22 +295,37 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- history and backup (operator CLI, issue 4) -----------------------------------
 
-  /** Version writes of a room run one at a time, so ids are handed out without races. */
+  /**
+   * A room's writes besides appends (versions, compaction, folds, restore, delete) run one at
+   * a time: ids are handed out without races, and a delete never meets one halfway.
+   */
   private readonly versionChains = new Map<string, Promise<unknown>>()
 
   private serialized<T>(room: string, fn: () => Promise<T>): Promise<T> {
-    const next = (this.versionChains.get(room) ?? Promise.resolve()).then(fn)
+    const next = this.chainOf(room).then(fn)
+    this.chain(room, next)
+    return next
+  }
+
+  /** What runs on `room`'s chain now (settles, never rejects). */
+  private chainOf(room: string): Promise<unknown> {
+    return this.versionChains.get(room) ?? Promise.resolve()
+  }
+
+  /** Makes `next` the last of `room`'s chain: later writes of the room wait for it. */
+  private chain(room: string, next: Promise<unknown>): void {
     const settled = next.catch(() => {})
     this.versionChains.set(room, settled)
     void settled.then(() => {
       if (this.versionChains.get(room) === settled) this.versionChains.delete(room)
     })
-    return next
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.fence(room, fence)
     return this.serialized(room, async () => {
+      this.fence(room, fence)
       const prefix = versionMetaPrefix(room)
       let id = 1
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
@@ -341,8 +424,12 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   async putRoom(record: RoomRecord): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    await this.serialized(record.name, () => this.putRoomNow(record))
+  }
+
+  private async putRoomNow(record: RoomRecord): Promise<void> {
     const room = record.name
-    const ops: BatchOp[] = []
+    const ops: BatchOp[] = [{ type: 'del', key: tombstoneKey(room) }]
     for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), markPrefix(room)]) {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) ops.push({ type: 'del', key })
     }
@@ -388,6 +475,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   private async readLogFrom(room: string, range: { afterSeq?: number; untilAt?: number }, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
+    const generation = this.generations.get(room) ?? 0
     const at = snapshot ? { snapshot } : {}
     const stored = await this.db.get(logBaseKey(room), at)
     const base = stored === undefined ? undefined : decodeLogBase(stored)
@@ -413,11 +501,18 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     } finally {
       await marks.close()
     }
-    return { base, entries }
+    // A backup's view has no generation: it is a moment, not a writer.
+    return { base, entries, ...(generation > 0 && !snapshot ? { generation } : {}) }
   }
 
-  async foldLog(room: string, base: LogBase): Promise<void> {
+  async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.fence(room, fence)
+    await this.serialized(room, () => this.foldLogNow(room, base, fence))
+  }
+
+  private async foldLogNow(room: string, base: LogBase, fence: WriteFence | undefined): Promise<void> {
+    this.fence(room, fence)
     const chained = this.db.batch()
     chained.put(logBaseKey(room), encodeLogBase(base))
     for await (const key of this.db.keys({ gt: markPrefix(room), lte: markKey(room, base.upTo) })) chained.del(key)
