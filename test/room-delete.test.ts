@@ -409,3 +409,51 @@ test('DELETE /admin/rooms/ROOM: deletes, answers in JSON, 404 when there is noth
   assert.equal(canary.text.toString(), 'still here')
   assert.deepEqual((await server.rooms.list()).filter((r) => r.stored).map((r) => r.name), ['canary'])
 })
+
+// ---- coedit delete ----------------------------------------------------------------------------
+
+test('coedit delete: --yes required, offline and against a running server, exit codes and confirmations', async (t) => {
+  const { cli } = await import('./helpers/cli.js')
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const data = `${dir.path}/data`
+  const text = (s: string): { stdin: Uint8Array } => ({ stdin: new TextEncoder().encode(s) })
+  for (const room of ['r', 'keep', 'evil\u202etxt']) {
+    assert.equal((await cli(['import', room, '-', '--format', 'text', '--data', data], text(`text of ${room}`))).code, 0)
+  }
+  const noYes = await cli(['delete', 'r', '--data', data])
+  assert.equal(noYes.code, 2)
+  assert.match(noYes.stderr, /^coedit delete: delete removes r and its history for good: add --yes/)
+  assert.equal(noYes.stderr.trim().split('\n').length, 1)
+  const done = await cli(['delete', 'r', '--yes', '--data', data])
+  assert.deepEqual([done.code, done.stderr, done.out], [0, 'r: deleted\n', ''])
+  const again = await cli(['delete', 'r', '--yes', '--data', data])
+  assert.equal(again.code, 1)
+  assert.equal(again.stderr, 'coedit delete: there is no room "r"\n')
+  // A name stored before such characters were refused: deletable offline, printed escaped.
+  const legacy = await cli(['delete', 'evil\u202etxt', '--yes', '--tombstone', '--json', '--data', data])
+  assert.equal(legacy.code, 0, legacy.stderr)
+  assert.equal(legacy.stderr, 'evil\\u202etxt: deleted, its old content refused from now on (tombstone)\n')
+  assert.deepEqual(JSON.parse(legacy.out), { room: 'evil\u202etxt', tombstone: true, deleted: true })
+  assert.equal((await cli(['delete', 'keep', '--yes', '-q', '--data', data])).stderr, '')
+  assert.equal((await cli(['rooms', '--data', data])).stderr, 'no rooms\n')
+  assert.equal((await cli(['delete', 'r', '--yes', '--data', `${dir.path}/nowhere`])).code, 1, 'no data directory')
+
+  const server = await startServer({ storage: 'memory', adminToken: ADMIN })
+  t.after(() => server.close())
+  const client = connect(server.url, 'live room')
+  t.after(() => client.destroy())
+  await typed(client, 'on the server')
+  await waitFor(async () => (await server.store.load('live room')).updates.length > 0, { message: 'stored' })
+  const stop = stopped(client)
+  const where = ['--server', server.httpUrl, '--admin-token', ADMIN]
+  const live = await cli(['delete', 'live room', '--yes', ...where])
+  assert.deepEqual([live.code, live.stderr], [0, 'live room: deleted (1 connection closed)\n'])
+  assert.equal((await stop).code, 4410)
+  const missing = await cli(['delete', 'live room', '--yes', ...where])
+  assert.deepEqual([missing.code, missing.stderr], [1, 'coedit delete: there is no room "live room"\n'])
+  const refused = await cli(['delete', 'line\nbreak', '--yes', ...where])
+  assert.equal(refused.code, 1)
+  assert.match(refused.stderr, /^coedit delete: room name contains control characters/)
+  assert.equal((await cli(['delete', 'x', '--yes', '--server', server.httpUrl, '--admin-token', 'wrong'])).code, 1)
+})
