@@ -2,6 +2,7 @@
 export { startServer, type CoeditServer, type StartOptions, type Hooks } from './server.js'
 export type { StatelessEvent } from './hocuspocus.js'
 export type { Rooms, RoomListing, DeleteRoomOptions, DeletedRoom, DisconnectOptions } from './rooms-api.js'
+export type { RequestHandler } from './http.js'
 export { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 export type { Store, StoredRoom, RoomInfo, WriteFence, DeleteOptions, DeleteResult } from './persistence/store.js'
 export { LevelStore } from './persistence/leveldb.js'

@@ -1,14 +1,16 @@
 /**
  * Composition: store → rooms → transport → HTTP. `startServer` is both what
- * `coedit serve` runs and the public API for headless tests.
+ * `coedit serve` runs and the public API for headless tests and for apps that embed it
+ * (on their own HTTP server: attach.ts).
  */
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
 import { Redactor, redactUrl } from './redact.js'
-import { createRequestHandler, editorRoutes, type Route } from './http.js'
+import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
@@ -29,6 +31,7 @@ import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
 import { OPEN_GRANT } from './auth.js'
 import { checkRoomName } from './room-name.js'
 import { Rooms } from './rooms-api.js'
+import { attachment, underPath } from './attach.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -48,6 +51,16 @@ export interface StartOptions extends Partial<ServerConfig> {
   clock?: () => number
   /** Your code, called as the server works. Each hook is optional and may be async. */
   hooks?: Hooks
+  /**
+   * Your app's HTTP(S) server to attach to instead of listening: coedit answers the
+   * WebSocket upgrades under `path` and leaves every other request and upgrade to your app
+   * (mount `handleRequest` for the probes, metrics, status page and admin API). `close()`
+   * then leaves your server running. Refused beside it: port, host, tlsCert, tlsKey,
+   * headersTimeout, requestTimeout, maxConnections (your server's to set).
+   */
+  server?: Server | HttpsServer
+  /** With `server`: the path coedit's WebSockets live under (`/collab`: rooms at `/collab/ROOM`, Hocuspocus at `/collab`). Default '/'. */
+  path?: string
 }
 
 export interface Hooks {
@@ -60,9 +73,12 @@ export interface Hooks {
 }
 
 export interface CoeditServer {
-  /** WebSocket base URL: `new WebsocketProvider(server.url, room, doc)`. */
+  /**
+   * WebSocket base URL: `new WebsocketProvider(server.url, room, doc)`. Attached, it ends
+   * with the path and is read from your server's address (which must be listening by then).
+   */
   readonly url: string
-  /** HTTP base URL of the editor and probes. */
+  /** HTTP base URL of the editor and probes (attached: of your server). */
   readonly httpUrl: string
   readonly port: number
   readonly host: string
@@ -71,12 +87,20 @@ export interface CoeditServer {
   readonly config: ServerConfig
   /** List, delete and disconnect rooms (rooms-api.ts). */
   readonly rooms: Rooms
-  /** Stops accepting, stores everything, closes connections with 1001, closes storage. */
+  /**
+   * coedit's HTTP routes as a handler to mount in your app: `/healthz`, `/readyz`, `/metrics`,
+   * `/status`, `/status.json` and, with `adminToken`, `/admin/...` (listening on its own, the
+   * editor too). A request none of them answers goes to `next` (or gets a 404 without it).
+   */
+  readonly handleRequest: RequestHandler
+  /** Stops accepting, stores everything, closes connections with 1001, closes storage (never your server). */
   close(): Promise<void>
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, faults, clock, hooks, ...overrides } = options
+  const { storage, logger, faults, clock, hooks, server: _server, path: _path, ...overrides } = options
+  // Before anything opens: a bad combination is refused with nothing to undo.
+  const attached = attachment(options as Record<string, unknown>)
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -137,7 +161,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   })
   const transport = new Transport(registry, {
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
-    ...security.transport, hocuspocus, observer: ops.metrics,
+    ...security.transport, hocuspocus, observer: ops.metrics, basePath: attached?.path,
   }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
@@ -150,26 +174,16 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
 
   const routes: Route[] = [
     ...ops.routes(),
-    editorRoutes(),
+    // Attached, the page's WebSocket (the origin's root) would not reach coedit: no editor.
+    ...(attached ? [] : [editorRoutes()]),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]
-  const hostAllowed = hostCheck(config)
-  const handler = createRequestHandler(routes, log, { hostAllowed, hsts: security.tls !== undefined })
-  const timeouts = {
-    // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
-    // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
-    headersTimeout: config.headersTimeout,
-    requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
-    // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
-  }
-  const http: Server | HttpsServer = security.tls
-    ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
-    : createServer(timeouts, handler)
-  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log).attach(http)
-  http.on('upgrade', (req, socket, head) => {
+  // Attached, which names reach the app's server is the app's business (see host-check.ts).
+  const hostAllowed = attached ? undefined : hostCheck(config)
+  const handleRequest = createRequestHandler(routes, log, { hostAllowed, hsts: attached ? attached.tls : security.tls !== undefined })
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (closing) {
       socket.destroy()
       return
@@ -180,7 +194,38 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       return
     }
     transport.handleUpgrade(req, socket, head)
-  })
+  }
+  /** All of close() but the HTTP server's part: `stopAccepting` runs once readiness has gone (and --shutdown-delay passed). */
+  const shutdown = async (stopAccepting: () => void): Promise<void> => {
+    closing = true
+    // Not ready before anything closes, and (with --shutdown-delay) for long enough that a load balancer notices.
+    ops.beginShutdown()
+    if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
+    stopAccepting()
+    await registry.flushAll()
+    transport.closeAll()
+    await transport.drained(2000)
+    await registry.closeAll()
+    await ops.close()
+    await history.close()
+    await cluster?.close()
+    if (ownsStore) await store.close()
+  }
+  if (attached) return attach(attached, { onUpgrade, handleRequest, store, registry, rooms, config, log, shutdown })
+  const timeouts = {
+    // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
+    // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
+    headersTimeout: config.headersTimeout,
+    requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
+    // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
+  }
+  const handler = (req: IncomingMessage, res: Parameters<RequestHandler>[1]): void => handleRequest(req, res)
+  const http: Server | HttpsServer = security.tls
+    ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
+    : createServer(timeouts, handler)
+  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log).attach(http)
+  http.on('upgrade', onUpgrade)
   http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // --headers-timeout / --request-timeout: say so (node would, were this listener not here).
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) {
@@ -214,19 +259,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
     closed ??= (async () => {
-      closing = true
-      // Not ready before anything closes, and (with --shutdown-delay) for long enough that a load balancer notices.
-      ops.beginShutdown()
-      if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
-      const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
-      await registry.flushAll()
-      transport.closeAll()
-      await transport.drained(2000)
-      await registry.closeAll()
-      await ops.close()
-      await history.close()
-      await cluster?.close()
-      if (ownsStore) await store.close()
+      let httpClosed: Promise<void> | undefined
+      await shutdown(() => { httpClosed = new Promise<void>((resolve) => http.close(() => resolve())) })
       http.closeAllConnections()
       await httpClosed
       log.info({ event: 'stopped' }, 'coedit stopped')
@@ -243,7 +277,71 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     registry,
     config,
     rooms,
+    handleRequest,
     close,
+  }
+}
+
+interface AttachParts {
+  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  handleRequest: RequestHandler
+  store: Store
+  registry: RoomRegistry
+  rooms: Rooms
+  config: ServerConfig
+  log: Logger
+  /** Everything `close()` does but touch the app's server. */
+  shutdown: (stopAccepting: () => void) => Promise<void>
+}
+
+/** The attached server: upgrades under the path are coedit's, the rest stays the app's. */
+function attach(attached: NonNullable<ReturnType<typeof attachment>>, parts: AttachParts): CoeditServer {
+  const { server, path } = attached
+  const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    let pathname: string | undefined
+    try {
+      pathname = new URL(req.url ?? '/', 'http://localhost').pathname
+    } catch {
+      pathname = undefined
+    }
+    if (pathname === undefined || underPath(pathname, path) === undefined) {
+      // Another upgrade listener (the app's own WebSocket server) may own it; with none,
+      // nothing would ever answer it, and node no longer does once anyone listens.
+      if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, 404, 'not found')
+      return
+    }
+    parts.onUpgrade(req, socket, head)
+  }
+  server.on('upgrade', listener)
+  const address = (): AddressInfo => {
+    const a = server.address()
+    if (a === null || typeof a === 'string') throw new CoeditError('NOT_LISTENING', 'the server coedit is attached to is not listening on a TCP port (yet)')
+    return a
+  }
+  const host = (): string => {
+    const h = address().address
+    return h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h
+  }
+  const suffix = path === '/' ? '' : path
+  let closed: Promise<void> | undefined
+  parts.log.info({ event: 'attached', path }, `coedit attached to the app's server under ${path}`)
+  return {
+    get url() { return `${attached.tls ? 'wss' : 'ws'}://${host()}:${address().port}${suffix}` },
+    get httpUrl() { return `${attached.tls ? 'https' : 'http'}://${host()}:${address().port}` },
+    get port() { return address().port },
+    get host() { return address().address },
+    store: parts.store,
+    registry: parts.registry,
+    config: parts.config,
+    rooms: parts.rooms,
+    handleRequest: parts.handleRequest,
+    close: () => {
+      closed ??= (async () => {
+        await parts.shutdown(() => server.off('upgrade', listener))
+        parts.log.info({ event: 'stopped' }, 'coedit stopped')
+      })()
+      return closed
+    },
   }
 }
 
