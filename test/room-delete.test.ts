@@ -379,6 +379,12 @@ test('DELETE /admin/rooms/ROOM: deletes, answers in JSON, 404 when there is noth
   const tomb = await del(server, '/admin/rooms/kept?tombstone=1')
   assert.deepEqual(tomb.body, { room: 'kept', deleted: true, tombstone: true, connections: 1 })
   assert.ok((await server.store.load('kept')).tombstone, 'the tombstone is stored')
+  const reimport = await fetch(`${server.httpUrl}/admin/rooms/kept/import?format=update`, {
+    method: 'POST', body: Y.encodeStateAsUpdate(stored.doc), headers: { Authorization: `Bearer ${ADMIN}` },
+  })
+  assert.equal(reimport.status, 409, 'an import of the old content is refused')
+  assert.equal(((await reimport.json()) as { error: { code: string } }).error.code, 'DELETED_CONTENT')
+  assert.deepEqual((await server.store.load('kept')).updates, [])
 
   const hostile: Array<[string, number, string]> = [
     ['/admin/rooms/a%00b', 400, 'BAD_ROOM_NAME'],
