@@ -164,10 +164,17 @@ export class DocumentPeer implements Peer {
   }
 
   /**
-   * The room is gone (deleted) or the server disconnects it: just this document is closed
-   * (Hocuspocus' close message, with the code in the reason), the socket's others stay.
+   * The server ends this document's part in the room (a delete, `rooms.disconnect`, a room
+   * that failed). "Do not come back" (4400-4499: a deleted room) closes just this document
+   * (Hocuspocus' close message, the code in its reason): the socket's other documents stay,
+   * and the provider has no close code that stops it. Any other code closes the socket, so
+   * that the provider reconnects and authenticates each document again.
    */
   leave(close: CloseCode, detail?: string): void {
+    if (close.code < 4400 || close.code > 4499) {
+      this.wire.close(close, detail)
+      return
+    }
     this.detach(`${close.code}: ${detail ?? close.reason}`)
     this.onLeave(this)
   }

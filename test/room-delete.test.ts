@@ -184,6 +184,14 @@ test('a Hocuspocus document of a deleted room is closed alone; its socket\'s oth
   const reader = connect(server.url, 'stays')
   t.after(() => reader.destroy())
   await waitFor(() => reader.text.toString() === 'still here', { message: 'the other document still syncs on the same socket' })
+  // Disconnected with a code that means "come back": the socket closes, the provider reconnects
+  // and authenticates the document again.
+  let disconnects = 0
+  socket.on('disconnect', () => { disconnects++ })
+  assert.equal(await server.rooms.disconnect('stays', { code: 4000, reason: 'come back' }), 2, 'the document and the reader')
+  await waitFor(() => disconnects === 1 && providers[1]!.isSynced, { message: 'the socket reconnected' })
+  docs[1]!.getText('text').insert(0, 'back: ')
+  await waitFor(() => reader.text.toString() === 'back: still here', { message: 'edits flow again after the reconnect' })
 })
 
 test('disconnect closes the room\'s connections with the code and reason given; the room stays', async (t) => {
