@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import WebSocket from 'ws'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
+import { WebsocketProvider as ProviderV2 } from 'y-websocket-v2'
 import { startServer, type CoeditServer } from '../server/index.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
 import { MemoryStore } from '../server/persistence/memory.js'
@@ -165,6 +166,38 @@ test('a deleted room\'s old client: its copy comes back without a tombstone, and
     const stored = new Y.Doc()
     Y.applyUpdate(stored, Y.mergeUpdates((await server.store.load(room)).updates))
     assert.equal(stored.getText('text').toString(), 'clean start', 'storage holds nothing of the old room')
+  }
+})
+
+test('a y-websocket 2.x provider reconnects after any close: it sends the old copy back, unless a tombstone refuses it at each attempt', async (t) => {
+  const server = await startServer({ storage: 'memory' })
+  t.after(() => server.close())
+  for (const tombstone of [false, true]) {
+    const room = `v2-${tombstone}`
+    const doc = new Y.Doc()
+    const v2 = new ProviderV2(server.url, room, doc, {
+      // ws implements the WebSocket API the provider needs; its types differ from the DOM's.
+      WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
+      disableBc: true,
+      resyncInterval: -1,
+    })
+    const codes: number[] = []
+    v2.on('connection-close', (event: { code: number } | null) => { if (event) codes.push(event.code) })
+    t.after(() => { v2.destroy(); doc.destroy() })
+    await waitFor(() => v2.synced, { message: 'the 2.x provider synced' })
+    doc.getText('text').insert(0, 'two-point-x content')
+    await waitFor(async () => (await server.store.load(room)).updates.length > 0, { message: 'stored' })
+    await server.rooms.delete(room, { tombstone })
+    if (!tombstone) {
+      await waitFor(async () => (await server.store.load(room)).updates.length > 0, { message: 'the 2.x provider sent its copy back' })
+      const reader = connect(server.url, room)
+      t.after(() => reader.destroy())
+      await waitFor(() => reader.text.toString() === 'two-point-x content', { message: 'the old content is back' })
+      continue
+    }
+    await waitFor(() => codes.length >= 2, { message: 'refused again after reconnecting' })
+    assert.deepEqual(codes.slice(0, 2), [4410, 4410])
+    assert.deepEqual((await server.store.load(room)).updates, [], 'nothing of it is stored')
   }
 })
 
