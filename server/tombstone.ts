@@ -30,11 +30,14 @@ export type Tombstone = ReadonlyMap<number, number>
 
 /**
  * The tombstone of a room whose stored updates are `updates` (its compacted state and log,
- * in any order), merged with the room's earlier tombstone, if any. An update that cannot
+ * in any order), merged with earlier tombstones (the room's own, one of part of its log). An update that cannot
  * be parsed adds nothing (it could not be served either).
  */
-export function tombstoneOf(updates: Iterable<Uint8Array>, previous?: Uint8Array): Uint8Array {
-  const clocks = new Map<number, number>(previous ? decodeTombstone(previous) : [])
+export function tombstoneOf(updates: Iterable<Uint8Array>, ...previous: Array<Uint8Array | undefined>): Uint8Array {
+  const clocks = new Map<number, number>()
+  for (const earlier of previous) {
+    if (earlier) for (const [client, clock] of decodeTombstone(earlier)) clocks.set(client, Math.max(clock, clocks.get(client) ?? 0))
+  }
   for (const update of updates) {
     let to: Map<number, number>
     try {

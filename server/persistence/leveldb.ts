@@ -212,48 +212,69 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   /**
-   * Deletes every key of `room` in one batch (and writes its tombstone). It takes its turn
-   * among the appends as the group commit orders them (see GroupCommit.exclusive), and on the
-   * room's chain after its compactions and version writes in progress: nothing of the room is
-   * being written while its keys are read and deleted. Its generation grows at the call, so
-   * appends and other writes made for the old one are refused from that moment.
+   * Deletes every key of `room` in one batch (and writes its tombstone), on the room's chain
+   * after its compactions and version writes in progress, so that none meets it halfway.
+   * The room's keys are read first, outside the group commit; then, in a turn of its own
+   * among the appends (GroupCommit.exclusive), the few written meanwhile are read and the
+   * batch is written: a delete of a long log holds up no other room's appends while it
+   * reads. Its generation grows at the call, so appends and other writes made for the old
+   * one are refused from that moment.
    */
   delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
     if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
     const deleted = this.generations.get(room) ?? 0
     this.generations.set(room, deleted + 1)
-    const before = this.chainOf(room)
-    const run = this.commits.exclusive(async () => {
-      await before
-      const existed = await this.deleteNow(room, options)
-      return { existed, deleted }
+    return this.serialized(room, async () => {
+      const read = await this.roomKeys(room, options.tombstone === true)
+      // The clients of the bulk of the log, before the turn that holds up other rooms' appends.
+      const bulk = options.tombstone ? tombstoneOf(read.content) : undefined
+      return this.commits.exclusive(async () => {
+        // Appends written since the first read: only the log's tail and the metadata changed.
+        const tail = await this.roomKeys(room, options.tombstone === true, read.after)
+        const [state, meta, base, tombstone] = await this.db.getMany([stateKey(room), metaKey(room), logBaseKey(room), tombstoneKey(room)])
+        const ops: BatchOp[] = [...read.keys, ...tail.keys].map((key) => ({ type: 'del', key }))
+        const existed = ops.length > 0 || state !== undefined || meta !== undefined || base !== undefined || tombstone !== undefined
+        for (const key of [stateKey(room), metaKey(room), logBaseKey(room)]) ops.push({ type: 'del', key })
+        if (bulk) {
+          const content = [...tail.content, ...(state ? [decodeState(state).state] : []), ...(base ? [decodeLogBase(base).state] : [])]
+          const kept = tombstoneOf(content, tombstone, bulk)
+          if (!isEmptyTombstone(kept)) ops.push({ type: 'put', key: tombstoneKey(room), value: kept })
+        } else if (tombstone !== undefined) {
+          ops.push({ type: 'del', key: tombstoneKey(room) })
+        }
+        await this.db.batch(ops, { sync: this.sync })
+        this.nextSeq.set(room, 1)
+        this.metaWrittenAt.delete(room)
+        return { existed, deleted }
+      })
     })
-    this.chain(room, run)
-    return run
   }
 
-  private async deleteNow(room: string, options: DeleteOptions): Promise<boolean> {
-    const ops: BatchOp[] = []
+  /**
+   * The keys of `room` there can be many of: its updates and their marks (past `after`, when
+   * given: the tail since an earlier read) and, in a first read, its versions; the updates'
+   * bytes when `values`; and where its update and mark keys end.
+   */
+  private async roomKeys(room: string, values: boolean, after?: { updates: number; marks: number }): Promise<{ keys: string[]; content: Uint8Array[]; after: { updates: number; marks: number } }> {
+    const keys: string[] = []
     const content: Uint8Array[] = []
-    for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), markPrefix(room)]) {
-      const isUpdate = prefix === updatePrefix(room)
-      for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefixEnd(prefix), values: isUpdate })) {
-        ops.push({ type: 'del', key })
-        if (isUpdate) content.push(value)
+    const end = { ...(after ?? { updates: 0, marks: 0 }) }
+    for await (const [key, value] of this.db.iterator({ gt: updateKey(room, end.updates), lt: prefixEnd(updatePrefix(room)), values })) {
+      keys.push(key)
+      if (values) content.push(value)
+      end.updates = seqOfUpdateKey(key)
+    }
+    for await (const key of this.db.keys({ gt: markKey(room, end.marks), lt: prefixEnd(markPrefix(room)) })) {
+      keys.push(key)
+      end.marks = seqOfUpdateKey(key)
+    }
+    // Versions are written on the room's chain, which the delete holds: read once.
+    if (!after) {
+      for (const prefix of [versionMetaPrefix(room), versionStatePrefix(room)]) {
+        for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) keys.push(key)
       }
     }
-    const [state, meta, base, tombstone] = await this.db.getMany([stateKey(room), metaKey(room), logBaseKey(room), tombstoneKey(room)])
-    if (state !== undefined) content.push(decodeState(state).state)
-    if (base !== undefined) content.push(decodeLogBase(base).state)
-    const existed = ops.length > 0 || state !== undefined || meta !== undefined || base !== undefined || tombstone !== undefined
-    for (const key of [stateKey(room), metaKey(room), logBaseKey(room)]) ops.push({ type: 'del', key })
-    const kept = options.tombstone ? tombstoneOf(content, tombstone) : undefined
-    if (kept && !isEmptyTombstone(kept)) ops.push({ type: 'put', key: tombstoneKey(room), value: kept })
-    else if (tombstone !== undefined) ops.push({ type: 'del', key: tombstoneKey(room) })
-    await this.db.batch(ops, { sync: this.sync })
-    this.nextSeq.set(room, 1)
-    this.metaWrittenAt.delete(room)
-    return existed
+    return { keys, content, after: end }
   }
 
   async listRooms(): Promise<RoomInfo[]> {

@@ -396,9 +396,11 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
    */
   async delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
-    // A turn of the group commit: this process's appends called before it are deleted with
-    // the rest, those called after it go to the new room (other processes': see the row lock).
-    return this.commits.exclusive(() => this.withRetry(() => this.inRoomTransaction(room, async (client) => {
+    // This process's appends called before it are written first (and deleted with the rest);
+    // the transaction itself does not hold up the group commit: appends of the room made
+    // after it wait for its row lock, and see the generation it leaves.
+    await this.commits.exclusive(async () => {})
+    return this.withRetry(() => this.inRoomTransaction(room, async (client) => {
       const { rows } = await client.query<{ generation: string; last_seq: string; tombstone: Buffer | null }>(
         `SELECT generation, last_seq, tombstone FROM ${this.s}.rooms WHERE name = $1 FOR UPDATE`, [room],
       )
@@ -406,9 +408,10 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       const deleted = Number(row?.generation ?? 0)
       let tombstone: Uint8Array | null = null
       if (options.tombstone && row) {
+        // The log's entries are in `updates` or, compacted, in `states`: not read twice.
         const content = await client.query<{ data: Buffer }>(
           `SELECT data FROM ${this.s}.states WHERE room = $1 UNION ALL SELECT data FROM ${this.s}.updates WHERE room = $1
-           UNION ALL SELECT data FROM ${this.s}.log_bases WHERE room = $1 UNION ALL SELECT data FROM ${this.s}.log WHERE room = $1`,
+           UNION ALL SELECT data FROM ${this.s}.log_bases WHERE room = $1`,
           [room],
         )
         tombstone = tombstoneOf(content.rows.map((r) => r.data), row.tombstone ?? undefined)
@@ -425,7 +428,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
         )
       }
       return { existed: removed > 0 || Number(row?.last_seq ?? 0) > 0 || row?.tombstone != null, deleted }
-    })))
+    }))
   }
 
   private roomLock(room: string): string {

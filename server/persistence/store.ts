@@ -10,11 +10,12 @@
  * - `compact(room, state, upTo)` replaces updates 1..upTo by `state`, which must be
  *   their merge; appends running concurrently are not affected.
  * - `delete(room)` removes everything stored of the room (log, state, metadata, history log,
- *   versions) in one atomic step, ordered with the room's appends: an append called before
- *   it is deleted with the rest, one called after it starts the room afresh. It makes the
- *   room's `generation` grow, and a write naming an older generation (a process that loaded
- *   the room before the delete) is refused with ROOM_DELETED, so nothing of the deleted room
- *   is written back into the new one.
+ *   versions) in one atomic step: an append called before it is deleted with the rest, one
+ *   called once it resolved starts the room afresh. It makes the room's `generation` grow at
+ *   the call, and from then on a write naming an older generation (a process that loaded the
+ *   room before the delete) is refused with ROOM_DELETED, so nothing of the deleted room is
+ *   written back into the new one. (An append naming no generation, called while the delete
+ *   runs, may land on either side of it.)
  */
 import { CoeditError } from '../errors.js'
 

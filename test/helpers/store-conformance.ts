@@ -366,15 +366,18 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     assert.equal(replay((await store.load('r')).updates), 'x')
   })
 
-  withStore('a delete is ordered with the appends called around it', async ({ store }) => {
+  withStore('appends called before a delete go with it, fenced ones called after it are refused', async ({ store }) => {
     const e = editor()
-    const first = store.append('r', [e.edit('a')])
+    const generation = (await store.load('r')).generation ?? 0
+    const before = [store.append('r', [e.edit('a')]), store.append('r', [e.edit('b')], { generation })]
     const deleted = store.delete('r')
+    const late = store.append('r', [e.edit('c')], { generation }).then(() => 'stored', (err: { code?: string }) => err.code)
+    await Promise.all([...before, deleted])
+    assert.equal(await late, 'ROOM_DELETED')
+    assert.deepEqual((await store.load('r')).updates, [])
     const fresh = editor()
-    const after = store.append('r', [fresh.edit('z')])
-    await Promise.all([first, deleted, after])
+    assert.equal(await store.append('r', [fresh.edit('z')], { generation: (await store.load('r')).generation ?? 0 }), 1)
     assert.equal(replay((await store.load('r')).updates), 'z')
-    assert.equal(await after, 1)
   })
 
   withStore('a fenced compaction racing a delete never brings the room back', async ({ store }) => {
