@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
-import { startServer, type CoeditServer, type StartOptions } from '../../server/index.js'
 
 export async function tempDir(prefix = 'coedit-test-'): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix))
@@ -72,11 +71,6 @@ export function connect(url: string, room: string, options: { doc?: Y.Doc; conne
 
 export function synced(client: Client, timeout = HANG_GUARD_MS): Promise<unknown> {
   return waitFor(() => client.provider.synced, { timeout, message: 'provider synced' })
-}
-
-/** Starts a server for one test; `t.after` style cleanup is the caller's. */
-export async function withServer(options: StartOptions = {}): Promise<CoeditServer> {
-  return startServer({ port: 0, ...options })
 }
 
 /** A small seeded PRNG (mulberry32), the bench's own, so randomized tests replay from a printed seed. */
