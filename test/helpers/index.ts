@@ -73,8 +73,8 @@ export function synced(client: Client, timeout = HANG_GUARD_MS): Promise<unknown
   return waitFor(() => client.provider.synced, { timeout, message: 'provider synced' })
 }
 
-/** A small seeded PRNG (mulberry32), the bench's own, so randomized tests replay from a printed seed. */
-export { prng } from '../../scripts/bench/stats.js'
+/** A small seeded PRNG (mulberry32), so randomized tests replay from a printed seed. */
+export { prng } from './prng.js'
 
 /** The seed for a randomized test: SEED from the environment to replay, else a fresh one. */
 export function testSeed(): number {
