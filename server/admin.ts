@@ -23,7 +23,7 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import * as Y from 'yjs'
 import { refuse, type BearerGuard } from './bearer.js'
-import { CoeditError } from './errors.js'
+import { CoeditError, type ErrorCode } from './errors.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from './doc-ops.js'
 import { verifyBackup } from './backup-format.js'
 import { DIFF_FORMATS, type DiffFormat } from './diff.js'
@@ -60,7 +60,7 @@ export interface AdminOptions {
 /** Endpoints that take no body still get a bound: a declared body past this is refused (413). */
 const MAX_EMPTY_BODY = 64 * 1024
 
-const STATUS: Record<string, number> = {
+const STATUS: Partial<Record<ErrorCode, number>> = {
   UNAUTHORIZED: 401,
   TOO_MANY_ATTEMPTS: 429,
   ROOM_NOT_FOUND: 404,
@@ -247,9 +247,10 @@ export function adminRoutes(options: AdminOptions): Route {
         res.destroy(err as Error)
         return true
       }
-      const thrown = (err as { code?: unknown }).code
-      const code = err instanceof CoeditError ? err.code : thrown === 'BAD_UPDATE' || thrown === 'TOO_DEEP' ? thrown : 'INTERNAL'
-      const status = STATUS[code] ?? 500
+      // A ProtocolError (a refused import) is a CoeditError too.
+      const known = err instanceof CoeditError ? err.code : undefined
+      const code = known ?? 'INTERNAL'
+      const status = known ? STATUS[known] ?? 500 : 500
       const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
       // The rest of a refused body is not worth reading: close instead of keeping the connection.
       if (status === 413) res.setHeader('Connection', 'close')

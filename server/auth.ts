@@ -100,7 +100,6 @@ export const MAX_USER_ID_LENGTH = 256
 /** A `sub` usable as a user id: a non-empty string, not too long, no control characters (it is printed by the CLI). */
 export function userIdOf(sub: unknown): string | undefined {
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) return undefined
-  // eslint-disable-next-line no-control-regex
   return /[\u0000-\u001f\u007f-\u009f]/.test(sub) ? undefined : sub
 }
 

@@ -3,12 +3,14 @@
  * variable, default and help text. Parsed once at the entry point and passed down;
  * nothing reads the environment anywhere else.
  */
-import { UsageError, helpRows, parseFlags, type FlagSpecs } from './args.js'
+import { helpRows, parseFlags, type FlagSpecs } from './args.js'
+import { UsageError } from './errors.js'
 import { webhookKey } from './webhook-signature.js'
 import { MIN_SECRET_BYTES } from './auth.js'
 import { parseDuration } from './duration.js'
 
-export { UsageError } from './args.js'
+// Its home is errors.ts; re-exported for the modules that took it from here.
+export { UsageError } from './errors.js'
 export { parseDuration } from './duration.js'
 
 export interface ServerConfig {

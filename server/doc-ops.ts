@@ -174,7 +174,6 @@ type RootKind = 'text' | 'map' | 'array' | 'xml'
  * before anything calls `doc.get(name, Constructor)` on the same document.
  */
 // YEvent<any>: the element type of `doc.share`.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
   if (type instanceof Y.Text) return 'text'
   if (type instanceof Y.Map) return 'map'
@@ -196,7 +195,6 @@ function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
 }
 
 // any: each root type has its own event type; the UndoManager takes any of them.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function typedRoot(doc: Y.Doc, name: string, kind: RootKind): Y.AbstractType<any> {
   switch (kind) {
     case 'text': return doc.getText(name)

@@ -46,7 +46,7 @@ export function storeAccess(store: Store): RoomAccess {
       try {
         checkRoomNesting(decodeUpdateChecked(update), doc, new InflightUpdates(), DEFAULT_CONFIG.maxNestingDepth)
       } catch (err) {
-        throw new CoeditError((err as { code?: string }).code ?? 'BAD_UPDATE', (err as Error).message)
+        throw err instanceof CoeditError ? err : new CoeditError('BAD_UPDATE', (err as Error).message)
       } finally {
         doc.destroy()
       }

@@ -8,12 +8,11 @@ import { clientAddress } from './auth.js'
 import { BearerGuard, bearerOf, refuse } from './bearer.js'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config.js'
-import { PAGE_CSP, sendJson, sendText, type Route } from './http.js'
+import { sendJson, sendText, type Route } from './http.js'
 import { Metrics, type TrafficTotals } from './metrics.js'
 import type { Store } from './persistence/store.js'
 import { probeRoutes } from './probes.js'
 import type { RegistryObserver, RoomRegistry } from './registry.js'
-import { STATUS_CSS, STATUS_HTML, STATUS_JS } from './status-page.js'
 import { Webhooks } from './webhooks.js'
 import type { Containment } from './containment.js'
 
@@ -151,15 +150,6 @@ export class Ops {
       },
       async (req, res, url) => {
         switch (url.pathname) {
-          case '/status':
-            sendText(res, 200, STATUS_HTML, 'text/html; charset=utf-8', { 'Content-Security-Policy': PAGE_CSP })
-            return true
-          case '/status/status.js':
-            sendText(res, 200, STATUS_JS, 'text/javascript; charset=utf-8')
-            return true
-          case '/status/status.css':
-            sendText(res, 200, STATUS_CSS, 'text/css; charset=utf-8')
-            return true
           case '/status.json': {
             // Room names are share links and people's names are personal: only the admin token
             // shows them. Loopback is not trusted for this (a reverse proxy on this host is loopback).

@@ -542,11 +542,6 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   // ---- end of history, backup and health ----------------------------------------------
-
-  /** Drops the schema: for tests that made their own. */
-  async dropSchema(): Promise<void> {
-    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.s} CASCADE`)
-  }
 }
 
 function toBuffer(u: Uint8Array): Buffer {

@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
-import { startServer, type CoeditServer, type StartOptions } from '../../server/index.js'
 
 export async function tempDir(prefix = 'coedit-test-'): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix))
@@ -74,13 +73,8 @@ export function synced(client: Client, timeout = HANG_GUARD_MS): Promise<unknown
   return waitFor(() => client.provider.synced, { timeout, message: 'provider synced' })
 }
 
-/** Starts a server for one test; `t.after` style cleanup is the caller's. */
-export async function withServer(options: StartOptions = {}): Promise<CoeditServer> {
-  return startServer({ port: 0, ...options })
-}
-
-/** A small seeded PRNG (mulberry32), the bench's own, so randomized tests replay from a printed seed. */
-export { prng } from '../../scripts/bench/stats.js'
+/** A small seeded PRNG (mulberry32), so randomized tests replay from a printed seed. */
+export { prng } from './prng.js'
 
 /** The seed for a randomized test: SEED from the environment to replay, else a fresh one. */
 export function testSeed(): number {

@@ -6,7 +6,9 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
+import { AUTH_PERMISSION_DENIED, COEDIT_OPT_IN_PARAM, COEDIT_PROTOCOL_VERSION, MESSAGE_AUTH } from '../../server/protocol.js'
 import { TextareaBinding } from './binding.js'
+import { byId } from './dom.js'
 import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
 import { Presence } from './presence.js'
 import { SaveStatus, countingWebSocket, type Connection, type Saved } from './status.js'
@@ -28,14 +30,6 @@ const SAVED_TEXT: Record<Saved, string> = {
   'offline-unsaved': 'Offline — not saved',
   offline: 'No unsaved edits',
   'read-only': 'Read-only — your edits are not saved',
-}
-const MESSAGE_AUTH = 2
-const AUTH_PERMISSION_DENIED = 0
-
-function byId<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id)
-  if (!el) throw new Error(`#${id} missing from the page`)
-  return el as T
 }
 
 function roomFromPath(): string | null {
@@ -64,7 +58,7 @@ function start(): void {
   const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
   const token = tokenFromFragment(location.hash)
   const provider = new WebsocketProvider(wsBase, encodeURIComponent(room), doc, {
-    params: token ? { coedit: '1', token } : { coedit: '1' },
+    params: { [COEDIT_OPT_IN_PARAM]: String(COEDIT_PROTOCOL_VERSION), ...(token ? { token } : {}) },
     WebSocketPolyfill: countingWebSocket(WebSocket),
   })
   let idb: IndexeddbPersistence | undefined
