@@ -45,12 +45,14 @@ export interface MomentOptions {
   maxSpan: number
   /** Log entries one page may read at most. */
   maxEntries: number
-  /** Seq numbers read per log read. */
+  /** Seq numbers read per log read, at most (the first read is smaller). */
   chunk: number
 }
 
 export const DEFAULT_MOMENT_OPTIONS: MomentOptions = { limit: 50, gap: 1000, maxSpan: 60_000, maxEntries: 5000, chunk: 2500 }
 export const MAX_MOMENT_LIMIT = 200
+/** Seq numbers of a page's first log read; each further read doubles, up to `chunk`. */
+const FIRST_CHUNK = 256
 
 /** Where a page ends: its last moment, and the seq below which the bursts not yet listed lie. */
 export interface Cursor {
@@ -91,13 +93,16 @@ const keyOf = (m: Moment): { at: number; kind: 'e' | 'v'; key: number } =>
  */
 export async function* burstsBackward(read: LogReader, edge: number, untilAt: number | undefined, options: MomentOptions, budget: { left: number; cut: boolean }): AsyncGenerator<EditsMoment> {
   let hi = edge - 1
+  // Small first: a page of short bursts needs a few hundred updates, not a whole chunk.
+  let size = Math.min(options.chunk, FIRST_CHUNK)
   let current: (EditsMoment & { names: Set<string> }) | undefined
   const done = (b: EditsMoment & { names: Set<string> }): EditsMoment => {
     const { names, ...moment } = b
     return { ...moment, users: [...names].sort() }
   }
   while (hi >= 1 && budget.left > 0) {
-    const lo = Math.max(0, hi - Math.min(options.chunk, budget.left))
+    const lo = Math.max(0, hi - Math.min(size, budget.left))
+    size = Math.min(options.chunk, size * 2)
     const log = await read({ afterSeq: lo, ...(untilAt === undefined ? {} : { untilAt }) })
     const entries = log.entries.filter((e) => e.seq <= hi)
     if (entries.length === 0) break
