@@ -23,13 +23,14 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import * as Y from 'yjs'
 import { refuse, type BearerGuard } from './bearer.js'
-import { CoeditError, type ErrorCode } from './errors.js'
+import { CoeditError } from './errors.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from './doc-ops.js'
 import { verifyBackup } from './backup-format.js'
 import { DIFF_FORMATS, type DiffFormat } from './diff.js'
 import { DEFAULT_ACTIVITY_BUCKET } from './history-log.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
+import { MAX_EMPTY_BODY, checkDeclaredLength, sendApiError } from './api-errors.js'
 import { Operations, type RoomAccess } from './operations.js'
 import { checkRoomName, decodeRoomPath } from './room-name.js'
 import { computeRevertInWorker } from './revert-thread.js'
@@ -57,31 +58,8 @@ export interface AdminOptions {
   now?: () => number
 }
 
-/** Endpoints that take no body still get a bound: a declared body past this is refused (413). */
-const MAX_EMPTY_BODY = 64 * 1024
-
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  UNAUTHORIZED: 401,
-  TOO_MANY_ATTEMPTS: 429,
-  ROOM_NOT_FOUND: 404,
-  VERSION_NOT_FOUND: 404,
-  NOT_FOUND: 404,
-  BAD_REQUEST: 400,
-  BAD_ROOM_NAME: 400,
-  BAD_FILE: 400,
-  BAD_BACKUP: 400,
-  BAD_TIME: 400,
-  BAD_UPDATE: 400,
-  TOO_DEEP: 422,
-  NOT_TEXT: 400,
-  DIFF_TOO_COSTLY: 422,
-  NOT_EMPTY: 409,
-  TOO_LARGE: 413,
-  HISTORY_UNAVAILABLE: 501,
-}
-
 /** Reads through the server's live rooms; a room loaded only for this unloads after the grace period. */
-function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper): RoomAccess {
+export function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper): RoomAccess {
   return {
     live: true,
     async current(room) {
@@ -91,9 +69,9 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
       const stored = await store.load(room)
       return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq }
     },
-    async apply(room, update) {
+    async apply(room, update, meta) {
       const live = await registry.get(room)
-      await live.applyAdminUpdate(update)
+      await live.applyAdminUpdate(update, meta?.user)
       // The registry unloads a room when its last connection leaves; one nobody joined never had one.
       if (live.size === 0) live.onEmpty(live)
       return live.lastApplied
@@ -102,12 +80,6 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
       await history.record(room, state, seq, options)
     },
   }
-}
-
-/** Refuses a body whose declared length is past `limit` before reading any of it. */
-function checkDeclaredLength(req: IncomingMessage, limit: number, option: string): void {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
 }
 
 /**
@@ -242,19 +214,7 @@ export function adminRoutes(options: AdminOptions): Route {
     try {
       await handle(req, res, url)
     } catch (err) {
-      if (res.headersSent) {
-        // Mid-stream (a backup): cutting the connection makes the client see a truncated file.
-        res.destroy(err as Error)
-        return true
-      }
-      // A ProtocolError (a refused import) is a CoeditError too.
-      const known = err instanceof CoeditError ? err.code : undefined
-      const code = known ?? 'INTERNAL'
-      const status = known ? STATUS[known] ?? 500 : 500
-      const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
-      // The rest of a refused body is not worth reading: close instead of keeping the connection.
-      if (status === 413) res.setHeader('Connection', 'close')
-      sendJson(res, status, { error: { code, message } })
+      sendApiError(res, err)
     }
     return true
   }

@@ -43,7 +43,7 @@ export interface Peer {
 export type UpdateOrigin =
   | { readonly source: 'connection'; readonly peer: Peer }
   | { readonly source: 'load' }
-  | { readonly source: 'admin' }
+  | { readonly source: 'admin'; readonly user?: string }
   | { readonly source: 'remote' }
 
 const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
@@ -420,7 +420,7 @@ export class Room {
     this.storedBytes += update.length
     this.inflightBytes += update.length
     this.inflight.add(update, decoded, depths)
-    const user = origin.source === 'connection' ? origin.peer.user?.id : undefined
+    const user = origin.source === 'connection' ? origin.peer.user?.id : origin.source === 'admin' ? origin.user : undefined
     const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
@@ -535,12 +535,15 @@ export class Room {
     return this.presence.encodeLocal()
   }
 
-  /** Merges an update from the admin API or an import; resolves once stored and relayed. */
-  async applyAdminUpdate(update: Uint8Array): Promise<void> {
+  /**
+   * Merges an update from the admin API, an import or a restore from the history panel;
+   * resolves once stored and relayed. `user`: who asked (recorded in the history log).
+   */
+  async applyAdminUpdate(update: Uint8Array, user?: string): Promise<void> {
     const decoded = decodeUpdateChecked(update)
     if (decoded.empty) return
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
-    await this.enqueueWrite(update, decoded, depths, ADMIN_ORIGIN, undefined, 0)
+    await this.enqueueWrite(update, decoded, depths, user === undefined ? ADMIN_ORIGIN : { source: 'admin', user }, undefined, 0)
   }
 
   private ack(peer: Peer, count: number): void {

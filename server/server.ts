@@ -19,6 +19,7 @@ import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
 import { Transport, rejectUpgrade } from './transport.js'
 import { adminRoutes } from './admin.js'
+import { bearerAuthorizer, historyRoutes } from './history-api.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
@@ -26,7 +27,7 @@ import { createContainment, type FaultSpec } from './containment.js'
 import { ConnectionGuard } from './connections.js'
 import { hostCheck } from './host-check.js'
 import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
-import { OPEN_GRANT } from './auth.js'
+import { OPEN_GRANT, originAllowed } from './auth.js'
 import { checkRoomName } from './room-name.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
@@ -143,6 +144,11 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const routes: Route[] = [
     ...ops.routes(),
     editorRoutes(),
+    historyRoutes({
+      authorize: bearerAuthorizer(auth), store, registry, history, containment, now: clock,
+      originAllowed: (req) => originAllowed(req, security.transport.origins ?? [], config.trustProxy),
+      maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
+    }),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),

@@ -17,7 +17,7 @@ import { signToken } from '../server/auth.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
 import { PACKAGE_ROOT } from '../server/paths.js'
 import {
-  SKIP_MESSAGE, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, selection, setCaret,
+  SKIP_MESSAGE, assertNoErrors, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, selection, setCaret,
   waitForConnected, waitForSaved, type EditorPage, type TextArea,
 } from './helpers/browser.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor } from './helpers/index.js'
@@ -138,10 +138,6 @@ if (!browserAvailable() && !process.env.CI) {
       pages.push(p)
       await waitForConnected(p.page)
       return p
-    }
-
-    function assertNoErrors(...ps: EditorPage[]): void {
-      for (const p of ps) assert.deepEqual(p.errors, [], 'console errors or uncaught exceptions in the page')
     }
 
     before(async () => {
@@ -554,9 +550,8 @@ if (!browserAvailable() && !process.env.CI) {
         } finally {
           await frame.close()
         }
+        // The README's image, with the history panel in it, is browser-history.test.ts's.
         await writeFile(join(ARTIFACTS, 'editor-two-users.png'), png)
-        // The README's image is refreshed on request only, so ordinary runs leave the tree clean.
-        if (process.env.UPDATE_SCREENSHOT) await writeFile(join(PACKAGE_ROOT, 'web', 'screenshot.png'), png)
         assertNoErrors(a, b)
       } finally {
         await a.close()

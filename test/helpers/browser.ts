@@ -2,6 +2,7 @@
  * Browser test helpers: Debian's Chromium driven by playwright-core, the web pages (editor,
  * status page) built on demand, and pages that record every console error.
  */
+import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -101,6 +102,10 @@ export async function openEditor(browser: Browser, url: string, options: OpenOpt
       else await page.close()
     },
   }
+}
+
+export function assertNoErrors(...pages: EditorPage[]): void {
+  for (const p of pages) assert.deepEqual(p.errors, [], 'console errors or uncaught exceptions in the page')
 }
 
 export async function waitForConnected(page: Page, timeout = 20_000): Promise<void> {

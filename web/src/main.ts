@@ -13,6 +13,8 @@ import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
 import { Presence } from './presence.js'
 import { SaveStatus, countingWebSocket, type Connection, type Saved } from './status.js'
 import { accessOf, tokenFromFragment } from './token.js'
+import { HistoryClient } from './history-client.js'
+import { HistoryPanel } from './history-panel.js'
 import * as decoding from 'lib0/decoding'
 
 /** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
@@ -48,6 +50,7 @@ function start(): void {
   if (room === null) {
     byId('connection').textContent = 'This address names no valid room.'
     textarea.disabled = true
+    byId('history-open').hidden = true
     return
   }
   document.title = `${room} · coedit`
@@ -129,6 +132,13 @@ function start(): void {
       ?? done('Copy the address bar')
   })
 
+  const history = new HistoryPanel({
+    toggle: byId('history-open'), panel: byId('history'), close: byId('history-close'), status: byId('history-status'),
+    list: byId('history-list'), more: byId('history-more'), exact: byId('history-exact'), view: byId('history-view'),
+    viewTitle: byId('history-view-title'), showChanges: byId('history-show-changes'), legend: byId('history-legend'),
+    preview: byId('history-preview'), note: byId('history-note'), restore: byId('history-restore'),
+  }, new HistoryClient(room, token), () => ytext.toString())
+
   // A closed tab leaves the presence list at once, not after the awareness timeout.
   window.addEventListener('pagehide', () => provider.awareness.setLocalState(null))
   window.addEventListener('pageshow', (e) => {
@@ -138,7 +148,7 @@ function start(): void {
   // For tests and the curious: the live objects, and a way to wait for IndexedDB writes.
   Object.assign(window, {
     coedit: {
-      doc, ytext, provider, binding, status,
+      doc, ytext, provider, binding, status, history,
       /** Resolves once every update so far is written to IndexedDB (transactions run in order). */
       idbFlushed: () => new Promise<void>((resolve) => {
         const db = idb?.db
