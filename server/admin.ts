@@ -95,7 +95,7 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
       const live = await registry.get(room)
       await live.applyAdminUpdate(update)
       // The registry unloads a room when its last connection leaves; one nobody joined never had one.
-      if (live.size === 0) live.onEmpty(live)
+      registry.release(live)
       return live.lastApplied
     },
     async recordVersion(room, state, seq, options) {

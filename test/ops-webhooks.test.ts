@@ -188,7 +188,7 @@ test('every retry happens, though timers can fire before Date.now() reaches thei
     const hooks = new Webhooks(
       { urls: [dead], secret: SECRET, debounce: 0, includeText: false, retries: 2, backoff: 1, timeout: 5000, maxQueue: 10 },
       createLogger('silent'),
-      (result) => results.push(result),
+      { emit: (_name, { result }) => { results.push(result) }, listens: () => true },
     )
     try {
       // Only the fields a notice reads.
