@@ -78,7 +78,7 @@ export class Events<M, B = Record<never, never>> implements EventSink<M>, Before
     if (!list) return
     for (const { fn, label } of list) {
       try {
-        this.containment.check('hook', roomOf(event))
+        if (this.containment.injecting) this.containment.check('hook', roomOf(event))
         const result = (fn as Listener<M[K]>)(event)
         if (result !== undefined && result !== null && typeof (result as PromiseLike<unknown>).then === 'function') {
           (result as PromiseLike<unknown>).then(undefined, (err: unknown) => this.report(name, label, event, err))

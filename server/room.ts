@@ -217,7 +217,10 @@ export class Room {
       peers: () => this.peers.keys(),
       containment: forRoom(options.containment, name),
       // Presence is this room's own part: its callback is internal wiring, the event is the room's.
-      onLocalChange: (update) => this.events.emit('awareness.local', { room: this, update }),
+      onLocalChange: (encode) => {
+        // Encoded only for a listener (cluster mode): a single process has none.
+        if (this.events.listens('awareness.local')) this.events.emit('awareness.local', { room: this, update: encode() })
+      },
       limits: {
         maxStateBytes: options.maxAwarenessSize ?? Infinity,
         maxDepth: options.maxAwarenessDepth ?? Infinity,
