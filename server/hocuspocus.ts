@@ -42,7 +42,7 @@ export interface Wire {
 export interface StatelessEvent {
   room: string
   payload: string
-  connection: { id: string; access: Access }
+  connection: { id: string; access: Access; user: User | undefined }
   /** Sends `payload` to every other Hocuspocus connection of the room. */
   broadcast(payload: string): void
 }
@@ -92,7 +92,7 @@ export class HocuspocusHub {
     const event: StatelessEvent = {
       room: from.room,
       payload,
-      connection: { id: from.id, access: from.readOnly ? 'read' : 'write' },
+      connection: { id: from.id, access: from.readOnly ? 'read' : 'write', user: from.user },
       broadcast: (out) => {
         for (const peer of this.byRoom.get(from.room) ?? []) if (peer !== from) peer.sendStateless(out)
       },
