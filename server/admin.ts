@@ -71,9 +71,9 @@ export function liveAccess(registry: RoomRegistry, store: Store, history: Histor
     },
     async apply(room, update, meta) {
       const live = await registry.get(room)
-      await live.applyAdminUpdate(update, meta?.user)
+      await live.applyAdminUpdate(update, meta?.user === undefined ? undefined : { id: meta.user })
       // The registry unloads a room when its last connection leaves; one nobody joined never had one.
-      if (live.size === 0) live.onEmpty(live)
+      registry.release(live)
       return live.lastApplied
     },
     async recordVersion(room, state, seq, options) {

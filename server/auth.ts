@@ -26,13 +26,14 @@ export interface Grant {
   readonly rooms: readonly string[]
   /** ms since the epoch, or undefined for a token without `exp`. */
   readonly expiresAt: number | undefined
-  /** The token's `sub` claim: the user the history log records for this connection's changes. */
-  readonly sub?: string
+  /** Who connects: the token's `sub` claim as `id`, or what the `authenticate` hook said. The history log records `id`. */
+  readonly user?: { readonly id: string; readonly name?: string }
 }
 
 export type AuthResult =
   | { ok: true; grant: Grant }
-  | { ok: false; status: 401 | 403; code: string; reason: string }
+  /** 401/403: no or bad credentials / not for this room; 500: the check broke; 503: it timed out (server/authorizer.ts). */
+  | { ok: false; status: 401 | 403 | 500 | 503; code: string; reason: string }
 
 /** HS256 needs a key at least as long as its hash (RFC 7518 §3.2). */
 export const MIN_SECRET_BYTES = 32
@@ -91,7 +92,7 @@ function grantOf(payload: Record<string, unknown>): Grant | undefined {
   if (access !== 'read' && access !== 'write') return undefined
   const exp = payload.exp
   const sub = userIdOf(payload.sub)
-  return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined, ...(sub === undefined ? {} : { sub }) }
+  return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined, ...(sub === undefined ? {} : { user: { id: sub } }) }
 }
 
 /** Longest `sub` kept as a user id: it is stored with every update of the connection. */

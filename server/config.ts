@@ -21,6 +21,7 @@ export interface ServerConfig {
   maxMessageSize: number
   authSecret: string
   authPublicKey: string
+  authTimeout: number
   allowedOrigins: string
   trustProxy: boolean
   loopbackExempt: boolean
@@ -99,6 +100,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxMessageSize', flag: 'max-message-size', env: 'MAX_MESSAGE_SIZE', kind: 'size', default: 16 * 1024 * 1024, help: 'largest accepted message; bigger ones close the connection with 1009' }),
   spec({ key: 'authSecret', flag: 'auth-secret', env: 'AUTH_SECRET', kind: 'string', default: '', help: 'require tokens signed with this HS256 secret (at least 32 bytes); prefer the env var, flags show in ps' }),
   spec({ key: 'authPublicKey', flag: 'auth-public-key', env: 'AUTH_PUBLIC_KEY', kind: 'string', default: '', help: 'require tokens signed for this PEM public key file (EC P-256 → ES256, RSA → RS256)' }),
+  spec({ key: 'authTimeout', flag: 'auth-timeout', env: 'AUTH_TIMEOUT', kind: 'duration', default: 10_000, help: 'an authentication (a token check, or the authenticate hook of the embedding API) taking longer refuses the client (HTTP 503) and counts coedit_errors_total{kind="hook"}' }),
   spec({ key: 'allowedOrigins', flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'string', default: '', help: 'comma-separated browser origins allowed to connect besides the server\'s own (http://localhost:* = any port of a host, * = any); requests without Origin are not browsers and pass' }),
   spec({ key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'boolean', default: false, help: 'behind a reverse proxy: take the client address from X-Forwarded-For and the host from X-Forwarded-Host' }),
   spec({ key: 'loopbackExempt', flag: 'loopback-exempt', env: 'LOOPBACK_EXEMPT', kind: 'boolean', default: true, help: 'spare loopback addresses the per-address limits (--max-connections-per-ip, --max-new-rooms-per-minute): they are local tools or a proxy on this host; --no-loopback-exempt limits them too' }),

@@ -16,8 +16,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { MAX_EMPTY_BODY, checkDeclaredLength, sendApiError } from './api-errors.js'
 import { liveAccess } from './admin.js'
-import type { AuthResult, Authenticator, Grant } from './auth.js'
-import { OPEN_GRANT } from './auth.js'
+import { clientAddress, type AuthResult, type Grant } from './auth.js'
+import { authRequestOf, type Authorizer } from './authorizer.js'
 import { bearerOf } from './bearer.js'
 import type { Containment } from './containment.js'
 import { DEFAULT_TEXT_NAME, MAX_TIME_SPEC_LENGTH } from './doc-ops.js'
@@ -42,9 +42,8 @@ export type RequestAuthorizer = (req: IncomingMessage, room: string) => Promise<
  * The editor's access token (`Authorization: Bearer JWT`, never in the URL: proxies log
  * URLs), checked as the WebSocket's is; everyone may everything when tokens are off.
  */
-export function bearerAuthorizer(auth: Authenticator | undefined): RequestAuthorizer {
-  if (!auth) return async () => ({ ok: true, grant: OPEN_GRANT })
-  return (req, room) => auth.authorize(bearerOf(req), room)
+export function bearerAuthorizer(authorizer: Authorizer, trustProxy: boolean): RequestAuthorizer {
+  return (req, room) => authorizer.authorize({ room, token: bearerOf(req), request: authRequestOf(req, clientAddress(req, trustProxy)) })
 }
 
 export interface HistoryApiOptions {
@@ -175,7 +174,7 @@ export function historyRoutes(options: HistoryApiOptions): Route {
       case 'revert': {
         if (auth.grant.access !== 'write') throw new CoeditError('READ_ONLY', 'this token is read-only: restoring needs write access')
         const to = specParam(url, 'to')
-        const by = auth.grant.sub === undefined ? undefined : { user: auth.grant.sub }
+        const by = auth.grant.user === undefined ? undefined : { user: auth.grant.user.id }
         sendJson(res, 200, await serialized(room, () => ops.revert(room, to, now(), by)))
         return
       }

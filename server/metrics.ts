@@ -15,9 +15,7 @@ import {
   MESSAGE_AUTH, MESSAGE_AWARENESS, MESSAGE_COEDIT, MESSAGE_QUERY_AWARENESS, MESSAGE_SYNC,
   SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE,
 } from './protocol.js'
-import type { RegistryObserver } from './registry.js'
-import type { Room, UpdateOrigin } from './room.js'
-import type { TransportObserver } from './transport.js'
+import type { UpdateOrigin } from './room.js'
 
 export const METRIC_PREFIX = 'coedit_'
 
@@ -76,7 +74,11 @@ export interface TrafficTotals {
 
 const kindCounts = (): number[] => MESSAGE_KINDS.map(() => 0)
 
-export class Metrics implements TransportObserver, RegistryObserver {
+/**
+ * The counters and histograms. Fed by the server's events (server.ts subscribes each
+ * method to its event) and by the containment (`error`).
+ */
+export class Metrics {
   readonly registry = new Registry()
   private readonly messagesIn = kindCounts()
   private readonly bytesIn = kindCounts()
@@ -182,7 +184,7 @@ export class Metrics implements TransportObserver, RegistryObserver {
     }
   }
 
-  // ---- TransportObserver
+  // ---- sockets and traffic (the transport's events)
   opened(): void { this.opened_.inc() }
   closed(code: number): void { this.closes.inc({ code: String(code) }) }
   received(m: Uint8Array): void {
@@ -197,26 +199,26 @@ export class Metrics implements TransportObserver, RegistryObserver {
   }
   error(kind: string): void { this.errors.inc({ kind }) }
 
-  // ---- RegistryObserver (and RoomObserver)
+  // ---- rooms and the registry (their events)
   stored(ms: number, ok: boolean): void {
     if (ok) this.writeSeconds.observe(ms / 1000)
     else this.error('store_write')
   }
-  applied(_room: Room, origin: UpdateOrigin): void {
+  applied(origin: UpdateOrigin): void {
     this.applied_.set(origin.source, (this.applied_.get(origin.source) ?? 0) + 1)
   }
-  compacted(_updates: number, _ms: number, ok: boolean): void {
+  compacted(ok: boolean): void {
     if (ok) this.compactions.inc()
     else this.error('compaction')
   }
-  roomLoaded(_room: Room, ms: number): void {
+  roomLoaded(ms: number): void {
     this.loads.inc()
     this.loadSeconds.observe(ms / 1000)
   }
   roomLoadFailed(): void { this.error('room_load') }
   roomUnloaded(): void { this.unloads.inc() }
 
-  // ---- LevelStore batches
+  // ---- store batches (the store's events)
   batchWritten(updates: number, ms: number): void {
     this.batchSize.observe(updates)
     this.batchSeconds.observe(ms / 1000)

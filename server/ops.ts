@@ -1,6 +1,6 @@
 /**
- * Operations, composed: metrics, webhooks, probes and the status page, wired into the
- * core only through observers (registry/room/transport/store options) and HTTP routes.
+ * Operations, composed: metrics, webhooks, probes and the status page. They hear the
+ * core only through the server's events (subscribed in server.ts) and serve HTTP routes.
  */
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -12,9 +12,10 @@ import { sendJson, sendText, type Route } from './http.js'
 import { Metrics, type TrafficTotals } from './metrics.js'
 import type { Store } from './persistence/store.js'
 import { probeRoutes } from './probes.js'
-import type { RegistryObserver, RoomRegistry } from './registry.js'
-import { Webhooks } from './webhooks.js'
+import type { RoomRegistry } from './registry.js'
+import { Webhooks, type WebhookEvents } from './webhooks.js'
 import type { Containment } from './containment.js'
+import type { EventSink } from './events.js'
 
 /** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */
 const SAMPLE_MS = 2000
@@ -36,6 +37,8 @@ export interface OpsOptions {
   log: Logger
   /** Where the webhook notice builder reports an exception. */
   containment?: Containment
+  /** Where webhook delivery results go. */
+  events: EventSink<WebhookEvents>
 }
 
 interface Sample {
@@ -46,8 +49,6 @@ interface Sample {
 export class Ops {
   readonly metrics: Metrics
   readonly webhooks: Webhooks | undefined
-  /** Pass as the registry's `observer`. */
-  readonly registryObserver: RegistryObserver
   /** Checks the bearer tokens of /metrics, /status.json and the admin API, and limits guessing. */
   readonly tokens: BearerGuard
   private readonly options: OpsOptions
@@ -83,23 +84,7 @@ export class Ops {
       backoff: config.webhookBackoff,
       timeout: config.webhookTimeout,
       maxQueue: config.webhookMaxQueue,
-    }, log.child({ component: 'webhooks' }), (result) => this.metrics.webhook(result), options.containment)
-    const m = this.metrics
-    const w = this.webhooks
-    this.registryObserver = {
-      stored: (ms, ok) => m.stored(ms, ok),
-      applied: (room, origin) => {
-        m.applied(room, origin)
-        w?.changed(room)
-      },
-      compacted: (updates, ms, ok) => m.compacted(updates, ms, ok),
-      roomLoaded: (room, ms) => m.roomLoaded(room, ms),
-      roomLoadFailed: () => m.roomLoadFailed(),
-      roomUnloaded: (room) => {
-        m.roomUnloaded()
-        w?.unloading(room)
-      },
-    }
+    }, log.child({ component: 'webhooks' }), options.events, options.containment)
   }
 
   /** What exists only once the server is composed; starts sampling traffic for the status chart. */

@@ -37,8 +37,11 @@ export interface PresenceOptions {
   peers: () => Iterable<Peer>
   /** The flush runs on a timer, on states clients sent: an exception there is contained and reported. */
   containment: Containment
-  /** Changes made by this process's own connections (or their departure): cluster mode publishes them. */
-  onLocalChange?: (update: Uint8Array) => void
+  /**
+   * Changes made by this process's own connections (or their departure): cluster mode
+   * publishes them. Given the encoder, not the bytes: nothing is encoded unless it is asked.
+   */
+  onLocalChange?: (encode: () => Uint8Array) => void
   limits?: PresenceLimits
   log: Logger
 }
@@ -281,7 +284,7 @@ export class Presence {
     // y-protocols removes states that were not renewed in time with origin 'timeout':
     // every process does that by itself, so it is not news for the others.
     if (this.options.onLocalChange && origin !== REMOTE && origin !== 'timeout') {
-      this.options.onLocalChange(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
+      this.options.onLocalChange(() => awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
     }
     for (const id of change.added) this.held(id)
     for (const id of change.updated) this.held(id)

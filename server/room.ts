@@ -25,6 +25,7 @@ import {
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
 import { forRoom, type Containment } from './containment.js'
+import type { EventSink } from './events.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -34,17 +35,24 @@ export interface Peer {
   /** A reader: receives the document and awareness, but its document changes are never applied, relayed or stored. */
   readonly readOnly?: boolean
   /** Who is connected, when known (the token's `sub`, or an `authenticate` hook): the history log records it. */
-  readonly user?: { readonly id: string }
+  readonly user?: User
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+}
+
+/** Who made a change: the history log records `id`; hooks and webhooks are told. */
+export interface User {
+  readonly id: string
+  readonly name?: string
 }
 
 /** Transaction origins, so an update is relayed once and never persisted twice. */
 export type UpdateOrigin =
   | { readonly source: 'connection'; readonly peer: Peer }
   | { readonly source: 'load' }
-  | { readonly source: 'admin'; readonly user?: string }
+  | { readonly source: 'admin'; readonly user?: User }
   | { readonly source: 'remote' }
+  | { readonly source: 'api'; readonly user?: { readonly id: string; readonly name?: string } }
 
 const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
 /** Compaction waits for the log to reach 1/this of the state's size (see compactionDue). */
@@ -55,26 +63,47 @@ const ADMIN_ORIGIN: UpdateOrigin = { source: 'admin' }
 const REMOTE_ORIGIN: UpdateOrigin = { source: 'remote' }
 
 /**
- * Cross-process replication (cluster mode). Absent in single-process mode.
- * Updates other processes stored arrive through `applyRemote`/`catchUp`; awareness through
- * `applyRemoteAwareness`.
+ * What a room tells (server/events.ts): metrics, webhooks, history, the cluster and the
+ * user's hooks listen. Emitted synchronously, never awaited; a listener cannot hold up or
+ * break the room. Updates other processes stored arrive through `applyRemote`/`catchUp`
+ * and their awareness through `applyRemoteAwareness`, not as events.
  */
-export interface RoomReplication {
-  /** A local update is durable as `seq`: tell the other processes. */
-  published(room: Room, seq: number, update: Uint8Array): void
-  /** Awareness changes made by this process's own connections. */
-  awareness(room: Room, update: Uint8Array): void
-  /** Sequence numbers skipped ahead: fetch what is missing from the store. */
-  gap(room: Room): void
+export interface RoomEvents {
+  /**
+   * An update is durably stored as `seq` and applied to the document (and queued for
+   * relay). `ms`: from its arrival to now. Origin `remote`: another process stored it
+   * (cluster mode; `seq` is then the room's sequence number after it, and `update` what
+   * was new here).
+   */
+  'update.applied': { room: Room; update: Uint8Array; origin: UpdateOrigin; seq: number; ms: number }
+  /** An append to the store settled after `ms` (ok = durable), before it is applied. */
+  'store.settled': { room: Room; ms: number; ok: boolean }
+  /**
+   * The room's log was folded into `state` (the room through `upTo`). `updates`: how many
+   * it folded; 0 when an unloading room (`final`) hands over its last folded state again
+   * without a new compaction.
+   */
+  'room.compacted': { room: Room; state: Uint8Array; upTo: number; final: boolean; updates: number; ms: number }
+  /** Storing a compaction failed (the log is kept). Encoding failures are contained as `compaction`. */
+  'room.compactionFailed': { room: Room; error: unknown }
+  /** Applied sequence numbers skipped ahead (cluster mode): what is missing must be read from the store. */
+  'room.gap': { room: Room }
+  /** Awareness changed by this process's own connections (or their departure), encoded. */
+  'awareness.local': { room: Room; update: Uint8Array }
+  /** A connection joined the room (it has been greeted). */
+  'peer.joined': { room: Room; peer: Peer }
+  /** A connection left the room; `code` is the WebSocket close code (see Room.removePeer). */
+  'peer.left': { room: Room; peer: Peer; code: number }
 }
 
-/** Told about stored and applied updates and compactions (metrics, webhooks). Never blocks the room. */
-export interface RoomObserver {
-  /** An append settled after `ms` (ok = durable). */
-  stored(ms: number, ok: boolean): void
-  /** A local update (connection or admin) is stored and applied to the document. */
-  applied(room: Room, origin: UpdateOrigin): void
-  compacted(updates: number, ms: number, ok: boolean): void
+/**
+ * The one registry that owns a room: told when the room empties (to schedule its unload)
+ * and when it fails (to drop it). Not a notification surface: a direct, uncontained call
+ * to the room's owner, which must act on it for the room to be unloaded at all.
+ */
+export interface RoomOwner {
+  empty(room: Room): void
+  failed(room: Room): void
 }
 
 export interface RoomOptions {
@@ -101,13 +130,13 @@ export interface RoomOptions {
   log: Logger
   /** Where exceptions on background paths (relay, integration, compaction, presence) are reported. */
   containment: Containment
-  replication?: RoomReplication
+  /** Where the room's events go (server/events.ts). */
+  events: EventSink<RoomEvents>
   /**
-   * Told after each successful compaction, with the state stored (the room through `upTo`;
-   * `final` when the room is unloading): history may record it as a version.
+   * Other processes append to this room's log too (cluster mode): stored sequence numbers
+   * can reach this process out of order, and a gap is told as `room.gap`.
    */
-  onCompacted?: (room: Room, state: Uint8Array, upTo: number, final: boolean) => void
-  observer?: RoomObserver
+  sharedStore?: boolean
 }
 
 interface PeerState {
@@ -169,26 +198,29 @@ export class Room {
    * of the document each. Any transaction on the document drops it.
    */
   private fullState: Uint8Array | undefined
-  /** Called when the last peer leaves. */
-  onEmpty: (room: Room) => void = () => {}
-  /** Called once if the room fails (see `fail`): the registry drops it without compacting. */
-  onFailed: (room: Room) => void = () => {}
   private failed = false
+  private readonly owner: RoomOwner
+  private readonly events: EventSink<RoomEvents>
 
-  private constructor(name: string, store: Store, options: RoomOptions, lastSeq: number, pendingUpdates: number, doc: Y.Doc) {
+  private constructor(name: string, store: Store, options: RoomOptions, owner: RoomOwner, lastSeq: number, pendingUpdates: number, doc: Y.Doc) {
     this.name = name
     this.store = store
     this.options = options
+    this.owner = owner
+    this.events = options.events
     this.log = options.log
     this.appliedThrough = lastSeq
     this.sinceCompaction = pendingUpdates
     this.ydoc = doc
-    const replication = options.replication
     this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
       peers: () => this.peers.keys(),
       containment: forRoom(options.containment, name),
-      onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
+      // Presence is this room's own part: its callback is internal wiring, the event is the room's.
+      onLocalChange: (encode) => {
+        // Encoded only for a listener (cluster mode): a single process has none.
+        if (this.events.listens('awareness.local')) this.events.emit('awareness.local', { room: this, update: encode() })
+      },
       limits: {
         maxStateBytes: options.maxAwarenessSize ?? Infinity,
         maxDepth: options.maxAwarenessDepth ?? Infinity,
@@ -199,8 +231,8 @@ export class Room {
     })
   }
 
-  /** Loads a room from storage. Rejects (and serves nothing) if storage cannot be read. */
-  static async load(name: string, store: Store, options: RoomOptions): Promise<Room> {
+  /** Loads a room from storage for `owner` (its registry). Rejects (and serves nothing) if storage cannot be read. */
+  static async load(name: string, store: Store, options: RoomOptions, owner: RoomOwner): Promise<Room> {
     const stored = await store.load(name)
     const lone = stored.updates.length === 1 && stored.pendingUpdates === 0
     // A fault injected on room_load (tests) fails the load, as an unreadable store does:
@@ -208,7 +240,7 @@ export class Room {
     if (!lone) options.containment.check('room_load', name)
     const failures: unknown[] = []
     const doc = lone ? roomDoc() : loadLog(stored.updates, failures)
-    const room = new Room(name, store, options, stored.lastSeq, stored.pendingUpdates, doc)
+    const room = new Room(name, store, options, owner, stored.lastSeq, stored.pendingUpdates, doc)
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
     if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
@@ -227,6 +259,15 @@ export class Room {
     room.ydoc.on('afterTransaction', () => { room.fullState = undefined })
     if (room.compactionDue) room.scheduleCompaction()
     return room
+  }
+
+  /**
+   * The whole document as one update, without integrating a cold room's stored state
+   * (that is what it serves). A copy for someone else: `Y.applyUpdate(new Y.Doc(), …)`.
+   */
+  encodeState(): Uint8Array {
+    if (this.unintegrated) return this.unintegrated
+    return this.fullState ??= Y.encodeStateAsUpdate(this.ydoc)
   }
 
   /** The document, integrating a stored state first if it is still pending. */
@@ -292,7 +333,7 @@ export class Room {
     this.failed = true
     this.loadIncomplete = true
     this.closeAll(CLOSE_TRY_AGAIN_LATER)
-    this.onFailed(this)
+    this.owner.failed(this)
   }
 
   get size(): number {
@@ -314,17 +355,23 @@ export class Room {
     if (this.unintegrated) this.awaitingStep1.add(peer)
     else peer.send(encodeSyncStep1(Y.encodeStateVector(this.ydoc)))
     this.presence.greet(peer)
+    this.events.emit('peer.joined', { room: this, peer })
     return true
   }
 
-  removePeer(peer: Peer): void {
+  /**
+   * `peer` left: `code` is its WebSocket close code (a Hocuspocus document closed on its
+   * own: 1000, or the code it was detached with), told in `peer.left`.
+   */
+  removePeer(peer: Peer, code: number): void {
     const state = this.peers.get(peer)
     if (!state) return
     this.peers.delete(peer)
     this.ackDirty.delete(peer)
     this.awaitingStep1.delete(peer)
     this.presence.remove(peer)
-    if (this.peers.size === 0) this.onEmpty(this)
+    this.events.emit('peer.left', { room: this, peer, code })
+    if (this.peers.size === 0) this.owner.empty(this)
   }
 
   /** Handles one binary frame from `peer`. Malformed input closes only that peer. */
@@ -420,13 +467,15 @@ export class Room {
     this.storedBytes += update.length
     this.inflightBytes += update.length
     this.inflight.add(update, decoded, depths)
-    const user = origin.source === 'connection' ? origin.peer.user?.id : origin.source === 'admin' ? origin.user : undefined
+    const user = userOf(origin)?.id
+    const started = performance.now()
     const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
-    const observer = this.options.observer
-    if (observer) { const t = performance.now(); void written.then((r) => observer.stored(performance.now() - t, r.ok)) }
+    if (this.events.listens('store.settled')) {
+      void written.then((r) => this.events.emit('store.settled', { room: this, ms: performance.now() - started, ok: r.ok }))
+    }
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
       this.inflightBytes -= update.length
@@ -448,8 +497,7 @@ export class Room {
         peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
       }
       this.markApplied(result.seq)
-      this.hook(() => this.options.observer?.applied(this, origin))
-      this.options.replication?.published(this, result.seq, update)
+      this.events.emit('update.applied', { room: this, update, origin, seq: result.seq, ms: performance.now() - started })
       if (peer) this.ack(peer, count)
       if (this.compactionDue) this.scheduleCompaction()
     })
@@ -460,13 +508,13 @@ export class Room {
   /** Records that update `seq` is in the document; out-of-order seqs wait for the gap to fill. */
   private markApplied(seq: number): void {
     if (seq <= this.appliedThrough) return
-    if (seq === this.appliedThrough + 1 || !this.options.replication) {
+    if (seq === this.appliedThrough + 1 || !this.options.sharedStore) {
       this.appliedThrough = seq
       while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
       return
     }
     this.appliedAhead.add(seq)
-    this.options.replication.gap(this)
+    this.events.emit('room.gap', { room: this })
   }
 
   get lastApplied(): number {
@@ -476,28 +524,33 @@ export class Room {
   /** An update another process stored as `seq` (cluster mode). Relayed to this process's peers. */
   applyRemote(seq: number, update: Uint8Array): void {
     if (this.destroyed || seq <= this.appliedThrough || this.appliedAhead.has(seq)) return
+    let applied = false
     try {
       this.options.containment.check('cluster_catch_up', this.name)
       Y.applyUpdate(this.doc, update, REMOTE_ORIGIN)
       this.relay(update, REMOTE_ORIGIN)
+      applied = true
     } catch (err) {
       this.options.containment.report('cluster_catch_up', err, { room: this.name, seq })
     }
     // Not counted towards compaction: the process that stored it folds it in.
     this.markApplied(seq)
+    if (applied) this.events.emit('update.applied', { room: this, update, origin: REMOTE_ORIGIN, seq, ms: 0 })
   }
 
   /** Applies what the store holds after `appliedThrough` (cluster mode: heals missed messages). */
   catchUp(since: { state: { upTo: number; data: Uint8Array } | undefined; updates: Array<{ seq: number; data: Uint8Array }>; lastSeq: number }): void {
     if (this.destroyed) return
     const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
+    let healed: Uint8Array | undefined
     if (parts.length > 0) {
       try {
         this.options.containment.check('cluster_catch_up', this.name)
         // Rare (healing): relay only what was new here, like the doc 'update' event would.
         const before = Y.encodeStateVector(this.doc)
         applyUpdates(this.doc, parts, REMOTE_ORIGIN)
-        this.relay(Y.encodeStateAsUpdate(this.doc, before), REMOTE_ORIGIN)
+        healed = Y.encodeStateAsUpdate(this.doc, before)
+        this.relay(healed, REMOTE_ORIGIN)
       } catch (err) {
         this.options.containment.report('cluster_catch_up', err, { room: this.name })
         return
@@ -507,6 +560,10 @@ export class Room {
       this.appliedThrough = since.lastSeq
       for (const seq of this.appliedAhead) if (seq <= this.appliedThrough) this.appliedAhead.delete(seq)
       while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
+    }
+    // [0, 0]: no structs, no deletions (what Yjs encodes when nothing was new here).
+    if (healed && !(healed.length === 2 && healed[0] === 0 && healed[1] === 0)) {
+      this.events.emit('update.applied', { room: this, update: healed, origin: REMOTE_ORIGIN, seq: this.appliedThrough, ms: 0 })
     }
   }
 
@@ -539,7 +596,7 @@ export class Room {
    * Merges an update from the admin API, an import or a restore from the history panel;
    * resolves once stored and relayed. `user`: who asked (recorded in the history log).
    */
-  async applyAdminUpdate(update: Uint8Array, user?: string): Promise<void> {
+  async applyAdminUpdate(update: Uint8Array, user?: User): Promise<void> {
     const decoded = decodeUpdateChecked(update)
     if (decoded.empty) return
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
@@ -680,7 +737,7 @@ export class Room {
     if (folded === 0) {
       // Nothing to fold, but the hook may not have kept the last fold's state (history keeps
       // at most one a minute): an unloading room that changed hands its final state over.
-      if (final && this.foldedSinceLoad) this.hook(() => this.options.onCompacted?.(this, state, upTo, true))
+      if (final && this.foldedSinceLoad) this.events.emit('room.compacted', { room: this, state, upTo, final: true, updates: 0, ms: 0 })
       return
     }
     const bytesBefore = this.storedBytes
@@ -692,24 +749,15 @@ export class Room {
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
       this.folds++
-      this.hook(() => this.options.onCompacted?.(this, state, upTo, final))
       this.storedBytes = state.length + inflightBefore + (this.storedBytes - bytesBefore)
       this.stateBytes = state.length
-      this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
-      this.options.observer?.compacted(folded, performance.now() - started, true)
+      const ms = performance.now() - started
+      this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(ms) }, 'room compacted')
+      this.events.emit('room.compacted', { room: this, state, upTo, final, updates: folded, ms })
     } catch (err) {
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
-      this.options.observer?.compacted(folded, 0, false)
+      this.events.emit('room.compactionFailed', { room: this, error: err })
     }
-  }
-
-  /** Calls the server's hooks (metrics, webhooks, history): their exception is not the room's. */
-  private hook(fn: () => void): void {
-    const containment = this.options.containment
-    containment.run('hook', () => {
-      containment.check('hook', this.name)
-      fn()
-    }, { room: this.name })
   }
 
   /** Resolves once every update received so far is stored and applied (and any compaction done). */
@@ -747,6 +795,11 @@ export class Room {
     this.presence.destroy()
     this.ydoc.destroy()
   }
+}
+
+/** Who made a change of this origin, when known. */
+export function userOf(origin: UpdateOrigin): User | undefined {
+  return origin.source === 'connection' ? origin.peer.user : origin.source === 'api' || origin.source === 'admin' ? origin.user : undefined
 }
 
 /** A room's document: garbage-collected, except content nested too deep for Yjs's recursive GC. */

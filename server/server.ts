@@ -1,6 +1,7 @@
 /**
- * Composition: store → rooms → transport → HTTP. `startServer` is both what
- * `coedit serve` runs and the public API for headless tests.
+ * Composition: store → rooms → transport → HTTP, and one event bus (server/events.ts)
+ * that every consumer subscribes to here, in `subscribe`. `startServer` is both what
+ * `coedit serve` runs and the public API (embedding, headless tests).
  */
 import { createServer, type Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
@@ -17,6 +18,7 @@ import type { Store } from './persistence/store.js'
 import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
+import { userOf } from './room.js'
 import { Transport, rejectUpgrade } from './transport.js'
 import { adminRoutes } from './admin.js'
 import { bearerAuthorizer, historyRoutes } from './history-api.js'
@@ -26,9 +28,25 @@ import { Ops } from './ops.js'
 import { createContainment, type FaultSpec } from './containment.js'
 import { ConnectionGuard } from './connections.js'
 import { hostCheck } from './host-check.js'
-import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
-import { OPEN_GRANT, originAllowed } from './auth.js'
+import { HocuspocusHub } from './hocuspocus.js'
+import { originAllowed } from './auth.js'
 import { checkRoomName } from './room-name.js'
+import { Events } from './events.js'
+import type { StoreEvents } from './persistence/store.js'
+import type { RoomEvents } from './room.js'
+import type { RegistryBeforeEvents, RegistryEvents } from './registry.js'
+import type { TransportEvents } from './transport.js'
+import type { WebhookEvents } from './webhooks.js'
+import type { Metrics } from './metrics.js'
+import type { Webhooks } from './webhooks.js'
+import { Authorizer } from './authorizer.js'
+import { subscribeHooks, type Hooks } from './hooks.js'
+
+export type { Hooks } from './hooks.js'
+
+/** Every event of the server (each declared beside the code that emits it). */
+export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents
+export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -46,17 +64,8 @@ export interface StartOptions extends Partial<ServerConfig> {
   faults?: readonly FaultSpec[]
   /** Test seam: the clock the store stamps updates with and history runs on. Default Date.now. */
   clock?: () => number
-  /** Your code, called as the server works. Each hook is optional and may be async. */
+  /** Your code, called as the server works (server/hooks.ts). Each hook is optional and may be async. */
   hooks?: Hooks
-}
-
-export interface Hooks {
-  /**
-   * A Hocuspocus client's stateless message (`provider.sendStateless(payload)`). Call
-   * `event.broadcast(payload)` to pass it to the room's other Hocuspocus connections.
-   * An exception or rejection is logged and counted (coedit_errors_total{kind="hook"}).
-   */
-  stateless?: (event: StatelessEvent) => void | Promise<void>
 }
 
 export interface CoeditServer {
@@ -83,10 +92,11 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
   // Counts through `ops`, created next: nothing is reported before the server is composed.
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
-  const ops = new Ops({ config, log, containment, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
+  const events: ServerBus = new Events(containment)
+  const ops = new Ops({ config, log, containment, events, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
   const store: Store = mode === 'memory' ? new MemoryStore({ now: clock })
-    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics, now: clock })
-    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics, now: clock })
+    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, events, now: clock })
+    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, events, now: clock })
     : mode
   const ownsStore = typeof mode === 'string'
   let cluster: Cluster | undefined
@@ -107,7 +117,6 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
     compactEvery: config.compactEvery,
-    onCompacted: (room, state, upTo, final) => history.compacted(room, state, upTo, final),
     roomGrace: config.roomGrace,
     maxRooms: config.maxRooms,
     maxDocumentSize: config.maxDocumentSize,
@@ -118,14 +127,15 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxAwarenessRoomSize: config.maxAwarenessRoomSize,
     maxNestingDepth: config.maxNestingDepth,
     containment,
-    replication: cluster,
-    lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
-    observer: ops.registryObserver,
+    events,
+    sharedStore: cluster !== undefined,
   }, log)
-  const auth = security.transport.auth
+  subscribe(events, { metrics: ops.metrics, webhooks: ops.webhooks, history, cluster, hooks, log })
+  // The one place that decides who may open a room (hook, tokens or everyone), for every way in.
+  const authorizer = new Authorizer({ hook: hooks?.authenticate, tokens: security.tokens, timeout: config.authTimeout, containment, log })
   const hocuspocus = new HocuspocusHub({
     join: (room, peer) => registry.join(room, peer),
-    authorize: auth ? (token, room) => auth.authorize(token, room) : async () => ({ ok: true, grant: OPEN_GRANT }),
+    authorize: (request) => authorizer.authorize(request),
     checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
     stateless: hooks?.stateless,
     containment,
@@ -135,7 +145,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   })
   const transport = new Transport(registry, {
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
-    ...security.transport, hocuspocus, observer: ops.metrics,
+    ...security.transport, hocuspocus, events, authorizer,
   }, log)
   ops.attach(store, registry, () => transport.connectionCount)
   history.start(() => registry.rooms)
@@ -145,7 +155,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     ...ops.routes(),
     editorRoutes(),
     historyRoutes({
-      authorize: bearerAuthorizer(auth), store, registry, history, containment, now: clock,
+      authorize: bearerAuthorizer(authorizer, config.trustProxy), store, registry, history, containment, now: clock,
       originAllowed: (req) => originAllowed(req, security.transport.origins ?? [], config.trustProxy),
       maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     }),
@@ -242,6 +252,61 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     config,
     close,
   }
+}
+
+interface Subscribers {
+  metrics: Metrics
+  webhooks: Webhooks | undefined
+  history: HistoryKeeper
+  cluster: Cluster | undefined
+  hooks: Hooks | undefined
+  log: Logger
+}
+
+/**
+ * Every subscriber to the server's events, in one place. A listener's exception is
+ * contained and counted (coedit_errors_total{kind="hook"}); none is awaited but the
+ * cluster's attach, which a room's load waits for before anyone is served.
+ */
+function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, hooks, log }: Subscribers): void {
+  // Metrics: traffic, sockets, storage, rooms.
+  events.on('message.received', (m) => metrics.received(m), 'metrics')
+  events.on('message.sent', (m) => metrics.sent(m), 'metrics')
+  events.on('socket.opened', () => metrics.opened(), 'metrics')
+  events.on('socket.closed', ({ code }) => metrics.closed(code), 'metrics')
+  events.on('socket.error', () => metrics.error('connection'), 'metrics')
+  events.on('store.batch', ({ updates, ms }) => metrics.batchWritten(updates, ms), 'metrics')
+  events.on('store.settled', ({ ms, ok }) => metrics.stored(ms, ok), 'metrics')
+  // Counted where they happen: another process's updates are that process's to count.
+  events.on('update.applied', ({ origin }) => { if (origin.source !== 'remote') metrics.applied(origin) }, 'metrics')
+  events.on('room.compacted', ({ updates }) => { if (updates > 0) metrics.compacted(true) }, 'metrics')
+  events.on('room.compactionFailed', () => metrics.compacted(false), 'metrics')
+  events.on('room.loaded', ({ ms }) => metrics.roomLoaded(ms), 'metrics')
+  // Other load failures are counted by the containment (kind room_load) as they are reported.
+  events.on('room.loadFailed', ({ code }) => { if (code === 'TOO_MANY_ROOMS') metrics.roomLoadFailed() }, 'metrics')
+  events.on('room.unloaded', ({ reason }) => { if (reason === 'idle' || reason === 'evicted') metrics.roomUnloaded() }, 'metrics')
+  events.on('webhook.result', ({ result }) => metrics.webhook(result), 'metrics')
+
+  // Webhooks: a notice per room per window, listing the authors; the process that stored a change sends it.
+  if (webhooks) {
+    events.on('update.applied', ({ room, origin }) => { if (origin.source !== 'remote') webhooks.changed(room, userOf(origin)?.id) }, 'webhooks')
+    events.on('room.unloaded', ({ room, reason }) => { if (reason === 'idle' || reason === 'evicted') webhooks.unloading(room) }, 'webhooks')
+  }
+
+  // History: a version from a compaction (at most one per --history-interval, and the last at unload).
+  events.on('room.compacted', ({ room, state, upTo, final }) => history.compacted(room, state, upTo, final), 'history')
+
+  // Cluster replication: subscribe a room before it is served; publish what this process stored.
+  if (cluster) {
+    events.before('room.loaded', ({ room }) => cluster.attach(room))
+    events.on('room.unloaded', ({ room }) => cluster.detach(room), 'cluster')
+    events.on('update.applied', ({ room, seq, update, origin }) => { if (origin.source !== 'remote') cluster.published(room, seq, update) }, 'cluster')
+    events.on('awareness.local', ({ room, update }) => cluster.awareness(room, update), 'cluster')
+    events.on('room.gap', ({ room }) => cluster.gap(room), 'cluster')
+  }
+
+  // The embedder's hooks (authenticate and stateless are asked directly: server/authorizer.ts, server/hocuspocus.ts).
+  if (hooks) subscribeHooks(events, hooks, log)
 }
 
 /** As Hocuspocus' own server: documents per socket, and bytes held for documents not yet authenticated. */

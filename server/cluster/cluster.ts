@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { PostgresStore } from '../persistence/postgres.js'
-import type { Room, RoomReplication } from '../room.js'
+import type { Room } from '../room.js'
 import { AWARENESS_QUERY, AWARENESS_UPDATE, RedisBus } from './bus.js'
 
 export interface ClusterOptions {
@@ -26,7 +26,13 @@ export interface ClusterOptions {
   livenessTtl: number
 }
 
-export class Cluster implements RoomReplication {
+/**
+ * Subscribed to the server's events in server.ts: `before('room.loaded')` → attach,
+ * `room.unloaded` → detach, local `update.applied` → published, `awareness.local` →
+ * awareness, `room.gap` → gap. Updates and awareness from other processes go to the
+ * room directly (applyRemote, catchUp, applyRemoteAwareness).
+ */
+export class Cluster {
   readonly processId = randomBytes(6).toString('base64url')
   private bus!: RedisBus
   private readonly store: PostgresStore
@@ -78,14 +84,17 @@ export class Cluster implements RoomReplication {
     this.bus.unsubscribe(room.name).catch(() => {})
   }
 
+  /** A local update is durable as `seq`: tell the other processes. */
   published(room: Room, seq: number, update: Uint8Array): void {
     this.bus.publishUpdate(room.name, seq, update)
   }
 
+  /** Awareness changes made by this process's own connections. */
   awareness(room: Room, update: Uint8Array): void {
     this.bus.publishAwareness(room.name, AWARENESS_UPDATE, update)
   }
 
+  /** Sequence numbers skipped ahead: fetch what is missing from the store. */
   gap(room: Room): void {
     void this.heal(room)
   }
