@@ -30,6 +30,7 @@ import { DIFF_FORMATS, type DiffFormat } from './diff.js'
 import { DEFAULT_ACTIVITY_BUCKET } from './history-log.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
+import { checkDeclaredLength, limitedBody, readBody, sendJsonError } from './http-body.js'
 import { Operations, type RoomAccess } from './operations.js'
 import { checkRoomName, decodeRoomPath } from './room-name.js'
 import { computeRevertInWorker } from './revert-thread.js'
@@ -102,32 +103,6 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
       await history.record(room, state, seq, options)
     },
   }
-}
-
-/** Refuses a body whose declared length is past `limit` before reading any of it. */
-function checkDeclaredLength(req: IncomingMessage, limit: number, option: string): void {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
-}
-
-/**
- * The body's chunks, failing with TOO_LARGE once more than `limit` bytes came (a chunked
- * body declares no length). The request is not destroyed, so the 413 still gets out.
- */
-async function* limitedBody(req: IncomingMessage, limit: number, option: string): AsyncGenerator<Buffer> {
-  checkDeclaredLength(req, limit, option)
-  let size = 0
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
-    yield chunk
-  }
-}
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
-  const parts: Buffer[] = []
-  for await (const chunk of limitedBody(req, limit, '--max-message-size')) parts.push(chunk)
-  return new Uint8Array(Buffer.concat(parts))
 }
 
 function choice<T extends string>(value: string | null, allowed: readonly T[], fallback: T, what: string): T {
@@ -247,13 +222,7 @@ export function adminRoutes(options: AdminOptions): Route {
         res.destroy(err as Error)
         return true
       }
-      const thrown = (err as { code?: unknown }).code
-      const code = err instanceof CoeditError ? err.code : thrown === 'BAD_UPDATE' || thrown === 'TOO_DEEP' ? thrown : 'INTERNAL'
-      const status = STATUS[code] ?? 500
-      const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
-      // The rest of a refused body is not worth reading: close instead of keeping the connection.
-      if (status === 413) res.setHeader('Connection', 'close')
-      sendJson(res, status, { error: { code, message } })
+      sendJsonError(res, err, STATUS)
     }
     return true
   }
