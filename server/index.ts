@@ -1,6 +1,7 @@
 /** Public API of the `coedit` package. */
 export { startServer, type CoeditServer, type StartOptions, type Hooks } from './server.js'
 export type { StatelessEvent } from './hocuspocus.js'
+export type { ServerDocuments, DocumentUser, TransactOptions } from './documents.js'
 export { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 export type { Store, StoredRoom, RoomInfo } from './persistence/store.js'
 export { LevelStore } from './persistence/leveldb.js'

@@ -28,6 +28,7 @@ import { hostCheck } from './host-check.js'
 import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
 import { OPEN_GRANT } from './auth.js'
 import { checkRoomName } from './room-name.js'
+import { Documents, type ServerDocuments } from './documents.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -68,6 +69,8 @@ export interface CoeditServer {
   readonly store: Store
   readonly registry: RoomRegistry
   readonly config: ServerConfig
+  /** Read and change rooms from this process, through the path of a client's update (README "Embedding and hooks"). */
+  readonly documents: ServerDocuments
   /** Stops accepting, stores everything, closes connections with 1001, closes storage. */
   close(): Promise<void>
 }
@@ -122,10 +125,12 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     observer: ops.registryObserver,
   }, log)
   const auth = security.transport.auth
+  const checkName = (name: string): ReturnType<typeof checkRoomName> => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern)
+  const documents = new Documents({ registry, checkName })
   const hocuspocus = new HocuspocusHub({
     join: (room, peer) => registry.join(room, peer),
     authorize: auth ? (token, room) => auth.authorize(token, room) : async () => ({ ok: true, grant: OPEN_GRANT }),
-    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
+    checkName,
     stateless: hooks?.stateless,
     containment,
     log,
@@ -211,6 +216,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       ops.beginShutdown()
       if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
       const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
+      // Writes already handed to a room are stored by flushAll; later ones are refused.
+      documents.close()
       await registry.flushAll()
       transport.closeAll()
       await transport.drained(2000)
@@ -234,6 +241,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     store,
     registry,
     config,
+    documents,
     close,
   }
 }

@@ -86,3 +86,14 @@ export { prng } from '../../scripts/bench/stats.js'
 export function testSeed(): number {
   return process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 31)
 }
+
+/** A server for one test and a list for its clients: the clients are destroyed and the server closed after the test. */
+export async function serverWithClients(t: { after(fn: () => Promise<void> | void): void }, options: StartOptions = {}): Promise<{ server: CoeditServer; clients: Client[] }> {
+  const server = await startServer({ port: 0, ...options })
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await server.close()
+  })
+  return { server, clients }
+}
