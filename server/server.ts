@@ -29,6 +29,7 @@ import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
 import { OPEN_GRANT } from './auth.js'
 import { checkRoomName } from './room-name.js'
 import { Documents, type ServerDocuments } from './documents.js'
+import { documentApiRoutes, type ApiAuthorize } from './document-api.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -127,6 +128,13 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const auth = security.transport.auth
   const checkName = (name: string): ReturnType<typeof checkRoomName> => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern)
   const documents = new Documents({ registry, checkName })
+  // The document API's tokens: those of WebSocket clients (or, without tokens, open to all as they are).
+  const authorizeApi: ApiAuthorize = async (_req, room, token) => {
+    if (!auth) return { ok: true, access: OPEN_GRANT.access }
+    const result = await auth.authorize(token, room)
+    if (!result.ok) return result
+    return { ok: true, access: result.grant.access, ...(result.grant.sub === undefined ? {} : { user: { id: result.grant.sub } }) }
+  }
   const hocuspocus = new HocuspocusHub({
     join: (room, peer) => registry.join(room, peer),
     authorize: auth ? (token, room) => auth.authorize(token, room) : async () => ({ ok: true, grant: OPEN_GRANT }),
@@ -147,6 +155,11 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
 
   const routes: Route[] = [
     ...ops.routes(),
+    documentApiRoutes({
+      documents, authorize: authorizeApi, origins: security.transport.origins ?? [], trustProxy: config.trustProxy, maxBodySize: config.maxMessageSize,
+      maxMessagesPerSecond: config.maxMessagesPerSecond, maxBytesPerSecond: config.maxBytesPerSecond, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
+      loopbackExempt: config.loopbackExempt, log,
+    }),
     editorRoutes(),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
