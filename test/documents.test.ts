@@ -11,6 +11,8 @@ import { startServer, type CoeditServer } from '../server/index.js'
 import { CoeditError } from '../server/errors.js'
 import { isHistoryLogStore } from '../server/persistence/store.js'
 import { connect, serverWithClients, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
+import { ControlledStore, gate } from './helpers/controlled-store.js'
+import { MemoryStore } from '../server/persistence/memory.js'
 import { runScript, startChildServer, type ChildServer } from './helpers/child-server.js'
 import { POSTGRES_URL, REDIS_URL, clusterServicesMissing, deleteKeys, dropSchema, uniqueNames } from './helpers/services.js'
 
@@ -97,21 +99,48 @@ test('transact and get on a room that is not loaded: it is loaded for the call a
   await waitFor(() => c.text.toString() === '> from a job', { message: 'the change reaches the provider' })
 })
 
-test('an async callback is awaited and all its changes are captured; the room stays loaded meanwhile', async (t) => {
-  const { server } = await serverWithClients(t, { roomGrace: 50 })
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
+test('an async callback is awaited and all its changes are captured; its room is neither evicted nor unloaded meanwhile', async (t) => {
+  const { server, clients } = await serverWithClients(t, { roomGrace: 0, maxRooms: 2 })
+  const c = connect(server.url, 'slow')
+  clients.push(c)
+  await synced(c)
+  const held = gate()
+  let entered = false
   const call = server.documents.transact('slow', async (doc) => {
+    entered = true
     doc.getText('text').insert(0, 'before ')
-    await gate
+    await held.promise
     doc.getText('text').insert(7, 'after')
   })
-  // Far past the grace period: the room is in use, so it stays.
-  await new Promise((r) => setTimeout(r, 300))
-  assert.equal(server.registry.loadedCount, 1)
-  release()
+  await waitFor(() => entered, { message: 'the callback runs' })
+  // The last connection leaves: its grace (0 ms) passes while the callback waits.
+  c.destroy()
+  clients.length = 0
+  await waitFor(() => server.registry.rooms.every((r) => r.size === 0), { message: 'the connection is gone' })
+  await server.documents.get('probe')
+  await waitFor(() => !server.registry.rooms.some((r) => r.name === 'probe'), { message: 'a room with the same grace unloaded' })
+  // With room for two, a third room needs an idle one to evict: 'other' has a connection, 'slow' is in use.
+  const other = connect(server.url, 'other')
+  clients.push(other)
+  await synced(other)
+  await assert.rejects(server.documents.get('third'), (err) => err instanceof CoeditError && err.code === 'TOO_MANY_ROOMS')
+  assert.ok(server.registry.rooms.some((r) => r.name === 'slow' && !r.isDestroyed), 'the room in use is still loaded')
+  held.open()
   await call
   assert.equal((await server.documents.get('slow')).getText('text').toString(), 'before after')
+  await waitFor(() => !server.registry.rooms.some((r) => r.name === 'slow'), { message: 'the room unloads once unused' })
+})
+
+test('a write the store refuses rejects with STORE_FAILED and stores nothing; the next call stores', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  const { server } = await serverWithClients(t, { storage: store })
+  store.beforeAppend = () => { throw new Error('disk full') }
+  await assert.rejects(server.documents.transact('flaky', (doc) => { doc.getText('text').insert(0, 'lost?') }), (err) => err instanceof CoeditError && err.code === 'STORE_FAILED')
+  assert.equal((await store.inner.load('flaky')).lastSeq, 0)
+  store.beforeAppend = undefined
+  await server.documents.transact('flaky', (doc) => { doc.getText('text').insert(0, 'stored') })
+  assert.equal((await server.documents.get('flaky')).getText('text').toString(), 'stored')
+  assert.equal((await store.inner.load('flaky')).lastSeq, 1)
 })
 
 test('a callback that throws stores nothing and rejects with its error; the room keeps working', async (t) => {
