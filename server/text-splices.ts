@@ -4,8 +4,14 @@
  * a client's concurrent edit in an unchanged part stays where it was made, and carets and
  * formatting there survive. Pure functions of strings; indices are UTF-16 code units, as
  * Y.Text counts them, and a splice never cuts a surrogate pair.
+ *
+ * How: the common start and end are kept; what lies between is diffed by character (the
+ * `diff` package, Myers' algorithm) when it is short, else by line first and each changed
+ * run of lines by character. Diffing costs time quadratic in the number of edits, so each
+ * diff looks for at most MAX_EDITS edits and all of them together get WORK_BUDGET_MS: past
+ * either, a part is replaced as one splice instead (still exact, only coarser).
  */
-import { diffChars } from 'diff'
+import { diffChars, diffLines, type ChangeObject } from 'diff'
 
 export interface Splice {
   /** Where in the old text (before any splice). */
@@ -15,14 +21,18 @@ export interface Splice {
   readonly insert: string
 }
 
+/** Both parts together, in code units: up to this a part is diffed by character, beyond it by line. */
+const CHAR_DIFF_MAX = 20_000
 /**
- * Myers' diff costs O((N + M) · D) for D edits: past this many steps of work the middle
- * part is replaced as one splice instead (deterministic, unlike a time limit).
+ * Beyond these (both parts together) the part is replaced whole: splitting into lines
+ * alone would take longer than the budget (20,000 lines: 30-100 ms here, loaded).
  */
-const DIFF_BUDGET = 20_000_000
-/** Edits the diff looks for at most, however short the texts. */
-const MAX_EDITS = 1000
-
+const LINE_DIFF_MAX = 2_000_000
+const LINE_DIFF_MAX_LINES = 20_000
+/** Edits one diff looks for at most (about 50 ms at worst by character here). */
+const MAX_EDITS = 300
+/** Time all the diffs of one call may take together: the event loop is not held longer. */
+const WORK_BUDGET_MS = 100
 /**
  * Characters kept between two changes are folded into one splice below this length: a
  * word replaced by another ("Ada" → "Grace") is one splice, not one per shared letter.
@@ -34,6 +44,10 @@ const isLow = (code: number): boolean => code >= 0xdc00 && code <= 0xdfff
 
 /** Splices, in increasing index order, that turn `before` into `after` (none if equal). */
 export function textSplices(before: string, after: string): Splice[] {
+  return splicesAt(before, after, 0, Date.now() + WORK_BUDGET_MS, true)
+}
+
+function splicesAt(before: string, after: string, offset: number, deadline: number, byLine: boolean): Splice[] {
   if (before === after) return []
   let start = 0
   const shortest = Math.min(before.length, after.length)
@@ -43,27 +57,51 @@ export function textSplices(before: string, after: string): Splice[] {
   let end = 0
   while (end < shortest - start && before.charCodeAt(before.length - 1 - end) === after.charCodeAt(after.length - 1 - end)) end++
   if (end > 0 && isLow(before.charCodeAt(before.length - end))) end--
-  const oldMiddle = before.slice(start, before.length - end)
-  const newMiddle = after.slice(start, after.length - end)
-  const whole: Splice[] = [{ index: start, remove: oldMiddle.length, insert: newMiddle }]
-  if (oldMiddle.length === 0 || newMiddle.length === 0) return whole
-  const size = oldMiddle.length + newMiddle.length
-  const maxEditLength = Math.min(MAX_EDITS, Math.floor(DIFF_BUDGET / size))
-  if (maxEditLength < 2) return whole
-  const changes = diffChars(oldMiddle, newMiddle, { maxEditLength })
-  if (!changes) return whole
+  const oldPart = before.slice(start, before.length - end)
+  const newPart = after.slice(start, after.length - end)
+  const index = offset + start
+  const whole: Splice[] = [{ index, remove: oldPart.length, insert: newPart }]
+  const size = oldPart.length + newPart.length
+  const timeout = deadline - Date.now()
+  if (oldPart.length === 0 || newPart.length === 0 || timeout <= 0) return whole
+  if (size <= CHAR_DIFF_MAX) {
+    const changes = diffChars(oldPart, newPart, { maxEditLength: MAX_EDITS, timeout })
+    return changes ? spliceRuns(changes, index, MERGE_GAP) : whole
+  }
+  if (!byLine || size > LINE_DIFF_MAX || linesOver(oldPart, newPart, LINE_DIFF_MAX_LINES)) return whole
+  const lines = diffLines(oldPart, newPart, { maxEditLength: MAX_EDITS, timeout })
+  if (!lines) return whole
+  // Each changed run of lines, refined by character (it has no common start or end of lines
+  // with its counterpart, but may share characters).
+  return spliceRuns(lines, index, 0).flatMap((run) => splicesAt(before.slice(run.index - offset, run.index - offset + run.remove), run.insert, run.index, deadline, false))
+}
+
+/** Whether `a` and `b` have more than `max` lines together (counted no further than that). */
+function linesOver(a: string, b: string, max: number): boolean {
+  let lines = 2
+  for (const text of [a, b]) {
+    for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) if (++lines > max) return true
+  }
+  return false
+}
+
+/**
+ * The runs of removed and added tokens as splices at `index` onwards; kept runs shorter than
+ * `mergeGap` between two changes are folded into one splice.
+ */
+function spliceRuns(changes: ReadonlyArray<ChangeObject<string>>, index: number, mergeGap: number): Splice[] {
   const splices: Splice[] = []
-  let at = start
+  let at = index
   let current: { index: number; remove: number; insert: string } | undefined
   for (const [i, change] of changes.entries()) {
-    if (!change.added && !change.removed && current && i < changes.length - 1 && change.value.length < MERGE_GAP) {
-      // A few characters kept between two changes: one splice reads better than three.
+    const kept = !change.added && !change.removed
+    if (kept && current && i < changes.length - 1 && change.value.length < mergeGap) {
       current.remove += change.value.length
       current.insert += change.value
       at += change.value.length
       continue
     }
-    if (!change.added && !change.removed) {
+    if (kept) {
       if (current) splices.push(current)
       current = undefined
       at += change.value.length
