@@ -30,7 +30,7 @@ import { DIFF_FORMATS, type DiffFormat } from './diff.js'
 import { DEFAULT_ACTIVITY_BUCKET } from './history-log.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
-import { MAX_EMPTY_BODY, checkDeclaredLength, sendApiError } from './api-errors.js'
+import { MAX_EMPTY_BODY, checkDeclaredLength, limitedBody, readBody, sendApiError } from './api-errors.js'
 import { Operations, type RoomAccess } from './operations.js'
 import { checkRoomName, decodeRoomPath } from './room-name.js'
 import { computeRevertInWorker } from './revert-thread.js'
@@ -80,26 +80,6 @@ export function liveAccess(registry: RoomRegistry, store: Store, history: Histor
       await history.record(room, state, seq, options)
     },
   }
-}
-
-/**
- * The body's chunks, failing with TOO_LARGE once more than `limit` bytes came (a chunked
- * body declares no length). The request is not destroyed, so the 413 still gets out.
- */
-async function* limitedBody(req: IncomingMessage, limit: number, option: string): AsyncGenerator<Buffer> {
-  checkDeclaredLength(req, limit, option)
-  let size = 0
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
-    yield chunk
-  }
-}
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
-  const parts: Buffer[] = []
-  for await (const chunk of limitedBody(req, limit, '--max-message-size')) parts.push(chunk)
-  return new Uint8Array(Buffer.concat(parts))
 }
 
 function choice<T extends string>(value: string | null, allowed: readonly T[], fallback: T, what: string): T {

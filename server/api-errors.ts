@@ -1,7 +1,7 @@
 /**
- * Errors of coedit's JSON HTTP APIs (the admin API, the history API): `{ error: { code,
- * message } }` with an HTTP status chosen by the code, and the bound on bodies that none
- * are expected for.
+ * Errors and bodies of coedit's JSON HTTP APIs (admin, history, documents): errors go out as
+ * `{ error: { code, message } }` with an HTTP status chosen by the code, and bodies are
+ * bounded before and while they are read.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CoeditError, type ErrorCode } from './errors.js'
@@ -32,6 +32,13 @@ export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   HISTORY_UNAVAILABLE: 501,
 }
 
+/** A refusal whose status is not its code's (an authorization's 401/403/500/503 comes with its own). */
+export class ApiRefusal extends CoeditError {
+  constructor(code: ErrorCode, message: string, readonly status: number) {
+    super(code, message)
+  }
+}
+
 /** Refuses a body whose declared length is past `limit` before reading any of it. */
 export function checkDeclaredLength(req: IncomingMessage, limit: number, option: string): void {
   const declared = Number(req.headers['content-length'] ?? 0)
@@ -39,11 +46,32 @@ export function checkDeclaredLength(req: IncomingMessage, limit: number, option:
 }
 
 /**
- * Answers `err` as JSON with the status its code maps to (500 and no detail for anything
- * unexpected). Mid-stream (headers sent: a backup) it cuts the connection instead, so the
- * client sees a truncated file.
+ * The body's chunks, failing with TOO_LARGE once more than `limit` bytes came (a chunked
+ * body declares no length). The request is not destroyed, so the 413 still gets out.
  */
-export function sendApiError(res: ServerResponse, err: unknown): void {
+export async function* limitedBody(req: IncomingMessage, limit: number, option: string): AsyncGenerator<Buffer> {
+  checkDeclaredLength(req, limit, option)
+  let size = 0
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
+    yield chunk
+  }
+}
+
+export async function readBody(req: IncomingMessage, limit: number, option = '--max-message-size'): Promise<Uint8Array> {
+  const parts: Buffer[] = []
+  for await (const chunk of limitedBody(req, limit, option)) parts.push(chunk)
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+/**
+ * Answers `err` as JSON with the status its code maps to (ERROR_STATUS, or an API's own
+ * `statuses` where its meaning differs; 500 and no detail for anything unexpected).
+ * Mid-stream (headers sent: a backup) it cuts the connection instead, so the client sees a
+ * truncated file.
+ */
+export function sendApiError(res: ServerResponse, err: unknown, statuses: Readonly<Partial<Record<ErrorCode, number>>> = ERROR_STATUS): void {
   if (res.headersSent) {
     res.destroy(err as Error)
     return
@@ -51,7 +79,7 @@ export function sendApiError(res: ServerResponse, err: unknown): void {
   // A ProtocolError (a refused import) is a CoeditError too.
   const known = err instanceof CoeditError ? err.code : undefined
   const code = known ?? 'INTERNAL'
-  const status = known ? ERROR_STATUS[known] ?? 500 : 500
+  const status = err instanceof ApiRefusal ? err.status : known ? statuses[known] ?? ERROR_STATUS[known] ?? 500 : 500
   const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
   // The rest of a refused body is not worth reading: close instead of keeping the connection.
   if (status === 413) res.setHeader('Connection', 'close')

@@ -16,7 +16,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose'
-import { CoeditError } from './errors.js'
+import { CoeditError, type ErrorCode } from './errors.js'
 import { compileGlob, globMatches } from './glob.js'
 
 export type Access = 'read' | 'write'
@@ -33,7 +33,7 @@ export interface Grant {
 export type AuthResult =
   | { ok: true; grant: Grant }
   /** 401/403: no or bad credentials / not for this room; 500: the check broke; 503: it timed out (server/authorizer.ts). */
-  | { ok: false; status: 401 | 403 | 500 | 503; code: string; reason: string }
+  | { ok: false; status: 401 | 403 | 500 | 503; code: ErrorCode; reason: string }
 
 /** HS256 needs a key at least as long as its hash (RFC 7518 §3.2). */
 export const MIN_SECRET_BYTES = 32

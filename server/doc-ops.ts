@@ -167,7 +167,7 @@ function exportAs(doc: Y.Doc, format: ExportFormat, textName: string): Uint8Arra
   }
 }
 
-type RootKind = 'text' | 'map' | 'array' | 'xml'
+export type RootKind = 'text' | 'map' | 'array' | 'xml'
 
 /**
  * What a root type is: an update does not say, so this looks at its content. Must run
@@ -192,6 +192,12 @@ function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
   if (sawType) return 'array'
   if (type._map.size > 0) return 'map'
   return undefined
+}
+
+/** What root `name` of `doc` holds, told from its content; undefined if absent or empty. */
+export function rootKindOf(doc: Y.Doc, name: string): RootKind | undefined {
+  const type = doc.share.get(name)
+  return type === undefined ? undefined : rootKind(type)
 }
 
 // any: each root type has its own event type; the UndoManager takes any of them.

@@ -59,6 +59,8 @@ interface Entry {
   unloading: Promise<void> | undefined
   /** When a connection last joined or left (for least-recently-used unloading). */
   lastUsed?: number
+  /** Operations running on the room without a connection (see `use`): it is not unloaded meanwhile. */
+  busy?: number
 }
 
 export class RoomRegistry {
@@ -155,6 +157,34 @@ export class RoomRegistry {
   }
 
   /**
+   * Runs `fn` on room `name`, loading it if needed, for work done without a connection
+   * (`server.documents`, the document API). The room stays loaded while `fn` runs; one
+   * nobody is connected to is unloaded after the grace period counted from when `fn`
+   * settles, as if its last connection had just left.
+   */
+  async use<T>(name: string, fn: (room: Room) => T | Promise<T>): Promise<T> {
+    for (;;) {
+      const room = await this.get(name)
+      const entry = this.entries.get(name)
+      if (entry?.room !== room || room.isDestroyed) {
+        // Unloaded while we waited: wait for that and load it again (as join does).
+        await entry?.unloading
+        continue
+      }
+      entry.busy = (entry.busy ?? 0) + 1
+      entry.lastUsed = Date.now()
+      if (entry.graceTimer) clearTimeout(entry.graceTimer)
+      entry.graceTimer = undefined
+      try {
+        return await fn(room)
+      } finally {
+        entry.busy = (entry.busy ?? 1) - 1
+        if (entry.busy === 0 && room.size === 0 && !room.isDestroyed && this.entries.get(name) === entry) this.scheduleUnload(name, entry)
+      }
+    }
+  }
+
+  /**
    * Over `maxRooms` (counting `fresh`, being loaded): unloads idle rooms, least recently
    * used first, until there is space. Throws TOO_MANY_ROOMS if every room is in use.
    */
@@ -164,7 +194,7 @@ export class RoomRegistry {
     // get() registers `fresh` right after calling us: count it.
     await Promise.resolve()
     if (this.entries.size <= max) return
-    const idle = [...this.entries].filter(([, e]) => e !== fresh && e.room && e.room.size === 0)
+    const idle = [...this.entries].filter(([, e]) => e !== fresh && e.room && e.room.size === 0 && !e.busy)
       .sort(([, a], [, b]) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0))
     for (const [name, e] of idle) {
       if (this.entries.size <= max) return
@@ -215,7 +245,7 @@ export class RoomRegistry {
         await room.flushed()
         await room.compact(true)
         // A client that joined while we were flushing keeps this room.
-        if (room.size > 0 || room.hasPendingWrites || this.entries.get(name) !== entry) return
+        if (room.size > 0 || room.hasPendingWrites || entry.busy || this.entries.get(name) !== entry) return
         this.entries.delete(name)
         this.options.events.emit('room.unloaded', { room, reason })
         room.destroy()
@@ -224,7 +254,7 @@ export class RoomRegistry {
         entry.unloading = undefined
         // Kept only for a write still in flight, or a grace timer fired while we were busy
         // (and found us unloading): without a new attempt the room would stay forever.
-        if (!room.isDestroyed && room.size === 0 && !entry.graceTimer && this.entries.get(name) === entry) {
+        if (!room.isDestroyed && room.size === 0 && !entry.busy && !entry.graceTimer && this.entries.get(name) === entry) {
           this.scheduleUnload(name, entry)
         }
       }

@@ -26,6 +26,7 @@ import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
 import { forRoom, type Containment } from './containment.js'
 import type { EventSink } from './events.js'
+import { CoeditError } from './errors.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -52,6 +53,7 @@ export type UpdateOrigin =
   | { readonly source: 'load' }
   | { readonly source: 'admin'; readonly user?: User }
   | { readonly source: 'remote' }
+  /** A change made on the server (`server.documents`, the document API), on behalf of `user` when known. */
   | { readonly source: 'api'; readonly user?: { readonly id: string; readonly name?: string } }
 
 const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
@@ -431,6 +433,27 @@ export class Room {
   }
 
   private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
+    const checked = this.checkUpdate(received)
+    if (checked === 'too-large') {
+      this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: received.length, limit: this.options.maxDocumentSize }, 'update refused: document size limit')
+      peer.close(CLOSE_DOCUMENT_TOO_LARGE, `document size limit of ${this.options.maxDocumentSize} bytes reached`)
+      return
+    }
+    const count = ++state.received
+    if (checked.decoded.empty) {
+      // Nothing to store, but acks must stay in order with the writes before it.
+      this.tail = this.tail.then(() => this.ack(peer, count))
+      return
+    }
+    this.enqueueWrite(checked.update, checked.decoded, checked.depths, state.origin, peer, count)
+  }
+
+  /**
+   * A client's update, checked: throws ProtocolError for bytes that are not an update,
+   * implausible clocks or nesting too deep; 'too-large' past --max-document-size. Returns
+   * the part the room lacks (empty if it has it all).
+   */
+  private checkUpdate(received: Uint8Array): { update: Uint8Array; decoded: DecodedUpdate; depths: ItemDepths | undefined } | 'too-large' {
     let update = received
     let decoded = decodeUpdateChecked(update)
     let depths: ItemDepths | undefined
@@ -441,21 +464,39 @@ export class Room {
       ({ update, decoded } = missingPart(update, this.doc, this.inflight))
       if (!decoded.empty) trialApply(this.doc, this.inflight.updates, update)
     }
-    const empty = decoded.empty
-    if (!empty) depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
+    if (decoded.empty) return { update, decoded, depths }
+    depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     const limit = this.options.maxDocumentSize
-    if (!empty && limit && this.storedBytes + update.length > limit) {
-      this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
-      peer.close(CLOSE_DOCUMENT_TOO_LARGE, `document size limit of ${limit} bytes reached`)
-      return
+    if (limit && this.storedBytes + update.length > limit) return 'too-large'
+    return { update, decoded, depths }
+  }
+
+  /**
+   * An update made on the server (`server.documents`, the document API): the checks of a
+   * client's update, then stored, applied and relayed like one. Resolves once stored and
+   * applied, to whether anything was new; rejects with a coded error if refused or not stored.
+   */
+  async applyApiUpdate(received: Uint8Array, origin: Extract<UpdateOrigin, { source: 'api' }>): Promise<boolean> {
+    // Only at shutdown or after a failure: a room in use by the API is not unloaded (RoomRegistry.use).
+    if (this.destroyed || this.failed) throw new CoeditError('ROOM_UNAVAILABLE', `room ${this.name} is shutting down or failed; try again`)
+    let checked
+    try {
+      checked = this.checkUpdate(received)
+    } catch (err) {
+      if (err instanceof ProtocolError) throw new CoeditError(err.code, err.message)
+      throw err
     }
-    const count = ++state.received
-    if (empty) {
-      // Nothing to store, but acks must stay in order with the writes before it.
-      this.tail = this.tail.then(() => this.ack(peer, count))
-      return
+    if (checked === 'too-large') {
+      this.log.warn({ event: 'document_too_large', source: 'api', bytes: this.storedBytes, update: received.length, limit: this.options.maxDocumentSize }, 'update refused: document size limit')
+      throw new CoeditError('DOCUMENT_TOO_LARGE', `document size limit of ${this.options.maxDocumentSize} bytes reached`)
     }
-    this.enqueueWrite(update, decoded, depths, state.origin, peer, count)
+    if (checked.decoded.empty) return false
+    try {
+      await this.enqueueWrite(checked.update, checked.decoded, checked.depths, origin, undefined, 0)
+    } catch (err) {
+      throw new CoeditError('STORE_FAILED', `the update was not stored: ${(err as Error).message}`, { cause: err })
+    }
+    return true
   }
 
   /**

@@ -29,7 +29,7 @@ import { createContainment, type FaultSpec } from './containment.js'
 import { ConnectionGuard } from './connections.js'
 import { hostCheck } from './host-check.js'
 import { HocuspocusHub } from './hocuspocus.js'
-import { originAllowed } from './auth.js'
+import { clientAddress, originAllowed } from './auth.js'
 import { checkRoomName } from './room-name.js'
 import { Events } from './events.js'
 import type { StoreEvents } from './persistence/store.js'
@@ -39,7 +39,7 @@ import type { TransportEvents } from './transport.js'
 import type { WebhookEvents } from './webhooks.js'
 import type { Metrics } from './metrics.js'
 import type { Webhooks } from './webhooks.js'
-import { Authorizer } from './authorizer.js'
+import { Authorizer, authRequestOf } from './authorizer.js'
 import { subscribeHooks, type Hooks } from './hooks.js'
 
 export type { Hooks } from './hooks.js'
@@ -47,6 +47,8 @@ export type { Hooks } from './hooks.js'
 /** Every event of the server (each declared beside the code that emits it). */
 export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents
 export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
+import { Documents, type ServerDocuments } from './documents.js'
+import { documentApiRoutes, type ApiAuthorize } from './document-api.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -78,6 +80,8 @@ export interface CoeditServer {
   readonly store: Store
   readonly registry: RoomRegistry
   readonly config: ServerConfig
+  /** Read and change rooms from this process, through the path of a client's update (README "Embedding and hooks"). */
+  readonly documents: ServerDocuments
   /** Stops accepting, stores everything, closes connections with 1001, closes storage. */
   close(): Promise<void>
 }
@@ -133,10 +137,18 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   subscribe(events, { metrics: ops.metrics, webhooks: ops.webhooks, history, cluster, hooks, log })
   // The one place that decides who may open a room (hook, tokens or everyone), for every way in.
   const authorizer = new Authorizer({ hook: hooks?.authenticate, tokens: security.tokens, timeout: config.authTimeout, containment, log })
+  const checkName = (name: string): ReturnType<typeof checkRoomName> => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern)
+  const documents = new Documents({ registry, checkName })
+  // The document API asks the same Authorizer as WebSocket clients: hook, tokens, or open to all.
+  const authorizeApi: ApiAuthorize = async (req, room, token) => {
+    const result = await authorizer.authorize({ room, token, request: authRequestOf(req, clientAddress(req, config.trustProxy)) })
+    if (!result.ok) return result
+    return { ok: true, access: result.grant.access, ...(result.grant.user === undefined ? {} : { user: result.grant.user }) }
+  }
   const hocuspocus = new HocuspocusHub({
     join: (room, peer) => registry.join(room, peer),
     authorize: (request) => authorizer.authorize(request),
-    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
+    checkName,
     stateless: hooks?.stateless,
     containment,
     log,
@@ -153,12 +165,18 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
 
   const routes: Route[] = [
     ...ops.routes(),
-    editorRoutes(),
+    // The history panel's three paths under /api/rooms/ROOM first: the document API answers the rest of /api.
     historyRoutes({
       authorize: bearerAuthorizer(authorizer, config.trustProxy), store, registry, history, containment, now: clock,
       originAllowed: (req) => originAllowed(req, security.transport.origins ?? [], config.trustProxy),
       maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     }),
+    documentApiRoutes({
+      documents, authorize: authorizeApi, origins: security.transport.origins ?? [], trustProxy: config.trustProxy, maxBodySize: config.maxMessageSize,
+      maxMessagesPerSecond: config.maxMessagesPerSecond, maxBytesPerSecond: config.maxBytesPerSecond, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
+      loopbackExempt: config.loopbackExempt, log,
+    }),
+    editorRoutes(),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
@@ -227,6 +245,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       ops.beginShutdown()
       if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
       const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
+      // Writes already handed to a room are stored by flushAll; later ones are refused.
+      documents.close()
       await registry.flushAll()
       transport.closeAll()
       await transport.drained(2000)
@@ -250,6 +270,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     store,
     registry,
     config,
+    documents,
     close,
   }
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
+import { startServer, type CoeditServer, type StartOptions } from '../../server/index.js'
 
 export async function tempDir(prefix = 'coedit-test-'): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix))
@@ -79,4 +80,15 @@ export { prng } from './prng.js'
 /** The seed for a randomized test: SEED from the environment to replay, else a fresh one. */
 export function testSeed(): number {
   return process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 31)
+}
+
+/** A server for one test and a list for its clients: the clients are destroyed and the server closed after the test. */
+export async function serverWithClients(t: { after(fn: () => Promise<void> | void): void }, options: StartOptions = {}): Promise<{ server: CoeditServer; clients: Client[] }> {
+  const server = await startServer({ port: 0, ...options })
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await server.close()
+  })
+  return { server, clients }
 }
