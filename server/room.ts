@@ -37,6 +37,12 @@ export interface Peer {
   readonly user?: { readonly id: string }
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+  /**
+   * Checks that the connection is still there (a WebSocket ping): true once it shows any
+   * sign of life, false if none comes within a short timeout. Presence asks before handing
+   * a client ID it owns to another connection; absent = never handed over.
+   */
+  probe?(): Promise<boolean>
 }
 
 /** Transaction origins, so an update is relayed once and never persisted twice. */

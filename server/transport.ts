@@ -67,6 +67,13 @@ const MAX_WRITE_BACKLOG = 512
  * read until the room is there (TCP pushes back), so a slow load buffers a bounded amount.
  */
 const MAX_PRELOAD_BYTES = 1024 * 1024
+/**
+ * A probed connection (see Peer.probe) that shows no sign of life this long after a ping
+ * is taken for dead: well above a live client's round trip, far below --ping-interval.
+ */
+export const PROBE_TIMEOUT = 2000
+/** At most one probe ping per connection this often, however many claims ask for one. */
+const PROBE_GAP = 1000
 
 /** Counts traffic; called on the hot path, so implementations only add numbers. */
 export interface TransportObserver {
@@ -95,6 +102,10 @@ class WsPeer implements Peer {
   private largestPending = 0
   /** The socket is corked until the end of this tick: all frames sent in it go out in one write. */
   private corked = false
+  /** The probe in flight, and how to end it when the connection is heard from. */
+  private probing: Promise<boolean> | undefined
+  private probeHeard: (() => void) | undefined
+  private lastProbe = 0
   /** A static function with an argument, not a closure per connection: idle connections are many. */
   private static uncork(peer: WsPeer): void {
     peer.corked = false
@@ -142,6 +153,47 @@ class WsPeer implements Peer {
     if (this.ws.readyState === WebSocket.CLOSED || this.ws.readyState === WebSocket.CLOSING) return
     this.closeSent = close
     this.ws.close(close.code, closeReason(detail ?? close.reason))
+  }
+
+  /** A frame or a pong arrived: the connection is alive. */
+  heard(): void {
+    this.alive = true
+    this.probeHeard?.()
+  }
+
+  /**
+   * Pings now (or PROBE_GAP after the previous probe ended) and resolves true on any frame
+   * or pong, false if none comes within PROBE_TIMEOUT. Concurrent callers share one probe.
+   */
+  probe(): Promise<boolean> {
+    if (this.probing) return this.probing
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve(false)
+    this.probing = new Promise<boolean>((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const done = (alive: boolean): void => {
+        clearTimeout(timer)
+        this.probing = undefined
+        this.probeHeard = undefined
+        this.lastProbe = Date.now()
+        resolve(alive)
+      }
+      this.probeHeard = () => done(true)
+      const ping = (): void => {
+        if (this.ws.readyState !== WebSocket.OPEN) return done(false)
+        this.ws.ping()
+        timer = setTimeout(() => {
+          // After this turn's I/O, as the sweep does: a stalled loop runs the overdue timer
+          // before it reads a pong that arrived in time.
+          setImmediate(() => { if (this.probeHeard) done(false) })
+        }, PROBE_TIMEOUT)
+        timer.unref()
+      }
+      const wait = this.lastProbe + PROBE_GAP - Date.now()
+      if (wait <= 0) return ping()
+      timer = setTimeout(ping, wait)
+      timer.unref()
+    })
+    return this.probing
   }
 }
 
@@ -300,7 +352,7 @@ export class Transport {
     this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')
     peer.observer = this.options.observer
     this.options.observer?.opened()
-    ws.on('pong', () => { peer.alive = true })
+    ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { protocol: 'hocuspocus' })
       if (!bytes) return
@@ -371,7 +423,7 @@ export class Transport {
     peer.observer = this.options.observer
     this.options.observer?.opened()
 
-    ws.on('pong', () => { peer.alive = true })
+    ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { room: roomName })
       if (!bytes) return
@@ -436,7 +488,7 @@ export class Transport {
    * frame's bytes, or undefined if the connection is closing or was just closed for it.
    */
   private admitFrame(peer: WsPeer, rate: ConnectionRate, data: RawData, isBinary: boolean, context: Record<string, string>): Uint8Array | undefined {
-    peer.alive = true
+    peer.heard()
     if (peer.closeSent) return undefined
     const bytes = toUint8Array(data)
     peer.bytesIn += bytes.length
