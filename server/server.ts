@@ -136,7 +136,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
     ...security.transport, hocuspocus, observer: ops.metrics,
   }, log)
-  ops.attach(store, registry, () => transport.connectionCount)
+  ops.attach(store, registry, () => transport.connectionsByProtocol())
   history.start(() => registry.rooms)
   let closing = false
 

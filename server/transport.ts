@@ -75,12 +75,16 @@ export const PROBE_TIMEOUT = 2000
 /** At most one probe ping per connection this often, however many claims ask for one. */
 const PROBE_GAP = 1000
 
+/** The two dialects one port speaks (see handleUpgrade): metrics and logs are labelled with it. */
+export const WIRE_PROTOCOLS = ['y-websocket', 'hocuspocus'] as const
+export type WireProtocol = (typeof WIRE_PROTOCOLS)[number]
+
 /** Counts traffic; called on the hot path, so implementations only add numbers. */
 export interface TransportObserver {
-  opened(): void
-  received(message: Uint8Array): void
-  sent(message: Uint8Array): void
-  closed(code: number): void
+  opened(protocol: WireProtocol): void
+  received(message: Uint8Array, protocol: WireProtocol): void
+  sent(message: Uint8Array, protocol: WireProtocol): void
+  closed(code: number, protocol: WireProtocol): void
   error(kind: string): void
 }
 
@@ -112,7 +116,14 @@ class WsPeer implements Peer {
     socketOf(peer.ws)?.uncork()
   }
 
-  constructor(ws: WebSocket, wantsAck: boolean, readOnly: boolean, private readonly maxBuffered: number, private readonly onSlow: (backlog: number) => void) {
+  constructor(
+    ws: WebSocket,
+    readonly protocol: WireProtocol,
+    wantsAck: boolean,
+    readOnly: boolean,
+    private readonly maxBuffered: number,
+    private readonly onSlow: (backlog: number) => void,
+  ) {
     this.id = (nextPeerId++).toString(36)
     this.ws = ws
     this.wantsAck = wantsAck
@@ -132,7 +143,7 @@ class WsPeer implements Peer {
     }
     this.largestPending = Math.max(this.largestPending, message.length)
     this.bytesOut += message.length
-    this.observer?.sent(message)
+    this.observer?.sent(message, this.protocol)
     const socket = socketOf(this.ws)
     if (!socket) {
       this.ws.send(message)
@@ -233,6 +244,13 @@ export class Transport {
 
   get connectionCount(): number {
     return this.peers.size
+  }
+
+  /** Open connections of each protocol (a Hocuspocus socket counts once, however many documents it carries). */
+  connectionsByProtocol(): Record<WireProtocol, number> {
+    const counts: Record<WireProtocol, number> = { 'y-websocket': 0, hocuspocus: 0 }
+    for (const peer of this.peers) counts[peer.protocol]++
+    return counts
   }
 
   /**
@@ -342,7 +360,7 @@ export class Transport {
 
   private acceptHocuspocus(ws: WebSocket, ip: string): void {
     const hub = this.options.hocuspocus!
-    const peer = new WsPeer(ws, false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
+    const peer = new WsPeer(ws, 'hocuspocus', false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
     })
     this.peers.add(peer)
@@ -351,7 +369,7 @@ export class Transport {
     let paused = false
     this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')
     peer.observer = this.options.observer
-    this.options.observer?.opened()
+    this.options.observer?.opened(peer.protocol)
     ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { protocol: 'hocuspocus' })
@@ -376,7 +394,7 @@ export class Transport {
     ws.on('close', (code: number) => {
       this.peers.delete(peer)
       connection.close()
-      this.options.observer?.closed(code)
+      this.options.observer?.closed(code, peer.protocol)
       this.log.info({
         event: 'connection_close', peer: peer.id, code, sent: peer.closeSent?.code, protocol: 'hocuspocus',
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
@@ -385,7 +403,7 @@ export class Transport {
   }
 
   private accept(ws: WebSocket, roomName: string, wantsAck: boolean, grant: Grant, ip: string): void {
-    const peer = new WsPeer(ws, wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
+    const peer = new WsPeer(ws, 'y-websocket', wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', room: roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
     })
     if (grant.sub !== undefined) peer.user = { id: grant.sub }
@@ -419,9 +437,9 @@ export class Transport {
     }
     /** Set when the socket was paused while the room loaded: resolved once it has loaded. */
     let loaded: ((room: Room) => void) | undefined
-    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
+    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access, protocol: peer.protocol }, 'connection opened')
     peer.observer = this.options.observer
-    this.options.observer?.opened()
+    this.options.observer?.opened(peer.protocol)
 
     ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -442,7 +460,7 @@ export class Transport {
     ws.on('error', (err: Error & { code?: string }) => {
       // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
-      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message }, 'connection error')
+      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message, protocol: peer.protocol }, 'connection error')
       this.options.observer?.error('connection')
     })
     ws.on('close', (code: number) => {
@@ -451,9 +469,9 @@ export class Transport {
       queue = undefined
       this.peers.delete(peer)
       room?.removePeer(peer)
-      this.options.observer?.closed(code)
+      this.options.observer?.closed(code, peer.protocol)
       this.log.info({
-        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code,
+        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code, protocol: peer.protocol,
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
       }, 'connection closed')
     })
@@ -492,7 +510,7 @@ export class Transport {
     if (peer.closeSent) return undefined
     const bytes = toUint8Array(data)
     peer.bytesIn += bytes.length
-    this.options.observer?.received(bytes)
+    this.options.observer?.received(bytes, peer.protocol)
     const verdict = rate.admit(bytes.length)
     if (!verdict.ok) {
       this.log.warn({ event: 'rate_limited', ...context, peer: peer.id, code: verdict.code }, 'rate limit exceeded, closing connection')
