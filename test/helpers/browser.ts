@@ -36,7 +36,8 @@ function newestMtime(path: string): number {
 export function ensureWebBuild(): void {
   const index = join(WEB_DIST, 'index.html')
   const script = join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')
-  const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script))
+  // server/room-path.ts is bundled into the editor too.
+  const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script), newestMtime(join(PACKAGE_ROOT, 'server', 'room-path.ts')))
   if (existsSync(index) && existsSync(join(WEB_DIST, 'assets', 'app.js')) && statSync(index).mtimeMs >= sources) return
   const result = spawnSync(process.execPath, [script], { cwd: PACKAGE_ROOT, encoding: 'utf8' })
   if (result.status !== 0) throw new Error(`building the editor failed:\n${result.stdout}${result.stderr}`)
