@@ -36,6 +36,8 @@ export interface Wire {
   readonly id: string
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+  /** Peer.probe for the whole socket: its documents live and die with it. */
+  probe?(): Promise<boolean>
 }
 
 /** What a stateless hook is told. */
@@ -160,6 +162,11 @@ export class DocumentPeer implements Peer {
   /** Detaches just this document: the provider hears a close for it, the socket stays. */
   detach(reason: string): void {
     this.wire.send(encodeHpClose(this.address, reason))
+  }
+
+  /** The socket's liveness is the document's: one ping however many documents it carries. */
+  probe(): Promise<boolean> {
+    return this.wire.probe ? this.wire.probe() : Promise.resolve(true)
   }
 
   /** The room's verdicts (malformed, too large, rate limits) end the whole socket, as for y-websocket. */

@@ -16,6 +16,7 @@ import type { RoomRegistry } from './registry.js'
 import { Webhooks, type WebhookEvents } from './webhooks.js'
 import type { Containment } from './containment.js'
 import type { EventSink } from './events.js'
+import type { WireProtocol } from './transport.js'
 
 /** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */
 const SAMPLE_MS = 2000
@@ -56,7 +57,7 @@ export class Ops {
   private shuttingDown = false
   private store: Store | undefined
   private registry: RoomRegistry | undefined
-  private connections: () => number = () => 0
+  private connections: () => Record<WireProtocol, number> = () => ({ 'y-websocket': 0, hocuspocus: 0 })
   private samples: Sample[] = []
   private sampler: NodeJS.Timeout | undefined
   private storage: { at: number; bytes: Promise<number | undefined> } | undefined
@@ -88,7 +89,7 @@ export class Ops {
   }
 
   /** What exists only once the server is composed; starts sampling traffic for the status chart. */
-  attach(store: Store, registry: RoomRegistry, connections: () => number): void {
+  attach(store: Store, registry: RoomRegistry, connections: () => Record<WireProtocol, number>): void {
     this.store = store
     this.registry = registry
     this.connections = connections
@@ -185,7 +186,7 @@ export class Ops {
       ready: !this.shuttingDown,
       // Tells the page whether asking for a token can show more.
       adminToken: this.options.config.adminToken !== '',
-      connections: this.connections(),
+      connections: Object.values(this.connections()).reduce((a, b) => a + b, 0),
       roomsLoaded: this.registry?.loadedCount ?? 0,
       ...(rooms ? { rooms: this.busiestRooms() } : {}),
       storage: { kind: this.options.dataDir !== undefined ? 'leveldb' : 'other', bytes: (await this.storageBytes()) ?? null },

@@ -39,6 +39,12 @@ export interface Peer {
   readonly user?: User
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+  /**
+   * Checks that the connection is still there (a WebSocket ping): true once it shows any
+   * sign of life, false if none comes within a short timeout. Presence asks before handing
+   * a client ID it owns to another connection; absent = never handed over.
+   */
+  probe?(): Promise<boolean>
 }
 
 /** Who made a change: the history log records `id`; hooks and webhooks are told. */

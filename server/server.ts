@@ -159,7 +159,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
     ...security.transport, hocuspocus, events, authorizer,
   }, log)
-  ops.attach(store, registry, () => transport.connectionCount)
+  ops.attach(store, registry, () => transport.connectionsByProtocol())
   history.start(() => registry.rooms)
   let closing = false
 
@@ -291,10 +291,10 @@ interface Subscribers {
  */
 function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, hooks, log }: Subscribers): void {
   // Metrics: traffic, sockets, storage, rooms.
-  events.on('message.received', (m) => metrics.received(m), 'metrics')
-  events.on('message.sent', (m) => metrics.sent(m), 'metrics')
-  events.on('socket.opened', () => metrics.opened(), 'metrics')
-  events.on('socket.closed', ({ code }) => metrics.closed(code), 'metrics')
+  events.on('message.received', ({ message, protocol }) => metrics.received(message, protocol), 'metrics')
+  events.on('message.sent', ({ message, protocol }) => metrics.sent(message, protocol), 'metrics')
+  events.on('socket.opened', ({ protocol }) => metrics.opened(protocol), 'metrics')
+  events.on('socket.closed', ({ code, protocol }) => metrics.closed(code, protocol), 'metrics')
   events.on('socket.error', () => metrics.error('connection'), 'metrics')
   events.on('store.batch', ({ updates, ms }) => metrics.batchWritten(updates, ms), 'metrics')
   events.on('store.settled', ({ ms, ok }) => metrics.stored(ms, ok), 'metrics')

@@ -69,6 +69,17 @@ const MAX_WRITE_BACKLOG = 512
  * read until the room is there (TCP pushes back), so a slow load buffers a bounded amount.
  */
 const MAX_PRELOAD_BYTES = 1024 * 1024
+/**
+ * A probed connection (see Peer.probe) that shows no sign of life this long after a ping
+ * is taken for dead: well above a live client's round trip, far below --ping-interval.
+ */
+export const PROBE_TIMEOUT = 2000
+/** At most one probe ping per connection this often, however many claims ask for one. */
+const PROBE_GAP = 1000
+
+/** The two dialects one port speaks (see handleUpgrade): metrics and logs are labelled with it. */
+export const WIRE_PROTOCOLS = ['y-websocket', 'hocuspocus'] as const
+export type WireProtocol = (typeof WIRE_PROTOCOLS)[number]
 
 /**
  * What the transport tells (server/events.ts). The message events are the hot path (every
@@ -77,14 +88,14 @@ const MAX_PRELOAD_BYTES = 1024 * 1024
  */
 export interface TransportEvents {
   /** A WebSocket was accepted (y-websocket, or a Hocuspocus socket of many documents). */
-  'socket.opened': { protocol: 'y-websocket' | 'hocuspocus' }
-  'socket.closed': { code: number }
+  'socket.opened': { protocol: WireProtocol }
+  'socket.closed': { code: number; protocol: WireProtocol }
   /** A socket error (ws closes the socket itself). */
-  'socket.error': { code: string | undefined }
+  'socket.error': { code: string | undefined; protocol: WireProtocol }
   /** A frame received, before any check. */
-  'message.received': Uint8Array
+  'message.received': { message: Uint8Array; protocol: WireProtocol }
   /** A frame sent. */
-  'message.sent': Uint8Array
+  'message.sent': { message: Uint8Array; protocol: WireProtocol }
 }
 
 let nextPeerId = 1
@@ -105,13 +116,24 @@ class WsPeer implements Peer {
   private largestPending = 0
   /** The socket is corked until the end of this tick: all frames sent in it go out in one write. */
   private corked = false
+  /** The probe in flight, and how to end it when the connection is heard from. */
+  private probing: Promise<boolean> | undefined
+  private probeHeard: (() => void) | undefined
+  private lastProbe = 0
   /** A static function with an argument, not a closure per connection: idle connections are many. */
   private static uncork(peer: WsPeer): void {
     peer.corked = false
     socketOf(peer.ws)?.uncork()
   }
 
-  constructor(ws: WebSocket, wantsAck: boolean, readOnly: boolean, private readonly maxBuffered: number, private readonly onSlow: (backlog: number) => void) {
+  constructor(
+    ws: WebSocket,
+    readonly protocol: WireProtocol,
+    wantsAck: boolean,
+    readOnly: boolean,
+    private readonly maxBuffered: number,
+    private readonly onSlow: (backlog: number) => void,
+  ) {
     this.id = (nextPeerId++).toString(36)
     this.ws = ws
     this.wantsAck = wantsAck
@@ -131,7 +153,7 @@ class WsPeer implements Peer {
     }
     this.largestPending = Math.max(this.largestPending, message.length)
     this.bytesOut += message.length
-    this.events?.emit('message.sent', message)
+    if (this.events?.listens('message.sent')) this.events.emit('message.sent', { message, protocol: this.protocol })
     const socket = socketOf(this.ws)
     if (!socket) {
       this.ws.send(message)
@@ -152,6 +174,47 @@ class WsPeer implements Peer {
     if (this.ws.readyState === WebSocket.CLOSED || this.ws.readyState === WebSocket.CLOSING) return
     this.closeSent = close
     this.ws.close(close.code, closeReason(detail ?? close.reason))
+  }
+
+  /** A frame or a pong arrived: the connection is alive. */
+  heard(): void {
+    this.alive = true
+    this.probeHeard?.()
+  }
+
+  /**
+   * Pings now (or PROBE_GAP after the previous probe ended) and resolves true on any frame
+   * or pong, false if none comes within PROBE_TIMEOUT. Concurrent callers share one probe.
+   */
+  probe(): Promise<boolean> {
+    if (this.probing) return this.probing
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve(false)
+    this.probing = new Promise<boolean>((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const done = (alive: boolean): void => {
+        clearTimeout(timer)
+        this.probing = undefined
+        this.probeHeard = undefined
+        this.lastProbe = Date.now()
+        resolve(alive)
+      }
+      this.probeHeard = () => done(true)
+      const ping = (): void => {
+        if (this.ws.readyState !== WebSocket.OPEN) return done(false)
+        this.ws.ping()
+        timer = setTimeout(() => {
+          // After this turn's I/O, as the sweep does: a stalled loop runs the overdue timer
+          // before it reads a pong that arrived in time.
+          setImmediate(() => { if (this.probeHeard) done(false) })
+        }, PROBE_TIMEOUT)
+        timer.unref()
+      }
+      const wait = this.lastProbe + PROBE_GAP - Date.now()
+      if (wait <= 0) return ping()
+      timer = setTimeout(ping, wait)
+      timer.unref()
+    })
+    return this.probing
   }
 }
 
@@ -191,6 +254,13 @@ export class Transport {
 
   get connectionCount(): number {
     return this.peers.size
+  }
+
+  /** Open connections of each protocol (a Hocuspocus socket counts once, however many documents it carries). */
+  connectionsByProtocol(): Record<WireProtocol, number> {
+    const counts: Record<WireProtocol, number> = { 'y-websocket': 0, hocuspocus: 0 }
+    for (const peer of this.peers) counts[peer.protocol]++
+    return counts
   }
 
   /**
@@ -304,7 +374,7 @@ export class Transport {
 
   private acceptHocuspocus(ws: WebSocket, ip: string, request: AuthRequest): void {
     const hub = this.options.hocuspocus!
-    const peer = new WsPeer(ws, false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
+    const peer = new WsPeer(ws, 'hocuspocus', false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
     })
     this.peers.add(peer)
@@ -313,8 +383,8 @@ export class Transport {
     let paused = false
     this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')
     peer.events = this.options.events
-    this.options.events.emit('socket.opened', { protocol: 'hocuspocus' })
-    ws.on('pong', () => { peer.alive = true })
+    this.options.events.emit('socket.opened', { protocol: peer.protocol })
+    ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { protocol: 'hocuspocus' })
       if (!bytes) return
@@ -333,12 +403,12 @@ export class Transport {
     ws.on('error', (err: Error & { code?: string }) => {
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
       this.log.warn({ event: 'connection_error', peer: peer.id, code: err.code, err: err.message, protocol: 'hocuspocus' }, 'connection error')
-      this.options.events.emit('socket.error', { code: err.code })
+      this.options.events.emit('socket.error', { code: err.code, protocol: peer.protocol })
     })
     ws.on('close', (code: number) => {
       this.peers.delete(peer)
       connection.close(code)
-      this.options.events.emit('socket.closed', { code })
+      this.options.events.emit('socket.closed', { code, protocol: peer.protocol })
       this.log.info({
         event: 'connection_close', peer: peer.id, code, sent: peer.closeSent?.code, protocol: 'hocuspocus',
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
@@ -347,7 +417,7 @@ export class Transport {
   }
 
   private accept(ws: WebSocket, roomName: string, wantsAck: boolean, grant: Grant, ip: string): void {
-    const peer = new WsPeer(ws, wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
+    const peer = new WsPeer(ws, 'y-websocket', wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', room: roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
     })
     if (grant.user !== undefined) peer.user = grant.user
@@ -383,11 +453,11 @@ export class Transport {
     }
     /** Set when the socket was paused while the room loaded: resolved once it has loaded. */
     let loaded: ((room: Room) => void) | undefined
-    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
+    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access, protocol: peer.protocol }, 'connection opened')
     peer.events = this.options.events
-    this.options.events.emit('socket.opened', { protocol: 'y-websocket' })
+    this.options.events.emit('socket.opened', { protocol: peer.protocol })
 
-    ws.on('pong', () => { peer.alive = true })
+    ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { room: roomName })
       if (!bytes) return
@@ -406,8 +476,8 @@ export class Transport {
     ws.on('error', (err: Error & { code?: string }) => {
       // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
-      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message }, 'connection error')
-      this.options.events.emit('socket.error', { code: err.code })
+      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message, protocol: peer.protocol }, 'connection error')
+      this.options.events.emit('socket.error', { code: err.code, protocol: peer.protocol })
     })
     ws.on('close', (code: number) => {
       closed = true
@@ -416,9 +486,9 @@ export class Transport {
       queue = undefined
       this.peers.delete(peer)
       room?.removePeer(peer, code)
-      this.options.events.emit('socket.closed', { code })
+      this.options.events.emit('socket.closed', { code, protocol: peer.protocol })
       this.log.info({
-        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code,
+        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code, protocol: peer.protocol,
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
       }, 'connection closed')
     })
@@ -453,11 +523,11 @@ export class Transport {
    * frame's bytes, or undefined if the connection is closing or was just closed for it.
    */
   private admitFrame(peer: WsPeer, rate: ConnectionRate, data: RawData, isBinary: boolean, context: Record<string, string>): Uint8Array | undefined {
-    peer.alive = true
+    peer.heard()
     if (peer.closeSent) return undefined
     const bytes = toUint8Array(data)
     peer.bytesIn += bytes.length
-    this.options.events.emit('message.received', bytes)
+    if (this.options.events.listens('message.received')) this.options.events.emit('message.received', { message: bytes, protocol: peer.protocol })
     const verdict = rate.admit(bytes.length)
     if (!verdict.ok) {
       this.log.warn({ event: 'rate_limited', ...context, peer: peer.id, code: verdict.code }, 'rate limit exceeded, closing connection')

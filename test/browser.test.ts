@@ -559,6 +559,31 @@ if (!browserAvailable() && !process.env.CI) {
       }
     })
 
+    test('a bare % in the address: /r/100%25 and /r/100% are one room, and so are /r/Q3%2050%25%20plan and "/r/Q3 50% plan"', async (t) => {
+      // [as a link would encode it, as a person would type it, the room]
+      const cases = [['100%25', '100%', '100%'], ['Q3%2050%25%20plan', 'Q3 50% plan', 'Q3 50% plan']] as const
+      for (const [encoded, typed, name] of cases) {
+        const a = await openEditor(browser, `${server.httpUrl}/r/${encoded}`, { name: 'Linked' })
+        const b = await openEditor(browser, `${server.httpUrl}/r/${typed}`, { name: 'Typed' })
+        try {
+          // The browser sends a typed % as it is (spaces encoded): the page decodes it by the server's rule.
+          t.diagnostic(`"${typed}" was sent as ${new URL(b.page.url()).pathname}`)
+          await waitForConnected(a.page)
+          await waitForConnected(b.page)
+          assert.equal(await a.page.textContent('#room-name'), name)
+          assert.equal(await b.page.textContent('#room-name'), name)
+          await setCaret(a.page, 0)
+          await a.page.keyboard.type(`typed in ${name}`)
+          await waitForValue(b.page, (v) => v === `typed in ${name}`, `the other address to show the text of ${name}`)
+          await waitFor(() => server.registry.rooms.find((r) => r.name === name)?.doc.getText('text').toString() === `typed in ${name}`, { message: `room ${name} on the server holds it` })
+          assertNoErrors(a, b)
+        } finally {
+          await a.close()
+          await b.close()
+        }
+      }
+    })
+
     test('tokens from the page\'s fragment: write, read-only, expired', async () => {
       const secret = 'a-test-secret-that-is-at-least-32-bytes-long'
       const secured = await startServer({ port: 0, storage: 'memory', authSecret: secret })

@@ -43,6 +43,7 @@ const BUILT = ['index.html', 'status.html', 'assets/app.js', 'assets/status.js']
 export function ensureWebBuild(): void {
   const index = join(WEB_DIST, 'index.html')
   const script = join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')
+  // server/room-path.ts is bundled into the editor too (and server/protocol.ts: any server change rebuilds).
   const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script), newestMtime(join(PACKAGE_ROOT, 'server')))
   if (BUILT.every((f) => existsSync(join(WEB_DIST, f))) && statSync(index).mtimeMs >= sources) return
   const result = spawnSync(process.execPath, [script], { cwd: PACKAGE_ROOT, encoding: 'utf8' })

@@ -16,6 +16,7 @@ import { accessOf, tokenFromFragment } from './token.js'
 import { HistoryClient } from './history-client.js'
 import { HistoryPanel } from './history-panel.js'
 import * as decoding from 'lib0/decoding'
+import { decodeRoomPath } from '../../server/room-path.js'
 
 /** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
 export const TEXT_NAME = 'text'
@@ -34,14 +35,14 @@ const SAVED_TEXT: Record<Saved, string> = {
   'read-only': 'Read-only — your edits are not saved',
 }
 
+/**
+ * The room of `/r/<room>`, by the server's own rule (`%XX` decoded, a `%` that starts no
+ * UTF-8 sequence kept: `/r/100%` and `/r/100%25` are both room `100%`), so that the page
+ * and its WebSocket, which sends the name fully encoded, name the same room.
+ */
 function roomFromPath(): string | null {
-  const raw = location.pathname.replace(/^\/r\//, '')
-  try {
-    const room = decodeURIComponent(raw)
-    return room.length > 0 ? room : null
-  } catch {
-    return null
-  }
+  const room = decodeRoomPath(location.pathname.replace(/^\/r\//, ''))
+  return room.length > 0 ? room : null
 }
 
 function start(): void {
