@@ -184,11 +184,11 @@ test('a client writing into a room that is still loading is not read past 1 MiB;
     still = now === unread ? still + 1 : 0
     unread = now
     return still >= 10
-  }, { timeout: 20_000, interval: 20, message: 'the client to stop sending' })
+  }, { timeout: 60_000, interval: 20, message: 'the client to stop sending' })
   t.diagnostic(`left the client while the room was loading: ${sent - unread} of ${sent} bytes`)
   assert.ok(unread > sent - 12 * 1024 * 1024, `the server read at most 1 MiB + socket buffers while loading (${sent - unread} of ${sent} bytes left the client)`)
   loading.open()
-  await waitFor(() => raw.messages.some((m) => m.type === 'coedit-persisted' && m.count === 48), { timeout: 20_000, message: 'all 48 updates stored' })
+  await waitFor(() => raw.messages.some((m) => m.type === 'coedit-persisted' && m.count === 48), { timeout: 60_000, message: 'all 48 updates stored' })
   const stored = new Y.Doc()
   for (const u of (await store.inner.load('slow')).updates) Y.applyUpdate(stored, u)
   assert.equal(stored.getText('text').length, 48 * 512 * 1024)
