@@ -20,7 +20,6 @@ const OPS = ['build', 'integrate', 'encode', 'delete', 'gc', 'load', 'tojson', '
 type Op = (typeof OPS)[number]
 
 // any: the child types differ by kind; each is only inserted into its parent.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyType = Y.AbstractType<any>
 
 function fresh(kind: Kind, i: number): AnyType {

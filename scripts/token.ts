@@ -4,7 +4,8 @@
  * --private-key). Not the admin token of the operator verbs: that one is a shared key
  * given to `serve --admin-token`.
  */
-import { UsageError, helpColumn, helpRows, parseFlags, type FlagSpecs } from '../server/args.js'
+import { helpColumn, helpRows, parseFlags, type FlagSpecs } from '../server/args.js'
+import { UsageError } from '../server/errors.js'
 import { signToken } from '../server/auth.js'
 import { checkAuthSecret, parseDuration } from '../server/config.js'
 import { confirm, processIO, writeOut, type CliIO } from './cli/io.js'

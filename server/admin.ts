@@ -31,6 +31,7 @@ import { DIFF_FORMATS, type DiffFormat } from './diff.js'
 import { DEFAULT_ACTIVITY_BUCKET } from './history-log.js'
 import type { HistoryKeeper } from './history.js'
 import { sendJson, type Route } from './http.js'
+import { MAX_EMPTY_BODY, checkDeclaredLength, limitedBody, readBody, sendApiError } from './api-errors.js'
 import { Operations, type RoomAccess } from './operations.js'
 import { checkRoomName, decodeRoomPath } from './room-name.js'
 import { computeRevertInWorker } from './revert-thread.js'
@@ -61,33 +62,8 @@ export interface AdminOptions {
   now?: () => number
 }
 
-/** Endpoints that take no body still get a bound: a declared body past this is refused (413). */
-const MAX_EMPTY_BODY = 64 * 1024
-
-const STATUS: Record<string, number> = {
-  UNAUTHORIZED: 401,
-  TOO_MANY_ATTEMPTS: 429,
-  ROOM_NOT_FOUND: 404,
-  VERSION_NOT_FOUND: 404,
-  NOT_FOUND: 404,
-  BAD_REQUEST: 400,
-  BAD_ROOM_NAME: 400,
-  BAD_FILE: 400,
-  BAD_BACKUP: 400,
-  BAD_TIME: 400,
-  BAD_UPDATE: 400,
-  TOO_DEEP: 422,
-  NOT_TEXT: 400,
-  DIFF_TOO_COSTLY: 422,
-  NOT_EMPTY: 409,
-  DELETED_CONTENT: 409,
-  ROOM_DELETED: 409,
-  TOO_LARGE: 413,
-  HISTORY_UNAVAILABLE: 501,
-}
-
 /** Reads through the server's live rooms; a room loaded only for this unloads after the grace period. */
-function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper): RoomAccess {
+export function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper): RoomAccess {
   return {
     live: true,
     async current(room) {
@@ -97,43 +73,17 @@ function liveAccess(registry: RoomRegistry, store: Store, history: HistoryKeeper
       const stored = await store.load(room)
       return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
-    async apply(room, update) {
+    async apply(room, update, meta) {
       const live = await registry.get(room)
-      await live.applyAdminUpdate(update)
+      await live.applyAdminUpdate(update, meta?.user === undefined ? undefined : { id: meta.user })
       // The registry unloads a room when its last connection leaves; one nobody joined never had one.
-      if (live.size === 0) live.onEmpty(live)
+      registry.release(live)
       return live.lastApplied
     },
     async recordVersion(room, state, seq, options) {
       await history.record(room, state, seq, options)
     },
   }
-}
-
-/** Refuses a body whose declared length is past `limit` before reading any of it. */
-function checkDeclaredLength(req: IncomingMessage, limit: number, option: string): void {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
-}
-
-/**
- * The body's chunks, failing with TOO_LARGE once more than `limit` bytes came (a chunked
- * body declares no length). The request is not destroyed, so the 413 still gets out.
- */
-async function* limitedBody(req: IncomingMessage, limit: number, option: string): AsyncGenerator<Buffer> {
-  checkDeclaredLength(req, limit, option)
-  let size = 0
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw new CoeditError('TOO_LARGE', `the body is larger than ${limit} bytes (${option})`)
-    yield chunk
-  }
-}
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
-  const parts: Buffer[] = []
-  for await (const chunk of limitedBody(req, limit, '--max-message-size')) parts.push(chunk)
-  return new Uint8Array(Buffer.concat(parts))
 }
 
 /** `?name=1` (or `true`) and `?name=0` (or `false`, or absent). */
@@ -263,18 +213,7 @@ export function adminRoutes(options: AdminOptions): Route {
     try {
       await handle(req, res, url)
     } catch (err) {
-      if (res.headersSent) {
-        // Mid-stream (a backup): cutting the connection makes the client see a truncated file.
-        res.destroy(err as Error)
-        return true
-      }
-      const thrown = (err as { code?: unknown }).code
-      const code = err instanceof CoeditError ? err.code : thrown === 'BAD_UPDATE' || thrown === 'TOO_DEEP' || thrown === 'DELETED_CONTENT' ? thrown : 'INTERNAL'
-      const status = STATUS[code] ?? 500
-      const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
-      // The rest of a refused body is not worth reading: close instead of keeping the connection.
-      if (status === 413) res.setHeader('Connection', 'close')
-      sendJson(res, status, { error: { code, message } })
+      sendApiError(res, err)
     }
     return true
   }

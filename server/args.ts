@@ -5,10 +5,10 @@
  * messages are multi-line, name its own API and cannot suggest anything.
  */
 
-/** Bad usage: an unknown flag, a missing argument, a malformed value. Exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError'
-}
+import { UsageError } from './errors.js'
+
+// Its home is errors.ts; still exported here for the modules that import it from the parser.
+export { UsageError }
 
 export interface FlagSpec {
   type: 'string' | 'boolean'

@@ -16,7 +16,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose'
-import { CoeditError } from './errors.js'
+import { CoeditError, type ErrorCode } from './errors.js'
 import { compileGlob, globMatches } from './glob.js'
 
 export type Access = 'read' | 'write'
@@ -26,13 +26,14 @@ export interface Grant {
   readonly rooms: readonly string[]
   /** ms since the epoch, or undefined for a token without `exp`. */
   readonly expiresAt: number | undefined
-  /** The token's `sub` claim: the user the history log records for this connection's changes. */
-  readonly sub?: string
+  /** Who connects: the token's `sub` claim as `id`, or what the `authenticate` hook said. The history log records `id`. */
+  readonly user?: { readonly id: string; readonly name?: string }
 }
 
 export type AuthResult =
   | { ok: true; grant: Grant }
-  | { ok: false; status: 401 | 403; code: string; reason: string }
+  /** 401/403: no or bad credentials / not for this room; 500: the check broke; 503: it timed out (server/authorizer.ts). */
+  | { ok: false; status: 401 | 403 | 500 | 503; code: ErrorCode; reason: string }
 
 /** HS256 needs a key at least as long as its hash (RFC 7518 §3.2). */
 export const MIN_SECRET_BYTES = 32
@@ -91,7 +92,7 @@ function grantOf(payload: Record<string, unknown>): Grant | undefined {
   if (access !== 'read' && access !== 'write') return undefined
   const exp = payload.exp
   const sub = userIdOf(payload.sub)
-  return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined, ...(sub === undefined ? {} : { sub }) }
+  return { access, rooms, expiresAt: typeof exp === 'number' ? exp * 1000 : undefined, ...(sub === undefined ? {} : { user: { id: sub } }) }
 }
 
 /** Longest `sub` kept as a user id: it is stored with every update of the connection. */
@@ -100,7 +101,6 @@ export const MAX_USER_ID_LENGTH = 256
 /** A `sub` usable as a user id: a non-empty string, not too long, no control characters (it is printed by the CLI). */
 export function userIdOf(sub: unknown): string | undefined {
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) return undefined
-  // eslint-disable-next-line no-control-regex
   return /[\u0000-\u001f\u007f-\u009f]/.test(sub) ? undefined : sub
 }
 

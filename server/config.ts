@@ -3,12 +3,14 @@
  * variable, default and help text. Parsed once at the entry point and passed down;
  * nothing reads the environment anywhere else.
  */
-import { UsageError, helpRows, parseFlags, type FlagSpecs } from './args.js'
+import { helpRows, parseFlags, type FlagSpecs } from './args.js'
+import { UsageError } from './errors.js'
 import { webhookKey } from './webhook-signature.js'
 import { MIN_SECRET_BYTES } from './auth.js'
 import { parseDuration } from './duration.js'
 
-export { UsageError } from './args.js'
+// Its home is errors.ts; re-exported for the modules that took it from here.
+export { UsageError } from './errors.js'
 export { parseDuration } from './duration.js'
 
 export interface ServerConfig {
@@ -19,6 +21,7 @@ export interface ServerConfig {
   maxMessageSize: number
   authSecret: string
   authPublicKey: string
+  authTimeout: number
   allowedOrigins: string
   trustProxy: boolean
   loopbackExempt: boolean
@@ -94,20 +97,21 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'host', flag: 'host', env: 'HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on; 0.0.0.0 serves the LAN' }),
   spec({ key: 'dataDir', flag: 'data', env: 'DATA_DIR', kind: 'string', default: './data', help: 'LevelDB data directory' }),
   spec({ key: 'pingInterval', flag: 'ping-interval', env: 'PING_INTERVAL', kind: 'duration', default: 30_000, help: 'ping every connection this often; one that missed the last ping is closed' }),
-  spec({ key: 'maxMessageSize', flag: 'max-message-size', env: 'MAX_MESSAGE_SIZE', kind: 'size', default: 16 * 1024 * 1024, help: 'largest accepted message; bigger ones close the connection with 1009' }),
+  spec({ key: 'maxMessageSize', flag: 'max-message-size', env: 'MAX_MESSAGE_SIZE', kind: 'size', default: 16 * 1024 * 1024, help: 'largest accepted message; bigger ones close the connection with 1009 (document API and admin bodies: HTTP 413)' }),
   spec({ key: 'authSecret', flag: 'auth-secret', env: 'AUTH_SECRET', kind: 'string', default: '', help: 'require tokens signed with this HS256 secret (at least 32 bytes); prefer the env var, flags show in ps' }),
   spec({ key: 'authPublicKey', flag: 'auth-public-key', env: 'AUTH_PUBLIC_KEY', kind: 'string', default: '', help: 'require tokens signed for this PEM public key file (EC P-256 → ES256, RSA → RS256)' }),
+  spec({ key: 'authTimeout', flag: 'auth-timeout', env: 'AUTH_TIMEOUT', kind: 'duration', default: 10_000, help: 'an authentication (a token check, or the authenticate hook of the embedding API) taking longer refuses the client (HTTP 503) and counts coedit_errors_total{kind="hook"}' }),
   spec({ key: 'allowedOrigins', flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'string', default: '', help: 'comma-separated browser origins allowed to connect besides the server\'s own (http://localhost:* = any port of a host, * = any); requests without Origin are not browsers and pass' }),
   spec({ key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'boolean', default: false, help: 'behind a reverse proxy: take the client address from X-Forwarded-For and the host from X-Forwarded-Host' }),
-  spec({ key: 'loopbackExempt', flag: 'loopback-exempt', env: 'LOOPBACK_EXEMPT', kind: 'boolean', default: true, help: 'spare loopback addresses the per-address limits (--max-connections-per-ip, --max-new-rooms-per-minute): they are local tools or a proxy on this host; --no-loopback-exempt limits them too' }),
+  spec({ key: 'loopbackExempt', flag: 'loopback-exempt', env: 'LOOPBACK_EXEMPT', kind: 'boolean', default: true, help: 'spare loopback addresses the per-address limits (--max-connections-per-ip, --max-new-rooms-per-minute, the document API\'s rates): they are local tools or a proxy on this host; --no-loopback-exempt limits them too' }),
   spec({ key: 'maxDocumentSize', flag: 'max-document-size', env: 'MAX_DOCUMENT_SIZE', kind: 'size', default: 64 * 1024 * 1024, help: 'refuse updates that would take a room\'s stored size past this (close 4413); the room stays usable' }),
-  spec({ key: 'maxMessagesPerSecond', flag: 'max-messages-per-second', env: 'MAX_MESSAGES_PER_SECOND', kind: 'limit', default: 1000, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
-  spec({ key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', env: 'MAX_BYTES_PER_SECOND', kind: 'limit', default: 8 * 1024 * 1024, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429 (0 = no limit)' }),
+  spec({ key: 'maxMessagesPerSecond', flag: 'max-messages-per-second', env: 'MAX_MESSAGES_PER_SECOND', kind: 'limit', default: 1000, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429; document API: requests per client address, HTTP 429 (0 = no limit)' }),
+  spec({ key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', env: 'MAX_BYTES_PER_SECOND', kind: 'limit', default: 8 * 1024 * 1024, help: 'per connection, token bucket holding 10 s worth; over it closes with 4429; document API: body bytes per client address, HTTP 429 (0 = no limit)' }),
   spec({ key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'MAX_CONNECTIONS_PER_IP', kind: 'limit', default: 1000, help: 'open connections per client address, WebSockets and TCP connections not yet upgraded (loopback exempt); more are refused with HTTP 429 (0 = no limit)' }),
   spec({ key: 'maxConnections', flag: 'max-connections', env: 'MAX_CONNECTIONS', kind: 'limit', default: 10_000, help: 'open TCP connections (HTTP and WebSocket, every address); more get HTTP 503, or are closed under TLS; keep it below ulimit -n (0 = no limit)' }),
   spec({ key: 'headersTimeout', flag: 'headers-timeout', env: 'HEADERS_TIMEOUT', kind: 'duration', default: 5000, help: 'a request or WebSocket upgrade whose headers take longer to arrive is closed (408)' }),
   spec({ key: 'requestTimeout', flag: 'request-timeout', env: 'REQUEST_TIMEOUT', kind: 'duration', default: 30_000, help: 'an HTTP request (headers and body) taking longer to arrive is closed (408); raise it to restore large backups over slow links' }),
-  spec({ key: 'maxNewRoomsPerMinute', flag: 'max-new-rooms-per-minute', env: 'MAX_NEW_ROOMS_PER_MINUTE', kind: 'limit', default: 60, help: 'rooms with nothing stored that one client address may open per minute (loopback exempt); more close with 4429 (0 = no limit)' }),
+  spec({ key: 'maxNewRoomsPerMinute', flag: 'max-new-rooms-per-minute', env: 'MAX_NEW_ROOMS_PER_MINUTE', kind: 'limit', default: 60, help: 'rooms with nothing stored that one client address may open per minute (loopback exempt); more close with 4429 (document API: its own budget, HTTP 429) (0 = no limit)' }),
   spec({ key: 'maxRestoreSize', flag: 'max-restore-size', env: 'MAX_RESTORE_SIZE', kind: 'size', default: 1024 ** 3, help: 'largest backup accepted by POST /admin/restore; bigger ones get 413 (other admin bodies: --max-message-size)' }),
   spec({ key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', default: 10_000, help: 'rooms loaded in memory; the least recently used idle room is unloaded to make space, else joins close with 1013' }),
   spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are closed with 4400 after the upgrade' }),

@@ -54,6 +54,8 @@ export interface Containment {
   check(path: ContainedPath, room?: string): void
   /** True if `check` would throw: for a path that must raise the fault elsewhere (a worker thread). */
   injected(path: ContainedPath, room?: string): boolean
+  /** Some fault is injected (tests): hot paths skip even computing `check`'s arguments otherwise. */
+  readonly injecting: boolean
   /** Runs `fn`; an exception is reported and `undefined` returned instead. */
   run<T>(path: ContainedPath, fn: () => T, context?: Record<string, unknown>): T | undefined
 }
@@ -85,6 +87,7 @@ export function createContainment(options: ContainmentOptions): Containment {
     report,
     check,
     injected,
+    injecting: faults.size > 0,
     run<T>(path: ContainedPath, fn: () => T, context?: Record<string, unknown>): T | undefined {
       try {
         return fn()
@@ -102,6 +105,7 @@ export function forRoom(containment: Containment, room: string): Containment {
     report: (path, err, context) => containment.report(path, err, { room, ...context }),
     check: (path, r = room) => containment.check(path, r),
     injected: (path, r = room) => containment.injected(path, r),
+    injecting: containment.injecting,
     run: (path, fn, context) => containment.run(path, fn, { room, ...context }),
   }
 }

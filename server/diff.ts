@@ -31,7 +31,8 @@ export function unifiedDiff(name: string, before: string, after: string, labels:
   return patch.replace(/^=+\n/, '')
 }
 
-function textOf(state: Uint8Array, name: string): string {
+/** The text of root `name` of a state; NOT_TEXT if that root holds something else. */
+export function textOf(state: Uint8Array, name: string): string {
   const doc = docFromUpdates([state])
   try {
     // Yjs would read any untyped root as a Y.Text (a map's as ''): look at what it holds first.

@@ -167,14 +167,13 @@ function exportAs(doc: Y.Doc, format: ExportFormat, textName: string): Uint8Arra
   }
 }
 
-type RootKind = 'text' | 'map' | 'array' | 'xml'
+export type RootKind = 'text' | 'map' | 'array' | 'xml'
 
 /**
  * What a root type is: an update does not say, so this looks at its content. Must run
  * before anything calls `doc.get(name, Constructor)` on the same document.
  */
 // YEvent<any>: the element type of `doc.share`.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
   if (type instanceof Y.Text) return 'text'
   if (type instanceof Y.Map) return 'map'
@@ -195,8 +194,13 @@ function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
   return undefined
 }
 
+/** What root `name` of `doc` holds, told from its content; undefined if absent or empty. */
+export function rootKindOf(doc: Y.Doc, name: string): RootKind | undefined {
+  const type = doc.share.get(name)
+  return type === undefined ? undefined : rootKind(type)
+}
+
 // any: each root type has its own event type; the UndoManager takes any of them.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function typedRoot(doc: Y.Doc, name: string, kind: RootKind): Y.AbstractType<any> {
   switch (kind) {
     case 'text': return doc.getText(name)
@@ -407,6 +411,10 @@ export function containsState(state: Uint8Array, part: Uint8Array): boolean {
   return missing.every((s) => held.get(s.id.client)?.some(([from, to]) => from <= s.id.clock && s.id.clock + s.length <= to) === true)
 }
 
+/** Longest time spec read (an ISO time with nanoseconds and a zone is 35 characters). */
+export const MAX_TIME_SPEC_LENGTH = 64
+/** The largest instant a Date holds (ECMAScript: ±8.64e15 ms). */
+const MAX_DATE_MS = 8.64e15
 
 /**
  * A moment: ISO 8601 (`2026-11-22T10:00:00Z`, a date, or a local time without zone) or a
@@ -414,13 +422,16 @@ export function containsState(state: Uint8Array, part: Uint8Array): boolean {
  */
 export function parseTimeSpec(text: string, now: number): number {
   // A time ago is a duration as every option takes it, optionally followed by "ago".
-  const rel = DURATION_PATTERN.exec(text.replace(/\s*ago\s*$/i, ''))
-  if (rel) return now - Math.round(Number(rel[1]) * DURATION_UNITS[rel[2]!.toLowerCase()]!)
-  if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.test(text.trim())) {
-    const ms = Date.parse(text.trim())
-    if (Number.isFinite(ms)) return ms
+  // Longer than any time written by hand; the patterns below then never see megabytes.
+  if (text.length <= MAX_TIME_SPEC_LENGTH) {
+    const rel = DURATION_PATTERN.exec(text.replace(/\s*ago\s*$/i, ''))
+    const ms = rel ? now - Math.round(Number(rel[1]) * DURATION_UNITS[rel[2]!.toLowerCase()]!)
+      : /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.test(text.trim()) ? Date.parse(text.trim()) : NaN
+    // Past what a Date can hold ("1e20w ago"), no message could even print the instant.
+    if (Number.isFinite(ms) && Math.abs(ms) <= MAX_DATE_MS) return ms
   }
-  throw new CoeditError('BAD_TIME', `"${text}" is not a time: use ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d)`)
+  const shown = text.length <= MAX_TIME_SPEC_LENGTH ? text : `${text.slice(0, MAX_TIME_SPEC_LENGTH)}…`
+  throw new CoeditError('BAD_TIME', `"${shown}" is not a time: use ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d)`)
 }
 
 /**

@@ -2,7 +2,7 @@
  * Durations, one rule for all of them: serve options, `coedit token --ttl`, history
  * retention tiers and times ago (`--at 2h`).
  */
-import { UsageError } from './args.js'
+import { UsageError } from './errors.js'
 
 /** The units of every duration coedit reads: serve options, `token --ttl`, history retention, times ago. */
 export const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }

@@ -14,7 +14,10 @@
  */
 import type { Logger } from 'pino'
 import type { AuthResult, Access } from './auth.js'
-import { CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_RATE_LIMITED, type CloseCode } from './close-codes.js'
+import type { AuthRequest, AuthorizeRequest } from './authorizer.js'
+import {
+  CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_RATE_LIMITED, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED, type CloseCode,
+} from './close-codes.js'
 import type { Containment } from './containment.js'
 import {
   MESSAGE_AWARENESS, MESSAGE_COEDIT, MESSAGE_SYNC, ProtocolError, decodeClientMessage, decodeServerMessage,
@@ -24,7 +27,7 @@ import {
   decodeHpAuth, decodeHpFrame, decodeHpStateless, encodeHpAuthenticated, encodeHpClose, encodeHpDenied,
   encodeHpMessage, encodeHpStateless, encodeHpSyncStatus,
 } from './protocol-hocuspocus.js'
-import type { Peer, Room } from './room.js'
+import type { Peer, Room, User } from './room.js'
 import type { ParsedRoom } from './room-name.js'
 import { validateUpdate } from './update-checks.js'
 
@@ -33,21 +36,23 @@ export interface Wire {
   readonly id: string
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+  /** Peer.probe for the whole socket: its documents live and die with it. */
+  probe?(): Promise<boolean>
 }
 
 /** What a stateless hook is told. */
 export interface StatelessEvent {
   room: string
   payload: string
-  connection: { id: string; access: Access }
+  connection: { id: string; access: Access; user: User | undefined }
   /** Sends `payload` to every other Hocuspocus connection of the room. */
   broadcast(payload: string): void
 }
 
 export interface HocuspocusOptions {
   join(room: string, peer: Peer): Promise<Room>
-  /** The same check as a y-websocket upgrade's token (or the open grant when tokens are off). */
-  authorize(token: string, room: string): Promise<AuthResult>
+  /** The same check as a y-websocket upgrade's (server/authorizer.ts); never rejects. */
+  authorize(request: AuthorizeRequest): Promise<AuthResult>
   checkName(name: string): ParsedRoom
   /** Called with every stateless message (the `stateless` hook); absent = dropped. */
   stateless?: (event: StatelessEvent) => void | Promise<void>
@@ -89,7 +94,7 @@ export class HocuspocusHub {
     const event: StatelessEvent = {
       room: from.room,
       payload,
-      connection: { id: from.id, access: from.readOnly ? 'read' : 'write' },
+      connection: { id: from.id, access: from.readOnly ? 'read' : 'write', user: from.user },
       broadcast: (out) => {
         for (const peer of this.byRoom.get(from.room) ?? []) if (peer !== from) peer.sendStateless(out)
       },
@@ -110,6 +115,7 @@ export class DocumentPeer implements Peer {
   /** The room gives us its "persisted" count; we turn it into sync-status messages. */
   readonly wantsAck = true
   readonly readOnly: boolean
+  readonly user: User | undefined
   /** Document messages acknowledged with a sync status so far. */
   private acknowledged = 0
 
@@ -119,11 +125,13 @@ export class DocumentPeer implements Peer {
     readonly address: string,
     access: Access,
     index: number,
-    /** Ends this document's session on its socket (see leave). */
-    private readonly onLeave: (peer: DocumentPeer) => void = () => {},
+    user: User | undefined,
+    /** Ends this document's session on its socket (see leave), told as closed with `code`. */
+    private readonly onLeave: (peer: DocumentPeer, code: number) => void = () => {},
   ) {
     this.id = `${wire.id}.${index}`
     this.readOnly = access === 'read'
+    this.user = user
   }
 
   send(message: Uint8Array): void {
@@ -158,6 +166,11 @@ export class DocumentPeer implements Peer {
     this.wire.send(encodeHpClose(this.address, reason))
   }
 
+  /** The socket's liveness is the document's: one ping however many documents it carries. */
+  probe(): Promise<boolean> {
+    return this.wire.probe ? this.wire.probe() : Promise.resolve(true)
+  }
+
   /** The room's verdicts (malformed, too large, rate limits) end the whole socket, as for y-websocket. */
   close(close: CloseCode, detail?: string): void {
     this.wire.close(close, detail)
@@ -176,7 +189,7 @@ export class DocumentPeer implements Peer {
       return
     }
     this.detach(`${close.code}: ${detail ?? close.reason}`)
-    this.onLeave(this)
+    this.onLeave(this, close.code)
   }
 }
 
@@ -210,12 +223,20 @@ export class HocuspocusConnection {
   private queuedBytes = 0
   private opened = 0
   private closed = false
+  /** The socket's close code, once closed. */
+  private closeCode = CLOSE_NORMAL.code
 
   /**
+   * `request` is the socket's upgrade request, for the authenticate hook of each document.
    * `admitNewRoom` is the transport's budget of new rooms for the socket's address
    * (--max-new-rooms-per-minute): opening a document with nothing stored takes one.
    */
-  constructor(private readonly wire: Wire, private readonly hub: HocuspocusHub, private readonly admitNewRoom: (room: Room) => boolean = () => true) {}
+  constructor(
+    private readonly wire: Wire,
+    private readonly hub: HocuspocusHub,
+    private readonly request: AuthRequest,
+    private readonly admitNewRoom: (room: Room) => boolean = () => true,
+  ) {}
 
   private get options(): HocuspocusOptions {
     return this.hub.options
@@ -246,10 +267,11 @@ export class HocuspocusConnection {
     }
   }
 
-  /** The socket closed: every document leaves its room. */
-  close(): void {
+  /** The socket closed with `code`: every document leaves its room. */
+  close(code: number): void {
     this.closed = true
-    for (const [address, session] of this.sessions) this.end(address, session)
+    this.closeCode = code
+    for (const session of this.sessions.values()) this.end(session, code)
     this.sessions.clear()
     this.queuedBytes = 0
   }
@@ -286,7 +308,7 @@ export class HocuspocusConnection {
     }
     const session: Session = { state: 'authenticating', queue: [], bytes: 0 }
     this.sessions.set(address, session)
-    this.options.authorize(token, name.room).then(
+    this.options.authorize({ room: name.room, token: token === '' ? undefined : token, request: this.request }).then(
       (result) => this.authorized(address, name.room, session, result),
       (err: unknown) => {
         this.options.log.error({ event: 'auth_failed', room: name.room, err: String(err) }, 'token check failed')
@@ -303,18 +325,19 @@ export class HocuspocusConnection {
       return
     }
     const grant = result.grant
-    const peer = new DocumentPeer(this.wire, room, address, grant.access, ++this.opened, (left) => this.left(address, left))
+    const peer = new DocumentPeer(this.wire, room, address, grant.access, ++this.opened, grant.user, (left, code) => this.left(address, left, code))
     this.wire.send(encodeHpAuthenticated(address, grant.access === 'read' ? 'readonly' : 'read-write'))
     this.options.log.info({ event: 'document_open', room, peer: peer.id, access: grant.access, protocol: 'hocuspocus' }, 'hocuspocus document opened')
     this.options.join(room, peer).then(
       (joined) => {
         if (this.closed || this.sessions.get(address) !== session) {
-          joined.removePeer(peer)
+          // The socket closed, or the provider closed this document, while its room loaded.
+          joined.removePeer(peer, this.closed ? this.closeCode : CLOSE_NORMAL.code)
           return
         }
         if (!this.admitNewRoom(joined)) {
           // Refused before any of its held messages is applied: nothing of it is stored.
-          joined.removePeer(peer)
+          joined.removePeer(peer, CLOSE_TOO_MANY_NEW_ROOMS.code)
           this.options.log.warn({ event: 'room_creation_limited', room, peer: peer.id, protocol: 'hocuspocus' }, 'too many new rooms from this address, document refused')
           this.refuse(address, session, 'too many new rooms from this address, try again later')
           return
@@ -336,11 +359,11 @@ export class HocuspocusConnection {
   }
 
   /** A document the server closed (see DocumentPeer.leave): its messages are dropped until it sends a token again. */
-  private left(address: string, peer: DocumentPeer): void {
+  private left(address: string, peer: DocumentPeer, code: number): void {
     const session = this.sessions.get(address)
     if (session?.state !== 'open' || session.peer !== peer) return
     this.sessions.set(address, CLOSED)
-    this.end(address, session)
+    this.end(session, code)
   }
 
   private refuse(address: string, session: Session, reason: string): void {
@@ -358,7 +381,7 @@ export class HocuspocusConnection {
         this.options.log.info({ event: 'token_expired', room: session.peer.room, peer: session.peer.id }, 'token expired, closing document')
         session.peer.detach('token expired')
         this.sessions.set(address, CLOSED)
-        this.end(address, session)
+        this.end(session, CLOSE_UNAUTHORIZED.code)
       }, Math.max(0, delay))
     session.expiry.unref()
   }
@@ -401,7 +424,7 @@ export class HocuspocusConnection {
         const session = this.sessions.get(address)
         if (session) {
           this.sessions.set(address, CLOSED)
-          this.end(address, session)
+          this.end(session, CLOSE_NORMAL.code)
         }
         return
       }
@@ -420,11 +443,12 @@ export class HocuspocusConnection {
     peer.refused(decoded.type === 'sync-step2' && validateUpdate(decoded.update))
   }
 
-  private end(_address: string, session: Session): void {
+  /** A document leaves its room: `code` is told as its close code (the socket's, or 1000 / 4401 for the document alone). */
+  private end(session: Session, code: number): void {
     if (session.state !== 'open') return
     clearTimeout(session.expiry)
     this.hub.remove(session.peer)
-    session.room.removePeer(session.peer)
+    session.room.removePeer(session.peer, code)
   }
 }
 

@@ -63,7 +63,11 @@ export function sendNotFound(res: ServerResponse, path: string): void {
 <p><a href="/">Open a new document</a></p></body></html>`, 'text/html; charset=utf-8')
 }
 
-/** `/` → a fresh room; `/r/<room>` → the editor; `/assets/*` → its script and styles. */
+/**
+ * The pages built from web/ (scripts/build-web.mjs): `/` → a fresh room; `/r/<room>` → the
+ * editor; `/status` → the status page (its data, /status.json, is ops.ts's); `/assets/*` →
+ * their scripts and styles.
+ */
 export function editorRoutes(): Route {
   return async (req, res, url) => {
     if (url.pathname === '/') {
@@ -74,6 +78,10 @@ export function editorRoutes(): Route {
     }
     if (url.pathname.startsWith('/r/') && url.pathname.length > 3) {
       await serveFile(res, join(WEB_DIST, 'index.html'), url.pathname)
+      return true
+    }
+    if (url.pathname === '/status') {
+      await serveFile(res, join(WEB_DIST, 'status.html'), url.pathname)
       return true
     }
     const asset = /^\/assets\/([A-Za-z0-9][A-Za-z0-9._-]*)$/.exec(url.pathname)
@@ -91,8 +99,8 @@ async function serveFile(res: ServerResponse, file: string, path: string): Promi
     body = await readFile(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      if (file.endsWith('index.html')) {
-        sendText(res, 503, 'The editor is not built: run `npm run build`.\n')
+      if (file.endsWith('.html')) {
+        sendText(res, 503, 'The web pages are not built: run `npm run build`.\n')
       } else {
         sendNotFound(res, path)
       }

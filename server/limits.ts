@@ -108,3 +108,43 @@ export class NewRoomLimiter {
     return bucket.take(1, now)
   }
 }
+
+/**
+ * Request and byte rates per client address, for HTTP requests (the document API), where
+ * there is no connection to hold a ConnectionRate: the same rates and bursts, keyed by
+ * address; a rate of 0 means no limit. Loopback is exempt unless `exemptLoopback` is false,
+ * for the reasons given at AddressCounter.
+ */
+export class AddressRates {
+  private readonly buckets = new Map<string, { messages: TokenBucket | undefined; bytes: TokenBucket | undefined }>()
+
+  constructor(private readonly messagesPerSecond: number, private readonly bytesPerSecond: number, private readonly exemptLoopback = true) {}
+
+  /** Takes one request from `address`'s budget (before its body is read). */
+  admitRequest(address: string, now = performance.now()): RateVerdict {
+    const entry = this.entry(address, now)
+    if (entry?.messages && !entry.messages.take(1, now)) return { ok: false, code: 'MESSAGE_RATE' }
+    return { ok: true }
+  }
+
+  /** Takes a body's bytes from `address`'s budget (once it has been read). */
+  admitBytes(address: string, byteLength: number, now = performance.now()): RateVerdict {
+    const entry = this.entry(address, now)
+    if (entry?.bytes && !entry.bytes.take(byteLength, now)) return { ok: false, code: 'BYTE_RATE' }
+    return { ok: true }
+  }
+
+  private entry(address: string, now: number): { messages: TokenBucket | undefined; bytes: TokenBucket | undefined } | undefined {
+    if ((this.messagesPerSecond <= 0 && this.bytesPerSecond <= 0) || (this.exemptLoopback && isLoopback(address))) return undefined
+    let entry = this.buckets.get(address)
+    if (!entry) {
+      if (this.buckets.size >= MAX_TRACKED_ADDRESSES) this.buckets.delete(this.buckets.keys().next().value!)
+      entry = {
+        messages: this.messagesPerSecond > 0 ? new TokenBucket(this.messagesPerSecond, this.messagesPerSecond * RATE_BURST_SECONDS, now) : undefined,
+        bytes: this.bytesPerSecond > 0 ? new TokenBucket(this.bytesPerSecond, this.bytesPerSecond * RATE_BURST_SECONDS, now) : undefined,
+      }
+      this.buckets.set(address, entry)
+    }
+    return entry
+  }
+}

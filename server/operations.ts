@@ -12,7 +12,7 @@ import {
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
 import type { Containment } from './containment.js'
-import { isVersionedStore, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+import { isVersionedStore, type AppendMeta, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 import { InflightUpdates, checkRoomNesting, decodeUpdateChecked } from './update-checks.js'
 import { DEFAULT_CONFIG } from './config.js'
 import { activity, exactSince, stateAt, type ActivityBucket } from './history-log.js'
@@ -26,7 +26,7 @@ export interface RoomAccess {
    */
   current(room: string): Promise<{ state: Uint8Array; seq: number; generation?: number } | undefined>
   /** Merges `update` into the room (stored, then relayed to connected clients); returns the new seq. */
-  apply(room: string, update: Uint8Array): Promise<number>
+  apply(room: string, update: Uint8Array, meta?: AppendMeta): Promise<number>
   /**
    * Records a version (no-op if the newest already has `seq`, unless `pinned`: kept through
    * the exact window); `generation`: the one `current` read, not recorded if deleted since.
@@ -45,18 +45,18 @@ export function storeAccess(store: Store): RoomAccess {
       if (stored.updates.length === 0) return undefined
       return { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
-    async apply(room, update) {
+    async apply(room, update, meta) {
       // What a live room refuses (see Room.applyAdminUpdate), an offline import must not store either.
       const stored = await store.load(room)
       const doc = docFromUpdates(stored.updates)
       try {
         checkRoomNesting(decodeUpdateChecked(update), doc, new InflightUpdates(), DEFAULT_CONFIG.maxNestingDepth)
       } catch (err) {
-        throw new CoeditError((err as { code?: string }).code ?? 'BAD_UPDATE', (err as Error).message)
+        throw err instanceof CoeditError ? err : new CoeditError('BAD_UPDATE', (err as Error).message)
       } finally {
         doc.destroy()
       }
-      return store.append(room, [update])
+      return store.append(room, [update], meta)
     },
     async recordVersion(room, state, seq, options) {
       if (!isVersionedStore(store)) return
@@ -191,8 +191,11 @@ export class Operations {
     return { exactSince: await exactSince(this.store, room), activity: await activity(this.store, room, bucket) }
   }
 
-  /** Brings the room's content back to what `to` names (see stateAt), as a new change (see computeRevert). */
-  async revert(room: string, to: string, now = this.now()): Promise<RevertResult> {
+  /**
+   * Brings the room's content back to what `to` names (see stateAt), as a new change (see
+   * computeRevert); `by` says who asked, for the history log.
+   */
+  async revert(room: string, to: string, now = this.now(), by?: AppendMeta): Promise<RevertResult> {
     this.versioned()
     const target = await this.stateAt(room, to, now)
     const current = await this.existing(room)
@@ -201,7 +204,7 @@ export class Operations {
     await this.access.recordVersion(room, current.state, current.seq, { pinned: true, generation: current.generation })
     const update = await this.computeRevert(current.state, target.state, room)
     if (isEmptyUpdate(update)) return { room, version: target.version, exact: target.exact, bytes: 0 }
-    await this.access.apply(room, update)
+    await this.access.apply(room, update, by)
     return { room, version: target.version, exact: target.exact, bytes: update.length }
   }
 

@@ -1,6 +1,6 @@
 /**
- * Operations, composed: metrics, webhooks, probes and the status page, wired into the
- * core only through observers (registry/room/transport/store options) and HTTP routes.
+ * Operations, composed: metrics, webhooks, probes and the status page. They hear the
+ * core only through the server's events (subscribed in server.ts) and serve HTTP routes.
  */
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -8,14 +8,15 @@ import { clientAddress } from './auth.js'
 import { BearerGuard, bearerOf, refuse } from './bearer.js'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config.js'
-import { PAGE_CSP, sendJson, sendText, type Route } from './http.js'
+import { sendJson, sendText, type Route } from './http.js'
 import { Metrics, type TrafficTotals } from './metrics.js'
 import type { Store } from './persistence/store.js'
 import { probeRoutes } from './probes.js'
-import type { RegistryObserver, RoomRegistry } from './registry.js'
-import { STATUS_CSS, STATUS_HTML, STATUS_JS } from './status-page.js'
-import { Webhooks } from './webhooks.js'
+import type { RoomRegistry } from './registry.js'
+import { Webhooks, type WebhookEvents } from './webhooks.js'
 import type { Containment } from './containment.js'
+import type { EventSink } from './events.js'
+import type { WireProtocol } from './transport.js'
 
 /** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */
 const SAMPLE_MS = 2000
@@ -37,6 +38,8 @@ export interface OpsOptions {
   log: Logger
   /** Where the webhook notice builder reports an exception. */
   containment?: Containment
+  /** Where webhook delivery results go. */
+  events: EventSink<WebhookEvents>
 }
 
 interface Sample {
@@ -47,8 +50,6 @@ interface Sample {
 export class Ops {
   readonly metrics: Metrics
   readonly webhooks: Webhooks | undefined
-  /** Pass as the registry's `observer`. */
-  readonly registryObserver: RegistryObserver
   /** Checks the bearer tokens of /metrics, /status.json and the admin API, and limits guessing. */
   readonly tokens: BearerGuard
   private readonly options: OpsOptions
@@ -56,7 +57,7 @@ export class Ops {
   private shuttingDown = false
   private store: Store | undefined
   private registry: RoomRegistry | undefined
-  private connections: () => number = () => 0
+  private connections: () => Record<WireProtocol, number> = () => ({ 'y-websocket': 0, hocuspocus: 0 })
   private samples: Sample[] = []
   private sampler: NodeJS.Timeout | undefined
   private storage: { at: number; bytes: Promise<number | undefined> } | undefined
@@ -84,27 +85,11 @@ export class Ops {
       backoff: config.webhookBackoff,
       timeout: config.webhookTimeout,
       maxQueue: config.webhookMaxQueue,
-    }, log.child({ component: 'webhooks' }), (result) => this.metrics.webhook(result), options.containment)
-    const m = this.metrics
-    const w = this.webhooks
-    this.registryObserver = {
-      stored: (ms, ok) => m.stored(ms, ok),
-      applied: (room, origin) => {
-        m.applied(room, origin)
-        w?.changed(room)
-      },
-      compacted: (updates, ms, ok) => m.compacted(updates, ms, ok),
-      roomLoaded: (room, ms) => m.roomLoaded(room, ms),
-      roomLoadFailed: () => m.roomLoadFailed(),
-      roomUnloaded: (room) => {
-        m.roomUnloaded()
-        w?.unloading(room)
-      },
-    }
+    }, log.child({ component: 'webhooks' }), options.events, options.containment)
   }
 
   /** What exists only once the server is composed; starts sampling traffic for the status chart. */
-  attach(store: Store, registry: RoomRegistry, connections: () => number): void {
+  attach(store: Store, registry: RoomRegistry, connections: () => Record<WireProtocol, number>): void {
     this.store = store
     this.registry = registry
     this.connections = connections
@@ -151,15 +136,6 @@ export class Ops {
       },
       async (req, res, url) => {
         switch (url.pathname) {
-          case '/status':
-            sendText(res, 200, STATUS_HTML, 'text/html; charset=utf-8', { 'Content-Security-Policy': PAGE_CSP })
-            return true
-          case '/status/status.js':
-            sendText(res, 200, STATUS_JS, 'text/javascript; charset=utf-8')
-            return true
-          case '/status/status.css':
-            sendText(res, 200, STATUS_CSS, 'text/css; charset=utf-8')
-            return true
           case '/status.json': {
             // Room names are share links and people's names are personal: only the admin token
             // shows them. Loopback is not trusted for this (a reverse proxy on this host is loopback).
@@ -210,7 +186,7 @@ export class Ops {
       ready: !this.shuttingDown,
       // Tells the page whether asking for a token can show more.
       adminToken: this.options.config.adminToken !== '',
-      connections: this.connections(),
+      connections: Object.values(this.connections()).reduce((a, b) => a + b, 0),
       roomsLoaded: this.registry?.loadedCount ?? 0,
       ...(rooms ? { rooms: this.busiestRooms() } : {}),
       storage: { kind: this.options.dataDir !== undefined ? 'leveldb' : 'other', bytes: (await this.storageBytes()) ?? null },

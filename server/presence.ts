@@ -8,6 +8,11 @@
  * (PresenceLimits): its size and nesting depth (checked before it is parsed), the client
  * IDs one connection may introduce, and the bytes of all states of the room, so that what
  * a joiner is greeted with stays bounded and nothing held here can break a later encode.
+ *
+ * A client ID held by one connection and claimed by another (a provider that reconnected
+ * before the server noticed its old socket died) goes to the claimant once the owner
+ * fails a liveness probe (Peer.probe): a live owner keeps it, a dead one loses it within
+ * the probe's timeout instead of the ping interval.
  */
 import type * as Y from 'yjs'
 import type { Logger } from 'pino'
@@ -37,8 +42,11 @@ export interface PresenceOptions {
   peers: () => Iterable<Peer>
   /** The flush runs on a timer, on states clients sent: an exception there is contained and reported. */
   containment: Containment
-  /** Changes made by this process's own connections (or their departure): cluster mode publishes them. */
-  onLocalChange?: (update: Uint8Array) => void
+  /**
+   * Changes made by this process's own connections (or their departure): cluster mode
+   * publishes them. Given the encoder, not the bytes: nothing is encoded unless it is asked.
+   */
+  onLocalChange?: (encode: () => Uint8Array) => void
   limits?: PresenceLimits
   log: Logger
 }
@@ -55,6 +63,15 @@ interface Ownership {
   clockOffsets?: Map<number, number>
   /** Told the log once that the room's awareness is full. */
   warnedFull?: boolean
+}
+
+/** A connection's claim on a client ID another connection owns, waiting for the owner's probe. */
+interface Claim {
+  /** The owner being probed: the claim is settled by this probe only. */
+  readonly owner: Peer
+  /** The latest claimant and its entry (clock as it sent it), parsed and within bounds. */
+  claimant: Peer
+  entry: ReceivedAwarenessEntry
 }
 
 /** Transaction origin of states from other processes: never published back to them. */
@@ -78,6 +95,10 @@ export class Presence {
   private incoming: Map<number, number> | undefined
   /** Processes whose out-of-bounds states were logged once. */
   private readonly warnedProcesses = new Set<string>()
+  /** Pending claims by client ID: at most one per ID owned here. */
+  private readonly claims = new Map<number, Claim>()
+  /** Connections that have sent an awareness message (their first one may be a claim, see receive). */
+  private readonly spoken = new WeakSet<Peer>()
 
   constructor(private readonly doc: Y.Doc, private readonly options: PresenceOptions) {
     this.limits = options.limits ?? NO_PRESENCE_LIMITS
@@ -96,17 +117,26 @@ export class Presence {
     peer.send(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...this.awareness.getStates().keys()])))
   }
 
-  /** A connection left: its states are removed and the removal is sent at once. */
+  /**
+   * A connection left: its states are removed and the removal is sent at once, except the
+   * IDs another connection claimed meanwhile, which go to their claimant without a gap.
+   */
   remove(peer: Peer): void {
+    for (const [id, claim] of this.claims) if (claim.claimant === peer) this.claims.delete(id)
     const own = this.ownership.get(peer)
     if (!own) return
     this.ownership.delete(peer)
     const ids = [...own.ids].filter((id) => this.owners.get(id) === peer)
-    for (const id of ids) this.owners.delete(id)
-    if (ids.length > 0) {
-      awarenessProtocol.removeAwarenessStates(this.awareness, ids, peer)
-      this.flush()
+    const gone: number[] = []
+    for (const id of ids) {
+      const claim = this.claims.get(id)
+      this.claims.delete(id)
+      if (claim && this.handOver(id, claim)) continue
+      this.owners.delete(id)
+      gone.push(id)
     }
+    if (gone.length > 0) awarenessProtocol.removeAwarenessStates(this.awareness, gone, peer)
+    if (ids.length > 0) this.flush()
   }
 
   /**
@@ -115,6 +145,12 @@ export class Presence {
    * unless it is newer than what we know, or it is in the connection's first awareness
    * message (sent on open, before it heard anything): a client reconnecting with its old
    * ID and clock. Its clock is then shifted past the old one, so everyone accepts it.
+   *
+   * An entry for an ID another connection owns is dropped too, unless it is a claim: a
+   * state (not a removal) in the connection's first awareness message, or newer than what
+   * we know (an echo is never newer). That is a client reconnecting with its ID while its
+   * old socket is dead but not yet noticed (laptop sleep, Wi-Fi to LTE): the owner is
+   * probed, and if it does not answer the ID goes to the claimant (see settle).
    *
    * Bounds: a state over the size or depth limit, or a connection introducing more than
    * maxClientsPerConnection IDs, is a ProtocolError (the connection is closed, nothing of
@@ -127,8 +163,14 @@ export class Presence {
     // echo, or a flood) costs one pass over its bytes.
     const own = this.ownership.get(peer)
     const first = own?.claimed !== true
+    const firstMessage = !this.spoken.has(peer)
+    this.spoken.add(peer)
     const accepted: ReceivedAwarenessEntry[] = []
     const claims = new Map<number, number>()
+    /** Entries claiming IDs other connections own (see the method's comment). */
+    const contested: ReceivedAwarenessEntry[] = []
+    /** IDs whose client's clock passed the room's: their offset goes. */
+    const caughtUp: number[] = []
     const fresh = new Set<number>()
     const room = new RoomBudget(this.sizes, this.roomBytes, this.limits.maxRoomBytes)
     // An ID appears once in what providers send; a later duplicate is dropped unparsed, so
@@ -143,7 +185,14 @@ export class Presence {
       if (id === this.doc.clientID) continue
       // An ID claimed earlier in this message counts as this connection's already.
       const owner = this.owners.get(id) ?? (claims.has(id) ? peer : undefined)
-      if (owner !== undefined && owner !== peer) continue
+      if (owner !== undefined && owner !== peer) {
+        if (seen.has(id) || owner.probe === undefined || isAwarenessRemoval(update, ref)) continue
+        if (!firstMessage && ref.clock <= (this.awareness.meta.get(id)?.clock ?? 0)) continue
+        seen.add(id)
+        // Parsed now, bounded like any state: what a probe may later hand over is checked.
+        contested.push(parseAwarenessState(update, ref, this.limits))
+        continue
+      }
       let offset = claims.get(id) ?? own?.clockOffsets?.get(id) ?? 0
       let e: ReceivedAwarenessEntry
       if (owner === undefined) {
@@ -177,6 +226,17 @@ export class Presence {
       } else {
         if (seen.has(id)) continue
         seen.add(id)
+        if (offset !== 0) {
+          // A stock provider takes the shifted clock we relay to it for its own ID and
+          // sends it back (an echo, dropped); its next clock is past the room's, and the
+          // offset is no longer needed. Clients that ignore our clock stay behind and keep it.
+          const known = this.awareness.meta.get(id)?.clock ?? 0
+          if (ref.clock === known) continue
+          if (ref.clock > known) {
+            offset = 0
+            caughtUp.push(id)
+          }
+        }
         e = parseAwarenessState(update, ref, this.limits)
         if (!room.admit(e)) {
           full = true
@@ -199,6 +259,8 @@ export class Presence {
         this.remote.delete(id)
       }
     }
+    for (const id of caughtUp) own?.clockOffsets?.delete(id)
+    for (const e of contested) this.claim(peer, e)
     if (full && ownership && !ownership.warnedFull) {
       ownership.warnedFull = true
       this.options.log.warn({ event: 'awareness_refused', peer: peer.id, code: 'AWARENESS_ROOM_FULL', bytes: this.roomBytes, limit: this.limits.maxRoomBytes }, 'awareness state dropped: the room\'s states reached their total size limit')
@@ -206,6 +268,66 @@ export class Presence {
     if (accepted.length === 0) return
     const filtered = accepted.length === count && !rewritten ? update : encodeAwarenessUpdate(accepted)
     this.apply(filtered, accepted, peer)
+  }
+
+  /** Records a claim and probes the ID's owner, once per probe: later claims replace the entry. */
+  private claim(claimant: Peer, entry: ReceivedAwarenessEntry): void {
+    const id = entry.clientID
+    const owner = this.owners.get(id)
+    if (owner === undefined || owner.probe === undefined) return
+    const pending = this.claims.get(id)
+    if (pending?.owner === owner) {
+      pending.claimant = claimant
+      pending.entry = entry
+      return
+    }
+    this.claims.set(id, { owner, claimant, entry })
+    this.options.log.debug({ event: 'presence_claim', client: id, owner: owner.id, claimant: claimant.id }, 'awareness client ID claimed by another connection, probing its owner')
+    owner.probe().then(
+      (alive) => this.settle(id, owner, alive),
+      () => this.settle(id, owner, true),
+    )
+  }
+
+  /** The owner's probe answered: a live owner keeps the ID, a silent one hands it over. */
+  private settle(id: number, owner: Peer, alive: boolean): void {
+    const claim = this.claims.get(id)
+    if (claim?.owner !== owner || this.destroyed) return
+    this.claims.delete(id)
+    if (this.owners.get(id) !== owner) return
+    if (alive) {
+      this.options.log.debug({ event: 'presence_claim_refused', client: id, owner: owner.id, claimant: claim.claimant.id }, 'awareness client ID kept by its owner, which answered the probe')
+      return
+    }
+    if (this.handOver(id, claim)) this.flush()
+  }
+
+  /**
+   * Gives `id` to the claimant and applies its claimed state, its clock shifted past the
+   * one the room knows (as for a reconnect in receive). False when the claimant may not
+   * introduce another ID or the room has no space for the state: the owner keeps it.
+   */
+  private handOver(id: number, claim: Claim): boolean {
+    const { claimant, entry } = claim
+    const own = this.ownership.get(claimant)
+    if (!own?.introduced.has(id) && (own?.introduced.size ?? 0) >= this.limits.maxClientsPerConnection) return false
+    if (!new RoomBudget(this.sizes, this.roomBytes, this.limits.maxRoomBytes).admit(entry)) return false
+    const known = this.awareness.meta.get(id)?.clock
+    const offset = known !== undefined && entry.clock <= known ? known + 1 - entry.clock : 0
+    const previous = this.owners.get(id)
+    if (previous) this.ownership.get(previous)?.ids.delete(id)
+    let ownership = own
+    if (!ownership) this.ownership.set(claimant, ownership = { ids: new Set(), introduced: new Set(), claimed: false })
+    ownership.introduced.add(id)
+    ownership.ids.add(id)
+    ownership.claimed = true
+    if (offset !== 0) (ownership.clockOffsets ??= new Map()).set(id, offset)
+    else ownership.clockOffsets?.delete(id)
+    this.owners.set(id, claimant)
+    this.options.log.info({ event: 'presence_takeover', client: id, owner: previous?.id, claimant: claimant.id }, 'awareness client ID handed to the connection that claimed it: its owner did not answer')
+    const shifted = { ...entry, clock: entry.clock + offset }
+    this.apply(encodeAwarenessUpdate([shifted]), [shifted], claimant)
+    return true
   }
 
   /**
@@ -281,7 +403,7 @@ export class Presence {
     // y-protocols removes states that were not renewed in time with origin 'timeout':
     // every process does that by itself, so it is not news for the others.
     if (this.options.onLocalChange && origin !== REMOTE && origin !== 'timeout') {
-      this.options.onLocalChange(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
+      this.options.onLocalChange(() => awarenessProtocol.encodeAwarenessUpdate(this.awareness, [...change.added, ...change.updated, ...change.removed]))
     }
     for (const id of change.added) this.held(id)
     for (const id of change.updated) this.held(id)

@@ -23,6 +23,7 @@
  * are checked against size and nesting-depth limits before their JSON is parsed.
  */
 import * as encoding from 'lib0/encoding'
+import { CoeditError, type ErrorCode } from './errors.js'
 import { jsonNestingDepth } from './json-depth.js'
 
 export const MESSAGE_SYNC = 0
@@ -55,12 +56,11 @@ export type ServerMessage =
   | { type: 'auth-denied'; reason: string }
   | { type: 'coedit-persisted'; count: number }
 
-export class ProtocolError extends Error {
-  readonly code: string
-  constructor(code: string, message: string) {
-    super(message)
+/** A malformed or out-of-bounds message: its connection is closed, nothing of it is applied. */
+export class ProtocolError extends CoeditError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message)
     this.name = 'ProtocolError'
-    this.code = code
   }
 }
 

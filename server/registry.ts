@@ -6,32 +6,53 @@
  * A room being deleted (see `remove`) is loaded by nobody until the delete is done.
  */
 import type { Logger } from 'pino'
-import { Room, type Peer, type RoomObserver, type RoomOptions } from './room.js'
+import { Room, type Peer, type RoomEvents, type RoomOptions, type RoomOwner } from './room.js'
 import type { Store } from './persistence/store.js'
 import { CoeditError } from './errors.js'
+import type { BeforeSink, EventSink } from './events.js'
 
-export interface RegistryOptions extends Omit<RoomOptions, 'log'> {
+export interface RegistryOptions extends Omit<RoomOptions, 'log' | 'events'> {
   /** ms a room stays loaded after its last connection left. */
   roomGrace: number
   /** Most rooms loaded at once; to load one more, the least recently used idle room is unloaded first. */
   maxRooms?: number
-  /** Told when a room is loaded (before anyone is served) and unloaded: cluster mode hooks in here. */
-  lifecycle?: RoomLifecycle
-  /** Told about loads and unloads too (metrics, webhooks). */
-  observer?: RegistryObserver
+  /** Where the registry's and its rooms' events go (server/events.ts). */
+  events: EventSink<RegistryEvents & RoomEvents> & BeforeSink<RegistryBeforeEvents>
 }
 
-export interface RegistryObserver extends RoomObserver {
-  roomLoaded(room: Room, ms: number): void
-  /** A load refused for lack of space (TOO_MANY_ROOMS); other failures go to the containment. */
-  roomLoadFailed(name: string): void
-  /** Before the room is destroyed: its document can still be read. */
-  roomUnloaded(room: Room): void
+/** Why a room object went away. */
+export type UnloadReason =
+  /** Its grace period after the last connection ended. */
+  | 'idle'
+  /** Unloaded, idle, to make space for another (--max-rooms). */
+  | 'evicted'
+  /** Its stored state could not be integrated: dropped without compacting (see Room.fail). */
+  | 'failed'
+  /** Deleted (see `remove` and Room.deleted; also by another process in cluster mode): dropped without compacting. */
+  | 'deleted'
+  /** The server is closing. */
+  | 'shutdown'
+
+export interface RegistryEvents {
+  /** Loaded and about to be served (after every `before('room.loaded')` listener). */
+  'room.loaded': { room: Room; ms: number }
+  /**
+   * A load failed: `TOO_MANY_ROOMS` (no idle room to make space), or `LOAD_FAILED` (the
+   * store, or an injected fault; also reported by the containment as `room_load`).
+   */
+  'room.loadFailed': { room: string; code: 'TOO_MANY_ROOMS' | 'LOAD_FAILED'; error: unknown }
+  /**
+   * The room object goes away: its document can still be read, it is destroyed right
+   * after. Told for every room that passed `before('room.loaded')`, whether or not
+   * `room.loaded` was told (a room can fail during that wait).
+   */
+  'room.unloaded': { room: Room; reason: UnloadReason }
 }
 
-export interface RoomLifecycle {
-  loaded(room: Room): Promise<void>
-  unloaded(room: Room): void
+/** Awaited before the event happens (see server/events.ts). */
+export interface RegistryBeforeEvents {
+  /** Loaded from the store, not yet served: cluster mode subscribes and catches up here. A rejection fails the load. */
+  'room.loaded': { room: Room }
 }
 
 interface Entry {
@@ -41,6 +62,8 @@ interface Entry {
   unloading: Promise<void> | undefined
   /** When a connection last joined or left (for least-recently-used unloading). */
   lastUsed?: number
+  /** Operations running on the room without a connection (see `use`): it is not unloaded meanwhile. */
+  busy?: number
 }
 
 export class RoomRegistry {
@@ -79,15 +102,34 @@ export class RoomRegistry {
     if (!entry) {
       const started = performance.now()
       const fresh: Entry = { loading: undefined as unknown as Promise<Room>, room: undefined, graceTimer: undefined, unloading: undefined }
-      fresh.loading = this.makeSpace(fresh).then(() => Room.load(name, this.store, { ...this.options, log: this.log.child({ room: name }) })).then(
+      // The deferred integration may fail the room while we wait below: it is dropped then.
+      const owner: RoomOwner = {
+        empty: (room) => { if (fresh.room === room) this.scheduleUnload(name, fresh) },
+        failed: (room) => this.drop(name, fresh, room),
+      }
+      const events = this.options.events
+      fresh.loading = this.makeSpace(fresh).then(() => Room.load(name, this.store, { ...this.options, events, log: this.log.child({ room: name }) }, owner)).then(
         async (room) => {
-          // Before anything awaits: the deferred integration may fail the room meanwhile.
-          room.onFailed = () => this.drop(name, fresh, room)
-          await this.options.lifecycle?.loaded(room)
+          try {
+            await events.runBefore('room.loaded', { room })
+          } catch (err) {
+            // As a failed read: nothing served, the next join loads afresh. Told as unloaded,
+            // for the `before` listeners that did their part.
+            if (this.entries.get(name) === fresh) this.entries.delete(name)
+            if (!room.isDestroyed) {
+              events.emit('room.unloaded', { room, reason: 'failed' })
+              room.destroy()
+            }
+            this.options.containment.report('room_load', err, { room: name })
+            events.emit('room.loadFailed', { room: name, code: 'LOAD_FAILED', error: err })
+            throw err
+          }
+          // Failed meanwhile: dropped and told as unloaded; join() finds the entry gone and loads afresh.
+          if (room.isDestroyed) return room
           fresh.room = room
-          room.onEmpty = () => this.scheduleUnload(name, fresh)
-          this.log.info({ event: 'room_loaded', room: name, ms: Math.round(performance.now() - started) }, 'room loaded')
-          this.options.observer?.roomLoaded(room, performance.now() - started)
+          const ms = performance.now() - started
+          this.log.info({ event: 'room_loaded', room: name, ms: Math.round(ms) }, 'room loaded')
+          events.emit('room.loaded', { room, ms })
           return room
         },
         (err: unknown) => {
@@ -96,10 +138,11 @@ export class RoomRegistry {
           if (this.entries.get(name) === fresh) this.entries.delete(name)
           if (err instanceof CoeditError && err.code === 'TOO_MANY_ROOMS') {
             this.log.warn({ event: 'room_load_failed', room: name, code: err.code }, 'room not loaded: too many rooms')
-            this.options.observer?.roomLoadFailed(name)
+            events.emit('room.loadFailed', { room: name, code: 'TOO_MANY_ROOMS', error: err })
           } else {
             // Counted as coedit_errors_total{kind="room_load"} by the containment.
             this.options.containment.report('room_load', err, { room: name })
+            events.emit('room.loadFailed', { room: name, code: 'LOAD_FAILED', error: err })
           }
           throw err
         },
@@ -127,6 +170,34 @@ export class RoomRegistry {
   }
 
   /**
+   * Runs `fn` on room `name`, loading it if needed, for work done without a connection
+   * (`server.documents`, the document API). The room stays loaded while `fn` runs; one
+   * nobody is connected to is unloaded after the grace period counted from when `fn`
+   * settles, as if its last connection had just left.
+   */
+  async use<T>(name: string, fn: (room: Room) => T | Promise<T>): Promise<T> {
+    for (;;) {
+      const room = await this.get(name)
+      const entry = this.entries.get(name)
+      if (entry?.room !== room || room.isDestroyed) {
+        // Unloaded while we waited: wait for that and load it again (as join does).
+        await entry?.unloading
+        continue
+      }
+      entry.busy = (entry.busy ?? 0) + 1
+      entry.lastUsed = Date.now()
+      if (entry.graceTimer) clearTimeout(entry.graceTimer)
+      entry.graceTimer = undefined
+      try {
+        return await fn(room)
+      } finally {
+        entry.busy = (entry.busy ?? 1) - 1
+        if (entry.busy === 0 && room.size === 0 && !room.isDestroyed && this.entries.get(name) === entry) this.scheduleUnload(name, entry)
+      }
+    }
+  }
+
+  /**
    * Over `maxRooms` (counting `fresh`, being loaded): unloads idle rooms, least recently
    * used first, until there is space. Throws TOO_MANY_ROOMS if every room is in use.
    */
@@ -136,26 +207,26 @@ export class RoomRegistry {
     // get() registers `fresh` right after calling us: count it.
     await Promise.resolve()
     if (this.entries.size <= max) return
-    const idle = [...this.entries].filter(([, e]) => e !== fresh && e.room && e.room.size === 0)
+    const idle = [...this.entries].filter(([, e]) => e !== fresh && e.room && e.room.size === 0 && !e.busy)
       .sort(([, a], [, b]) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0))
     for (const [name, e] of idle) {
       if (this.entries.size <= max) return
       if (e.graceTimer) clearTimeout(e.graceTimer)
       e.graceTimer = undefined
       this.log.info({ event: 'room_evicted', room: name }, 'unloading the least recently used idle room to make space')
-      await this.unload(name, e)
+      await this.unload(name, e, 'evicted')
     }
     if (this.entries.size > max) throw new CoeditError('TOO_MANY_ROOMS', `${max} rooms are loaded and none is idle`)
   }
 
-  /** A failed room (see Room.fail): forgotten at once, not compacted, not handed to observers. */
+  /** A failed or deleted room (see Room.fail, Room.deleted): forgotten at once, not compacted; told as unloaded (`failed`, `deleted`). */
   private drop(name: string, entry: Entry, room: Room): void {
     if (entry.graceTimer) clearTimeout(entry.graceTimer)
     entry.graceTimer = undefined
     // A joiner waiting on this entry finds it gone and loads the room afresh (see join).
     if (this.entries.get(name) === entry) this.entries.delete(name)
     if (room.isDestroyed) return
-    this.options.lifecycle?.unloaded(room)
+    this.options.events.emit('room.unloaded', { room, reason: room.isDeleted ? 'deleted' : 'failed' })
     room.destroy()
   }
 
@@ -191,6 +262,16 @@ export class RoomRegistry {
     return run
   }
 
+  /**
+   * A room loaded for someone other than a connection (the admin API) that has none: it
+   * unloads after the grace period, as when a last connection leaves. Does nothing while
+   * it has connections.
+   */
+  release(room: Room): void {
+    const entry = this.entries.get(room.name)
+    if (entry?.room === room && room.size === 0) this.scheduleUnload(room.name, entry)
+  }
+
   private scheduleUnload(name: string, entry: Entry): void {
     // A room dropped (failed, deleted) while its last connections were leaving.
     if (this.entries.get(name) !== entry) return
@@ -198,12 +279,12 @@ export class RoomRegistry {
     if (entry.graceTimer) clearTimeout(entry.graceTimer)
     entry.graceTimer = setTimeout(() => {
       entry.graceTimer = undefined
-      void this.unload(name, entry)
+      void this.unload(name, entry, 'idle')
     }, this.options.roomGrace)
     entry.graceTimer.unref()
   }
 
-  private unload(name: string, entry: Entry): Promise<void> {
+  private unload(name: string, entry: Entry, reason: 'idle' | 'evicted'): Promise<void> {
     const room = entry.room
     if (!room || entry.unloading) return entry.unloading ?? Promise.resolve()
     entry.unloading = (async () => {
@@ -211,17 +292,16 @@ export class RoomRegistry {
         await room.flushed()
         await room.compact(true)
         // A client that joined while we were flushing keeps this room.
-        if (room.size > 0 || room.hasPendingWrites || this.entries.get(name) !== entry) return
+        if (room.size > 0 || room.hasPendingWrites || entry.busy || this.entries.get(name) !== entry) return
         this.entries.delete(name)
-        this.options.lifecycle?.unloaded(room)
-        this.options.observer?.roomUnloaded(room)
+        this.options.events.emit('room.unloaded', { room, reason })
         room.destroy()
         this.log.info({ event: 'room_unloaded', room: name }, 'room unloaded')
       } finally {
         entry.unloading = undefined
         // Kept only for a write still in flight, or a grace timer fired while we were busy
         // (and found us unloading): without a new attempt the room would stay forever.
-        if (!room.isDestroyed && room.size === 0 && !entry.graceTimer && this.entries.get(name) === entry) {
+        if (!room.isDestroyed && room.size === 0 && !entry.busy && !entry.graceTimer && this.entries.get(name) === entry) {
           this.scheduleUnload(name, entry)
         }
       }
@@ -243,7 +323,7 @@ export class RoomRegistry {
     await Promise.all(this.rooms.map(async (room) => {
       await room.flushed()
       await room.compact(true)
-      this.options.lifecycle?.unloaded(room)
+      this.options.events.emit('room.unloaded', { room, reason: 'shutdown' })
       room.destroy()
     }))
     this.entries.clear()

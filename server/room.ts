@@ -26,6 +26,7 @@ import {
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
 import { forRoom, type Containment } from './containment.js'
+import type { EventSink } from './events.js'
 import { CoeditError } from './errors.js'
 
 export interface Peer {
@@ -36,7 +37,7 @@ export interface Peer {
   /** A reader: receives the document and awareness, but its document changes are never applied, relayed or stored. */
   readonly readOnly?: boolean
   /** Who is connected, when known (the token's `sub`, or an `authenticate` hook): the history log records it. */
-  readonly user?: { readonly id: string }
+  readonly user?: User
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
   /**
@@ -45,14 +46,28 @@ export interface Peer {
    * documents of its socket stay.
    */
   leave?(close: CloseCode, detail?: string): void
+  /**
+   * Checks that the connection is still there (a WebSocket ping): true once it shows any
+   * sign of life, false if none comes within a short timeout. Presence asks before handing
+   * a client ID it owns to another connection; absent = never handed over.
+   */
+  probe?(): Promise<boolean>
+}
+
+/** Who made a change: the history log records `id`; hooks and webhooks are told. */
+export interface User {
+  readonly id: string
+  readonly name?: string
 }
 
 /** Transaction origins, so an update is relayed once and never persisted twice. */
 export type UpdateOrigin =
   | { readonly source: 'connection'; readonly peer: Peer }
   | { readonly source: 'load' }
-  | { readonly source: 'admin' }
+  | { readonly source: 'admin'; readonly user?: User }
   | { readonly source: 'remote' }
+  /** A change made on the server (`server.documents`, the document API), on behalf of `user` when known. */
+  | { readonly source: 'api'; readonly user?: { readonly id: string; readonly name?: string } }
 
 const LOAD_ORIGIN: UpdateOrigin = { source: 'load' }
 /** Compaction waits for the log to reach 1/this of the state's size (see compactionDue). */
@@ -63,26 +78,47 @@ const ADMIN_ORIGIN: UpdateOrigin = { source: 'admin' }
 const REMOTE_ORIGIN: UpdateOrigin = { source: 'remote' }
 
 /**
- * Cross-process replication (cluster mode). Absent in single-process mode.
- * Updates other processes stored arrive through `applyRemote`/`catchUp`; awareness through
- * `applyRemoteAwareness`.
+ * What a room tells (server/events.ts): metrics, webhooks, history, the cluster and the
+ * user's hooks listen. Emitted synchronously, never awaited; a listener cannot hold up or
+ * break the room. Updates other processes stored arrive through `applyRemote`/`catchUp`
+ * and their awareness through `applyRemoteAwareness`, not as events.
  */
-export interface RoomReplication {
-  /** A local update is durable as `seq`: tell the other processes. */
-  published(room: Room, seq: number, update: Uint8Array): void
-  /** Awareness changes made by this process's own connections. */
-  awareness(room: Room, update: Uint8Array): void
-  /** Sequence numbers skipped ahead: fetch what is missing from the store. */
-  gap(room: Room): void
+export interface RoomEvents {
+  /**
+   * An update is durably stored as `seq` and applied to the document (and queued for
+   * relay). `ms`: from its arrival to now. Origin `remote`: another process stored it
+   * (cluster mode; `seq` is then the room's sequence number after it, and `update` what
+   * was new here).
+   */
+  'update.applied': { room: Room; update: Uint8Array; origin: UpdateOrigin; seq: number; ms: number }
+  /** An append to the store settled after `ms` (ok = durable), before it is applied. */
+  'store.settled': { room: Room; ms: number; ok: boolean }
+  /**
+   * The room's log was folded into `state` (the room through `upTo`). `updates`: how many
+   * it folded; 0 when an unloading room (`final`) hands over its last folded state again
+   * without a new compaction.
+   */
+  'room.compacted': { room: Room; state: Uint8Array; upTo: number; final: boolean; updates: number; ms: number }
+  /** Storing a compaction failed (the log is kept). Encoding failures are contained as `compaction`. */
+  'room.compactionFailed': { room: Room; error: unknown }
+  /** Applied sequence numbers skipped ahead (cluster mode): what is missing must be read from the store. */
+  'room.gap': { room: Room }
+  /** Awareness changed by this process's own connections (or their departure), encoded. */
+  'awareness.local': { room: Room; update: Uint8Array }
+  /** A connection joined the room (it has been greeted). */
+  'peer.joined': { room: Room; peer: Peer }
+  /** A connection left the room; `code` is the WebSocket close code (see Room.removePeer). */
+  'peer.left': { room: Room; peer: Peer; code: number }
 }
 
-/** Told about stored and applied updates and compactions (metrics, webhooks). Never blocks the room. */
-export interface RoomObserver {
-  /** An append settled after `ms` (ok = durable). */
-  stored(ms: number, ok: boolean): void
-  /** A local update (connection or admin) is stored and applied to the document. */
-  applied(room: Room, origin: UpdateOrigin): void
-  compacted(updates: number, ms: number, ok: boolean): void
+/**
+ * The one registry that owns a room: told when the room empties (to schedule its unload)
+ * and when it fails (to drop it). Not a notification surface: a direct, uncontained call
+ * to the room's owner, which must act on it for the room to be unloaded at all.
+ */
+export interface RoomOwner {
+  empty(room: Room): void
+  failed(room: Room): void
 }
 
 export interface RoomOptions {
@@ -109,13 +145,13 @@ export interface RoomOptions {
   log: Logger
   /** Where exceptions on background paths (relay, integration, compaction, presence) are reported. */
   containment: Containment
-  replication?: RoomReplication
+  /** Where the room's events go (server/events.ts). */
+  events: EventSink<RoomEvents>
   /**
-   * Told after each successful compaction, with the state stored (the room through `upTo`;
-   * `final` when the room is unloading): history may record it as a version.
+   * Other processes append to this room's log too (cluster mode): stored sequence numbers
+   * can reach this process out of order, and a gap is told as `room.gap`.
    */
-  onCompacted?: (room: Room, state: Uint8Array, upTo: number, final: boolean) => void
-  observer?: RoomObserver
+  sharedStore?: boolean
 }
 
 interface PeerState {
@@ -177,32 +213,37 @@ export class Room {
    * of the document each. Any transaction on the document drops it.
    */
   private fullState: Uint8Array | undefined
-  /** Called when the last peer leaves. */
-  onEmpty: (room: Room) => void = () => {}
-  /** Called once if the room fails (see `fail`): the registry drops it without compacting. */
-  onFailed: (room: Room) => void = () => {}
   private failed = false
+  private readonly owner: RoomOwner
+  private readonly events: EventSink<RoomEvents>
   /** The store's generation of the room this copy was loaded from: every write names it (see WriteFence). */
   readonly generation: number
   /** What a delete with a tombstone left: updates touching it are refused (see tombstone.ts). */
   private readonly tombstone: Tombstone | undefined
+  /** Ended by a delete (see `deleted`), not by a failure. */
+  private wasDeleted = false
 
-  private constructor(name: string, store: Store, options: RoomOptions, stored: { lastSeq: number; pendingUpdates: number; generation?: number; tombstone?: Uint8Array }, doc: Y.Doc) {
+  private constructor(name: string, store: Store, options: RoomOptions, owner: RoomOwner, stored: { lastSeq: number; pendingUpdates: number; generation?: number; tombstone?: Uint8Array }, doc: Y.Doc) {
     this.name = name
     this.store = store
     this.options = options
+    this.owner = owner
+    this.events = options.events
     this.log = options.log
     this.appliedThrough = stored.lastSeq
     this.sinceCompaction = stored.pendingUpdates
     this.generation = stored.generation ?? 0
     this.tombstone = stored.tombstone && decodeTombstone(stored.tombstone)
     this.ydoc = doc
-    const replication = options.replication
     this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
       peers: () => this.peers.keys(),
       containment: forRoom(options.containment, name),
-      onLocalChange: replication ? (update) => replication.awareness(this, update) : undefined,
+      // Presence is this room's own part: its callback is internal wiring, the event is the room's.
+      onLocalChange: (encode) => {
+        // Encoded only for a listener (cluster mode): a single process has none.
+        if (this.events.listens('awareness.local')) this.events.emit('awareness.local', { room: this, update: encode() })
+      },
       limits: {
         maxStateBytes: options.maxAwarenessSize ?? Infinity,
         maxDepth: options.maxAwarenessDepth ?? Infinity,
@@ -213,8 +254,8 @@ export class Room {
     })
   }
 
-  /** Loads a room from storage. Rejects (and serves nothing) if storage cannot be read. */
-  static async load(name: string, store: Store, options: RoomOptions): Promise<Room> {
+  /** Loads a room from storage for `owner` (its registry). Rejects (and serves nothing) if storage cannot be read. */
+  static async load(name: string, store: Store, options: RoomOptions, owner: RoomOwner): Promise<Room> {
     const stored = await store.load(name)
     const lone = stored.updates.length === 1 && stored.pendingUpdates === 0
     // A fault injected on room_load (tests) fails the load, as an unreadable store does:
@@ -222,7 +263,7 @@ export class Room {
     if (!lone) options.containment.check('room_load', name)
     const failures: unknown[] = []
     const doc = lone ? roomDoc() : loadLog(stored.updates, failures)
-    const room = new Room(name, store, options, stored, doc)
+    const room = new Room(name, store, options, owner, stored, doc)
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
     if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
@@ -241,6 +282,15 @@ export class Room {
     room.ydoc.on('afterTransaction', () => { room.fullState = undefined })
     if (room.compactionDue) room.scheduleCompaction()
     return room
+  }
+
+  /**
+   * The whole document as one update, without integrating a cold room's stored state
+   * (that is what it serves). A copy for someone else: `Y.applyUpdate(new Y.Doc(), …)`.
+   */
+  encodeState(): Uint8Array {
+    if (this.unintegrated) return this.unintegrated
+    return this.fullState ??= Y.encodeStateAsUpdate(this.ydoc)
   }
 
   /** The document, integrating a stored state first if it is still pending. */
@@ -311,7 +361,18 @@ export class Room {
    * version, no write in flight applied or published) and the registry forgets it.
    */
   deleted(): void {
+    if (!this.failed) this.wasDeleted = true
     this.end(CLOSE_ROOM_DELETED)
+  }
+
+  /** Client `id` wrote in a deleted copy of the room: updates with its items are refused (see tombstone.ts). */
+  isTombstoned(id: number): boolean {
+    return this.tombstone?.has(id) ?? false
+  }
+
+  /** True once the room was deleted (see `deleted`): its owner tells it as unloaded for that reason. */
+  get isDeleted(): boolean {
+    return this.wasDeleted
   }
 
   /** Ends the room for good: its connections leave with `close`, the registry drops it uncompacted. */
@@ -320,7 +381,7 @@ export class Room {
     this.failed = true
     this.loadIncomplete = true
     this.disconnect(close)
-    this.onFailed(this)
+    this.owner.failed(this)
   }
 
   /** True once the room failed or was deleted: it serves and stores nothing more. */
@@ -359,17 +420,23 @@ export class Room {
     if (this.unintegrated) this.awaitingStep1.add(peer)
     else peer.send(encodeSyncStep1(Y.encodeStateVector(this.ydoc)))
     this.presence.greet(peer)
+    this.events.emit('peer.joined', { room: this, peer })
     return true
   }
 
-  removePeer(peer: Peer): void {
+  /**
+   * `peer` left: `code` is its WebSocket close code (a Hocuspocus document closed on its
+   * own: 1000, or the code it was detached with), told in `peer.left`.
+   */
+  removePeer(peer: Peer, code: number): void {
     const state = this.peers.get(peer)
     if (!state) return
     this.peers.delete(peer)
     this.ackDirty.delete(peer)
     this.awaitingStep1.delete(peer)
     this.presence.remove(peer)
-    if (this.peers.size === 0) this.onEmpty(this)
+    this.events.emit('peer.left', { room: this, peer, code })
+    if (this.peers.size === 0) this.owner.empty(this)
   }
 
   /** Handles one binary frame from `peer`. Malformed input closes only that peer. */
@@ -433,6 +500,27 @@ export class Room {
   }
 
   private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
+    const checked = this.checkUpdate(received)
+    if (checked === 'too-large') {
+      this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: received.length, limit: this.options.maxDocumentSize }, 'update refused: document size limit')
+      peer.close(CLOSE_DOCUMENT_TOO_LARGE, `document size limit of ${this.options.maxDocumentSize} bytes reached`)
+      return
+    }
+    const count = ++state.received
+    if (checked.decoded.empty) {
+      // Nothing to store, but acks must stay in order with the writes before it.
+      this.tail = this.tail.then(() => this.ack(peer, count))
+      return
+    }
+    this.enqueueWrite(checked.update, checked.decoded, checked.depths, state.origin, peer, count)
+  }
+
+  /**
+   * A client's update, checked: throws ProtocolError for bytes that are not an update,
+   * implausible clocks or nesting too deep; 'too-large' past --max-document-size. Returns
+   * the part the room lacks (empty if it has it all).
+   */
+  private checkUpdate(received: Uint8Array): { update: Uint8Array; decoded: DecodedUpdate; depths: ItemDepths | undefined } | 'too-large' {
     let update = received
     let decoded = decodeUpdateChecked(update)
     if (this.tombstone) checkTombstone(decoded, this.tombstone)
@@ -444,21 +532,41 @@ export class Room {
       ({ update, decoded } = missingPart(update, this.doc, this.inflight))
       if (!decoded.empty) trialApply(this.doc, this.inflight.updates, update)
     }
-    const empty = decoded.empty
-    if (!empty) depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
+    if (decoded.empty) return { update, decoded, depths }
+    depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     const limit = this.options.maxDocumentSize
-    if (!empty && limit && this.storedBytes + update.length > limit) {
-      this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: update.length, limit }, 'update refused: document size limit')
-      peer.close(CLOSE_DOCUMENT_TOO_LARGE, `document size limit of ${limit} bytes reached`)
-      return
+    if (limit && this.storedBytes + update.length > limit) return 'too-large'
+    return { update, decoded, depths }
+  }
+
+  /**
+   * An update made on the server (`server.documents`, the document API): the checks of a
+   * client's update, then stored, applied and relayed like one. Resolves once stored and
+   * applied, to whether anything was new; rejects with a coded error if refused or not stored.
+   */
+  async applyApiUpdate(received: Uint8Array, origin: Extract<UpdateOrigin, { source: 'api' }>): Promise<boolean> {
+    // Only at shutdown or after a failure: a room in use by the API is not unloaded (RoomRegistry.use).
+    if (this.wasDeleted) throw new CoeditError('ROOM_DELETED', `room ${this.name} was deleted while this change was on its way; try again (on the room as it is now)`)
+    if (this.destroyed || this.failed) throw new CoeditError('ROOM_UNAVAILABLE', `room ${this.name} is shutting down or failed; try again`)
+    let checked
+    try {
+      checked = this.checkUpdate(received)
+    } catch (err) {
+      if (err instanceof ProtocolError) throw new CoeditError(err.code, err.message)
+      throw err
     }
-    const count = ++state.received
-    if (empty) {
-      // Nothing to store, but acks must stay in order with the writes before it.
-      this.tail = this.tail.then(() => this.ack(peer, count))
-      return
+    if (checked === 'too-large') {
+      this.log.warn({ event: 'document_too_large', source: 'api', bytes: this.storedBytes, update: received.length, limit: this.options.maxDocumentSize }, 'update refused: document size limit')
+      throw new CoeditError('DOCUMENT_TOO_LARGE', `document size limit of ${this.options.maxDocumentSize} bytes reached`)
     }
-    this.enqueueWrite(update, decoded, depths, state.origin, peer, count)
+    if (checked.decoded.empty) return false
+    try {
+      await this.enqueueWrite(checked.update, checked.decoded, checked.depths, origin, undefined, 0)
+    } catch (err) {
+      if (isRoomDeleted(err)) throw new CoeditError('ROOM_DELETED', `room ${this.name} was deleted while this change was on its way; it was not stored`, { cause: err })
+      throw new CoeditError('STORE_FAILED', `the update was not stored: ${(err as Error).message}`, { cause: err })
+    }
+    return true
   }
 
   /**
@@ -470,13 +578,15 @@ export class Room {
     this.storedBytes += update.length
     this.inflightBytes += update.length
     this.inflight.add(update, decoded, depths)
-    const user = origin.source === 'connection' ? origin.peer.user?.id : undefined
+    const user = userOf(origin)?.id
+    const started = performance.now()
     const written: Promise<WriteResult> = this.store.append(this.name, [update], { generation: this.generation, ...(user === undefined ? {} : { user }) }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
-    const observer = this.options.observer
-    if (observer) { const t = performance.now(); void written.then((r) => observer.stored(performance.now() - t, r.ok)) }
+    if (this.events.listens('store.settled')) {
+      void written.then((r) => this.events.emit('store.settled', { room: this, ms: performance.now() - started, ok: r.ok }))
+    }
     const done = this.tail.then(() => written).then((result) => {
       this.pendingWrites--
       this.inflightBytes -= update.length
@@ -507,8 +617,7 @@ export class Room {
         peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
       }
       this.markApplied(result.seq)
-      this.hook(() => this.options.observer?.applied(this, origin))
-      this.options.replication?.published(this, result.seq, update)
+      this.events.emit('update.applied', { room: this, update, origin, seq: result.seq, ms: performance.now() - started })
       if (peer) this.ack(peer, count)
       if (this.compactionDue) this.scheduleCompaction()
     })
@@ -519,13 +628,13 @@ export class Room {
   /** Records that update `seq` is in the document; out-of-order seqs wait for the gap to fill. */
   private markApplied(seq: number): void {
     if (seq <= this.appliedThrough) return
-    if (seq === this.appliedThrough + 1 || !this.options.replication) {
+    if (seq === this.appliedThrough + 1 || !this.options.sharedStore) {
       this.appliedThrough = seq
       while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
       return
     }
     this.appliedAhead.add(seq)
-    this.options.replication.gap(this)
+    this.events.emit('room.gap', { room: this })
   }
 
   get lastApplied(): number {
@@ -535,28 +644,33 @@ export class Room {
   /** An update another process stored as `seq` (cluster mode). Relayed to this process's peers. */
   applyRemote(seq: number, update: Uint8Array): void {
     if (this.destroyed || seq <= this.appliedThrough || this.appliedAhead.has(seq)) return
+    let applied = false
     try {
       this.options.containment.check('cluster_catch_up', this.name)
       Y.applyUpdate(this.doc, update, REMOTE_ORIGIN)
       this.relay(update, REMOTE_ORIGIN)
+      applied = true
     } catch (err) {
       this.options.containment.report('cluster_catch_up', err, { room: this.name, seq })
     }
     // Not counted towards compaction: the process that stored it folds it in.
     this.markApplied(seq)
+    if (applied) this.events.emit('update.applied', { room: this, update, origin: REMOTE_ORIGIN, seq, ms: 0 })
   }
 
   /** Applies what the store holds after `appliedThrough` (cluster mode: heals missed messages). */
   catchUp(since: { state: { upTo: number; data: Uint8Array } | undefined; updates: Array<{ seq: number; data: Uint8Array }>; lastSeq: number }): void {
     if (this.destroyed) return
     const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
+    let healed: Uint8Array | undefined
     if (parts.length > 0) {
       try {
         this.options.containment.check('cluster_catch_up', this.name)
         // Rare (healing): relay only what was new here, like the doc 'update' event would.
         const before = Y.encodeStateVector(this.doc)
         applyUpdates(this.doc, parts, REMOTE_ORIGIN)
-        this.relay(Y.encodeStateAsUpdate(this.doc, before), REMOTE_ORIGIN)
+        healed = Y.encodeStateAsUpdate(this.doc, before)
+        this.relay(healed, REMOTE_ORIGIN)
       } catch (err) {
         this.options.containment.report('cluster_catch_up', err, { room: this.name })
         return
@@ -566,6 +680,10 @@ export class Room {
       this.appliedThrough = since.lastSeq
       for (const seq of this.appliedAhead) if (seq <= this.appliedThrough) this.appliedAhead.delete(seq)
       while (this.appliedAhead.delete(this.appliedThrough + 1)) this.appliedThrough++
+    }
+    // [0, 0]: no structs, no deletions (what Yjs encodes when nothing was new here).
+    if (healed && !(healed.length === 2 && healed[0] === 0 && healed[1] === 0)) {
+      this.events.emit('update.applied', { room: this, update: healed, origin: REMOTE_ORIGIN, seq: this.appliedThrough, ms: 0 })
     }
   }
 
@@ -594,14 +712,17 @@ export class Room {
     return this.presence.encodeLocal()
   }
 
-  /** Merges an update from the admin API or an import; resolves once stored and relayed. */
-  async applyAdminUpdate(update: Uint8Array): Promise<void> {
+  /**
+   * Merges an update from the admin API, an import or a restore from the history panel;
+   * resolves once stored and relayed. `user`: who asked (recorded in the history log).
+   */
+  async applyAdminUpdate(update: Uint8Array, user?: User): Promise<void> {
     if (this.failed) throw new CoeditError('ROOM_DELETED', `room "${this.name}" was deleted or could not be loaded: try again`)
     const decoded = decodeUpdateChecked(update)
     if (decoded.empty) return
     if (this.tombstone) checkTombstone(decoded, this.tombstone)
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
-    await this.enqueueWrite(update, decoded, depths, ADMIN_ORIGIN, undefined, 0)
+    await this.enqueueWrite(update, decoded, depths, user === undefined ? ADMIN_ORIGIN : { source: 'admin', user }, undefined, 0)
   }
 
   private ack(peer: Peer, count: number): void {
@@ -738,7 +859,7 @@ export class Room {
     if (folded === 0) {
       // Nothing to fold, but the hook may not have kept the last fold's state (history keeps
       // at most one a minute): an unloading room that changed hands its final state over.
-      if (final && this.foldedSinceLoad) this.hook(() => this.options.onCompacted?.(this, state, upTo, true))
+      if (final && this.foldedSinceLoad) this.events.emit('room.compacted', { room: this, state, upTo, final: true, updates: 0, ms: 0 })
       return
     }
     const bytesBefore = this.storedBytes
@@ -750,11 +871,11 @@ export class Room {
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
       this.folds++
-      this.hook(() => this.options.onCompacted?.(this, state, upTo, final))
       this.storedBytes = state.length + inflightBefore + (this.storedBytes - bytesBefore)
       this.stateBytes = state.length
-      this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(performance.now() - started) }, 'room compacted')
-      this.options.observer?.compacted(folded, performance.now() - started, true)
+      const ms = performance.now() - started
+      this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(ms) }, 'room compacted')
+      this.events.emit('room.compacted', { room: this, state, upTo, final, updates: folded, ms })
     } catch (err) {
       if (isRoomDeleted(err)) {
         this.log.info({ event: 'room_deleted_elsewhere' }, 'compaction refused: the room was deleted, closing its connections')
@@ -762,17 +883,8 @@ export class Room {
         return
       }
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
-      this.options.observer?.compacted(folded, 0, false)
+      this.events.emit('room.compactionFailed', { room: this, error: err })
     }
-  }
-
-  /** Calls the server's hooks (metrics, webhooks, history): their exception is not the room's. */
-  private hook(fn: () => void): void {
-    const containment = this.options.containment
-    containment.run('hook', () => {
-      containment.check('hook', this.name)
-      fn()
-    }, { room: this.name })
   }
 
   /** Resolves once every update received so far is stored and applied (and any compaction done). */
@@ -810,6 +922,11 @@ export class Room {
     this.presence.destroy()
     this.ydoc.destroy()
   }
+}
+
+/** Who made a change of this origin, when known. */
+export function userOf(origin: UpdateOrigin): User | undefined {
+  return origin.source === 'connection' ? origin.peer.user : origin.source === 'api' || origin.source === 'admin' ? origin.user : undefined
 }
 
 /** A room's document: garbage-collected, except content nested too deep for Yjs's recursive GC. */

@@ -12,6 +12,7 @@ import type { Logger } from 'pino'
 import { CLOSE_NORMAL, closeReason, type CloseCode } from './close-codes.js'
 import { CoeditError } from './errors.js'
 import type { HistoryKeeper } from './history.js'
+import type { EventSink } from './events.js'
 import type { Store } from './persistence/store.js'
 import type { RoomRegistry } from './registry.js'
 import type { ParsedRoom } from './room-name.js'
@@ -58,14 +59,22 @@ export interface DisconnectOptions {
   reason?: string
 }
 
+export interface RoomsEvents {
+  /**
+   * Room `room` was deleted (its store generation `generation` is gone; the loaded copy, if
+   * any, was told as `room.unloaded` with reason `deleted`). Told once the store's delete is done.
+   */
+  'room.deleted': { room: string; generation: number; existed: boolean; tombstone: boolean; connections: number }
+}
+
 export interface RoomsOptions {
   store: Store
   registry: RoomRegistry
   history: HistoryKeeper
   /** The same check as the WebSocket path's (length, characters, --room-name-pattern). */
   checkName(name: string): ParsedRoom
-  /** Cluster mode: tells the other processes (they end their copy of the room). */
-  deleted?(room: string, generation: number): void
+  /** Where `room.deleted` goes (the cluster tells the other processes, which end their copy). */
+  events: EventSink<RoomsEvents>
   log: Logger
 }
 
@@ -107,9 +116,9 @@ export class Rooms {
       history.forget(name)
       return removed
     })
-    this.options.deleted?.(name, result.deleted)
     const existed = result.existed || loaded
     this.options.log.info({ event: 'room_deleted', room: name, existed, tombstone, connections }, 'room deleted')
+    this.options.events.emit('room.deleted', { room: name, generation: result.deleted, existed, tombstone, connections })
     return { room: name, existed, tombstone, connections }
   }
 

@@ -11,7 +11,9 @@ import { roomNamePattern } from './room-name.js'
 import type { TransportOptions } from './transport.js'
 
 export interface Security {
-  transport: Omit<TransportOptions, 'maxMessageSize' | 'pingInterval'>
+  transport: Omit<TransportOptions, 'maxMessageSize' | 'pingInterval' | 'events' | 'authorizer'>
+  /** JWT checking, when --auth-secret or --auth-public-key is set (server/authorizer.ts decides whether it is used). */
+  tokens: Authenticator | undefined
   /** Present when TLS is on: the server speaks https:// and wss://. */
   tls: { cert: Buffer; key: Buffer } | undefined
 }
@@ -25,8 +27,8 @@ export function securityOptions(config: SecurityConfig): Security {
     throw new CoeditError('TLS_INCOMPLETE', '--tls-cert and --tls-key go together')
   }
   return {
+    tokens: Authenticator.fromOptions(config),
     transport: {
-      auth: Authenticator.fromOptions(config),
       origins: parseAllowedOrigins(config.allowedOrigins),
       trustProxy: config.trustProxy,
       loopbackExempt: config.loopbackExempt,

@@ -1,7 +1,8 @@
 /**
- * Composition: store → rooms → transport → HTTP. `startServer` is both what
- * `coedit serve` runs and the public API for headless tests and for apps that embed it
- * (on their own HTTP server: attach.ts).
+ * Composition: store → rooms → transport → HTTP, and one event bus (server/events.ts)
+ * that every consumer subscribes to here, in `subscribe`. `startServer` is both what
+ * `coedit serve` runs and the public API (embedding, on its own port or on the app's
+ * HTTP server: attach.ts; headless tests).
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -19,19 +20,39 @@ import type { Store } from './persistence/store.js'
 import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './registry.js'
+import { userOf } from './room.js'
 import { Transport, rejectUpgrade } from './transport.js'
 import { adminRoutes } from './admin.js'
+import { bearerAuthorizer, historyRoutes } from './history-api.js'
 import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
 import { createContainment, type FaultSpec } from './containment.js'
 import { ConnectionGuard } from './connections.js'
 import { hostCheck } from './host-check.js'
-import { HocuspocusHub, type StatelessEvent } from './hocuspocus.js'
-import { OPEN_GRANT } from './auth.js'
+import { HocuspocusHub } from './hocuspocus.js'
+import { clientAddress, originAllowed } from './auth.js'
 import { checkRoomName } from './room-name.js'
-import { Rooms } from './rooms-api.js'
+import { Rooms, type RoomsEvents } from './rooms-api.js'
 import { attachment, underPath } from './attach.js'
+import { Events } from './events.js'
+import type { StoreEvents } from './persistence/store.js'
+import type { RoomEvents } from './room.js'
+import type { RegistryBeforeEvents, RegistryEvents } from './registry.js'
+import type { TransportEvents } from './transport.js'
+import type { WebhookEvents } from './webhooks.js'
+import type { Metrics } from './metrics.js'
+import type { Webhooks } from './webhooks.js'
+import { Authorizer, authRequestOf } from './authorizer.js'
+import { subscribeHooks, type Hooks } from './hooks.js'
+
+export type { Hooks } from './hooks.js'
+
+/** Every event of the server (each declared beside the code that emits it). */
+export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents
+export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
+import { Documents, type ServerDocuments } from './documents.js'
+import { documentApiRoutes, type ApiAuthorize } from './document-api.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -49,7 +70,7 @@ export interface StartOptions extends Partial<ServerConfig> {
   faults?: readonly FaultSpec[]
   /** Test seam: the clock the store stamps updates with and history runs on. Default Date.now. */
   clock?: () => number
-  /** Your code, called as the server works. Each hook is optional and may be async. */
+  /** Your code, called as the server works (server/hooks.ts). Each hook is optional and may be async. */
   hooks?: Hooks
   /**
    * Your app's HTTP(S) server to attach to instead of listening: coedit answers the
@@ -61,15 +82,6 @@ export interface StartOptions extends Partial<ServerConfig> {
   server?: Server | HttpsServer
   /** With `server`: the path coedit's WebSockets live under (`/collab`: rooms at `/collab/ROOM`, Hocuspocus at `/collab`). Default '/'. */
   path?: string
-}
-
-export interface Hooks {
-  /**
-   * A Hocuspocus client's stateless message (`provider.sendStateless(payload)`). Call
-   * `event.broadcast(payload)` to pass it to the room's other Hocuspocus connections.
-   * An exception or rejection is logged and counted (coedit_errors_total{kind="hook"}).
-   */
-  stateless?: (event: StatelessEvent) => void | Promise<void>
 }
 
 export interface CoeditServer {
@@ -89,10 +101,13 @@ export interface CoeditServer {
   readonly rooms: Rooms
   /**
    * coedit's HTTP routes as a handler to mount in your app: `/healthz`, `/readyz`, `/metrics`,
-   * `/status`, `/status.json` and, with `adminToken`, `/admin/...` (listening on its own, the
-   * editor too). A request none of them answers goes to `next` (or gets a 404 without it).
+   * `/status`, `/status.json`, the document and history APIs under `/api/` and, with
+   * `adminToken`, `/admin/...` (listening on its own, the editor too). A request none of
+   * them answers goes to `next` (or gets a 404 without it).
    */
   readonly handleRequest: RequestHandler
+  /** Read and change rooms from this process, through the path of a client's update (README "Embedding and hooks"). */
+  readonly documents: ServerDocuments
   /** Stops accepting, stores everything, closes connections with 1001, closes storage (never your server). */
   close(): Promise<void>
 }
@@ -109,10 +124,11 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const mode = clustered ? 'postgres' : storage ?? (options.dataDir !== undefined ? 'leveldb' : 'memory')
   // Counts through `ops`, created next: nothing is reported before the server is composed.
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
-  const ops = new Ops({ config, log, containment, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
+  const events: ServerBus = new Events(containment)
+  const ops = new Ops({ config, log, containment, events, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
   const store: Store = mode === 'memory' ? new MemoryStore({ now: clock })
-    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, observer: ops.metrics, now: clock })
-    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, observer: ops.metrics, now: clock })
+    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, events, now: clock })
+    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, events, now: clock })
     : mode
   const ownsStore = typeof mode === 'string'
   let cluster: Cluster | undefined
@@ -133,7 +149,6 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
     compactEvery: config.compactEvery,
-    onCompacted: (room, state, upTo, final) => history.compacted(room, state, upTo, final),
     roomGrace: config.roomGrace,
     maxRooms: config.maxRooms,
     maxDocumentSize: config.maxDocumentSize,
@@ -144,15 +159,25 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     maxAwarenessRoomSize: config.maxAwarenessRoomSize,
     maxNestingDepth: config.maxNestingDepth,
     containment,
-    replication: cluster,
-    lifecycle: cluster && { loaded: (room) => cluster.attach(room), unloaded: (room) => cluster.detach(room) },
-    observer: ops.registryObserver,
+    events,
+    sharedStore: cluster !== undefined,
   }, log)
-  const auth = security.transport.auth
+
+  // The one place that decides who may open a room (hook, tokens or everyone), for every way in.
+  const authorizer = new Authorizer({ hook: hooks?.authenticate, tokens: security.tokens, timeout: config.authTimeout, containment, log })
+  const checkName = (name: string): ReturnType<typeof checkRoomName> => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern)
+  const documents = new Documents({ registry, checkName })
+  subscribe(events, { metrics: ops.metrics, webhooks: ops.webhooks, history, cluster, documents, hooks, log })
+  // The document API asks the same Authorizer as WebSocket clients: hook, tokens, or open to all.
+  const authorizeApi: ApiAuthorize = async (req, room, token) => {
+    const result = await authorizer.authorize({ room, token, request: authRequestOf(req, clientAddress(req, config.trustProxy)) })
+    if (!result.ok) return result
+    return { ok: true, access: result.grant.access, ...(result.grant.user === undefined ? {} : { user: result.grant.user }) }
+  }
   const hocuspocus = new HocuspocusHub({
     join: (room, peer) => registry.join(room, peer),
-    authorize: auth ? (token, room) => auth.authorize(token, room) : async () => ({ ok: true, grant: OPEN_GRANT }),
-    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
+    authorize: (request) => authorizer.authorize(request),
+    checkName,
     stateless: hooks?.stateless,
     containment,
     log,
@@ -161,19 +186,30 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   })
   const transport = new Transport(registry, {
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
-    ...security.transport, hocuspocus, observer: ops.metrics, basePath: attached?.path,
+    ...security.transport, hocuspocus, events, authorizer, basePath: attached?.path,
   }, log)
-  ops.attach(store, registry, () => transport.connectionCount)
+  ops.attach(store, registry, () => transport.connectionsByProtocol())
   history.start(() => registry.rooms)
   const rooms = new Rooms({
     store, registry, history, log,
-    checkName: (name) => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern),
-    deleted: cluster && ((room, generation) => cluster.deleted(room, generation)),
+    checkName,
+    events,
   })
   let closing = false
 
   const routes: Route[] = [
     ...ops.routes(),
+    // The history panel's three paths under /api/rooms/ROOM first: the document API answers the rest of /api.
+    historyRoutes({
+      authorize: bearerAuthorizer(authorizer, config.trustProxy), store, registry, history, containment, now: clock,
+      originAllowed: (req) => originAllowed(req, security.transport.origins ?? [], config.trustProxy),
+      maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
+    }),
+    documentApiRoutes({
+      documents, authorize: authorizeApi, origins: security.transport.origins ?? [], trustProxy: config.trustProxy, maxBodySize: config.maxMessageSize,
+      maxMessagesPerSecond: config.maxMessagesPerSecond, maxBytesPerSecond: config.maxBytesPerSecond, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
+      loopbackExempt: config.loopbackExempt, log,
+    }),
     // Attached, the page's WebSocket (the origin's root) would not reach coedit: no editor.
     ...(attached ? [] : [editorRoutes()]),
     ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
@@ -202,6 +238,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     ops.beginShutdown()
     if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
     stopAccepting()
+    // Writes already handed to a room are stored by flushAll; later ones are refused.
+    documents.close()
     await registry.flushAll()
     transport.closeAll()
     await transport.drained(2000)
@@ -211,7 +249,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     await cluster?.close()
     if (ownsStore) await store.close()
   }
-  if (attached) return attach(attached, { onUpgrade, handleRequest, store, registry, rooms, config, log, shutdown })
+  if (attached) return attach(attached, { onUpgrade, handleRequest, store, registry, rooms, documents, config, log, shutdown })
   const timeouts = {
     // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
     // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
@@ -278,6 +316,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     config,
     rooms,
     handleRequest,
+    documents,
     close,
   }
 }
@@ -288,6 +327,7 @@ interface AttachParts {
   store: Store
   registry: RoomRegistry
   rooms: Rooms
+  documents: ServerDocuments
   config: ServerConfig
   log: Logger
   /** Everything `close()` does but touch the app's server. */
@@ -335,6 +375,7 @@ function attach(attached: NonNullable<ReturnType<typeof attachment>>, parts: Att
     config: parts.config,
     rooms: parts.rooms,
     handleRequest: parts.handleRequest,
+    documents: parts.documents,
     close: () => {
       closed ??= (async () => {
         await parts.shutdown(() => server.off('upgrade', listener))
@@ -343,6 +384,68 @@ function attach(attached: NonNullable<ReturnType<typeof attachment>>, parts: Att
       return closed
     },
   }
+}
+
+interface Subscribers {
+  metrics: Metrics
+  webhooks: Webhooks | undefined
+  history: HistoryKeeper
+  cluster: Cluster | undefined
+  documents: Documents
+  hooks: Hooks | undefined
+  log: Logger
+}
+
+/**
+ * Every subscriber to the server's events, in one place. A listener's exception is
+ * contained and counted (coedit_errors_total{kind="hook"}); none is awaited but the
+ * cluster's attach, which a room's load waits for before anyone is served.
+ */
+function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, documents, hooks, log }: Subscribers): void {
+  // Metrics: traffic, sockets, storage, rooms.
+  events.on('message.received', ({ message, protocol }) => metrics.received(message, protocol), 'metrics')
+  events.on('message.sent', ({ message, protocol }) => metrics.sent(message, protocol), 'metrics')
+  events.on('socket.opened', ({ protocol }) => metrics.opened(protocol), 'metrics')
+  events.on('socket.closed', ({ code, protocol }) => metrics.closed(code, protocol), 'metrics')
+  events.on('socket.error', () => metrics.error('connection'), 'metrics')
+  events.on('store.batch', ({ updates, ms }) => metrics.batchWritten(updates, ms), 'metrics')
+  events.on('store.settled', ({ ms, ok }) => metrics.stored(ms, ok), 'metrics')
+  // Counted where they happen: another process's updates are that process's to count.
+  events.on('update.applied', ({ origin }) => { if (origin.source !== 'remote') metrics.applied(origin) }, 'metrics')
+  events.on('room.compacted', ({ updates }) => { if (updates > 0) metrics.compacted(true) }, 'metrics')
+  events.on('room.compactionFailed', () => metrics.compacted(false), 'metrics')
+  events.on('room.loaded', ({ ms }) => metrics.roomLoaded(ms), 'metrics')
+  // Other load failures are counted by the containment (kind room_load) as they are reported.
+  events.on('room.loadFailed', ({ code }) => { if (code === 'TOO_MANY_ROOMS') metrics.roomLoadFailed() }, 'metrics')
+  events.on('room.unloaded', ({ reason }) => { if (reason === 'idle' || reason === 'evicted') metrics.roomUnloaded() }, 'metrics')
+  events.on('webhook.result', ({ result }) => metrics.webhook(result), 'metrics')
+
+  // Webhooks: a notice per room per window, listing the authors; the process that stored a change sends it.
+  if (webhooks) {
+    events.on('update.applied', ({ room, origin }) => { if (origin.source !== 'remote') webhooks.changed(room, userOf(origin)?.id) }, 'webhooks')
+    events.on('room.unloaded', ({ room, reason }) => { if (reason === 'idle' || reason === 'evicted') webhooks.unloading(room) }, 'webhooks')
+  }
+
+  // History: a version from a compaction (at most one per --history-interval, and the last at unload).
+  events.on('room.compacted', ({ room, state, upTo, final }) => history.compacted(room, state, upTo, final), 'history')
+
+  // Cluster replication: subscribe a room before it is served; publish what this process stored.
+  if (cluster) {
+    events.before('room.loaded', ({ room }) => cluster.attach(room))
+    events.on('room.unloaded', ({ room }) => cluster.detach(room), 'cluster')
+    events.on('update.applied', ({ room, seq, update, origin }) => { if (origin.source !== 'remote') cluster.published(room, seq, update) }, 'cluster')
+    events.on('awareness.local', ({ room, update }) => cluster.awareness(room, update), 'cluster')
+    events.on('room.gap', ({ room }) => cluster.gap(room), 'cluster')
+    // The other processes end their copy of a room this one deleted (their writes for it are refused anyway).
+    events.on('room.deleted', ({ room, generation }) => cluster.deleted(room, generation), 'cluster')
+  }
+
+  // Server-side documents: no client ID of a deleted room is reused (see Documents.roomDeleted).
+  events.on('room.deleted', () => documents.roomDeleted(), 'documents')
+  events.on('room.unloaded', ({ reason }) => { if (reason === 'deleted') documents.roomDeleted() }, 'documents')
+
+  // The embedder's hooks (authenticate and stateless are asked directly: server/authorizer.ts, server/hocuspocus.ts).
+  if (hooks) subscribeHooks(events, hooks, log)
 }
 
 /** As Hocuspocus' own server: documents per socket, and bytes held for documents not yet authenticated. */

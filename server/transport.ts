@@ -14,9 +14,11 @@ import {
 } from './close-codes.js'
 import { COEDIT_OPT_IN_PARAM } from './protocol.js'
 import type { RoomRegistry } from './registry.js'
-import type { Peer, Room } from './room.js'
+import type { Peer, Room, User } from './room.js'
 import { parseRoomPath } from './room-name.js'
-import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Authenticator, type Grant, type OriginPolicy } from './auth.js'
+import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Grant, type OriginPolicy } from './auth.js'
+import { NO_REQUEST, authRequestOf, type AuthRequest, type Authorizer } from './authorizer.js'
+import type { EventSink } from './events.js'
 import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED } from './close-codes.js'
 import { AddressCounter, ConnectionRate, NewRoomLimiter } from './limits.js'
 import { HocuspocusConnection, type HocuspocusHub } from './hocuspocus.js'
@@ -27,10 +29,10 @@ export interface TransportOptions {
   maxMessageSize: number
   /** ms between pings; a peer that has not answered the previous ping is dropped. */
   pingInterval: number
-  /** Told about connections and every message (metrics). */
-  observer?: TransportObserver
-  /** Token checking; undefined = tokens off, everyone may write every room. */
-  auth?: Authenticator
+  /** Where the transport's events go (server/events.ts): sockets and every message (metrics). */
+  events: EventSink<TransportEvents>
+  /** Who may open which room (the authenticate hook, tokens, or everyone). */
+  authorizer: Authorizer
   /** Browser origins allowed besides the server's own (default: only its own). */
   origins?: OriginPolicy
   /** Client address from X-Forwarded-For, host from X-Forwarded-Host. */
@@ -73,14 +75,33 @@ const MAX_WRITE_BACKLOG = 512
  * read until the room is there (TCP pushes back), so a slow load buffers a bounded amount.
  */
 const MAX_PRELOAD_BYTES = 1024 * 1024
+/**
+ * A probed connection (see Peer.probe) that shows no sign of life this long after a ping
+ * is taken for dead: well above a live client's round trip, far below --ping-interval.
+ */
+export const PROBE_TIMEOUT = 2000
+/** At most one probe ping per connection this often, however many claims ask for one. */
+const PROBE_GAP = 1000
 
-/** Counts traffic; called on the hot path, so implementations only add numbers. */
-export interface TransportObserver {
-  opened(): void
-  received(message: Uint8Array): void
-  sent(message: Uint8Array): void
-  closed(code: number): void
-  error(kind: string): void
+/** The two dialects one port speaks (see handleUpgrade): metrics and logs are labelled with it. */
+export const WIRE_PROTOCOLS = ['y-websocket', 'hocuspocus'] as const
+export type WireProtocol = (typeof WIRE_PROTOCOLS)[number]
+
+/**
+ * What the transport tells (server/events.ts). The message events are the hot path (every
+ * frame in and out): their listeners only add numbers. Connections to rooms are the
+ * rooms' events (`peer.joined`, `peer.left`); these are the sockets under them.
+ */
+export interface TransportEvents {
+  /** A WebSocket was accepted (y-websocket, or a Hocuspocus socket of many documents). */
+  'socket.opened': { protocol: WireProtocol }
+  'socket.closed': { code: number; protocol: WireProtocol }
+  /** A socket error (ws closes the socket itself). */
+  'socket.error': { code: string | undefined; protocol: WireProtocol }
+  /** A frame received, before any check. */
+  'message.received': { message: Uint8Array; protocol: WireProtocol }
+  /** A frame sent. */
+  'message.sent': { message: Uint8Array; protocol: WireProtocol }
 }
 
 let nextPeerId = 1
@@ -90,24 +111,35 @@ class WsPeer implements Peer {
   readonly wantsAck: boolean
   readonly ws: WebSocket
   readonly readOnly: boolean
-  user?: { readonly id: string }
+  user?: User
   readonly openedAt = Date.now()
   alive = true
   bytesIn = 0
   bytesOut = 0
   closeSent: CloseCode | undefined
-  observer: TransportObserver | undefined
+  events: EventSink<TransportEvents> | undefined
   /** Largest message queued since the send buffer was last empty: one big message (a large document's sync) is no sign of a slow reader. */
   private largestPending = 0
   /** The socket is corked until the end of this tick: all frames sent in it go out in one write. */
   private corked = false
+  /** The probe in flight, and how to end it when the connection is heard from. */
+  private probing: Promise<boolean> | undefined
+  private probeHeard: (() => void) | undefined
+  private lastProbe = 0
   /** A static function with an argument, not a closure per connection: idle connections are many. */
   private static uncork(peer: WsPeer): void {
     peer.corked = false
     socketOf(peer.ws)?.uncork()
   }
 
-  constructor(ws: WebSocket, wantsAck: boolean, readOnly: boolean, private readonly maxBuffered: number, private readonly onSlow: (backlog: number) => void) {
+  constructor(
+    ws: WebSocket,
+    readonly protocol: WireProtocol,
+    wantsAck: boolean,
+    readOnly: boolean,
+    private readonly maxBuffered: number,
+    private readonly onSlow: (backlog: number) => void,
+  ) {
     this.id = (nextPeerId++).toString(36)
     this.ws = ws
     this.wantsAck = wantsAck
@@ -127,7 +159,7 @@ class WsPeer implements Peer {
     }
     this.largestPending = Math.max(this.largestPending, message.length)
     this.bytesOut += message.length
-    this.observer?.sent(message)
+    if (this.events?.listens('message.sent')) this.events.emit('message.sent', { message, protocol: this.protocol })
     const socket = socketOf(this.ws)
     if (!socket) {
       this.ws.send(message)
@@ -148,6 +180,47 @@ class WsPeer implements Peer {
     if (this.ws.readyState === WebSocket.CLOSED || this.ws.readyState === WebSocket.CLOSING) return
     this.closeSent = close
     this.ws.close(close.code, closeReason(detail ?? close.reason))
+  }
+
+  /** A frame or a pong arrived: the connection is alive. */
+  heard(): void {
+    this.alive = true
+    this.probeHeard?.()
+  }
+
+  /**
+   * Pings now (or PROBE_GAP after the previous probe ended) and resolves true on any frame
+   * or pong, false if none comes within PROBE_TIMEOUT. Concurrent callers share one probe.
+   */
+  probe(): Promise<boolean> {
+    if (this.probing) return this.probing
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve(false)
+    this.probing = new Promise<boolean>((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const done = (alive: boolean): void => {
+        clearTimeout(timer)
+        this.probing = undefined
+        this.probeHeard = undefined
+        this.lastProbe = Date.now()
+        resolve(alive)
+      }
+      this.probeHeard = () => done(true)
+      const ping = (): void => {
+        if (this.ws.readyState !== WebSocket.OPEN) return done(false)
+        this.ws.ping()
+        timer = setTimeout(() => {
+          // After this turn's I/O, as the sweep does: a stalled loop runs the overdue timer
+          // before it reads a pong that arrived in time.
+          setImmediate(() => { if (this.probeHeard) done(false) })
+        }, PROBE_TIMEOUT)
+        timer.unref()
+      }
+      const wait = this.lastProbe + PROBE_GAP - Date.now()
+      if (wait <= 0) return ping()
+      timer = setTimeout(ping, wait)
+      timer.unref()
+    })
+    return this.probing
   }
 }
 
@@ -189,6 +262,13 @@ export class Transport {
     return this.peers.size
   }
 
+  /** Open connections of each protocol (a Hocuspocus socket counts once, however many documents it carries). */
+  connectionsByProtocol(): Record<WireProtocol, number> {
+    const counts: Record<WireProtocol, number> = { 'y-websocket': 0, hocuspocus: 0 }
+    for (const peer of this.peers) counts[peer.protocol]++
+    return counts
+  }
+
   /**
    * Handles an HTTP upgrade request. Refused with an HTTP status and no WebSocket opened:
    * a foreign browser origin (403), a missing, forged or expired
@@ -224,15 +304,17 @@ export class Transport {
       const wantsAck = url.searchParams.get(COEDIT_OPT_IN_PARAM) !== null
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, room, wantsAck, grant, ip))
     }
-    const auth = this.options.auth
-    if (!auth) return upgrade(OPEN_GRANT)
-    auth.authorize(tokenOf(req, url), room).then(
+    const authorizer = this.options.authorizer
+    if (authorizer.mode === 'open') return upgrade(OPEN_GRANT)
+    const request = authorizer.usesRequest ? authRequestOf(req, ip) : NO_REQUEST
+    authorizer.authorize({ room, token: tokenOf(req, url), request }).then(
       (result) => {
         if (result.ok) upgrade(result.grant)
         else if (!socket.destroyed) refuse(result.status, result.code, result.reason, room)
       },
       (err: unknown) => {
-        this.log.error({ event: 'auth_failed', room, err: String(err) }, 'token check failed')
+        // authorize never rejects; should it, the client is refused all the same.
+        this.log.error({ event: 'auth_failed', room, err: String(err) }, 'authorization failed')
         if (!socket.destroyed) rejectUpgrade(socket, 500, 'internal error')
       },
     )
@@ -293,22 +375,24 @@ export class Transport {
     }
     if (!this.addresses.acquire(ip)) return refuse(429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address')
     socket.once('close', releaseOnClose(this.addresses, ip))
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptHocuspocus(ws, ip))
+    // Each document authenticates on its own, later: the hook (if any) gets this request then.
+    const request = this.options.authorizer.usesRequest ? authRequestOf(req, ip) : NO_REQUEST
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptHocuspocus(ws, ip, request))
   }
 
-  private acceptHocuspocus(ws: WebSocket, ip: string): void {
+  private acceptHocuspocus(ws: WebSocket, ip: string, request: AuthRequest): void {
     const hub = this.options.hocuspocus!
-    const peer = new WsPeer(ws, false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
+    const peer = new WsPeer(ws, 'hocuspocus', false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
     })
     this.peers.add(peer)
-    const connection = new HocuspocusConnection(peer, hub, (room) => this.admitNewRoom(room, ip))
+    const connection = new HocuspocusConnection(peer, hub, request, (room) => this.admitNewRoom(room, ip))
     const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
     let paused = false
     this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')
-    peer.observer = this.options.observer
-    this.options.observer?.opened()
-    ws.on('pong', () => { peer.alive = true })
+    peer.events = this.options.events
+    this.options.events.emit('socket.opened', { protocol: peer.protocol })
+    ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { protocol: 'hocuspocus' })
       if (!bytes) return
@@ -327,12 +411,12 @@ export class Transport {
     ws.on('error', (err: Error & { code?: string }) => {
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
       this.log.warn({ event: 'connection_error', peer: peer.id, code: err.code, err: err.message, protocol: 'hocuspocus' }, 'connection error')
-      this.options.observer?.error('connection')
+      this.options.events.emit('socket.error', { code: err.code, protocol: peer.protocol })
     })
     ws.on('close', (code: number) => {
       this.peers.delete(peer)
-      connection.close()
-      this.options.observer?.closed(code)
+      connection.close(code)
+      this.options.events.emit('socket.closed', { code, protocol: peer.protocol })
       this.log.info({
         event: 'connection_close', peer: peer.id, code, sent: peer.closeSent?.code, protocol: 'hocuspocus',
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
@@ -341,10 +425,10 @@ export class Transport {
   }
 
   private accept(ws: WebSocket, roomName: string, wantsAck: boolean, grant: Grant, ip: string): void {
-    const peer = new WsPeer(ws, wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
+    const peer = new WsPeer(ws, 'y-websocket', wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
       this.log.warn({ event: 'slow_consumer', room: roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
     })
-    if (grant.sub !== undefined) peer.user = { id: grant.sub }
+    if (grant.user !== undefined) peer.user = grant.user
     this.peers.add(peer)
     const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
     let expiry: NodeJS.Timeout | undefined
@@ -363,6 +447,8 @@ export class Transport {
     let queue: Uint8Array[] | undefined = []
     let queuedBytes = 0
     let closed = false
+    /** The close code, once closed (for `peer.left` if the room was still loading). */
+    let closeCode = 0
     let paused = false
     /** Stops reading the socket until `settled` (TCP pushes back on the client meanwhile). */
     const pauseUntil = (settled: Promise<unknown>): void => {
@@ -375,11 +461,11 @@ export class Transport {
     }
     /** Set when the socket was paused while the room loaded: resolved once it has loaded. */
     let loaded: ((room: Room) => void) | undefined
-    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access }, 'connection opened')
-    peer.observer = this.options.observer
-    this.options.observer?.opened()
+    this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access, protocol: peer.protocol }, 'connection opened')
+    peer.events = this.options.events
+    this.options.events.emit('socket.opened', { protocol: peer.protocol })
 
-    ws.on('pong', () => { peer.alive = true })
+    ws.on('pong', () => peer.heard())
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = this.admitFrame(peer, rate, data, isBinary, { room: roomName })
       if (!bytes) return
@@ -398,18 +484,19 @@ export class Transport {
     ws.on('error', (err: Error & { code?: string }) => {
       // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
-      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message }, 'connection error')
-      this.options.observer?.error('connection')
+      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message, protocol: peer.protocol }, 'connection error')
+      this.options.events.emit('socket.error', { code: err.code, protocol: peer.protocol })
     })
     ws.on('close', (code: number) => {
       closed = true
+      closeCode = code
       clearTimeout(expiry)
       queue = undefined
       this.peers.delete(peer)
-      room?.removePeer(peer)
-      this.options.observer?.closed(code)
+      room?.removePeer(peer, code)
+      this.options.events.emit('socket.closed', { code, protocol: peer.protocol })
       this.log.info({
-        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code,
+        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code, protocol: peer.protocol,
         ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
       }, 'connection closed')
     })
@@ -417,12 +504,12 @@ export class Transport {
     this.registry.join(roomName, peer).then(
       (joined) => {
         if (closed) {
-          joined.removePeer(peer)
+          joined.removePeer(peer, closeCode)
           return
         }
         if (!this.admitNewRoom(joined, ip)) {
           // Refused before any of its messages is applied: nothing of it is stored.
-          joined.removePeer(peer)
+          joined.removePeer(peer, CLOSE_TOO_MANY_NEW_ROOMS.code)
           queue = undefined
           this.log.warn({ event: 'room_creation_limited', room: roomName, peer: peer.id, ip }, 'too many new rooms from this address, closing connection')
           peer.close(CLOSE_TOO_MANY_NEW_ROOMS)
@@ -444,11 +531,11 @@ export class Transport {
    * frame's bytes, or undefined if the connection is closing or was just closed for it.
    */
   private admitFrame(peer: WsPeer, rate: ConnectionRate, data: RawData, isBinary: boolean, context: Record<string, string>): Uint8Array | undefined {
-    peer.alive = true
+    peer.heard()
     if (peer.closeSent) return undefined
     const bytes = toUint8Array(data)
     peer.bytesIn += bytes.length
-    this.options.observer?.received(bytes)
+    if (this.options.events.listens('message.received')) this.options.events.emit('message.received', { message: bytes, protocol: peer.protocol })
     const verdict = rate.admit(bytes.length)
     if (!verdict.ok) {
       this.log.warn({ event: 'rate_limited', ...context, peer: peer.id, code: verdict.code }, 'rate limit exceeded, closing connection')

@@ -7,6 +7,11 @@
  * bounded per-endpoint queue. A slow or dead endpoint costs a few timers and sockets,
  * never latency for editors. Per room, only the newest notice matters: a newer one
  * replaces a queued older one, and deliveries of one room never overtake each other.
+ *
+ * Each notice lists the users (`user.id`) whose changes it covers: those of its debounce
+ * window, and those of any older notice it replaced before that one was delivered (a
+ * superseded notice, or a failed one whose retry a newer notice replaced). So a receiver
+ * that acknowledged every notice it got has been told every author.
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -16,6 +21,7 @@ import { legacySignature, standardSignatureHeaders, webhookKey } from './webhook
 import type { Room } from './room.js'
 import type { WebhookResult } from './metrics.js'
 import { createContainment, type Containment } from './containment.js'
+import type { EventSink } from './events.js'
 
 /** Deprecated, sent for one more release: signs the body only (see webhook-signature.ts). */
 export const SIGNATURE_HEADER = 'X-Coedit-Signature'
@@ -24,6 +30,14 @@ export const EVENT_DOCUMENT_CHANGED = 'document.changed'
 const TEXT_NAME = 'text'
 /** Deliveries in flight per endpoint. */
 const CONCURRENCY = 4
+/** Users listed in one notice; past it `moreUsers` says the list is incomplete. */
+export const WEBHOOK_MAX_USERS = 100
+
+/** What the webhooks tell (server/events.ts). */
+export interface WebhookEvents {
+  /** One delivery attempt's result. */
+  'webhook.result': { result: WebhookResult }
+}
 
 export interface WebhookOptions {
   urls: readonly string[]
@@ -53,11 +67,52 @@ export interface WebhookPayload {
   /** Y.encodeStateVector of the document, base64: a receiver can sync from it. */
   stateVector: string
   text?: string
+  /** `user.id` of everyone whose changes the notice covers, in the order of their first change (at most WEBHOOK_MAX_USERS). */
+  users: string[]
+  /** Present (true) when more users made the changes than `users` lists. */
+  moreUsers?: true
+  /** Present (true) when some of the changes have no known user (an open server, an admin import). */
+  anonymous?: true
+}
+
+/** Authors of the changes a notice covers. */
+class Authors {
+  readonly ids = new Set<string>()
+  more = false
+  anonymous = false
+
+  add(user: string | undefined): void {
+    if (user === undefined) this.anonymous = true
+    else if (this.ids.has(user)) return
+    else if (this.ids.size < WEBHOOK_MAX_USERS) this.ids.add(user)
+    else this.more = true
+  }
+
+  /** Adds the authors of `payload` (a notice that will not be delivered) to these. */
+  absorb(payload: WebhookPayload): void {
+    for (const id of payload.users) this.add(id)
+    if (payload.moreUsers) this.more = true
+    if (payload.anonymous) this.anonymous = true
+  }
+
+  fields(): Pick<WebhookPayload, 'users' | 'moreUsers' | 'anonymous'> {
+    return { users: [...this.ids], ...(this.more ? { moreUsers: true } : {}), ...(this.anonymous ? { anonymous: true } : {}) }
+  }
+}
+
+/** `newer` with the authors of `older` (replaced, never to be delivered) added. */
+function mergeAuthors(newer: WebhookPayload, older: WebhookPayload): WebhookPayload {
+  const authors = new Authors()
+  authors.absorb(newer)
+  authors.absorb(older)
+  return { ...newer, ...authors.fields() }
 }
 
 
 interface Job {
   room: string
+  payload: WebhookPayload
+  /** The payload as sent: the same bytes for every attempt with one `id`. */
   body: string
   /** X-Coedit-Delivery: the same for every retry of one notice, so receivers can deduplicate. */
   id: string
@@ -104,11 +159,12 @@ class Endpoint {
     return this.jobs.size + this.inFlight.size
   }
 
-  enqueue(room: string, body: string): void {
+  enqueue(room: string, payload: WebhookPayload): void {
     const queued = this.jobs.get(room)
     if (queued) {
-      // Superseded: the newer state is the news; a retry schedule is kept.
-      queued.body = body
+      // Superseded: the newer state is the news, and covers the older notice's authors; a retry schedule is kept.
+      queued.payload = mergeAuthors(payload, queued.payload)
+      queued.body = JSON.stringify(queued.payload)
       queued.id = randomUUID()
       return
     }
@@ -118,7 +174,7 @@ class Endpoint {
       this.report('dropped')
       this.log.error({ event: 'webhook_dropped', url: this.shown, room: oldest.room, reason: 'queue_full' }, 'webhook queue full, dropping the oldest notice')
     }
-    this.jobs.set(room, { room, body, id: randomUUID(), attempt: 0, timer: undefined, readyAt: 0 })
+    this.jobs.set(room, { room, payload, body: JSON.stringify(payload), id: randomUUID(), attempt: 0, timer: undefined, readyAt: 0 })
     this.pump()
   }
 
@@ -182,8 +238,11 @@ class Endpoint {
 
   private retry(job: Job, failure: Record<string, unknown>): void {
     const fields = { url: this.shown, room: job.room, attempt: job.attempt + 1, ...failure }
-    // A newer notice of the room is queued: it replaces this one, and keeps its place.
-    if (this.jobs.has(job.room)) {
+    // A newer notice of the room is queued (never sent yet): it replaces this one, authors included, and keeps its place.
+    const newer = this.jobs.get(job.room)
+    if (newer) {
+      newer.payload = mergeAuthors(newer.payload, job.payload)
+      newer.body = JSON.stringify(newer.payload)
       this.log.warn({ event: 'webhook_failed', ...fields }, 'webhook delivery failed; a newer notice is queued')
       return
     }
@@ -230,15 +289,16 @@ class Endpoint {
 
 export class Webhooks {
   private readonly endpoints: Endpoint[]
-  private readonly dirty = new Map<string, { room: Room; timer: NodeJS.Timeout }>()
+  private readonly dirty = new Map<string, { room: Room; timer: NodeJS.Timeout; authors: Authors }>()
   /** Shutting down: notices go out at once, there is no later window. */
   private immediate = false
 
   private readonly containment: Containment
 
-  constructor(private readonly options: WebhookOptions, private readonly log: Logger, report: Report, containment?: Containment) {
+  constructor(private readonly options: WebhookOptions, private readonly log: Logger, events: EventSink<WebhookEvents>, containment?: Containment) {
     // Throws WEBHOOK_SECRET_TOO_SHORT: startServer refuses a short secret as the CLI does.
     const key = webhookKey(options.secret)
+    const report: Report = (result) => events.emit('webhook.result', { result })
     this.endpoints = options.urls.map((url) => new Endpoint(url, key, options, log, report))
     this.containment = containment ?? createContainment({ log })
   }
@@ -248,20 +308,23 @@ export class Webhooks {
     return this.endpoints.reduce((n, e) => n + e.size, 0) + this.dirty.size * this.endpoints.length
   }
 
-  /** The room's document changed (called as each update is applied: must stay O(1)). */
-  changed(room: Room): void {
+  /** The room's document changed, by `user` (its id, if known). Called as each update is applied: must stay O(1). */
+  changed(room: Room, user?: string): void {
     const pending = this.dirty.get(room.name)
     if (pending) {
       pending.room = room
+      pending.authors.add(user)
       return
     }
+    const authors = new Authors()
+    authors.add(user)
     if (this.immediate) {
-      this.fire(room)
+      this.fire(room, authors)
       return
     }
     const timer = setTimeout(() => this.fire(room), this.options.debounce)
     timer.unref()
-    this.dirty.set(room.name, { room, timer })
+    this.dirty.set(room.name, { room, timer, authors })
   }
 
   /** The room is about to be unloaded: send its pending notice while its document is readable. */
@@ -270,30 +333,31 @@ export class Webhooks {
     if (pending?.room === room) this.fire(room)
   }
 
-  private fire(room: Room): void {
+  private fire(room: Room, authors = new Authors()): void {
     const pending = this.dirty.get(room.name)
     if (pending) {
       clearTimeout(pending.timer)
       this.dirty.delete(room.name)
       room = pending.room
+      authors = pending.authors
     }
     if (room.isDestroyed) return
     const target = room
     // Runs on a timer and reads a document clients wrote: an exception drops this notice.
-    const body = this.containment.run('webhook', () => {
+    const payload = this.containment.run('webhook', (): WebhookPayload => {
       this.containment.check('webhook', target.name)
-      const payload: WebhookPayload = {
+      return {
         event: EVENT_DOCUMENT_CHANGED,
         room: target.name,
         time: new Date().toISOString(),
         seq: target.lastApplied,
         stateVector: Buffer.from(Y.encodeStateVector(target.doc)).toString('base64'),
         ...(this.options.includeText ? { text: target.doc.getText(TEXT_NAME).toString() } : {}),
+        ...authors.fields(),
       }
-      return JSON.stringify(payload)
     }, { room: target.name })
-    if (body === undefined) return
-    for (const endpoint of this.endpoints) endpoint.enqueue(room.name, body)
+    if (payload === undefined) return
+    for (const endpoint of this.endpoints) endpoint.enqueue(room.name, payload)
   }
 
   /** Shutdown, first step (rooms still loaded): send every pending notice now, and later ones at once. */

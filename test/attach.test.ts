@@ -89,6 +89,10 @@ test('attached to a node:http server: the app keeps its routes and WebSockets, p
   assert.deepEqual([editor.status, await editor.text()], [404, 'app 404\n'], 'no editor in attached mode: the app answers')
   assert.equal(editor.headers.get('x-frame-options'), null, 'coedit\'s headers stay off the app\'s responses')
   assert.equal(await echoes(port, '/app-socket'), 'ping', 'the app\'s own WebSocket works beside coedit\'s')
+  // The document API is among coedit's routes, attached as when it listens on its own.
+  const api = await fetch(`http://127.0.0.1:${port}/api/rooms/notes?format=text`)
+  assert.equal(api.status, 200)
+  assert.match(await api.text(), /from hocuspocus\. from a\. |from a\. from hocuspocus\. /, 'GET /api/rooms/ROOM reads the room through handleRequest')
   const collabPage = await fetch(`http://127.0.0.1:${port}/collab/notes`)
   assert.equal(collabPage.status, 404, 'plain requests under the path are the app\'s too')
 

@@ -17,7 +17,7 @@ import { signToken } from '../server/auth.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
 import { PACKAGE_ROOT } from '../server/paths.js'
 import {
-  SKIP_MESSAGE, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, selection, setCaret,
+  SKIP_MESSAGE, assertNoErrors, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, selection, setCaret,
   waitForConnected, waitForSaved, type EditorPage, type TextArea,
 } from './helpers/browser.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor } from './helpers/index.js'
@@ -138,10 +138,6 @@ if (!browserAvailable() && !process.env.CI) {
       pages.push(p)
       await waitForConnected(p.page)
       return p
-    }
-
-    function assertNoErrors(...ps: EditorPage[]): void {
-      for (const p of ps) assert.deepEqual(p.errors, [], 'console errors or uncaught exceptions in the page')
     }
 
     before(async () => {
@@ -554,13 +550,37 @@ if (!browserAvailable() && !process.env.CI) {
         } finally {
           await frame.close()
         }
+        // The README's image, with the history panel in it, is browser-history.test.ts's.
         await writeFile(join(ARTIFACTS, 'editor-two-users.png'), png)
-        // The README's image is refreshed on request only, so ordinary runs leave the tree clean.
-        if (process.env.UPDATE_SCREENSHOT) await writeFile(join(PACKAGE_ROOT, 'web', 'screenshot.png'), png)
         assertNoErrors(a, b)
       } finally {
         await a.close()
         await b.close()
+      }
+    })
+
+    test('a bare % in the address: /r/100%25 and /r/100% are one room, and so are /r/Q3%2050%25%20plan and "/r/Q3 50% plan"', async (t) => {
+      // [as a link would encode it, as a person would type it, the room]
+      const cases = [['100%25', '100%', '100%'], ['Q3%2050%25%20plan', 'Q3 50% plan', 'Q3 50% plan']] as const
+      for (const [encoded, typed, name] of cases) {
+        const a = await openEditor(browser, `${server.httpUrl}/r/${encoded}`, { name: 'Linked' })
+        const b = await openEditor(browser, `${server.httpUrl}/r/${typed}`, { name: 'Typed' })
+        try {
+          // The browser sends a typed % as it is (spaces encoded): the page decodes it by the server's rule.
+          t.diagnostic(`"${typed}" was sent as ${new URL(b.page.url()).pathname}`)
+          await waitForConnected(a.page)
+          await waitForConnected(b.page)
+          assert.equal(await a.page.textContent('#room-name'), name)
+          assert.equal(await b.page.textContent('#room-name'), name)
+          await setCaret(a.page, 0)
+          await a.page.keyboard.type(`typed in ${name}`)
+          await waitForValue(b.page, (v) => v === `typed in ${name}`, `the other address to show the text of ${name}`)
+          await waitFor(() => server.registry.rooms.find((r) => r.name === name)?.doc.getText('text').toString() === `typed in ${name}`, { message: `room ${name} on the server holds it` })
+          assertNoErrors(a, b)
+        } finally {
+          await a.close()
+          await b.close()
+        }
       }
     })
 

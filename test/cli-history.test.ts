@@ -171,11 +171,13 @@ test('a room compacted many times within the history interval gets one version f
   const client = connect(server.url, 'busy')
   t.after(() => client.destroy())
   await synced(client)
+  const stored = (n: number) => async () => (await store.listRooms()).find((r) => r.name === 'busy' && r.lastSeq >= n)
   for (let i = 0; i < 200; i++) {
     client.text.insert(i, 'x')
-    if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 20))
+    // In bursts of 20, each stored before the next, so the room compacts between them (every 10).
+    if (i % 20 === 19) await wait(stored(i + 1), { message: `${i + 1} updates stored` })
   }
-  await wait(async () => (await store.listRooms()).find((r) => r.name === 'busy' && r.lastSeq >= 200), { message: '200 updates stored' })
+  await wait(stored(200), { message: '200 updates stored' })
   await server.registry.rooms[0]!.flushed()
   const info = (await store.listRooms()).find((r) => r.name === 'busy')!
   assert.ok(info.updates < 10, `the log was folded 20 times (${info.updates} updates left unfolded)`)

@@ -28,7 +28,7 @@ interface TiptapApp {
   text(): string
   synced(): boolean
   unsynced(): number
-  focusEnd(): void
+  focusEnd(): Promise<void>
 }
 
 describe('Hocuspocus clients in Chromium', { skip: !available }, () => {

@@ -2,7 +2,7 @@
  * `coedit migrate`: a folder of update files comes over under the rooms its file names
  * encode, a document that cannot come over is named and the others still do (exit 3),
  * offline and through a running server; re-running changes nothing. (Migrations from data
- * written by y-websocket-server and Hocuspocus themselves: see the README's open items.)
+ * written by y-websocket-server and Hocuspocus themselves: migrate-peers.test.ts.)
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -4,26 +4,11 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import { startServer } from '../server/index.js'
 import { createLogger } from '../server/log.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
-
-function capture(): { stream: Writable; lines: () => Array<Record<string, unknown>>; raw: () => string } {
-  let text = ''
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      text += chunk.toString()
-      done()
-    },
-  })
-  return {
-    stream,
-    raw: () => text,
-    lines: () => text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>),
-  }
-}
+import { captureLog as capture } from './helpers/log-capture.js'
 
 test('one JSON line per connection open/close, room load/unload and error; no token, no content', async (t) => {
   const dir = await tempDir()

@@ -12,7 +12,7 @@ import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import { encodeAwareness } from '../server/protocol.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
-import { SKIP_MESSAGE, browserAvailable, launchBrowser } from './helpers/browser.js'
+import { SKIP_MESSAGE, browserAvailable, ensureWebBuild, launchBrowser } from './helpers/browser.js'
 
 const ADMIN = 'status-admin-token'
 /** The caps of server/ops.ts, restated: the README documents them. */
@@ -114,6 +114,7 @@ if (!browserAvailable() && !process.env.CI) {
 } else {
   test('status page in Chromium: figures without the token, rooms and people after asking for it, live numbers and a chart', async (t) => {
     assert.ok(browserAvailable(), `CI requires the browser tests: ${SKIP_MESSAGE}`)
+    ensureWebBuild()
     const server = await startServer({ adminToken: ADMIN })
     t.after(() => server.close())
     const clients: Client[] = []
@@ -171,6 +172,10 @@ if (!browserAvailable() && !process.env.CI) {
     }, { timeout: 30_000, message: 'the chart to have a line' })
     assert.notEqual(await text('storage'), '–')
     assert.match(await text('rss'), /MiB|GiB/)
+    // Every figure is filled in by the bundled script (web/src/status-page.ts).
+    assert.match(await text('rate-in'), /^\d+(\.\d)?$/)
+    assert.match(await text('uptime'), /^\d+m \d+s$/)
+    assert.notEqual(await text('updated'), '–')
 
     // A link with the token in the fragment (never sent to the server) opens straight to the numbers.
     const linked = await browser.newPage()

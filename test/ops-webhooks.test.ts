@@ -19,6 +19,7 @@ import { connect, synced, waitFor, type Client } from './helpers/index.js'
 import { runCli } from './helpers/child-server.js'
 import { scrape, scrapeUntil, value } from './helpers/prometheus.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
+import { signToken } from '../server/auth.js'
 
 const SECRET = 'webhook-test-secret-long-enough-0123456789'
 
@@ -188,7 +189,7 @@ test('every retry happens, though timers can fire before Date.now() reaches thei
     const hooks = new Webhooks(
       { urls: [dead], secret: SECRET, debounce: 0, includeText: false, retries: 2, backoff: 1, timeout: 5000, maxQueue: 10 },
       createLogger('silent'),
-      (result) => results.push(result),
+      { emit: (_name, { result }) => { results.push(result) }, listens: () => true },
     )
     try {
       // Only the fields a notice reads.
@@ -370,4 +371,83 @@ test('a webhook URL with user:password@ is delivered with Basic auth, and the pa
   assert.match(logs, /webhook_failed/)
   assert.ok(!logs.includes('Pa55w0rd-XYZ'), 'the password stays out of logs')
   assert.ok(!logs.includes('QueryS3cret'), 'the query string stays out of logs')
+})
+
+test('a notice lists the users whose changes it covers (user.id), and says when some changes had no known user', async (t) => {
+  const r = await receiver()
+  t.after(() => r.close())
+  const authSecret = 'a-test-secret-that-is-long-enough-32b'
+  // A window far longer than the test: the notice goes out when the room unloads, covering every edit.
+  const server = await startServer({ webhook: r.url, webhookSecret: SECRET, webhookDebounce: 3_600_000, roomGrace: 50, authSecret })
+  t.after(() => server.close())
+  const token = (sub?: string): Promise<string> => signToken({ secret: authSecret, rooms: ['**'], access: 'write', ttl: 60_000, ...(sub ? { sub } : {}) })
+  const edit = async (tok: string, text: string): Promise<void> => {
+    const c = connect(server.url, 'authored', { params: { token: tok } })
+    try {
+      await synced(c)
+      c.text.insert(0, text)
+      await waitFor(() => server.registry.rooms.some((room) => room.name === 'authored' && room.doc.getText('text').toString().startsWith(text)), { message: `${text} stored` })
+    } finally {
+      c.destroy()
+    }
+  }
+  // Joined one after another so the room stays loaded (the grace period restarts with each).
+  const alice = connect(server.url, 'authored', { params: { token: await token('alice') } })
+  t.after(() => alice.destroy())
+  await synced(alice)
+  await edit(await token('bob'), 'bob ')
+  alice.text.insert(0, 'alice ')
+  await edit(await token('bob'), 'bob again ')
+  await waitFor(() => server.registry.rooms[0]?.lastApplied === 3, { message: 'three edits stored' })
+  alice.destroy()
+  await waitFor(() => r.deliveries.length === 1, { message: 'the notice at unload' })
+  const first = JSON.parse(r.deliveries[0]!.body) as { users: string[]; anonymous?: boolean; moreUsers?: boolean }
+  assert.deepEqual(first.users, ['bob', 'alice'], 'in the order of their first change, each once')
+  assert.equal(first.anonymous, undefined)
+  assert.equal(first.moreUsers, undefined)
+
+  await edit(await token(), 'nobody ')
+  await waitFor(() => r.deliveries.length === 2, { message: 'the second notice' })
+  const second = JSON.parse(r.deliveries[1]!.body) as { users: string[]; anonymous?: boolean }
+  assert.deepEqual(second.users, [])
+  assert.equal(second.anonymous, true, 'a token without sub: a change by no known user')
+})
+
+test('a notice that will not be delivered hands its users to the one that replaces it (a failed delivery superseded by a newer notice)', async (t) => {
+  // The first delivery is held, then fails; meanwhile the room's next notice waits for it.
+  let release: (() => void) | undefined
+  const bodies: string[] = []
+  const http = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (d: string) => { body += d })
+    req.on('end', () => {
+      bodies.push(body)
+      if (bodies.length === 1) release = () => res.writeHead(500).end()
+      else res.writeHead(204).end()
+    })
+  })
+  const url = await listen(http)
+  t.after(() => closeServer(http))
+  const authSecret = 'a-test-secret-that-is-long-enough-32b'
+  const server = await startServer({ webhook: url, webhookSecret: SECRET, webhookDebounce: 1, webhookBackoff: 60_000, authSecret })
+  t.after(() => server.close())
+  const client = async (sub: string): Promise<Client> => {
+    const c = connect(server.url, 'superseded', { params: { token: await signToken({ secret: authSecret, rooms: ['**'], access: 'write', ttl: 60_000, sub }) } })
+    t.after(() => c.destroy())
+    await synced(c)
+    return c
+  }
+  const alice = await client('alice')
+  const bob = await client('bob')
+  alice.text.insert(0, 'a')
+  await waitFor(() => release !== undefined, { message: 'alice\'s notice in flight' })
+  bob.text.insert(0, 'b')
+  // Bob's notice is built (and queued behind the one in flight) once his edit is applied and the 1 ms window closed.
+  await waitFor(() => server.registry.rooms[0]?.lastApplied === 2, { message: 'bob\'s edit stored' })
+  await waitFor(async () => (await scrape(server.httpUrl)).get('coedit_webhook_queue') === 2, { message: 'bob\'s notice queued' })
+  release!()
+  await waitFor(() => bodies.length === 2, { message: 'the newer notice delivered' })
+  assert.deepEqual((JSON.parse(bodies[0]!) as { users: string[] }).users, ['alice'])
+  assert.deepEqual((JSON.parse(bodies[1]!) as { users: string[] }).users.sort(), ['alice', 'bob'], 'alice\'s change was only ever in the failed notice')
 })

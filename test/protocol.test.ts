@@ -11,6 +11,7 @@ import {
   encodeSyncStep2, encodeSyncUpdate, MESSAGE_SYNC,
 } from '../server/protocol.js'
 import { jsonNestingDepth } from '../server/json-depth.js'
+import { CoeditError, isErrorCode } from '../server/errors.js'
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b)
 
@@ -219,5 +220,21 @@ test('random garbage and hostile JSON through the bounded awareness decoder rais
     } catch (err) {
       assert.ok(err instanceof ProtocolError, `unexpected ${String(err)} for ${Buffer.from(input).toString('hex')}`)
     }
+  }
+})
+
+test('a ProtocolError is a CoeditError whose code is one of ERROR_CODES; isErrorCode refuses anything else', () => {
+  let thrown: unknown
+  try {
+    decodeClientMessage(bytes(0x80))
+  } catch (err) {
+    thrown = err
+  }
+  assert.ok(thrown instanceof ProtocolError && thrown instanceof CoeditError, 'a CoeditError, so the edges handle it as one')
+  assert.equal(thrown.name, 'ProtocolError')
+  assert.ok(isErrorCode(thrown.code))
+  // What a server of another version (or a hostile one) might send the CLI as a code.
+  for (const value of ['INTERNAL', 'truncated', '', 'toString', '__proto__', 'constructor', 42, null, undefined, {}, ['TRUNCATED']]) {
+    assert.equal(isErrorCode(value), false, JSON.stringify(value) ?? String(value))
   }
 })

@@ -504,3 +504,54 @@ test('coedit delete: --yes required, offline and against a running server, exit 
   assert.match(refused.stderr, /^coedit delete: room name contains control characters/)
   assert.equal((await cli(['delete', 'x', '--yes', '--server', server.httpUrl, '--admin-token', 'wrong'])).code, 1)
 })
+
+test('server.documents and the hooks around a delete: a transact caught by it is ROOM_DELETED, later ones start the new room (tombstone or not), unloaded is told', async (t) => {
+  const told: string[] = []
+  const server = await startServer({
+    storage: 'memory',
+    hooks: { loaded: ({ room }) => { told.push(`loaded ${room}`) }, unloaded: ({ room }) => { told.push(`unloaded ${room}`) } },
+  })
+  t.after(() => server.close())
+  for (const tombstone of [false, true]) {
+    const room = `docs-${tombstone}`
+    // Twice, so that the documents' pooled client ID wrote in the room before the delete.
+    await server.documents.transact(room, (doc) => { doc.getText('text').insert(0, 'old ') })
+    await server.documents.transact(room, (doc) => { doc.getText('text').insert(4, 'words') })
+    assert.equal((await server.documents.get(room)).getText('text').toString(), 'old words')
+    const old = Y.encodeStateAsUpdate(await server.documents.get(room))
+
+    // A transact whose callback is still running when the delete ends the room stores nothing.
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    let entered!: () => void
+    const inside = new Promise<void>((resolve) => { entered = resolve })
+    const caught = server.documents.transact(room, async (doc) => {
+      entered()
+      await held
+      doc.getText('text').insert(0, 'too late ')
+    })
+    await inside
+    assert.deepEqual(await server.rooms.delete(room, { tombstone }), { room, existed: true, tombstone, connections: 0 })
+    release()
+    await assert.rejects(caught, (err: { code?: string }) => err.code === 'ROOM_DELETED')
+    await waitFor(() => told.includes(`unloaded ${room}`), { message: 'unloaded told for the deleted room' })
+    assert.equal((await server.store.load(room)).updates.length, 0, 'nothing of the caught transact was stored')
+
+    // Afterwards: the new, empty room, written under a client ID the tombstone does not hold.
+    await server.documents.transact(room, (doc) => { doc.getText('text').insert(0, 'new') })
+    assert.equal((await server.documents.get(room)).getText('text').toString(), 'new')
+
+    // The old content through the document API: back without a tombstone, 409 DELETED_CONTENT with one.
+    const res = await fetch(`${server.httpUrl}/api/rooms/${room}/update`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: old })
+    const text = (await server.documents.get(room)).getText('text').toString()
+    if (tombstone) {
+      assert.equal(res.status, 409)
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'DELETED_CONTENT')
+      assert.equal(text, 'new', 'nothing old came back')
+    } else {
+      assert.equal(res.status, 200)
+      assert.match(text, /old words/, 'without a tombstone the old copy merges back')
+    }
+  }
+  assert.deepEqual(told.filter((x) => x.endsWith('-true')), ['loaded docs-true', 'unloaded docs-true', 'loaded docs-true'])
+})

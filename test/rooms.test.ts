@@ -12,7 +12,7 @@ import { mergeMany } from '../server/doc-ops.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
-import { scrapeUntil, value } from './helpers/prometheus.js'
+import { scrapeUntil, total } from './helpers/prometheus.js'
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += size) {
@@ -176,7 +176,7 @@ test('a client writing into a room that is still loading is not read past 1 MiB;
   // Loopback socket buffers hold a few MiB: what the server did not read stays with the client.
   // Once the server has read past 1 MiB it must stop; wait until nothing more leaves the
   // client (a server reading on would drain it to 0 first).
-  await scrapeUntil(server.httpUrl, (m) => value(m, 'coedit_received_bytes_total{type="sync_update"}') > 1024 * 1024, 'the server to read past 1 MiB')
+  await scrapeUntil(server.httpUrl, (m) => total(m, 'coedit_received_bytes_total', { type: 'sync_update' }) > 1024 * 1024, 'the server to read past 1 MiB')
   let unread = -1
   let still = 0
   await waitFor(() => {
@@ -184,11 +184,11 @@ test('a client writing into a room that is still loading is not read past 1 MiB;
     still = now === unread ? still + 1 : 0
     unread = now
     return still >= 10
-  }, { timeout: 20_000, interval: 20, message: 'the client to stop sending' })
+  }, { timeout: 60_000, interval: 20, message: 'the client to stop sending' })
   t.diagnostic(`left the client while the room was loading: ${sent - unread} of ${sent} bytes`)
   assert.ok(unread > sent - 12 * 1024 * 1024, `the server read at most 1 MiB + socket buffers while loading (${sent - unread} of ${sent} bytes left the client)`)
   loading.open()
-  await waitFor(() => raw.messages.some((m) => m.type === 'coedit-persisted' && m.count === 48), { timeout: 20_000, message: 'all 48 updates stored' })
+  await waitFor(() => raw.messages.some((m) => m.type === 'coedit-persisted' && m.count === 48), { timeout: 60_000, message: 'all 48 updates stored' })
   const stored = new Y.Doc()
   for (const u of (await store.inner.load('slow')).updates) Y.applyUpdate(stored, u)
   assert.equal(stored.getText('text').length, 48 * 512 * 1024)
@@ -380,8 +380,8 @@ test('a cold room answers its first joiners from the stored state, then integrat
   writer.send(encodeSyncStep1(new Uint8Array([0])))
   writer.send(encodeSyncUpdate(Y.encodeStateAsUpdate(edit)))
   partial.send(encodeSyncStep1(Y.encodeStateVector(half)))
-  await scrapeUntil(server.httpUrl, (s) => value(s, 'coedit_messages_received_total{type="sync_step1"}') === 3
-    && value(s, 'coedit_messages_received_total{type="sync_update"}') === 1, 'every first message queued at the server')
+  await scrapeUntil(server.httpUrl, (s) => total(s, 'coedit_messages_received_total', { type: 'sync_step1' }) === 3
+    && total(s, 'coedit_messages_received_total', { type: 'sync_update' }) === 1, 'every first message queued at the server')
   loading.open()
 
   const expected = new Y.Doc()

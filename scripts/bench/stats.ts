@@ -28,17 +28,8 @@ export function median(values: number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
-/** mulberry32: a tiny seeded PRNG, so S4's document is the same in every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** A tiny seeded PRNG (the tests' own), so S4's document is the same in every run. */
+export { prng } from '../../test/helpers/prng.js'
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))

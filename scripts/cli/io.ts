@@ -2,8 +2,7 @@
  * What a verb may touch of the outside world: output streams, input, environment and the
  * clock. The `coedit` entry passes the real ones; tests pass captured ones.
  */
-import { UsageError } from '../../server/config.js'
-import { CoeditError } from '../../server/errors.js'
+import { CoeditError, UsageError } from '../../server/errors.js'
 import { printable, printableJson } from './printable.js'
 
 export interface CliIO {

@@ -6,7 +6,7 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { readdir, rename, rm, stat } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { CoeditError } from '../../server/errors.js'
+import { CoeditError, isErrorCode } from '../../server/errors.js'
 import { verifyBackup, type UnreadableRoom } from '../../server/backup-format.js'
 import type { ExportFormat, ImportFormat } from '../../server/doc-ops.js'
 import { Operations, type ImportResult, type RestoreResult, type RevertResult } from '../../server/operations.js'
@@ -193,7 +193,8 @@ export function remoteTarget(server: string, token: string): Target {
     if (!error) {
       throw new CoeditError('NO_ADMIN_API', `${base.origin} has no admin API (HTTP ${res.status}): start the server with --admin-token TOKEN`)
     }
-    throw new CoeditError(error.code ?? 'SERVER_ERROR', error.message ?? `HTTP ${res.status}`)
+    // A code this CLI does not know (a server of another version, its 500s' INTERNAL) is the server's error.
+    throw new CoeditError(isErrorCode(error.code) ? error.code : 'SERVER_ERROR', error.message ?? `HTTP ${res.status}`)
   }
   const json = async <T>(u: URL, init?: RequestInit): Promise<T> => (await (await request(u, init)).json()) as T
 

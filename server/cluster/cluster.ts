@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { PostgresStore } from '../persistence/postgres.js'
-import type { Room, RoomReplication } from '../room.js'
+import type { Room } from '../room.js'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import { AWARENESS_QUERY, AWARENESS_UPDATE, ROOM_DELETED, RedisBus } from './bus.js'
@@ -31,7 +31,13 @@ export interface ClusterOptions {
   livenessTtl: number
 }
 
-export class Cluster implements RoomReplication {
+/**
+ * Subscribed to the server's events in server.ts: `before('room.loaded')` → attach,
+ * `room.unloaded` → detach, local `update.applied` → published, `awareness.local` →
+ * awareness, `room.gap` → gap, `room.deleted` (this process deleted a room) → deleted. Updates and awareness from other processes go to the
+ * room directly (applyRemote, catchUp, applyRemoteAwareness).
+ */
+export class Cluster {
   readonly processId = randomBytes(6).toString('base64url')
   private bus!: RedisBus
   private readonly store: PostgresStore
@@ -93,10 +99,12 @@ export class Cluster implements RoomReplication {
     this.bus.publishAwareness(room, generation, ROOM_DELETED, encoding.toUint8Array(e))
   }
 
+  /** A local update is durable as `seq`: tell the other processes. */
   published(room: Room, seq: number, update: Uint8Array): void {
     this.bus.publishUpdate(room.name, room.generation, seq, update)
   }
 
+  /** Awareness changes made by this process's own connections. */
   awareness(room: Room, update: Uint8Array): void {
     this.bus.publishAwareness(room.name, room.generation, AWARENESS_UPDATE, update)
   }
@@ -111,6 +119,7 @@ export class Cluster implements RoomReplication {
     return true
   }
 
+  /** Sequence numbers skipped ahead: fetch what is missing from the store. */
   gap(room: Room): void {
     void this.heal(room)
   }

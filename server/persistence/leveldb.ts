@@ -6,6 +6,8 @@
  */
 import { Level } from 'level'
 import { CoeditError } from '../errors.js'
+import type { EventSink } from '../events.js'
+import type { StoreEvents } from './store.js'
 import {
   decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, tombstoneKey, unescapeRoom,
   updateKey, updatePrefix,
@@ -30,8 +32,8 @@ import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedSt
 export interface LevelStoreOptions {
   /** fsync every batch: survives power loss, not only a process crash. Default true. */
   sync?: boolean
-  /** Told the size and duration of every append batch (metrics). */
-  observer?: { batchWritten(updates: number, ms: number): void }
+  /** Where `store.batch` goes: the size and duration of every group commit (metrics). */
+  events?: EventSink<StoreEvents>
   /** The clock stamped on stored updates (tests inject one). Default Date.now. */
   now?: () => number
 }
@@ -54,7 +56,7 @@ type LevelSnapshot = ReturnType<Level<string, Uint8Array>['snapshot']>
 export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
-  private readonly observer: LevelStoreOptions['observer']
+  private readonly events: LevelStoreOptions['events']
   private readonly nextSeq = new Map<string, number>()
   /**
    * Times each room was deleted since the store was opened (absent: 0). Kept in memory: a
@@ -74,7 +76,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     this.db = db
     this.clock = new StoreClock(options.now)
     this.sync = options.sync ?? true
-    this.observer = options.observer
+    this.events = options.events
   }
 
   /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
@@ -185,7 +187,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       }
       const started = performance.now()
       await chained.write({ sync: this.sync })
-      this.observer?.batchWritten(count, performance.now() - started)
+      this.events?.emit('store.batch', { updates: count, ms: performance.now() - started })
       for (const room of metaRooms) this.metaWrittenAt.set(room, now)
       return results
     } catch (err) {

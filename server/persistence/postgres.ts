@@ -14,6 +14,8 @@
 import pg from 'pg'
 import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
+import type { EventSink } from '../events.js'
+import type { StoreEvents } from './store.js'
 import { Redactor, redactUrl } from '../redact.js'
 import { StoreClock } from './clock.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
@@ -30,8 +32,8 @@ export interface PostgresStoreOptions {
   schema?: string
   /** Pool size. Default 10. */
   poolSize?: number
-  /** Told of every group commit (metrics). */
-  observer?: { batchWritten(updates: number, ms: number): void }
+  /** Where `store.batch` goes: the size and duration of every group commit (metrics). */
+  events?: EventSink<StoreEvents>
   /** The clock stamped on stored updates (tests inject one). Default Date.now. */
   now?: () => number
 }
@@ -116,16 +118,16 @@ const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
 export class PostgresStore implements VersionedStore, PingableStore, HistoryLogStore {
   private readonly pool: pg.Pool
   private readonly s: string
-  private readonly observer: PostgresStoreOptions['observer']
+  private readonly events: PostgresStoreOptions['events']
   private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
   private closed = false
   private readonly clock: StoreClock
 
-  private constructor(pool: pg.Pool, schema: string, observer: PostgresStoreOptions['observer'], now?: () => number) {
+  private constructor(pool: pg.Pool, schema: string, events: PostgresStoreOptions['events'], now?: () => number) {
     this.pool = pool
     this.clock = new StoreClock(now)
     this.s = schema
-    this.observer = observer
+    this.events = events
   }
 
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
@@ -136,7 +138,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 })
     // An idle client losing its connection must not crash the process.
     pool.on('error', () => {})
-    const store = new PostgresStore(pool, schema, options.observer, options.now)
+    const store = new PostgresStore(pool, schema, options.events, options.now)
     try {
       // One connection with a timeout first: an unreachable host would otherwise hold startup
       // for the OS's TCP timeout. The pool has none, so that a busy pool queues instead of failing.
@@ -343,7 +345,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       )
       return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
     })
-    this.observer?.batchWritten(uData.length, performance.now() - started)
+    this.events?.emit('store.batch', { updates: uData.length, ms: performance.now() - started })
     // Each append's last update is `ends[i]` of its room's n in this batch; a room missing
     // from the answer was refused (deleted since its appends' copy was loaded).
     return batch.map((p, i) => {
@@ -669,11 +671,6 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   // ---- end of history, backup and health ----------------------------------------------
-
-  /** Drops the schema: for tests that made their own. */
-  async dropSchema(): Promise<void> {
-    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.s} CASCADE`)
-  }
 }
 
 function toBuffer(u: Uint8Array): Buffer {

@@ -81,6 +81,12 @@ export interface AppendMeta extends WriteFence {
   user?: string
 }
 
+/** What a built-in store tells (server/events.ts), when given an event sink. */
+export interface StoreEvents {
+  /** A group commit of `updates` updates (every room's) was written in `ms`. */
+  'store.batch': { updates: number; ms: number }
+}
+
 export interface Store {
   load(room: string): Promise<StoredRoom>
   /** `meta` is recorded with the updates by stores that keep a history log; others ignore it. */

@@ -1,7 +1,8 @@
 /**
- * Browser test helpers: Debian's Chromium driven by playwright-core, the editor bundle
- * built on demand, and pages that record every console error.
+ * Browser test helpers: Debian's Chromium driven by playwright-core, the web pages (editor,
+ * status page) built on demand, and pages that record every console error.
  */
+import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -32,12 +33,19 @@ function newestMtime(path: string): number {
   return newest
 }
 
-/** Builds dist/web unless it is newer than every source of it. */
+/** What scripts/build-web.mjs writes: the pages and their scripts. */
+const BUILT = ['index.html', 'status.html', 'assets/app.js', 'assets/status.js']
+
+/**
+ * Builds dist/web unless it is newer than every source of it: web/, and server/ (the pages
+ * import the protocol codec's constants from it).
+ */
 export function ensureWebBuild(): void {
   const index = join(WEB_DIST, 'index.html')
   const script = join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')
-  const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script))
-  if (existsSync(index) && existsSync(join(WEB_DIST, 'assets', 'app.js')) && statSync(index).mtimeMs >= sources) return
+  // server/room-path.ts is bundled into the editor too (and server/protocol.ts: any server change rebuilds).
+  const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script), newestMtime(join(PACKAGE_ROOT, 'server')))
+  if (BUILT.every((f) => existsSync(join(WEB_DIST, f))) && statSync(index).mtimeMs >= sources) return
   const result = spawnSync(process.execPath, [script], { cwd: PACKAGE_ROOT, encoding: 'utf8' })
   if (result.status !== 0) throw new Error(`building the editor failed:\n${result.stdout}${result.stderr}`)
 }
@@ -95,6 +103,10 @@ export async function openEditor(browser: Browser, url: string, options: OpenOpt
       else await page.close()
     },
   }
+}
+
+export function assertNoErrors(...pages: EditorPage[]): void {
+  for (const p of pages) assert.deepEqual(p.errors, [], 'console errors or uncaught exceptions in the page')
 }
 
 export async function waitForConnected(page: Page, timeout = 20_000): Promise<void> {

@@ -18,7 +18,6 @@ export const NEST_KINDS = ['map', 'array', 'xmlelement', 'xmltext', 'xmlfragment
 export type NestKind = (typeof NEST_KINDS)[number]
 
 // any: the levels are of different types; each is only inserted into its parent.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyType = Y.AbstractType<any>
 
 export interface NestSpec {
@@ -189,7 +188,6 @@ export function nestSpecArb(limit: number, maxDepth: number, clientBase: number)
 export function maxDepth(doc: Y.Doc): number {
   let max = 0
   // any: doc.share holds each root with its own event type.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const stack: Array<[Y.AbstractType<any>, number]> = [...doc.share.values()].map((t) => [t, 0])
   while (stack.length > 0) {
     const [type, depth] = stack.pop()!

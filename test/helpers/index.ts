@@ -74,15 +74,21 @@ export function synced(client: Client, timeout = HANG_GUARD_MS): Promise<unknown
   return waitFor(() => client.provider.synced, { timeout, message: 'provider synced' })
 }
 
-/** Starts a server for one test; `t.after` style cleanup is the caller's. */
-export async function withServer(options: StartOptions = {}): Promise<CoeditServer> {
-  return startServer({ port: 0, ...options })
-}
-
-/** A small seeded PRNG (mulberry32), the bench's own, so randomized tests replay from a printed seed. */
-export { prng } from '../../scripts/bench/stats.js'
+/** A small seeded PRNG (mulberry32), so randomized tests replay from a printed seed. */
+export { prng } from './prng.js'
 
 /** The seed for a randomized test: SEED from the environment to replay, else a fresh one. */
 export function testSeed(): number {
   return process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 31)
+}
+
+/** A server for one test and a list for its clients: the clients are destroyed and the server closed after the test. */
+export async function serverWithClients(t: { after(fn: () => Promise<void> | void): void }, options: StartOptions = {}): Promise<{ server: CoeditServer; clients: Client[] }> {
+  const server = await startServer({ port: 0, ...options })
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await server.close()
+  })
+  return { server, clients }
 }

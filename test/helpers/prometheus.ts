@@ -31,3 +31,18 @@ export async function scrapeUntil(httpUrl: string, ready: (samples: Map<string, 
   }, { timeout, message })
   return last
 }
+
+/**
+ * The sum of the samples of `name` whose labels include `labels` (every sample of it when
+ * none are given): `total(s, 'coedit_connections')` counts both protocols.
+ */
+export function total(samples: Map<string, number>, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0
+  for (const [key, v] of samples) {
+    const brace = key.indexOf('{')
+    if ((brace === -1 ? key : key.slice(0, brace)) !== name) continue
+    const has = new Map([...key.slice(brace + 1).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]))
+    if (Object.entries(labels).every(([k, want]) => has.get(k) === want)) sum += v
+  }
+  return sum
+}

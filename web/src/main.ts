@@ -6,12 +6,17 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
+import { AUTH_PERMISSION_DENIED, COEDIT_OPT_IN_PARAM, COEDIT_PROTOCOL_VERSION, MESSAGE_AUTH } from '../../server/protocol.js'
 import { TextareaBinding } from './binding.js'
+import { byId } from './dom.js'
 import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
 import { Presence } from './presence.js'
 import { SaveStatus, countingWebSocket, type Connection, type Saved } from './status.js'
 import { accessOf, tokenFromFragment } from './token.js'
+import { HistoryClient } from './history-client.js'
+import { HistoryPanel } from './history-panel.js'
 import * as decoding from 'lib0/decoding'
+import { decodeRoomPath } from '../../server/room-path.js'
 
 /** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
 export const TEXT_NAME = 'text'
@@ -29,23 +34,15 @@ const SAVED_TEXT: Record<Saved, string> = {
   offline: 'No unsaved edits',
   'read-only': 'Read-only — your edits are not saved',
 }
-const MESSAGE_AUTH = 2
-const AUTH_PERMISSION_DENIED = 0
 
-function byId<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id)
-  if (!el) throw new Error(`#${id} missing from the page`)
-  return el as T
-}
-
+/**
+ * The room of `/r/<room>`, by the server's own rule (`%XX` decoded, a `%` that starts no
+ * UTF-8 sequence kept: `/r/100%` and `/r/100%25` are both room `100%`), so that the page
+ * and its WebSocket, which sends the name fully encoded, name the same room.
+ */
 function roomFromPath(): string | null {
-  const raw = location.pathname.replace(/^\/r\//, '')
-  try {
-    const room = decodeURIComponent(raw)
-    return room.length > 0 ? room : null
-  } catch {
-    return null
-  }
+  const room = decodeRoomPath(location.pathname.replace(/^\/r\//, ''))
+  return room.length > 0 ? room : null
 }
 
 function start(): void {
@@ -54,6 +51,7 @@ function start(): void {
   if (room === null) {
     byId('connection').textContent = 'This address names no valid room.'
     textarea.disabled = true
+    byId('history-open').hidden = true
     return
   }
   document.title = `${room} · coedit`
@@ -64,7 +62,7 @@ function start(): void {
   const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
   const token = tokenFromFragment(location.hash)
   const provider = new WebsocketProvider(wsBase, encodeURIComponent(room), doc, {
-    params: token ? { coedit: '1', token } : { coedit: '1' },
+    params: { [COEDIT_OPT_IN_PARAM]: String(COEDIT_PROTOCOL_VERSION), ...(token ? { token } : {}) },
     WebSocketPolyfill: countingWebSocket(WebSocket),
   })
   let idb: IndexeddbPersistence | undefined
@@ -135,6 +133,13 @@ function start(): void {
       ?? done('Copy the address bar')
   })
 
+  const history = new HistoryPanel({
+    toggle: byId('history-open'), panel: byId('history'), close: byId('history-close'), status: byId('history-status'),
+    list: byId('history-list'), more: byId('history-more'), exact: byId('history-exact'), view: byId('history-view'),
+    viewTitle: byId('history-view-title'), showChanges: byId('history-show-changes'), legend: byId('history-legend'),
+    preview: byId('history-preview'), note: byId('history-note'), restore: byId('history-restore'),
+  }, new HistoryClient(room, token), () => ytext.toString())
+
   // A closed tab leaves the presence list at once, not after the awareness timeout.
   window.addEventListener('pagehide', () => provider.awareness.setLocalState(null))
   window.addEventListener('pageshow', (e) => {
@@ -144,7 +149,7 @@ function start(): void {
   // For tests and the curious: the live objects, and a way to wait for IndexedDB writes.
   Object.assign(window, {
     coedit: {
-      doc, ytext, provider, binding, status,
+      doc, ytext, provider, binding, status, history,
       /** Resolves once every update so far is written to IndexedDB (transactions run in order). */
       idbFlushed: () => new Promise<void>((resolve) => {
         const db = idb?.db

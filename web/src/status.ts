@@ -14,12 +14,8 @@
 import * as decoding from 'lib0/decoding'
 import type * as encoding from 'lib0/encoding'
 import type { WebsocketProvider } from 'y-websocket'
-
-export const MESSAGE_COEDIT = 100
-export const COEDIT_PERSISTED = 0
-const MESSAGE_SYNC = 0
-const SYNC_STEP2 = 1
-const SYNC_UPDATE = 2
+// The codec module is pure (no I/O, nothing of Node's): esbuild bundles the constants it owns.
+import { COEDIT_PERSISTED, MESSAGE_COEDIT, MESSAGE_SYNC, SYNC_STEP2, SYNC_UPDATE } from '../../server/protocol.js'
 
 interface SocketCount {
   sent: number
