@@ -72,6 +72,7 @@ const STATUS: Record<string, number> = {
   BAD_BACKUP: 400,
   BAD_TIME: 400,
   BAD_UPDATE: 400,
+  IMPLAUSIBLE_CLOCK: 400,
   TOO_DEEP: 422,
   NOT_TEXT: 400,
   DIFF_TOO_COSTLY: 422,
@@ -248,7 +249,7 @@ export function adminRoutes(options: AdminOptions): Route {
         return true
       }
       const thrown = (err as { code?: unknown }).code
-      const code = err instanceof CoeditError ? err.code : thrown === 'BAD_UPDATE' || thrown === 'TOO_DEEP' ? thrown : 'INTERNAL'
+      const code = err instanceof CoeditError ? err.code : thrown === 'BAD_UPDATE' || thrown === 'TOO_DEEP' || thrown === 'IMPLAUSIBLE_CLOCK' ? thrown : 'INTERNAL'
       const status = STATUS[code] ?? 500
       const message = status === 500 && !(err instanceof CoeditError) ? 'internal error' : (err as Error).message
       // The rest of a refused body is not worth reading: close instead of keeping the connection.

@@ -20,7 +20,7 @@ import {
 import type { Store } from './persistence/store.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
-  InflightUpdates, checkRoomNesting, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate, type ItemDepths,
+  InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, validateUpdate, type DecodedUpdate, type ItemDepths,
 } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
@@ -384,16 +384,8 @@ export class Room {
   }
 
   private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
-    let update = received
-    let decoded = decodeUpdateChecked(update)
+    const { update, decoded } = partToStore(received, decodeUpdateChecked(received), this.doc, this.inflight, this.options.maxClockAdvance ?? 0)
     let depths: ItemDepths | undefined
-    if (!decoded.empty && checkUpdateClocks(decoded, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
-      // Only what the room lacks is stored: a stored copy of structs the room already has
-      // could differ from them (a forgery), and the merged reload would pick by length,
-      // not arrival, so the document would change across a restart. Found by the fuzz suite.
-      ({ update, decoded } = missingPart(update, this.doc, this.inflight))
-      if (!decoded.empty) trialApply(this.doc, this.inflight.updates, update)
-    }
     const empty = decoded.empty
     if (!empty) depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     const limit = this.options.maxDocumentSize
@@ -536,8 +528,8 @@ export class Room {
   }
 
   /** Merges an update from the admin API or an import; resolves once stored and relayed. */
-  async applyAdminUpdate(update: Uint8Array): Promise<void> {
-    const decoded = decodeUpdateChecked(update)
+  async applyAdminUpdate(received: Uint8Array): Promise<void> {
+    const { update, decoded } = partToStore(received, decodeUpdateChecked(received), this.doc, this.inflight, 0)
     if (decoded.empty) return
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     await this.enqueueWrite(update, decoded, depths, ADMIN_ORIGIN, undefined, 0)
