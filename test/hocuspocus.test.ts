@@ -353,8 +353,8 @@ test('a socket holding more than 5 MiB for documents not open yet is closed with
 
   const ws = new WebSocket(server.url)
   t.after(() => ws.terminate())
-  let closed: { code: number; reason: string } | undefined
-  ws.on('close', (code, reason) => { closed = { code, reason: reason.toString() } })
+  const seen: { closed?: { code: number; reason: string } } = {}
+  ws.on('close', (code, reason) => { seen.closed = { code, reason: reason.toString() } })
   await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject) })
   const handled = (): Promise<void> => new Promise((resolve) => { ws.once('pong', () => resolve()); ws.ping() })
   ws.send(encodeHpToken('held', ''))
@@ -373,7 +373,7 @@ test('a socket holding more than 5 MiB for documents not open yet is closed with
   await waitFor(() => check.text.toString() === 'serving', { message: 'the canary room serves while messages are held' })
 
   ws.send(encodeHpMessage('held', message.subarray(0, 1024)))
-  const { code, reason } = await waitFor(() => closed, { message: 'the server closes the socket' })
+  const { code, reason } = (await waitFor(() => seen.closed, { message: 'the server closes the socket' }))!
   assert.equal(code, 4429)
   assert.equal(reason, 'too much sent before authentication')
   assert.deepEqual(lines.filter((l) => l.event === 'queue_full').map((l) => l.limit), [limit], 'logged once, with the limit')
