@@ -8,6 +8,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import { ProtocolError } from './protocol.js'
 import { overlapsRanges, withoutRanges, type ClockRange } from './update-trim.js'
+import { sectionClients } from './update-sections.js'
 
 /**
  * No clock or length in an update may reach past this, whatever the room holds:
@@ -51,6 +52,19 @@ export function decodeUpdateChecked(update: Uint8Array): DecodedUpdate {
   }
   for (const ranges of decoded.ds.clients.values()) {
     if (ranges.some((d) => !(d.len > 0))) throw new ProtocolError('BAD_UPDATE', 'not a valid Yjs update: empty delete range')
+  }
+  if (decoded.structs.length > 0) {
+    // Applied, Yjs would keep only a client's last section; merged, all of them (see update-sections.ts).
+    let clients: number[]
+    try {
+      clients = sectionClients(update)
+    } catch (err) {
+      throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: ${(err as Error).message}`)
+    }
+    if (new Set(clients).size !== clients.length) {
+      const twice = clients.find((c, i) => clients.indexOf(c) !== i)
+      throw new ProtocolError('BAD_UPDATE', `not a valid Yjs update: client ${twice} is written twice`)
+    }
   }
   // Integrating is where any other malformation shows, so a self-contained update (some
   // client's structs start at clock 0) is tried on a scratch document first. One that only

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { withoutRanges, type ClockRange } from '../server/update-trim.js'
 import { MAX_CLOCK } from '../server/update-checks.js'
+import { sectionClients } from '../server/update-sections.js'
 import { prng, testSeed } from './helpers/index.js'
 
 /** A document edited by `clients` clients in turn: text with formats and embeds, maps, arrays, nested types, deletions. */
@@ -30,7 +31,9 @@ function randomDoc(rand: () => number, clients: number): Y.Doc {
     if (r < 0.35) text.insert(Math.floor(rand() * (text.length + 1)), 'abcdefgh'.slice(0, 1 + Math.floor(rand() * 8)), rand() < 0.2 ? { bold: true } : undefined)
     else if (r < 0.45 && text.length > 1) text.delete(Math.floor(rand() * (text.length - 1)), 1 + Math.floor(rand() * 2))
     else if (r < 0.5) text.insertEmbed(Math.floor(rand() * (text.length + 1)), { image: 'x' })
-    else if (r < 0.6) map.set(`k${Math.floor(rand() * 4)}`, rand() < 0.5 ? Math.floor(rand() * 100) : { nested: [1, 2] })
+    else if (r < 0.55) map.set(`k${Math.floor(rand() * 4)}`, rand() < 0.5 ? Math.floor(rand() * 100) : { nested: [1, 2] })
+    else if (r < 0.58) map.set('bin', new Uint8Array([1, 2, 3]))
+    else if (r < 0.6) map.set('sub', new Y.Doc())
     else if (r < 0.75) arr.insert(Math.floor(rand() * (arr.length + 1)), [1, 'two', { three: 3 }].slice(0, 1 + Math.floor(rand() * 3)))
     else if (r < 0.8 && arr.length > 0) arr.delete(Math.floor(rand() * arr.length), 1)
     else if (r < 0.9) {
@@ -39,8 +42,9 @@ function randomDoc(rand: () => number, clients: number): Y.Doc {
       inner.set('x', 'y')
     } else {
       const x = new Y.XmlElement('p')
-      d.getXmlFragment('xml').insert(0, [x])
-      x.insert(0, [new Y.XmlText('hi')])
+      // Yjs's types leave hooks out of what a fragment takes; it holds them all the same.
+      d.getXmlFragment('xml').insert(0, rand() < 0.8 ? [x] : [new Y.XmlHook('hook') as unknown as Y.XmlElement])
+      if (x.doc) x.insert(0, [new Y.XmlText('hi')])
     }
     if (rand() < 0.3) sync()
   }
@@ -51,7 +55,7 @@ function randomDoc(rand: () => number, clients: number): Y.Doc {
 function contents(doc: Y.Doc): unknown {
   return {
     text: doc.getText('text').toDelta(),
-    map: doc.getMap('map').toJSON(),
+    map: Object.fromEntries([...doc.getMap('map').entries()].map(([k, v]) => [k, v instanceof Y.Doc ? `doc ${v.guid}` : v instanceof Y.AbstractType ? v.toJSON() : v])),
     arr: doc.getArray('arr').toJSON(),
     xml: doc.getXmlFragment('xml').toString(),
   }
@@ -134,4 +138,26 @@ test('the delete set is kept whole: everything cut leaves only the deletions, no
   const kept = new Y.Doc()
   Y.applyUpdate(kept, withoutRanges(whole, () => []))
   assert.equal(kept.getText('text').toString(), 'hlo', 'nothing cut: the same update')
+})
+
+test('seeded: sectionClients reads through every section Yjs writes, every content kind, to the delete set', () => {
+  const seed = testSeed()
+  const rand = prng(seed)
+  for (let round = 0; round < 40; round++) {
+    const source = randomDoc(rand, 1 + Math.floor(rand() * 3))
+    const updates: Uint8Array[] = [Y.encodeStateAsUpdate(source)]
+    // Incremental updates too, and merges of them (Skips between a client's runs).
+    const copy = new Y.Doc()
+    copy.on('update', (u: Uint8Array) => updates.push(u))
+    Y.applyUpdate(copy, updates[0]!)
+    copy.getText('text').insert(0, 'more')
+    copy.getMap('map').set('k0', 'x')
+    updates.push(Y.mergeUpdates(updates.filter(() => rand() < 0.5)))
+    for (const u of updates) {
+      const decoded = Y.decodeUpdate(u)
+      const clients: number[] = []
+      for (const s of decoded.structs) if (clients[clients.length - 1] !== s.id.client) clients.push(s.id.client)
+      assert.deepEqual(sectionClients(u), clients, `round ${round} (seed ${seed})`)
+    }
+  }
 })
