@@ -44,11 +44,18 @@ function skipStruct(d: decoding.Decoder): void {
   if (info & HAS_ORIGIN) skipId(d)
   if (info & HAS_RIGHT_ORIGIN) skipId(d)
   if ((info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN)) === 0) {
-    if (decoding.readVarUint(d) === 1) decoding.readVarString(d)
+    if (decoding.readVarUint(d) === 1) skipBytes(d)
     else skipId(d)
-    if (info & HAS_PARENT_SUB) decoding.readVarString(d)
+    if (info & HAS_PARENT_SUB) skipBytes(d)
   }
   skipContent(d, info & CONTENT_REF)
+}
+
+/** Skips a string (or byte array): its length, then its bytes, undecoded. */
+function skipBytes(d: decoding.Decoder): void {
+  const length = decoding.readVarUint(d)
+  if (d.pos + length > d.arr.length) throw new Error('unexpected end of update')
+  d.pos += length
 }
 
 function skipId(d: decoding.Decoder): void {
@@ -63,22 +70,22 @@ function skipContent(d: decoding.Decoder, ref: number): void {
       return
     case 2: { // JSON: strings
       const n = decoding.readVarUint(d)
-      for (let i = 0; i < n; i++) decoding.readVarString(d)
+      for (let i = 0; i < n; i++) skipBytes(d)
       return
     }
     case 3: // binary
-      decoding.readVarUint8Array(d)
+      skipBytes(d)
       return
     case 4: // string
     case 5: // embed (JSON text)
-      decoding.readVarString(d)
+      skipBytes(d)
       return
     case 6: // format: key, JSON text
-      decoding.readVarString(d)
-      decoding.readVarString(d)
+      skipBytes(d)
+      skipBytes(d)
       return
     case 7: // type
-      if (NAMED_TYPE_REFS.has(decoding.readVarUint(d))) decoding.readVarString(d)
+      if (NAMED_TYPE_REFS.has(decoding.readVarUint(d))) skipBytes(d)
       return
     case 8: { // any
       const n = decoding.readVarUint(d)
@@ -86,7 +93,7 @@ function skipContent(d: decoding.Decoder, ref: number): void {
       return
     }
     case 9: // subdocument: guid, options
-      decoding.readVarString(d)
+      skipBytes(d)
       decoding.readAny(d)
       return
     default:
