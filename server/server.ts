@@ -3,7 +3,7 @@
  * that every consumer subscribes to here, in `subscribe`. `startServer` is both what
  * `coedit serve` runs and the public API (embedding, headless tests).
  */
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
@@ -26,7 +26,7 @@ import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
 import { createContainment, type FaultSpec } from './containment.js'
-import { ConnectionGuard } from './connections.js'
+import { ConnectionGuard, SERVER_FULL_MESSAGE } from './connections.js'
 import { hostCheck } from './host-check.js'
 import { HocuspocusHub } from './hocuspocus.js'
 import { clientAddress, originAllowed } from './auth.js'
@@ -191,13 +191,21 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
     connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
   }
+  const guard = new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log)
+  const guarded = (req: IncomingMessage, res: ServerResponse): void => {
+    if (guard.admits(req, res)) handler(req, res)
+  }
   const http: Server | HttpsServer = security.tls
-    ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
-    : createServer(timeouts, handler)
-  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log).attach(http)
+    ? createHttpsServer({ ...security.tls, ...timeouts }, guarded)
+    : createServer(timeouts, guarded)
+  guard.attach(http)
   http.on('upgrade', (req, socket, head) => {
     if (closing) {
       socket.destroy()
+      return
+    }
+    if (guard.refusesUpgrade(socket)) {
+      rejectUpgrade(socket, 503, SERVER_FULL_MESSAGE)
       return
     }
     if (hostAllowed && !hostAllowed(req)) {
