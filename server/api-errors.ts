@@ -24,6 +24,7 @@ export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   BAD_BACKUP: 400,
   BAD_TIME: 400,
   BAD_UPDATE: 400,
+  IMPLAUSIBLE_CLOCK: 400,
   TOO_DEEP: 422,
   NOT_TEXT: 400,
   DIFF_TOO_COSTLY: 422,

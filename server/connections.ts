@@ -11,12 +11,22 @@
  * handshake, so it is just closed. Refused connections are not counted, and are gone
  * within a second, so a flood of them holds nothing.
  *
+ * Except a liveness probe: a server full of connections is alive, and an orchestrator that
+ * restarts it for failing /healthz drops every one of them. So up to PROBE_RESERVE
+ * connections past --max-connections are read after all, for PROBE_DEADLINE_MS at most:
+ * a `GET /healthz` on one is answered as usual (and the connection closed), anything else
+ * gets the 503 (see `admits`). Past the reserve, connections are refused at once as above.
+ * A client that fills the reserve on purpose must also hold --max-connections sockets, and
+ * holds the reserve's only a second each.
+ *
  * Counted at the socket's address, not X-Forwarded-For: no header has arrived yet. Behind
  * a proxy on loopback that leaves the server-wide bound (and the WebSocket count per
  * forwarded address in the transport).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Server } from 'node:net'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { AddressCounter } from './limits.js'
 
@@ -33,13 +43,26 @@ export interface ConnectionLimits {
 
 /** A refused client that does not close its side is cut off after this long. */
 const REFUSED_GRACE_MS = 1000
+/** Connections past --max-connections read to see whether they are a liveness probe. */
+export const PROBE_RESERVE = 16
+/** How long such a connection may take to ask (a probe asks at once); then it is closed. */
+const PROBE_DEADLINE_MS = 1000
+/** The one request such a connection may make. */
+const LIVENESS_PATH = '/healthz'
 /** Refusals are logged at most once per this interval per kind, with the count since. */
 const LOG_EVERY_MS = 10_000
 
 type Refusal = 'TOO_MANY_CONNECTIONS' | 'SERVER_FULL'
 
+export const SERVER_FULL_MESSAGE = 'the server has too many connections, try again later'
+
 export class ConnectionGuard {
   private open = 0
+  /**
+   * Connections past the bound that may still ask for /healthz, by `address:port` (under
+   * TLS a request's socket is not the one accepted here, but its ends are the same).
+   */
+  private readonly probing = new Set<string>()
   private readonly perAddress: AddressCounter
   private readonly refused: Record<Refusal, { count: number; loggedAt: number }> = {
     TOO_MANY_CONNECTIONS: { count: 0, loggedAt: 0 },
@@ -63,7 +86,8 @@ export class ConnectionGuard {
   private accept(socket: Socket): void {
     const address = socket.remoteAddress ?? 'unknown'
     if (this.limits.maxConnections > 0 && this.open >= this.limits.maxConnections) {
-      return this.refuse(socket, 503, 'SERVER_FULL', 'the server has too many connections, try again later', address)
+      if (this.probing.size < PROBE_RESERVE && socket.remotePort !== undefined) return this.probe(socket, `${address}:${socket.remotePort}`)
+      return this.refuse(socket, 503, 'SERVER_FULL', SERVER_FULL_MESSAGE, address)
     }
     if (!this.perAddress.acquire(address)) {
       return this.refuse(socket, 429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address', address)
@@ -75,7 +99,52 @@ export class ConnectionGuard {
     })
   }
 
-  private refuse(socket: Socket, status: 429 | 503, code: Refusal, message: string, address: string): void {
+  /** A connection past the bound, let through to the HTTP parser to see if it is a probe. */
+  private probe(socket: Socket, key: string): void {
+    this.probing.add(key)
+    const deadline = setTimeout(() => socket.destroy(), PROBE_DEADLINE_MS)
+    deadline.unref()
+    socket.once('close', () => {
+      clearTimeout(deadline)
+      this.probing.delete(key)
+    })
+  }
+
+  /**
+   * For the request handler: true if the request may be served. On a connection past the
+   * bound only `GET /healthz` may (it is told to close after the answer); anything else gets
+   * the 503 here and false.
+   */
+  admits(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!this.isProbing(req.socket)) return true
+    const path = (req.url ?? '').split('?')[0]
+    if ((req.method === 'GET' || req.method === 'HEAD') && path === LIVENESS_PATH) {
+      res.setHeader('Connection', 'close')
+      return true
+    }
+    this.count503(req.socket.remoteAddress ?? 'unknown')
+    res.writeHead(503, { 'Connection': 'close', 'Retry-After': '5', 'Content-Type': 'text/plain; charset=utf-8' })
+    res.end(`${SERVER_FULL_MESSAGE}\n`)
+    return false
+  }
+
+  /** An upgrade on a connection past the bound: counted as refused, for the caller to answer 503 (SERVER_FULL_MESSAGE). */
+  refusesUpgrade(socket: Duplex): boolean {
+    if (!this.isProbing(socket as Socket)) return false
+    this.count503((socket as Socket).remoteAddress ?? 'unknown')
+    return true
+  }
+
+  private isProbing(socket: Socket): boolean {
+    return this.probing.size > 0 && this.probing.has(`${socket.remoteAddress ?? 'unknown'}:${socket.remotePort}`)
+  }
+
+  private count503(address: string): void {
+    this.note(503, 'SERVER_FULL', SERVER_FULL_MESSAGE, address)
+  }
+
+  /** Counts a refusal; logs at most every LOG_EVERY_MS per kind, with the count since. */
+  private note(status: 429 | 503, code: Refusal, message: string, address: string): void {
     const now = Date.now()
     const seen = this.refused[code]
     seen.count++
@@ -84,6 +153,10 @@ export class ConnectionGuard {
       seen.loggedAt = now
       seen.count = 0
     }
+  }
+
+  private refuse(socket: Socket, status: 429 | 503, code: Refusal, message: string, address: string): void {
+    this.note(status, code, message, address)
     // A socket error after this (a reset) is no news: nobody else listens before the HTTP parser.
     socket.on('error', () => {})
     if (this.limits.tls) {

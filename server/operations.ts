@@ -13,7 +13,7 @@ import {
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
 import type { Containment } from './containment.js'
 import { isVersionedStore, type AppendMeta, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
-import { InflightUpdates, checkRoomNesting, decodeUpdateChecked } from './update-checks.js'
+import { InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, type DecodedUpdate } from './update-checks.js'
 import { DEFAULT_CONFIG } from './config.js'
 import { activity, exactSince, stateAt, type ActivityBucket } from './history-log.js'
 import { diffRoom, type DiffFormat } from './diff.js'
@@ -49,14 +49,18 @@ export function storeAccess(store: Store): RoomAccess {
       // What a live room refuses (see Room.applyAdminUpdate), an offline import must not store either.
       const stored = await store.load(room)
       const doc = docFromUpdates(stored.updates)
+      let part: { update: Uint8Array; decoded: DecodedUpdate }
       try {
-        checkRoomNesting(decodeUpdateChecked(update), doc, new InflightUpdates(), DEFAULT_CONFIG.maxNestingDepth)
+        const none = new InflightUpdates()
+        part = partToStore(update, decodeUpdateChecked(update), doc, none, 0)
+        checkRoomNesting(part.decoded, doc, none, DEFAULT_CONFIG.maxNestingDepth)
       } catch (err) {
         throw err instanceof CoeditError ? err : new CoeditError('BAD_UPDATE', (err as Error).message)
       } finally {
         doc.destroy()
       }
-      return store.append(room, [update], meta)
+      if (part.decoded.empty) return stored.lastSeq
+      return store.append(room, [part.update], meta)
     },
     async recordVersion(room, state, seq, options) {
       if (!isVersionedStore(store)) return

@@ -77,6 +77,21 @@ interface Claim {
 /** Transaction origin of states from other processes: never published back to them. */
 const REMOTE = Symbol('remote presence')
 
+/**
+ * Departed client IDs (no state any more) whose clocks the room remembers. y-protocols keeps
+ * a clock per ID forever, so that a late message cannot bring a removed state back; a client
+ * cycling through IDs over many connections would grow that without bound. Past this many,
+ * the least recently updated half is forgotten (see forgetDeparted).
+ */
+export const DEPARTED_CLIENTS_KEPT = 1000
+
+/**
+ * Forgotten clocks count towards the floor up to here. A client's clock grows by one per
+ * change of its presence, so only a forged one gets near; a floor past 2^53 would make
+ * shifted clocks inexact.
+ */
+const CLOCK_FLOOR_MAX = 2 ** 32
+
 export class Presence {
   readonly awareness: awarenessProtocol.Awareness
   private readonly owners = new Map<number, Peer>()
@@ -99,6 +114,12 @@ export class Presence {
   private readonly claims = new Map<number, Claim>()
   /** Connections that have sent an awareness message (their first one may be a claim, see receive). */
   private readonly spoken = new WeakSet<Peer>()
+  /**
+   * The highest clock of the departed IDs forgotten so far (see forgetDeparted): an ID the
+   * room knows nothing of may be one of them, so its clock must pass this, as it would
+   * have had to pass its own.
+   */
+  private clockFloor = 0
 
   constructor(private readonly doc: Y.Doc, private readonly options: PresenceOptions) {
     this.limits = options.limits ?? NO_PRESENCE_LIMITS
@@ -198,7 +219,8 @@ export class Presence {
       if (owner === undefined) {
         // Present but owned by no connection here: another process's client (cluster mode).
         if (isAwarenessRemoval(update, ref) || this.awareness.getStates().has(id)) continue
-        const known = this.awareness.meta.get(id)?.clock
+        // An ID never seen, or forgotten: a late message of a forgotten one must not bring it back.
+        const known = this.awareness.meta.get(id)?.clock ?? (this.clockFloor > 0 ? this.clockFloor : undefined)
         // The connection's own offset counts: after it removed its state (a client setting
         // null) its raw clocks stay behind the shifted ones the room knows.
         if (known !== undefined && ref.clock + offset <= known) {
@@ -366,6 +388,30 @@ export class Presence {
     } finally {
       this.incoming = undefined
     }
+    // A removal for an ID without a state sets its clock without any event.
+    this.forgetDeparted()
+  }
+
+  /**
+   * Keeps the clocks of at most DEPARTED_CLIENTS_KEPT departed IDs: past that, forgets the
+   * least recently updated half, and raises the clock floor to their highest clock (the
+   * receive path then treats an unknown ID as if it had that clock: a connection's first
+   * message is shifted past it, a later message at or below it is dropped as stale). O(1)
+   * while under the bound; a pruning sorts about 2 × DEPARTED_CLIENTS_KEPT entries once per
+   * DEPARTED_CLIENTS_KEPT / 2 departures.
+   */
+  private forgetDeparted(): void {
+    const meta = this.awareness.meta
+    const states = this.awareness.getStates()
+    // The server's own ID has a clock and never a state.
+    if (meta.size - states.size - 1 <= DEPARTED_CLIENTS_KEPT) return
+    const departed: Array<[number, { clock: number; lastUpdated: number }]> = []
+    for (const entry of meta) if (!states.has(entry[0]) && entry[0] !== this.doc.clientID) departed.push(entry)
+    departed.sort((a, b) => a[1].lastUpdated - b[1].lastUpdated)
+    for (const [id, m] of departed.slice(0, departed.length - DEPARTED_CLIENTS_KEPT / 2)) {
+      meta.delete(id)
+      this.clockFloor = Math.max(this.clockFloor, Math.min(m.clock, CLOCK_FLOOR_MAX))
+    }
   }
 
   private warnRemote(processId: string, code: string): void {
@@ -417,6 +463,7 @@ export class Presence {
         this.ownership.get(owner)?.ids.delete(id)
       }
     }
+    if (change.removed.length > 0) this.forgetDeparted()
     this.schedule()
   }
 

@@ -21,7 +21,7 @@ import { isRoomDeleted, type Store } from './persistence/store.js'
 import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
-  InflightUpdates, checkRoomNesting, checkUpdateClocks, decodeUpdateChecked, missingPart, trialApply, validateUpdate, type DecodedUpdate, type ItemDepths,
+  InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, validateUpdate, type DecodedUpdate, type ItemDepths,
 } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
@@ -521,17 +521,11 @@ export class Room {
    * the part the room lacks (empty if it has it all).
    */
   private checkUpdate(received: Uint8Array): { update: Uint8Array; decoded: DecodedUpdate; depths: ItemDepths | undefined } | 'too-large' {
-    let update = received
-    let decoded = decodeUpdateChecked(update)
-    if (this.tombstone) checkTombstone(decoded, this.tombstone)
+    const whole = decodeUpdateChecked(received)
+    // Checked on the whole update: the part the room lacks could leave out what touches the old content.
+    if (this.tombstone) checkTombstone(whole, this.tombstone)
+    const { update, decoded } = partToStore(received, whole, this.doc, this.inflight, this.options.maxClockAdvance ?? 0)
     let depths: ItemDepths | undefined
-    if (!decoded.empty && checkUpdateClocks(decoded, (client) => this.inflight.stateOf(this.doc, client), this.options.maxClockAdvance ?? 0).overlaps) {
-      // Only what the room lacks is stored: a stored copy of structs the room already has
-      // could differ from them (a forgery), and the merged reload would pick by length,
-      // not arrival, so the document would change across a restart. Found by the fuzz suite.
-      ({ update, decoded } = missingPart(update, this.doc, this.inflight))
-      if (!decoded.empty) trialApply(this.doc, this.inflight.updates, update)
-    }
     if (decoded.empty) return { update, decoded, depths }
     depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     const limit = this.options.maxDocumentSize
@@ -716,11 +710,12 @@ export class Room {
    * Merges an update from the admin API, an import or a restore from the history panel;
    * resolves once stored and relayed. `user`: who asked (recorded in the history log).
    */
-  async applyAdminUpdate(update: Uint8Array, user?: User): Promise<void> {
+  async applyAdminUpdate(received: Uint8Array, user?: User): Promise<void> {
     if (this.failed) throw new CoeditError('ROOM_DELETED', `room "${this.name}" was deleted or could not be loaded: try again`)
-    const decoded = decodeUpdateChecked(update)
+    const whole = decodeUpdateChecked(received)
+    if (this.tombstone) checkTombstone(whole, this.tombstone)
+    const { update, decoded } = partToStore(received, whole, this.doc, this.inflight, 0)
     if (decoded.empty) return
-    if (this.tombstone) checkTombstone(decoded, this.tombstone)
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     await this.enqueueWrite(update, decoded, depths, user === undefined ? ADMIN_ORIGIN : { source: 'admin', user }, undefined, 0)
   }

@@ -4,7 +4,7 @@
  * `coedit serve` runs and the public API (embedding, on its own port or on the app's
  * HTTP server: attach.ts; headless tests).
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -28,7 +28,7 @@ import { HistoryKeeper, parseRetention } from './history.js'
 import { securityOptions } from './security.js'
 import { Ops } from './ops.js'
 import { createContainment, type FaultSpec } from './containment.js'
-import { ConnectionGuard } from './connections.js'
+import { ConnectionGuard, SERVER_FULL_MESSAGE } from './connections.js'
 import { hostCheck } from './host-check.js'
 import { HocuspocusHub } from './hocuspocus.js'
 import { clientAddress, originAllowed } from './auth.js'
@@ -258,12 +258,22 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
     connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
   }
-  const handler = (req: IncomingMessage, res: Parameters<RequestHandler>[1]): void => handleRequest(req, res)
+  // --max-connections bounds the sockets of a server coedit owns (attached, the app's server is the app's to bound).
+  const guard = new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log)
+  const guarded = (req: IncomingMessage, res: ServerResponse): void => {
+    if (guard.admits(req, res)) handleRequest(req, res)
+  }
   const http: Server | HttpsServer = security.tls
-    ? createHttpsServer({ ...security.tls, ...timeouts }, handler)
-    : createServer(timeouts, handler)
-  new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log).attach(http)
-  http.on('upgrade', onUpgrade)
+    ? createHttpsServer({ ...security.tls, ...timeouts }, guarded)
+    : createServer(timeouts, guarded)
+  guard.attach(http)
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!closing && guard.refusesUpgrade(socket)) {
+      rejectUpgrade(socket, 503, SERVER_FULL_MESSAGE)
+      return
+    }
+    onUpgrade(req, socket, head)
+  })
   http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // --headers-timeout / --request-timeout: say so (node would, were this listener not here).
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) {

@@ -228,6 +228,63 @@ test('one connection introducing 1,000,000 client IDs is closed at the 9th; a st
   assert.ok(stock.provider.wsconnected, 'the echoing provider was not refused')
 })
 
+test('client IDs cycled through 1,250 reconnects (10,000 IDs) leave the room\'s awareness bookkeeping bounded; a forgotten ID\'s stale echo is not held, its client\'s return is seen', { timeout: 300_000 }, async (t) => {
+  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
+  const observer = connect(server.url, 'churn')
+  const closers: Array<() => void> = [() => observer.destroy()]
+  t.after(async () => {
+    for (const c of closers) c()
+    await server.close()
+  })
+  await synced(observer)
+  const room = server.registry.rooms.find((r) => r.name === 'churn')!
+  const open = async (): Promise<RawClient> => {
+    const raw = await RawClient.open(`${server.url}/churn`)
+    closers.push(() => raw.close())
+    await raw.waitForMessage('sync-step1')
+    return raw
+  }
+  const states = observer.provider.awareness.getStates()
+
+  // A client that will come back after the churn, with the same ID and clock (a laptop waking up).
+  const veteran = await open()
+  veteran.send(presence(5, 40, { name: 'veteran' }))
+  await waitFor(() => states.has(5), { message: 'the veteran seen' })
+  veteran.close()
+  await waitFor(() => !states.has(5), { message: 'the veteran gone' })
+
+  // 1,250 connections of 8 client IDs each, 25 at a time: each within --max-awareness-clients.
+  const perConnection = DEFAULT_CONFIG.maxAwarenessClients
+  const connections = 10_000 / perConnection
+  let next = 1_000_000
+  for (let batch = 0; batch < connections / 25; batch++) {
+    await Promise.all(Array.from({ length: 25 }, async () => {
+      const raw = await RawClient.open(`${server.url}/churn`)
+      const ids = Array.from({ length: perConnection }, () => next++)
+      raw.send(encodeAwareness(encodeAwarenessUpdate(ids.map((clientID) => ({ clientID, clock: 1 + (clientID % 7), state: { c: clientID } })))))
+      await settled(raw)
+      assert.equal(raw.closeInfo, undefined)
+      raw.close()
+      await raw.closed
+    }))
+  }
+  await waitFor(() => [...room.awareness.getStates().keys()].every((id) => id < 1_000_000 || id >= next), { message: 'every cycled state removed' })
+  t.diagnostic(`after ${next - 1_000_000} client IDs over ${connections} connections: ${room.awareness.meta.size} entries in the room's awareness meta`)
+  assert.ok(room.awareness.meta.size <= 1_100, `${room.awareness.meta.size} entries kept`)
+
+  // A connection that holds its own ID relays an old state of the veteran (a stale echo): not held.
+  const echoer = await open()
+  echoer.send(presence(6, 2, { name: 'echoer' }))
+  await waitFor(() => states.has(6), { message: 'the echoer seen' })
+  echoer.send(presence(5, 40, { name: 'stale' }))
+  await settled(echoer)
+  assert.ok(!room.awareness.getStates().has(5), 'a stale state of a forgotten ID is not held')
+  // The veteran returns with its old clock: everyone sees it (its clock is moved past any they know).
+  const back = await open()
+  back.send(presence(5, 40, { name: 'back' }))
+  await waitFor(() => (states.get(5) as { name?: string } | undefined)?.name === 'back', { message: 'the returning veteran seen by the observer' })
+})
+
 test('--max-awareness-room-size: a state that would pass it is dropped, the connection stays, and it fits once space frees', { timeout: 60_000 }, async (t) => {
   const { sink, lines } = logSink()
   const roomLimit = 4096

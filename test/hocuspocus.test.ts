@@ -8,10 +8,12 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import WebSocket from 'ws'
+import { Writable } from 'node:stream'
 import * as encoding from 'lib0/encoding'
 import * as common from '@hocuspocus/common'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
 import { startServer, type StatelessEvent } from '../server/index.js'
+import { createLogger } from '../server/log.js'
 import { signToken } from '../server/auth.js'
 import { MemoryStore } from '../server/persistence/memory.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
@@ -326,4 +328,60 @@ test('a socket opening more than 100 documents is closed with 4429', async (t) =
     ws.on('error', reject)
   })
   assert.equal(code, 4429)
+})
+
+test('a socket holding more than 5 MiB for documents not open yet is closed with 4429; nothing of it is applied, other rooms serve on', async (t) => {
+  const store = new ControlledStore(new MemoryStore())
+  // The document's room never finishes loading while the test sends: its messages are held.
+  const loading = gate()
+  store.beforeLoad = (room) => (room === 'held' ? loading.promise : undefined)
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>)
+      done()
+    },
+  })
+  const server = await startServer({ port: 0, storage: store, logger: createLogger('warn', sink) })
+  t.after(async () => {
+    loading.open()
+    await server.close()
+  })
+  const canary = connect(server.url, 'canary')
+  t.after(() => canary.destroy())
+  await synced(canary)
+
+  const ws = new WebSocket(server.url)
+  t.after(() => ws.terminate())
+  const seen: { closed?: { code: number; reason: string } } = {}
+  ws.on('close', (code, reason) => { seen.closed = { code, reason: reason.toString() } })
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject) })
+  const handled = (): Promise<void> => new Promise((resolve) => { ws.once('pong', () => resolve()); ws.ping() })
+  ws.send(encodeHpToken('held', ''))
+  // Sync messages of 64 KiB each (an update the room would refuse, were it ever applied).
+  const message = new Uint8Array(64 * 1024)
+  message[0] = 0
+  message[1] = 2
+  const limit = 5 * 1024 * 1024
+  for (let held = 0; held + message.length <= limit; held += message.length) ws.send(encodeHpMessage('held', message))
+  await handled()
+  assert.equal(ws.readyState, WebSocket.OPEN, 'exactly 5 MiB held: the socket stays')
+  // The room of another document on the same socket keeps serving meanwhile.
+  canary.text.insert(0, 'serving')
+  const check = connect(server.url, 'canary')
+  t.after(() => check.destroy())
+  await waitFor(() => check.text.toString() === 'serving', { message: 'the canary room serves while messages are held' })
+
+  ws.send(encodeHpMessage('held', message.subarray(0, 1024)))
+  const { code, reason } = (await waitFor(() => seen.closed, { message: 'the server closes the socket' }))!
+  assert.equal(code, 4429)
+  assert.equal(reason, 'too much sent before authentication')
+  assert.deepEqual(lines.filter((l) => l.event === 'queue_full').map((l) => l.limit), [limit], 'logged once, with the limit')
+
+  loading.open()
+  const after = connect(server.url, 'held')
+  t.after(() => after.destroy())
+  await synced(after)
+  assert.equal(after.text.toString(), '')
+  assert.equal((await server.store.load('held')).updates.length, 0, 'nothing held was stored')
 })

@@ -34,6 +34,33 @@ function awarenessWithState(json: string): Uint8Array {
  */
 const POISON_UPDATE = new Uint8Array([1, 1, 0, 0, 1, 1, 0, 0, 0, 0])
 
+/**
+ * Client 5 written twice: "abc" at the start of the text, then "de" after it. Applied, Yjs
+ * keeps only the second section (so "de" waits for a 5:2 it never gets); merged, it shows
+ * "abcde". The room would serve one and relay or back up the other.
+ */
+const TWICE_WRITTEN_CLIENT = (() => {
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, 2)
+  for (const [clock, text] of [[0, 'abc'], [3, 'de']] as const) {
+    encoding.writeVarUint(e, 1)
+    encoding.writeVarUint(e, 5)
+    encoding.writeVarUint(e, clock)
+    if (clock === 0) {
+      encoding.writeUint8(e, 0x04) // a string, its parent named
+      encoding.writeVarUint(e, 1)
+      encoding.writeVarString(e, 'text')
+    } else {
+      encoding.writeUint8(e, 0x84) // a string after its origin
+      encoding.writeVarUint(e, 5)
+      encoding.writeVarUint(e, clock - 1)
+    }
+    encoding.writeVarString(e, text)
+  }
+  encoding.writeVarUint(e, 0)
+  return encoding.toUint8Array(e)
+})()
+
 const CASES: Array<{ name: string; frame: Uint8Array | string; code: number }> = [
   { name: 'garbage bytes', frame: new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0x00, 0x13, 0x37]), code: 4400 },
   { name: 'truncated varint', frame: new Uint8Array([0x80]), code: 4400 },
@@ -43,6 +70,7 @@ const CASES: Array<{ name: string; frame: Uint8Array | string; code: number }> =
   { name: 'sync update that is not a Yjs update', frame: encodeSyncUpdate(new Uint8Array([1, 2, 3, 4, 5])), code: 4400 },
   { name: 'sync step 2 that is not a Yjs update', frame: encodeSyncStep2(new Uint8Array([0xff, 0xff, 0xff])), code: 4400 },
   { name: 'sync update that decodes but cannot be applied', frame: encodeSyncUpdate(POISON_UPDATE), code: 4400 },
+  { name: 'sync update writing one client twice', frame: encodeSyncUpdate(TWICE_WRITTEN_CLIENT), code: 4400 },
   { name: 'sync step 1 with a malformed state vector', frame: encodeSyncStep1(new Uint8Array([5, 1])), code: 4400 },
   { name: 'text frame', frame: 'hello', code: 1003 },
   { name: 'oversized frame', frame: new Uint8Array(MAX + 1), code: 1009 },

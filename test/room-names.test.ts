@@ -7,13 +7,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
+import { stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import * as Y from 'yjs'
 import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
 import { createLogger } from '../server/log.js'
 import { checkRoomName, decodeRoomPath, escapeRoomName } from '../server/room-name.js'
-import { connect, synced, waitFor } from './helpers/index.js'
+import { connect, synced, tempDir, waitFor } from './helpers/index.js'
+import { cli } from './helpers/cli.js'
 
 type Log = Record<string, unknown>
 
@@ -163,4 +166,24 @@ test('the admin API refuses the names the WebSocket path refuses', async (t) => 
   const reader = connect(server.url, '100%')
   t.after(() => reader.destroy())
   await waitFor(() => reader.text.toString() === 'x', { message: 'the imported room is the one /100% opens' })
+})
+
+test('offline `coedit import` refuses the names the server refuses, before the data directory is even created', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const data = join(dir.path, 'data')
+  const file = join(dir.path, 'text.txt')
+  await writeFile(file, 'hello')
+  for (const [what, name] of REFUSED) {
+    // A process argument cannot hold NUL; an empty name is a usage error (exit 2) before any check.
+    if (what === 'NUL' || name === '') continue
+    const res = await cli(['import', name, file, '--format', 'text', '--data', data])
+    assert.equal(res.code, 1, `${what}: ${res.stderr}`)
+    assert.match(res.stderr, /room name/, what)
+  }
+  await assert.rejects(stat(data), { code: 'ENOENT' }, 'no data directory was created')
+  const ok = await cli(['import', 'team/notes 100%', file, '--format', 'text', '--data', data])
+  assert.equal(ok.code, 0, ok.stderr)
+  const rooms = await cli(['rooms', '--data', data, '--json'])
+  assert.deepEqual((JSON.parse(rooms.out) as Array<{ name: string }>).map((r) => r.name), ['team/notes 100%'])
 })

@@ -13,6 +13,7 @@ import { connect as tcpConnect, type Socket } from 'node:net'
 import WebSocket from 'ws'
 import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
 import { waitFor } from './helpers/index.js'
+import { PROBE_RESERVE } from '../server/connections.js'
 import { ensureWebBuild } from './helpers/browser.js'
 
 const ADMIN = 'http-admin-token'
@@ -115,16 +116,31 @@ test('by default loopback is spared the per-address limits', async (t) => {
   assert.equal((await get(`${server.httpUrl}/healthz`)).status, 200)
 })
 
-test('--max-connections bounds every connection of the server, loopback too: HTTP 503 for requests and upgrades', async (t) => {
+test('--max-connections bounds every connection of the server, loopback too: HTTP 503 for requests and upgrades; a liveness probe is still answered', async (t) => {
   const server = await serve(t, { maxConnections: 2 })
   const held = await Promise.all([0, 1].map(() => rawSocket('127.0.0.1', server.port)))
   t.after(() => { for (const h of held) h.socket.destroy() })
-  const refused = await get(`${server.httpUrl}/healthz`)
+  const refused = await get(`${server.httpUrl}/readyz`)
   assert.equal(refused.status, 503)
   assert.ok(refused.headers['retry-after'])
+  assert.equal((await get(`${server.httpUrl}/r/some-room`)).status, 503)
   assert.equal((await upgrade(`${server.url}/room`)).status, 503)
+  // A full server is alive: restarting it for a failed liveness probe would drop everyone.
+  const probe = await get(`${server.httpUrl}/healthz`)
+  assert.equal(probe.status, 200, 'GET /healthz past the bound')
+  assert.equal(probe.headers.connection, 'close')
+
+  // At most 16 connections past the bound are read, for a second each: silent ones fill
+  // that reserve, and then even a probe is refused at once until they are cut off.
+  const silent = await Promise.all(Array.from({ length: PROBE_RESERVE }, () => rawSocket('127.0.0.1', server.port)))
+  t.after(() => { for (const s of silent) s.socket.destroy() })
+  assert.equal((await get(`${server.httpUrl}/healthz`)).status, 503, 'past the reserve too')
+  await Promise.all(silent.map((s) => s.closed))
+  assert.ok(silent.every((s) => s.received() === ''), 'silent connections in the reserve are closed without an answer')
+  assert.equal((await get(`${server.httpUrl}/healthz`)).status, 200, 'the reserve is free again')
+
   held.shift()!.socket.destroy()
-  await waitFor(async () => (await get(`${server.httpUrl}/healthz`)).status === 200, { message: 'a connection to be free again' })
+  await waitFor(async () => (await get(`${server.httpUrl}/readyz`)).status === 200, { message: 'a connection to be free again' })
   // A hundred silent sockets over the bound: refused ones are closed, so they hold nothing.
   const flood = await Promise.all(Array.from({ length: 100 }, () => rawSocket('127.0.0.1', server.port)))
   t.after(() => { for (const f of flood) f.socket.destroy() })

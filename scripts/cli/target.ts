@@ -7,6 +7,7 @@ import { readdir, rename, rm, stat } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { CoeditError, isErrorCode } from '../../server/errors.js'
+import { checkRoomName } from '../../server/room-name.js'
 import { verifyBackup, type UnreadableRoom } from '../../server/backup-format.js'
 import type { ExportFormat, ImportFormat } from '../../server/doc-ops.js'
 import { Operations, type ImportResult, type RestoreResult, type RevertResult } from '../../server/operations.js'
@@ -108,6 +109,16 @@ async function openStore(dir: string): Promise<LevelStore> {
 }
 
 /**
+ * A room an offline import may create or change: the server's rule (server/room-name.ts)
+ * with its defaults, as no server is there to say its --max-room-name-length or
+ * --room-name-pattern. Checked before the data directory is opened (or created).
+ */
+function checkNewName(room: string): void {
+  const checked = checkRoomName(room)
+  if (!checked.ok) throw new CoeditError('BAD_ROOM_NAME', `${checked.error} (offline, the server's default rules apply; --server URL uses the server's own)`)
+}
+
+/**
  * A target on `dir`. The store is opened on first use: for reading verbs a missing
  * directory is an error, not a new empty database.
  */
@@ -130,7 +141,10 @@ export function offlineTarget(dir: string): Target {
       return { room, tombstone, connections: undefined }
     },
     export: async (room, format, textName, at) => (await open(false)).export(room, format, textName, at),
-    import: async (room, body, format, textName) => (await open(true)).import(room, body, format, textName),
+    import: async (room, body, format, textName) => {
+      checkNewName(room)
+      return (await open(true)).import(room, body, format, textName)
+    },
     history: async (room) => (await open(false)).history(room),
     revert: async (room, to) => (await open(false)).revert(room, to),
     activity: async (room, bucket) => (await open(false)).activity(room, bucket),
