@@ -10,6 +10,7 @@
  *   GET  /admin/rooms/ROOM/history[?bucket=MS]          versions, activity per bucket (JSON)
  *   POST /admin/rooms/ROOM/revert?to=VERSION|TIME       (JSON)
  *   GET  /admin/rooms/ROOM/diff?from=A[&to=B][&format=text|json][&name=text]   a unified diff (or JSON)
+ *   DELETE /admin/rooms/ROOM[?tombstone=1]              deletes the room (JSON; see rooms-api.ts)
  *   GET  /admin/backup                                  the backup file (streamed)
  *   POST /admin/restore[?force=1]                       body: a backup file (JSON)
  *
@@ -37,6 +38,7 @@ import { computeRevertInWorker } from './revert-thread.js'
 import type { Containment } from './containment.js'
 import type { Store } from './persistence/store.js'
 import type { RoomRegistry } from './registry.js'
+import type { Rooms } from './rooms-api.js'
 
 export interface AdminOptions {
   token: string
@@ -45,6 +47,8 @@ export interface AdminOptions {
   store: Store
   registry: RoomRegistry
   history: HistoryKeeper
+  /** What DELETE /admin/rooms/ROOM runs: the same delete as `server.rooms.delete`. */
+  rooms: Rooms
   /** Largest import body accepted (bytes). */
   maxImportSize: number
   /** Room names as the WebSocket path checks them (--max-room-name-length, --room-name-pattern). */
@@ -63,11 +67,11 @@ export function liveAccess(registry: RoomRegistry, store: Store, history: Histor
   return {
     live: true,
     async current(room) {
-      const loaded = registry.rooms.find((r) => r.name === room && !r.isDestroyed)
+      const loaded = registry.loaded(room)
       // A room may hold only structs pending beyond a clock gap: it exists all the same.
-      if (loaded) return loaded.lastApplied === 0 && loaded.doc.store.clients.size === 0 && !loaded.doc.store.pendingStructs ? undefined : { state: Y.encodeStateAsUpdate(loaded.doc), seq: loaded.lastApplied }
+      if (loaded) return loaded.lastApplied === 0 && loaded.doc.store.clients.size === 0 && !loaded.doc.store.pendingStructs ? undefined : { state: Y.encodeStateAsUpdate(loaded.doc), seq: loaded.lastApplied, generation: loaded.generation }
       const stored = await store.load(room)
-      return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq }
+      return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
     async apply(room, update, meta) {
       const live = await registry.get(room)
@@ -80,6 +84,13 @@ export function liveAccess(registry: RoomRegistry, store: Store, history: Histor
       await history.record(room, state, seq, options)
     },
   }
+}
+
+/** `?name=1` (or `true`) and `?name=0` (or `false`, or absent). */
+function flag(value: string | null, what: string): boolean {
+  if (value === null || value === '' || value === '0' || value === 'false') return false
+  if (value === '1' || value === 'true') return true
+  throw new CoeditError('BAD_REQUEST', `${what} must be 1 or 0`)
 }
 
 function choice<T extends string>(value: string | null, allowed: readonly T[], fallback: T, what: string): T {
@@ -142,13 +153,21 @@ export function adminRoutes(options: AdminOptions): Route {
       }
       return
     }
-    const m = /^\/admin\/rooms\/([^/]+)\/(export|import|history|revert|diff)$/.exec(path)
+    const m = /^\/admin\/rooms\/([^/]+)(?:\/(export|import|history|revert|diff))?$/.exec(path)
     if (!m) throw new CoeditError('NOT_FOUND', `no admin endpoint ${method} ${path}`)
     // The same decoding and check as the WebSocket path: no name is writable here that a client could not open.
     const checked = checkRoomName(decodeRoomPath(m[1]!), options.maxRoomNameLength, options.roomNamePattern)
     if (!checked.ok) throw new CoeditError('BAD_ROOM_NAME', checked.error)
     const room = checked.room
-    const action = m[2]!
+    const action = m[2]
+    if (action === undefined) {
+      if (method !== 'DELETE') throw new CoeditError('BAD_REQUEST', `/admin/rooms/ROOM takes DELETE (the room's data: /admin/rooms/ROOM/export)`)
+      const tombstone = flag(url.searchParams.get('tombstone'), 'tombstone')
+      const deleted = await options.rooms.delete(room, { tombstone })
+      if (!deleted.existed) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+      sendJson(res, 200, { room, deleted: true, tombstone: deleted.tombstone, connections: deleted.connections })
+      return
+    }
     const expected = action === 'import' || action === 'revert' ? 'POST' : 'GET'
     if (method !== expected) throw new CoeditError('BAD_REQUEST', `${action} takes ${expected}`)
     const textName = url.searchParams.get('name') || undefined

@@ -29,6 +29,9 @@ export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   NOT_TEXT: 400,
   DIFF_TOO_COSTLY: 422,
   NOT_EMPTY: 409,
+  // A deleted room's content sent again (a tombstone), or a room deleted while the request was on its way.
+  DELETED_CONTENT: 409,
+  ROOM_DELETED: 409,
   TOO_LARGE: 413,
   HISTORY_UNAVAILABLE: 501,
 }

@@ -23,6 +23,13 @@ export const CLOSE_UNAUTHORIZED: CloseCode = { code: 4401, reason: 'unauthorized
 export const CLOSE_FORBIDDEN: CloseCode = { code: 4403, reason: 'forbidden' }
 export const CLOSE_SLOW_CONSUMER: CloseCode = { code: 4408, reason: 'not reading fast enough: too much unsent data' }
 export const CLOSE_DOCUMENT_TOO_LARGE: CloseCode = { code: 4413, reason: 'document size limit reached' }
+/**
+ * The room was deleted (`rooms.delete`, `DELETE /admin/rooms/ROOM`, `coedit delete`), or an
+ * update carries content of a deleted room (tombstone: reason `DELETED_CONTENT: ...`). 44xx:
+ * a stock provider that retried would send its copy of the deleted document straight back.
+ * HTTP's 410 Gone.
+ */
+export const CLOSE_ROOM_DELETED: CloseCode = { code: 4410, reason: 'room deleted: discard the local copy' }
 export const CLOSE_RATE_LIMITED: CloseCode = { code: 4429, reason: 'rate limit exceeded' }
 /** --max-new-rooms-per-minute: 44xx so that the provider does not retry into the same wall. */
 export const CLOSE_TOO_MANY_NEW_ROOMS: CloseCode = { code: 4429, reason: 'too many new rooms from this address, try again in a minute' }

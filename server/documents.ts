@@ -42,7 +42,8 @@ export interface ServerDocuments {
    * applied: a client joining afterwards gets it); resolves at once if nothing changed.
    * Rejects with a CoeditError (`code`) if refused (TOO_DEEP, DOCUMENT_TOO_LARGE,
    * IMPLAUSIBLE_CLOCK, BAD_ROOM_NAME, BAD_USER, STORE_FAILED, ROOM_UNAVAILABLE,
-   * SHUTTING_DOWN), and with the callback's own error if it throws or rejects; nothing is
+   * SHUTTING_DOWN; ROOM_DELETED if the room is deleted while the change is on its way,
+   * DELETED_CONTENT if it touches a tombstoned room's old content), and with the callback's own error if it throws or rejects; nothing is
    * stored then. An async callback is awaited and everything it changes before it settles
    * is captured; changes after that are ignored.
    */
@@ -67,6 +68,8 @@ const randomClientId = (): number => Math.floor(Math.random() * 2 ** 32)
 
 export class Documents implements ServerDocuments {
   private readonly freeIds: number[] = []
+  /** Grows at each room delete: an ID taken before it is not pooled again (see roomDeleted). */
+  private epoch = 0
   private closing = false
 
   constructor(private readonly options: DocumentsOptions) {}
@@ -81,7 +84,8 @@ export class Documents implements ServerDocuments {
     return this.withRoom(room, async (live) => {
       guard?.(live)
       const clientId = this.takeClientId(live)
-      const release = (): void => { this.freeIds.push(clientId) }
+      const epoch = this.epoch
+      const release = (): void => { if (epoch === this.epoch) this.freeIds.push(clientId) }
       let update: Uint8Array | undefined
       try {
         update = await capture(live, clientId, change)
@@ -125,6 +129,16 @@ export class Documents implements ServerDocuments {
     })
   }
 
+  /**
+   * A room was deleted (here, or found deleted by another process): the IDs it held may come
+   * back with an old client's copy (a delete without tombstone) or be refused for good (one
+   * with), so no ID taken so far is used again: the pool starts afresh.
+   */
+  roomDeleted(): void {
+    this.epoch++
+    this.freeIds.length = 0
+  }
+
   /** From now on, refuses new operations and the writes of those still in their callback. */
   close(): void {
     this.closing = true
@@ -159,9 +173,10 @@ export class Documents implements ServerDocuments {
   private takeClientId(room: Room): number {
     const pooled = this.freeIds.pop()
     if (pooled !== undefined) return pooled
-    // A fresh ID must not be one of the room's clients (its clock would be theirs).
+    // A fresh ID must not be one of the room's clients (its clock would be theirs), nor
+    // one of a deleted copy's (its tombstone would refuse every change).
     let id = randomClientId()
-    while (room.doc.store.clients.has(id)) id = randomClientId()
+    while (room.doc.store.clients.has(id) || room.isTombstoned(id)) id = randomClientId()
     return id
   }
 }

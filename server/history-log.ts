@@ -99,7 +99,8 @@ export async function foldLogBefore(store: HistoryLogStore, room: string, before
   const doc = new Y.Doc()
   try {
     applyUpdates(doc, [...(log.base ? [log.base.state] : []), ...log.entries.map((e) => e.update)])
-    await store.foldLog(room, { upTo: last.seq, at: last.at, state: Y.encodeStateAsUpdate(doc) })
+    // For the generation read: a delete since then leaves nothing to fold into.
+    await store.foldLog(room, { upTo: last.seq, at: last.at, state: Y.encodeStateAsUpdate(doc) }, { generation: log.generation ?? 0 })
   } finally {
     doc.destroy()
   }

@@ -9,7 +9,7 @@ import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import { UsageError } from './args.js'
 import { parseDuration } from './duration.js'
-import { isHistoryLogStore, isVersionedStore, type HistoryLogStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
+import { isHistoryLogStore, isRoomDeleted, isVersionedStore, type HistoryLogStore, type Store, type VersionInfo, type VersionedStore } from './persistence/store.js'
 import { createContainment, type Containment } from './containment.js'
 import { foldLogBefore } from './history-log.js'
 
@@ -88,6 +88,8 @@ export function versionsToDrop(versions: readonly VersionInfo[], tiers: readonly
 /** What the keeper needs of a loaded room. */
 export interface HistoryRoom {
   readonly name: string
+  /** The store's generation the room was loaded from: its versions are written for that one only (absent: not checked). */
+  readonly generation?: number
   readonly doc: Y.Doc
   readonly lastApplied: number
   readonly isDestroyed: boolean
@@ -159,7 +161,7 @@ export class HistoryKeeper {
         this.containment.check('history', room.name)
         return Y.encodeStateAsUpdate(room.doc)
       }, { room: room.name })
-      if (state) due.push(this.record(room.name, state, seq))
+      if (state) due.push(this.record(room.name, state, seq, { generation: room.generation }))
     }
     await Promise.all(due)
   }
@@ -171,11 +173,11 @@ export class HistoryKeeper {
    * retention policy to keep one a slot. So a fold becomes a version only when the room has
    * none from the last `interval` (the tick records changed rooms meanwhile), or at unload.
    */
-  readonly compacted = (room: { name: string }, state: Uint8Array, upTo: number, final = false): void => {
+  readonly compacted = (room: { name: string; generation?: number }, state: Uint8Array, upTo: number, final = false): void => {
     this.foldLog(room.name)
     const last = this.recordedAt.get(room.name)
     if (!final && last !== undefined && this.now() - last < this.options.interval) return
-    void this.record(room.name, state, upTo)
+    void this.record(room.name, state, upTo, { generation: room.generation })
   }
 
   /**
@@ -199,9 +201,10 @@ export class HistoryKeeper {
   /**
    * Records `state` (the room through `seq`) unless the newest version already holds that
    * seq, then prunes. Never rejects: history must not break serving. Resolves to the
-   * version recorded, if any.
+   * version recorded, if any. `generation`: the room's generation `state` was read from (a
+   * version of a room deleted since is not recorded).
    */
-  record(room: string, state: Uint8Array, seq: number, options: { pinned?: boolean } = {}): Promise<VersionInfo | undefined> {
+  record(room: string, state: Uint8Array, seq: number, options: { pinned?: boolean; generation?: number } = {}): Promise<VersionInfo | undefined> {
     const store = this.store
     if (!store) return Promise.resolve(undefined)
     this.recordedAt.set(room, this.now())
@@ -216,7 +219,7 @@ export class HistoryKeeper {
         this.recordedSeq.set(room, seq)
         return undefined
       }
-      const info = await store.putVersion(room, { at: this.now(), seq, state, ...(options.pinned ? { pinned: true } : {}) })
+      const info = await store.putVersion(room, { at: this.now(), seq, state, ...(options.pinned ? { pinned: true } : {}) }, { generation: options.generation })
       this.recordedSeq.set(room, seq)
       await this.prune(room)
       return info
@@ -226,7 +229,9 @@ export class HistoryKeeper {
   /** Runs `run` after everything queued for `room`; never rejects (history must not break serving). */
   private onChain(room: string, run: () => Promise<VersionInfo | undefined>): Promise<VersionInfo | undefined> {
     const result = (this.chains.get(room) ?? Promise.resolve()).then(run).catch((err: unknown) => {
-      this.options.log.error({ event: 'history_failed', room, err: String(err) }, 'writing history failed')
+      // A version or fold of a copy of the room that was deleted meanwhile: nothing to keep.
+      if (isRoomDeleted(err)) this.options.log.debug({ event: 'history_skipped', room, code: 'ROOM_DELETED' }, 'the room was deleted: history not written')
+      else this.options.log.error({ event: 'history_failed', room, err: String(err) }, 'writing history failed')
       return undefined
     })
     const tail = result.then(() => {})
@@ -244,7 +249,7 @@ export class HistoryKeeper {
     if (drop.length > 0) await this.store.deleteVersions(room, drop)
   }
 
-  /** Forgets what it knew of `room` (its versions were replaced, e.g. by a restore). */
+  /** Forgets what it knew of `room` (its versions were replaced by a restore, or deleted). */
   forget(room: string): void {
     this.recordedSeq.delete(room)
     this.recordedAt.delete(room)

@@ -125,7 +125,9 @@ export class DocumentPeer implements Peer {
     readonly address: string,
     access: Access,
     index: number,
-    user?: User,
+    user: User | undefined,
+    /** Ends this document's session on its socket (see leave), told as closed with `code`. */
+    private readonly onLeave: (peer: DocumentPeer, code: number) => void = () => {},
   ) {
     this.id = `${wire.id}.${index}`
     this.readOnly = access === 'read'
@@ -172,6 +174,22 @@ export class DocumentPeer implements Peer {
   /** The room's verdicts (malformed, too large, rate limits) end the whole socket, as for y-websocket. */
   close(close: CloseCode, detail?: string): void {
     this.wire.close(close, detail)
+  }
+
+  /**
+   * The server ends this document's part in the room (a delete, `rooms.disconnect`, a room
+   * that failed). "Do not come back" (4400-4499: a deleted room) closes just this document
+   * (Hocuspocus' close message, the code in its reason): the socket's other documents stay,
+   * and the provider has no close code that stops it. Any other code closes the socket, so
+   * that the provider reconnects and authenticates each document again.
+   */
+  leave(close: CloseCode, detail?: string): void {
+    if (close.code < 4400 || close.code > 4499) {
+      this.wire.close(close, detail)
+      return
+    }
+    this.detach(`${close.code}: ${detail ?? close.reason}`)
+    this.onLeave(this, close.code)
   }
 }
 
@@ -307,7 +325,7 @@ export class HocuspocusConnection {
       return
     }
     const grant = result.grant
-    const peer = new DocumentPeer(this.wire, room, address, grant.access, ++this.opened, grant.user)
+    const peer = new DocumentPeer(this.wire, room, address, grant.access, ++this.opened, grant.user, (left, code) => this.left(address, left, code))
     this.wire.send(encodeHpAuthenticated(address, grant.access === 'read' ? 'readonly' : 'read-write'))
     this.options.log.info({ event: 'document_open', room, peer: peer.id, access: grant.access, protocol: 'hocuspocus' }, 'hocuspocus document opened')
     this.options.join(room, peer).then(
@@ -338,6 +356,14 @@ export class HocuspocusConnection {
         this.refuse(address, session, 'room could not be loaded, try again later')
       },
     )
+  }
+
+  /** A document the server closed (see DocumentPeer.leave): its messages are dropped until it sends a token again. */
+  private left(address: string, peer: DocumentPeer, code: number): void {
+    const session = this.sessions.get(address)
+    if (session?.state !== 'open' || session.peer !== peer) return
+    this.sessions.set(address, CLOSED)
+    this.end(session, code)
   }
 
   private refuse(address: string, session: Session, reason: string): void {

@@ -69,7 +69,7 @@ export interface Hooks {
    * to a room, use `server.documents.transact`.
    */
   loaded?: (event: { room: string; document: Y.Doc }) => void | Promise<void>
-  /** `room` was unloaded from memory (idle past --room-grace, evicted, failed, or at shutdown). Pairs with `loaded`. */
+  /** `room` was unloaded from memory (idle past --room-grace, evicted, failed, deleted, or at shutdown). Pairs with `loaded`. */
   unloaded?: (event: { room: string }) => void | Promise<void>
   /**
    * A change to `room` is durably stored (and being sent to its connections). `update` is

@@ -125,12 +125,19 @@ export interface RequestHandlerOptions {
   hsts?: boolean
 }
 
-/** Runs routes in order; unknown paths get a 404 page and a thrown error a 500, never a stack trace. */
-export function createRequestHandler(routes: Route[], log: Logger, options: RequestHandlerOptions = {}) {
-  return (req: IncomingMessage, res: ServerResponse): void => {
-    if (options.hsts) res.setHeader('Strict-Transport-Security', HSTS)
+/**
+ * A request handler: `(req, res)` for coedit's own server, `(req, res, next)` for an app
+ * that mounts it (Express, or any router): a request no route answers goes to `next`,
+ * untouched, instead of coedit's 404 page.
+ */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void
+
+/** Runs routes in order; unknown paths get a 404 page (or go to `next`) and a thrown error a 500, never a stack trace. */
+export function createRequestHandler(routes: Route[], log: Logger, options: RequestHandlerOptions = {}): RequestHandler {
+  return (req, res, next) => {
+    const headers = { ...SECURITY_HEADERS, ...(options.hsts ? { 'Strict-Transport-Security': HSTS } : {}) }
     // Also on responses written without sendText (redirects, the admin API).
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value)
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
     if (options.hostAllowed && !options.hostAllowed(req)) {
       sendText(res, 403, 'host not allowed\n')
       return
@@ -146,6 +153,12 @@ export function createRequestHandler(routes: Route[], log: Logger, options: Requ
       try {
         for (const route of routes) {
           if (await route(req, res, url)) return
+        }
+        if (next) {
+          // Not ours: the app's response carries none of our headers.
+          if (!res.headersSent) for (const name of Object.keys(headers)) res.removeHeader(name)
+          next()
+          return
         }
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           sendText(res, 405, 'method not allowed\n')

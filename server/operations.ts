@@ -20,12 +20,18 @@ import { diffRoom, type DiffFormat } from './diff.js'
 
 /** How the verbs see a room's current state and change it. */
 export interface RoomAccess {
-  /** The room's whole state and the seq it includes; undefined if the room does not exist. */
-  current(room: string): Promise<{ state: Uint8Array; seq: number } | undefined>
+  /**
+   * The room's whole state, the seq it includes and the store's generation it was read from;
+   * undefined if the room does not exist.
+   */
+  current(room: string): Promise<{ state: Uint8Array; seq: number; generation?: number } | undefined>
   /** Merges `update` into the room (stored, then relayed to connected clients); returns the new seq. */
   apply(room: string, update: Uint8Array, meta?: AppendMeta): Promise<number>
-  /** Records a version (no-op if the newest already has `seq`, unless `pinned`: kept through the exact window). */
-  recordVersion(room: string, state: Uint8Array, seq: number, options?: { pinned?: boolean }): Promise<void>
+  /**
+   * Records a version (no-op if the newest already has `seq`, unless `pinned`: kept through
+   * the exact window); `generation`: the one `current` read, not recorded if deleted since.
+   */
+  recordVersion(room: string, state: Uint8Array, seq: number, options?: { pinned?: boolean; generation?: number }): Promise<void>
   /** True if the room is served live (restore then merges instead of replacing). */
   readonly live: boolean
 }
@@ -37,7 +43,7 @@ export function storeAccess(store: Store): RoomAccess {
     async current(room) {
       const stored = await store.load(room)
       if (stored.updates.length === 0) return undefined
-      return { state: mergeState(stored.updates), seq: stored.lastSeq }
+      return { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
     async apply(room, update, meta) {
       // What a live room refuses (see Room.applyAdminUpdate), an offline import must not store either.
@@ -60,7 +66,7 @@ export function storeAccess(store: Store): RoomAccess {
       if (!isVersionedStore(store)) return
       const versions = await store.listVersions(room)
       if (versions.length > 0 && versions[versions.length - 1]!.seq === seq && !options?.pinned) return
-      await store.putVersion(room, { at: Date.now(), seq, state, ...(options?.pinned ? { pinned: true } : {}) })
+      await store.putVersion(room, { at: Date.now(), seq, state, ...(options?.pinned ? { pinned: true } : {}) }, { generation: options?.generation })
     },
   }
 }
@@ -141,14 +147,14 @@ export class Operations {
     return this.store.listRooms()
   }
 
-  private async existing(room: string): Promise<{ state: Uint8Array; seq: number }> {
+  private async existing(room: string): Promise<{ state: Uint8Array; seq: number; generation?: number }> {
     const current = await this.readable(room)
     if (!current) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
     return current
   }
 
   /** The room's current state; a room whose stored data cannot be read is ROOM_UNREADABLE, by name. */
-  private async readable(room: string): Promise<{ state: Uint8Array; seq: number } | undefined> {
+  private async readable(room: string): Promise<{ state: Uint8Array; seq: number; generation?: number } | undefined> {
     try {
       return await this.access.current(room)
     } catch (err) {
@@ -172,7 +178,7 @@ export class Operations {
   async import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult> {
     const current = await this.readable(room)
     const update = importUpdate(current?.state ?? Y.encodeStateAsUpdate(new Y.Doc()), body, format, textName)
-    if (current) await this.access.recordVersion(room, current.state, current.seq)
+    if (current) await this.access.recordVersion(room, current.state, current.seq, { generation: current.generation })
     if (isEmptyUpdate(update)) return { room, bytes: 0, created: false }
     await this.access.apply(room, update)
     return { room, bytes: update.length, created: current === undefined }
@@ -199,7 +205,7 @@ export class Operations {
     const current = await this.existing(room)
     // The state before the revert stays in the history, kept through the exact window: a
     // revert can itself be reverted.
-    await this.access.recordVersion(room, current.state, current.seq, { pinned: true })
+    await this.access.recordVersion(room, current.state, current.seq, { pinned: true, generation: current.generation })
     const update = await this.computeRevert(current.state, target.state, room)
     if (isEmptyUpdate(update)) return { room, version: target.version, exact: target.exact, bytes: 0 }
     await this.access.apply(room, update, by)

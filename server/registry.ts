@@ -3,6 +3,7 @@
  * together, kept while it has connections, and unloaded after a grace period once
  * the last one left and everything is stored. A client arriving during the unload
  * keeps the room (or gets a freshly loaded one): never a half-destroyed document.
+ * A room being deleted (see `remove`) is loaded by nobody until the delete is done.
  */
 import type { Logger } from 'pino'
 import { Room, type Peer, type RoomEvents, type RoomOptions, type RoomOwner } from './room.js'
@@ -27,6 +28,8 @@ export type UnloadReason =
   | 'evicted'
   /** Its stored state could not be integrated: dropped without compacting (see Room.fail). */
   | 'failed'
+  /** Deleted (see `remove` and Room.deleted; also by another process in cluster mode): dropped without compacting. */
+  | 'deleted'
   /** The server is closing. */
   | 'shutdown'
 
@@ -65,6 +68,8 @@ interface Entry {
 
 export class RoomRegistry {
   private readonly entries = new Map<string, Entry>()
+  /** Deletes in progress, by room name (settled promises): loads of the name wait for them. */
+  private readonly removing = new Map<string, Promise<void>>()
   private readonly store: Store
   private readonly options: RegistryOptions
   private readonly log: Logger
@@ -83,8 +88,16 @@ export class RoomRegistry {
     return [...this.entries.values()].flatMap((e) => (e.room ? [e.room] : []))
   }
 
+  /** The room if it is loaded (and neither failed nor deleted). */
+  loaded(name: string): Room | undefined {
+    const room = this.entries.get(name)?.room
+    return room && !room.isDestroyed && !room.isEnded ? room : undefined
+  }
+
   /** Resolves to the loaded room, loading it if needed. Rejects if storage cannot be read. */
   get(name: string): Promise<Room> {
+    const removing = this.removing.get(name)
+    if (removing) return removing.then(() => this.get(name))
     let entry = this.entries.get(name)
     if (!entry) {
       const started = performance.now()
@@ -206,15 +219,47 @@ export class RoomRegistry {
     if (this.entries.size > max) throw new CoeditError('TOO_MANY_ROOMS', `${max} rooms are loaded and none is idle`)
   }
 
-  /** A failed room (see Room.fail): forgotten at once, not compacted; told as unloaded (`failed`). */
+  /** A failed or deleted room (see Room.fail, Room.deleted): forgotten at once, not compacted; told as unloaded (`failed`, `deleted`). */
   private drop(name: string, entry: Entry, room: Room): void {
     if (entry.graceTimer) clearTimeout(entry.graceTimer)
     entry.graceTimer = undefined
     // A joiner waiting on this entry finds it gone and loads the room afresh (see join).
     if (this.entries.get(name) === entry) this.entries.delete(name)
     if (room.isDestroyed) return
-    this.options.events.emit('room.unloaded', { room, reason: 'failed' })
+    this.options.events.emit('room.unloaded', { room, reason: room.isDeleted ? 'deleted' : 'failed' })
     room.destroy()
+  }
+
+  /**
+   * Runs `remove` (the store's delete of room `name`) with the room out of the way: a load
+   * or an unload in progress finishes first, then the loaded room ends (its connections
+   * leave with 4410 and nothing more of it is stored: see Room.deleted), and loads of the
+   * name wait until `remove` is done, then read the room afresh. Deletes of one name run one
+   * at a time. Resolves to what `remove` returned and what was loaded.
+   */
+  async remove<T>(name: string, remove: () => Promise<T>): Promise<{ result: T; loaded: boolean; connections: number }> {
+    const before = this.removing.get(name) ?? Promise.resolve()
+    const run = before.then(async () => {
+      let loaded = false
+      let connections = 0
+      const entry = this.entries.get(name)
+      if (entry) {
+        const room = await entry.loading.catch(() => undefined)
+        if (room && !room.isDestroyed && !room.isEnded) {
+          loaded = true
+          connections = room.size
+          room.deleted()
+        }
+        await entry.unloading
+      }
+      return { result: await remove(), loaded, connections }
+    })
+    const settled = run.then(() => {}, () => {})
+    this.removing.set(name, settled)
+    void settled.then(() => {
+      if (this.removing.get(name) === settled) this.removing.delete(name)
+    })
+    return run
   }
 
   /**
@@ -228,6 +273,8 @@ export class RoomRegistry {
   }
 
   private scheduleUnload(name: string, entry: Entry): void {
+    // A room dropped (failed, deleted) while its last connections were leaving.
+    if (this.entries.get(name) !== entry) return
     entry.lastUsed = Date.now()
     if (entry.graceTimer) clearTimeout(entry.graceTimer)
     entry.graceTimer = setTimeout(() => {

@@ -12,12 +12,13 @@ import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import { applyUpdates, isStackOverflow, keepDeepGarbage } from './doc-ops.js'
 import {
-  CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, type CloseCode,
+  CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_ROOM_DELETED, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
 import {
   ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
-import type { Store } from './persistence/store.js'
+import { isRoomDeleted, type Store } from './persistence/store.js'
+import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
   InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, validateUpdate, type DecodedUpdate, type ItemDepths,
@@ -39,6 +40,12 @@ export interface Peer {
   readonly user?: User
   send(message: Uint8Array): void
   close(close: CloseCode, detail?: string): void
+  /**
+   * The server ends this connection's part in the room (the room was deleted, or
+   * `rooms.disconnect`). Absent: `close`. A Hocuspocus document leaves alone; the other
+   * documents of its socket stay.
+   */
+  leave?(close: CloseCode, detail?: string): void
   /**
    * Checks that the connection is still there (a WebSocket ping): true once it shows any
    * sign of life, false if none comes within a short timeout. Presence asks before handing
@@ -209,16 +216,24 @@ export class Room {
   private failed = false
   private readonly owner: RoomOwner
   private readonly events: EventSink<RoomEvents>
+  /** The store's generation of the room this copy was loaded from: every write names it (see WriteFence). */
+  readonly generation: number
+  /** What a delete with a tombstone left: updates touching it are refused (see tombstone.ts). */
+  private readonly tombstone: Tombstone | undefined
+  /** Ended by a delete (see `deleted`), not by a failure. */
+  private wasDeleted = false
 
-  private constructor(name: string, store: Store, options: RoomOptions, owner: RoomOwner, lastSeq: number, pendingUpdates: number, doc: Y.Doc) {
+  private constructor(name: string, store: Store, options: RoomOptions, owner: RoomOwner, stored: { lastSeq: number; pendingUpdates: number; generation?: number; tombstone?: Uint8Array }, doc: Y.Doc) {
     this.name = name
     this.store = store
     this.options = options
     this.owner = owner
     this.events = options.events
     this.log = options.log
-    this.appliedThrough = lastSeq
-    this.sinceCompaction = pendingUpdates
+    this.appliedThrough = stored.lastSeq
+    this.sinceCompaction = stored.pendingUpdates
+    this.generation = stored.generation ?? 0
+    this.tombstone = stored.tombstone && decodeTombstone(stored.tombstone)
     this.ydoc = doc
     this.presence = new Presence(this.ydoc, {
       interval: options.awarenessInterval,
@@ -248,7 +263,7 @@ export class Room {
     if (!lone) options.containment.check('room_load', name)
     const failures: unknown[] = []
     const doc = lone ? roomDoc() : loadLog(stored.updates, failures)
-    const room = new Room(name, store, options, owner, stored.lastSeq, stored.pendingUpdates, doc)
+    const room = new Room(name, store, options, owner, stored, doc)
     for (const u of stored.updates) room.storedBytes += u.length
     // The stored state, if any, comes first; the log's updates follow it.
     if (stored.updates.length > stored.pendingUpdates) room.stateBytes = stored.updates[0]!.length
@@ -337,11 +352,53 @@ export class Room {
    * join loads it afresh from what is stored, which is untouched.
    */
   private fail(): void {
+    this.end(CLOSE_TRY_AGAIN_LATER)
+  }
+
+  /**
+   * The room was deleted (here, or by another process: a write of ours was refused for it).
+   * Its connections leave with 4410, nothing more of it is stored (no compaction, no
+   * version, no write in flight applied or published) and the registry forgets it.
+   */
+  deleted(): void {
+    if (!this.failed) this.wasDeleted = true
+    this.end(CLOSE_ROOM_DELETED)
+  }
+
+  /** Client `id` wrote in a deleted copy of the room: updates with its items are refused (see tombstone.ts). */
+  isTombstoned(id: number): boolean {
+    return this.tombstone?.has(id) ?? false
+  }
+
+  /** True once the room was deleted (see `deleted`): its owner tells it as unloaded for that reason. */
+  get isDeleted(): boolean {
+    return this.wasDeleted
+  }
+
+  /** Ends the room for good: its connections leave with `close`, the registry drops it uncompacted. */
+  private end(close: CloseCode): void {
     if (this.failed) return
     this.failed = true
     this.loadIncomplete = true
-    this.closeAll(CLOSE_TRY_AGAIN_LATER)
+    this.disconnect(close)
     this.owner.failed(this)
+  }
+
+  /** True once the room failed or was deleted: it serves and stores nothing more. */
+  get isEnded(): boolean {
+    return this.failed
+  }
+
+  /** Makes every connection leave the room with `close` (see Peer.leave); returns how many. */
+  disconnect(close: CloseCode, detail?: string): number {
+    const peers = [...this.peers.keys()]
+    for (const peer of peers) this.dismiss(peer, close, detail)
+    return peers.length
+  }
+
+  private dismiss(peer: Peer, close: CloseCode, detail?: string): void {
+    if (peer.leave) peer.leave(close, detail)
+    else peer.close(close, detail)
   }
 
   get size(): number {
@@ -385,7 +442,8 @@ export class Room {
   /** Handles one binary frame from `peer`. Malformed input closes only that peer. */
   receive(peer: Peer, data: Uint8Array): void {
     const state = this.peers.get(peer)
-    if (!state) return
+    // An ended room's connections are leaving: what they still send is dropped.
+    if (!state || this.failed) return
     try {
       const message = decodeClientMessage(data)
       switch (message.type) {
@@ -405,7 +463,10 @@ export class Room {
           break
       }
     } catch (err) {
-      if (err instanceof ProtocolError) {
+      if (err instanceof ProtocolError && err.code === 'DELETED_CONTENT') {
+        this.log.info({ event: 'write_refused', peer: peer.id, code: err.code, err: err.message }, 'update carries content of the deleted room, closing connection')
+        this.dismiss(peer, CLOSE_ROOM_DELETED, `${err.code}: ${err.message}`)
+      } else if (err instanceof ProtocolError) {
         this.log.warn({ event: 'bad_message', peer: peer.id, code: err.code, err: err.message }, 'malformed message, closing connection')
         peer.close(CLOSE_BAD_MESSAGE, `${err.code}: ${err.message}`)
       } else {
@@ -460,7 +521,10 @@ export class Room {
    * the part the room lacks (empty if it has it all).
    */
   private checkUpdate(received: Uint8Array): { update: Uint8Array; decoded: DecodedUpdate; depths: ItemDepths | undefined } | 'too-large' {
-    const { update, decoded } = partToStore(received, decodeUpdateChecked(received), this.doc, this.inflight, this.options.maxClockAdvance ?? 0)
+    const whole = decodeUpdateChecked(received)
+    // Checked on the whole update: the part the room lacks could leave out what touches the old content.
+    if (this.tombstone) checkTombstone(whole, this.tombstone)
+    const { update, decoded } = partToStore(received, whole, this.doc, this.inflight, this.options.maxClockAdvance ?? 0)
     let depths: ItemDepths | undefined
     if (decoded.empty) return { update, decoded, depths }
     depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
@@ -476,6 +540,7 @@ export class Room {
    */
   async applyApiUpdate(received: Uint8Array, origin: Extract<UpdateOrigin, { source: 'api' }>): Promise<boolean> {
     // Only at shutdown or after a failure: a room in use by the API is not unloaded (RoomRegistry.use).
+    if (this.wasDeleted) throw new CoeditError('ROOM_DELETED', `room ${this.name} was deleted while this change was on its way; try again (on the room as it is now)`)
     if (this.destroyed || this.failed) throw new CoeditError('ROOM_UNAVAILABLE', `room ${this.name} is shutting down or failed; try again`)
     let checked
     try {
@@ -492,6 +557,7 @@ export class Room {
     try {
       await this.enqueueWrite(checked.update, checked.decoded, checked.depths, origin, undefined, 0)
     } catch (err) {
+      if (isRoomDeleted(err)) throw new CoeditError('ROOM_DELETED', `room ${this.name} was deleted while this change was on its way; it was not stored`, { cause: err })
       throw new CoeditError('STORE_FAILED', `the update was not stored: ${(err as Error).message}`, { cause: err })
     }
     return true
@@ -508,7 +574,7 @@ export class Room {
     this.inflight.add(update, decoded, depths)
     const user = userOf(origin)?.id
     const started = performance.now()
-    const written: Promise<WriteResult> = this.store.append(this.name, [update], user === undefined ? undefined : { user }).then(
+    const written: Promise<WriteResult> = this.store.append(this.name, [update], { generation: this.generation, ...(user === undefined ? {} : { user }) }).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
@@ -521,12 +587,21 @@ export class Room {
       this.inflight.delete(update)
       if (!result.ok) {
         this.storedBytes -= update.length
-        this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')
-        // The client still has its update and will send it again after reconnecting.
-        peer?.close(CLOSE_TRY_AGAIN_LATER, 'storage unavailable')
+        if (isRoomDeleted(result.error)) {
+          // Another process deleted the room: this copy is stale, and so is every client's.
+          this.log.info({ event: 'room_deleted_elsewhere' }, 'write refused: the room was deleted, closing its connections')
+          this.deleted()
+        } else {
+          this.log.error({ event: 'store_write_failed', err: String(result.error) }, 'update not stored')
+          // The client still has its update and will send it again after reconnecting.
+          peer?.close(CLOSE_TRY_AGAIN_LATER, 'storage unavailable')
+        }
         if (!peer) throw result.error
         return
       }
+      // Stored for a room that was deleted or failed since: its delete removes it (or the next
+      // load reads it). Applied, relayed or published it would reach the new room's clients.
+      if (this.failed) return
       this.sinceCompaction++
       try {
         Y.applyUpdate(this.doc, update, origin)
@@ -636,7 +711,10 @@ export class Room {
    * resolves once stored and relayed. `user`: who asked (recorded in the history log).
    */
   async applyAdminUpdate(received: Uint8Array, user?: User): Promise<void> {
-    const { update, decoded } = partToStore(received, decodeUpdateChecked(received), this.doc, this.inflight, 0)
+    if (this.failed) throw new CoeditError('ROOM_DELETED', `room "${this.name}" was deleted or could not be loaded: try again`)
+    const whole = decodeUpdateChecked(received)
+    if (this.tombstone) checkTombstone(whole, this.tombstone)
+    const { update, decoded } = partToStore(received, whole, this.doc, this.inflight, 0)
     if (decoded.empty) return
     const depths = checkRoomNesting(decoded, this.doc, this.inflight, this.options.maxNestingDepth ?? 0)
     await this.enqueueWrite(update, decoded, depths, user === undefined ? ADMIN_ORIGIN : { source: 'admin', user }, undefined, 0)
@@ -784,7 +862,7 @@ export class Room {
     const inflightBefore = this.inflightBytes
     try {
       const started = performance.now()
-      await this.store.compact(this.name, state, upTo)
+      await this.store.compact(this.name, state, upTo, { generation: this.generation })
       this.sinceCompaction -= folded
       this.foldedSinceLoad = true
       this.folds++
@@ -794,6 +872,11 @@ export class Room {
       this.log.debug({ event: 'compacted', updates: folded, bytes: state.length, ms: Math.round(ms) }, 'room compacted')
       this.events.emit('room.compacted', { room: this, state, upTo, final, updates: folded, ms })
     } catch (err) {
+      if (isRoomDeleted(err)) {
+        this.log.info({ event: 'room_deleted_elsewhere' }, 'compaction refused: the room was deleted, closing its connections')
+        this.deleted()
+        return
+      }
       this.log.error({ event: 'compaction_failed', err: String(err) }, 'compaction failed')
       this.events.emit('room.compactionFailed', { room: this, error: err })
     }

@@ -1,15 +1,17 @@
 /**
  * Composition: store → rooms → transport → HTTP, and one event bus (server/events.ts)
  * that every consumer subscribes to here, in `subscribe`. `startServer` is both what
- * `coedit serve` runs and the public API (embedding, headless tests).
+ * `coedit serve` runs and the public API (embedding, on its own port or on the app's
+ * HTTP server: attach.ts; headless tests).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
 import { Redactor, redactUrl } from './redact.js'
-import { createRequestHandler, editorRoutes, type Route } from './http.js'
+import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
@@ -31,6 +33,8 @@ import { hostCheck } from './host-check.js'
 import { HocuspocusHub } from './hocuspocus.js'
 import { clientAddress, originAllowed } from './auth.js'
 import { checkRoomName } from './room-name.js'
+import { Rooms, type RoomsEvents } from './rooms-api.js'
+import { attachment, underPath } from './attach.js'
 import { Events } from './events.js'
 import type { StoreEvents } from './persistence/store.js'
 import type { RoomEvents } from './room.js'
@@ -45,7 +49,7 @@ import { subscribeHooks, type Hooks } from './hooks.js'
 export type { Hooks } from './hooks.js'
 
 /** Every event of the server (each declared beside the code that emits it). */
-export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents
+export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents
 export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
 import { Documents, type ServerDocuments } from './documents.js'
 import { documentApiRoutes, type ApiAuthorize } from './document-api.js'
@@ -68,26 +72,50 @@ export interface StartOptions extends Partial<ServerConfig> {
   clock?: () => number
   /** Your code, called as the server works (server/hooks.ts). Each hook is optional and may be async. */
   hooks?: Hooks
+  /**
+   * Your app's HTTP(S) server to attach to instead of listening: coedit answers the
+   * WebSocket upgrades under `path` and leaves every other request and upgrade to your app
+   * (mount `handleRequest` for the probes, metrics, status page and admin API). `close()`
+   * then leaves your server running. Refused beside it: port, host, tlsCert, tlsKey,
+   * headersTimeout, requestTimeout, maxConnections (your server's to set).
+   */
+  server?: Server | HttpsServer
+  /** With `server`: the path coedit's WebSockets live under (`/collab`: rooms at `/collab/ROOM`, Hocuspocus at `/collab`). Default '/'. */
+  path?: string
 }
 
 export interface CoeditServer {
-  /** WebSocket base URL: `new WebsocketProvider(server.url, room, doc)`. */
+  /**
+   * WebSocket base URL: `new WebsocketProvider(server.url, room, doc)`. Attached, it ends
+   * with the path and is read from your server's address (which must be listening by then).
+   */
   readonly url: string
-  /** HTTP base URL of the editor and probes. */
+  /** HTTP base URL of the editor and probes (attached: of your server). */
   readonly httpUrl: string
   readonly port: number
   readonly host: string
   readonly store: Store
   readonly registry: RoomRegistry
   readonly config: ServerConfig
+  /** List, delete and disconnect rooms (rooms-api.ts). */
+  readonly rooms: Rooms
+  /**
+   * coedit's HTTP routes as a handler to mount in your app: `/healthz`, `/readyz`, `/metrics`,
+   * `/status`, `/status.json`, the document and history APIs under `/api/` and, with
+   * `adminToken`, `/admin/...` (listening on its own, the editor too). A request none of
+   * them answers goes to `next` (or gets a 404 without it).
+   */
+  readonly handleRequest: RequestHandler
   /** Read and change rooms from this process, through the path of a client's update (README "Embedding and hooks"). */
   readonly documents: ServerDocuments
-  /** Stops accepting, stores everything, closes connections with 1001, closes storage. */
+  /** Stops accepting, stores everything, closes connections with 1001, closes storage (never your server). */
   close(): Promise<void>
 }
 
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
-  const { storage, logger, faults, clock, hooks, ...overrides } = options
+  const { storage, logger, faults, clock, hooks, server: _server, path: _path, ...overrides } = options
+  // Before anything opens: a bad combination is refused with nothing to undo.
+  const attached = attachment(options as Record<string, unknown>)
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
@@ -134,11 +162,12 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     events,
     sharedStore: cluster !== undefined,
   }, log)
-  subscribe(events, { metrics: ops.metrics, webhooks: ops.webhooks, history, cluster, hooks, log })
+
   // The one place that decides who may open a room (hook, tokens or everyone), for every way in.
   const authorizer = new Authorizer({ hook: hooks?.authenticate, tokens: security.tokens, timeout: config.authTimeout, containment, log })
   const checkName = (name: string): ReturnType<typeof checkRoomName> => checkRoomName(name, config.maxRoomNameLength, security.transport.roomNamePattern)
   const documents = new Documents({ registry, checkName })
+  subscribe(events, { metrics: ops.metrics, webhooks: ops.webhooks, history, cluster, documents, hooks, log })
   // The document API asks the same Authorizer as WebSocket clients: hook, tokens, or open to all.
   const authorizeApi: ApiAuthorize = async (req, room, token) => {
     const result = await authorizer.authorize({ room, token, request: authRequestOf(req, clientAddress(req, config.trustProxy)) })
@@ -157,10 +186,15 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   })
   const transport = new Transport(registry, {
     maxMessageSize: config.maxMessageSize, pingInterval: config.pingInterval, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
-    ...security.transport, hocuspocus, events, authorizer,
+    ...security.transport, hocuspocus, events, authorizer, basePath: attached?.path,
   }, log)
   ops.attach(store, registry, () => transport.connectionsByProtocol())
   history.start(() => registry.rooms)
+  const rooms = new Rooms({
+    store, registry, history, log,
+    checkName,
+    events,
+  })
   let closing = false
 
   const routes: Route[] = [
@@ -176,36 +210,18 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       maxMessagesPerSecond: config.maxMessagesPerSecond, maxBytesPerSecond: config.maxBytesPerSecond, maxNewRoomsPerMinute: config.maxNewRoomsPerMinute,
       loopbackExempt: config.loopbackExempt, log,
     }),
-    editorRoutes(),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, containment, maxImportSize: config.maxMessageSize, now: clock,
+    // Attached, the page's WebSocket (the origin's root) would not reach coedit: no editor.
+    ...(attached ? [] : [editorRoutes()]),
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]
-  const hostAllowed = hostCheck(config)
-  const handler = createRequestHandler(routes, log, { hostAllowed, hsts: security.tls !== undefined })
-  const timeouts = {
-    // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
-    // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
-    headersTimeout: config.headersTimeout,
-    requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
-    // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
-  }
-  const guard = new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log)
-  const guarded = (req: IncomingMessage, res: ServerResponse): void => {
-    if (guard.admits(req, res)) handler(req, res)
-  }
-  const http: Server | HttpsServer = security.tls
-    ? createHttpsServer({ ...security.tls, ...timeouts }, guarded)
-    : createServer(timeouts, guarded)
-  guard.attach(http)
-  http.on('upgrade', (req, socket, head) => {
+  // Attached, which names reach the app's server is the app's business (see host-check.ts).
+  const hostAllowed = attached ? undefined : hostCheck(config)
+  const handleRequest = createRequestHandler(routes, log, { hostAllowed, hsts: attached ? attached.tls : security.tls !== undefined })
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (closing) {
       socket.destroy()
-      return
-    }
-    if (guard.refusesUpgrade(socket)) {
-      rejectUpgrade(socket, 503, SERVER_FULL_MESSAGE)
       return
     }
     if (hostAllowed && !hostAllowed(req)) {
@@ -214,6 +230,49 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
       return
     }
     transport.handleUpgrade(req, socket, head)
+  }
+  /** All of close() but the HTTP server's part: `stopAccepting` runs once readiness has gone (and --shutdown-delay passed). */
+  const shutdown = async (stopAccepting: () => void): Promise<void> => {
+    closing = true
+    // Not ready before anything closes, and (with --shutdown-delay) for long enough that a load balancer notices.
+    ops.beginShutdown()
+    if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
+    stopAccepting()
+    // Writes already handed to a room are stored by flushAll; later ones are refused.
+    documents.close()
+    await registry.flushAll()
+    transport.closeAll()
+    await transport.drained(2000)
+    await registry.closeAll()
+    await ops.close()
+    await history.close()
+    await cluster?.close()
+    if (ownsStore) await store.close()
+  }
+  if (attached) return attach(attached, { onUpgrade, handleRequest, store, registry, rooms, documents, config, log, shutdown })
+  const timeouts = {
+    // Node's defaults (60 s for headers, checked every 30 s) let a client that trickles its
+    // headers hold a socket for about 73 s. Upgrades are requests until their headers are in.
+    headersTimeout: config.headersTimeout,
+    requestTimeout: Math.max(config.requestTimeout, config.headersTimeout),
+    // Often enough that the timeouts mean what they say, rarely enough to cost nothing.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeout)),
+  }
+  // --max-connections bounds the sockets of a server coedit owns (attached, the app's server is the app's to bound).
+  const guard = new ConnectionGuard({ maxConnections: config.maxConnections, maxConnectionsPerIp: config.maxConnectionsPerIp, loopbackExempt: config.loopbackExempt, tls: security.tls !== undefined }, log)
+  const guarded = (req: IncomingMessage, res: ServerResponse): void => {
+    if (guard.admits(req, res)) handleRequest(req, res)
+  }
+  const http: Server | HttpsServer = security.tls
+    ? createHttpsServer({ ...security.tls, ...timeouts }, guarded)
+    : createServer(timeouts, guarded)
+  guard.attach(http)
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!closing && guard.refusesUpgrade(socket)) {
+      rejectUpgrade(socket, 503, SERVER_FULL_MESSAGE)
+      return
+    }
+    onUpgrade(req, socket, head)
   })
   http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // --headers-timeout / --request-timeout: say so (node would, were this listener not here).
@@ -248,21 +307,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
     closed ??= (async () => {
-      closing = true
-      // Not ready before anything closes, and (with --shutdown-delay) for long enough that a load balancer notices.
-      ops.beginShutdown()
-      if (config.shutdownDelay > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelay))
-      const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
-      // Writes already handed to a room are stored by flushAll; later ones are refused.
-      documents.close()
-      await registry.flushAll()
-      transport.closeAll()
-      await transport.drained(2000)
-      await registry.closeAll()
-      await ops.close()
-      await history.close()
-      await cluster?.close()
-      if (ownsStore) await store.close()
+      let httpClosed: Promise<void> | undefined
+      await shutdown(() => { httpClosed = new Promise<void>((resolve) => http.close(() => resolve())) })
       http.closeAllConnections()
       await httpClosed
       log.info({ event: 'stopped' }, 'coedit stopped')
@@ -278,8 +324,75 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     store,
     registry,
     config,
+    rooms,
+    handleRequest,
     documents,
     close,
+  }
+}
+
+interface AttachParts {
+  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  handleRequest: RequestHandler
+  store: Store
+  registry: RoomRegistry
+  rooms: Rooms
+  documents: ServerDocuments
+  config: ServerConfig
+  log: Logger
+  /** Everything `close()` does but touch the app's server. */
+  shutdown: (stopAccepting: () => void) => Promise<void>
+}
+
+/** The attached server: upgrades under the path are coedit's, the rest stays the app's. */
+function attach(attached: NonNullable<ReturnType<typeof attachment>>, parts: AttachParts): CoeditServer {
+  const { server, path } = attached
+  const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    let pathname: string | undefined
+    try {
+      pathname = new URL(req.url ?? '/', 'http://localhost').pathname
+    } catch {
+      pathname = undefined
+    }
+    if (pathname === undefined || underPath(pathname, path) === undefined) {
+      // Another upgrade listener (the app's own WebSocket server) may own it; with none,
+      // nothing would ever answer it, and node no longer does once anyone listens.
+      if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, 404, 'not found')
+      return
+    }
+    parts.onUpgrade(req, socket, head)
+  }
+  server.on('upgrade', listener)
+  const address = (): AddressInfo => {
+    const a = server.address()
+    if (a === null || typeof a === 'string') throw new CoeditError('NOT_LISTENING', 'the server coedit is attached to is not listening on a TCP port (yet)')
+    return a
+  }
+  const host = (): string => {
+    const h = address().address
+    return h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h
+  }
+  const suffix = path === '/' ? '' : path
+  let closed: Promise<void> | undefined
+  parts.log.info({ event: 'attached', path }, `coedit attached to the app's server under ${path}`)
+  return {
+    get url() { return `${attached.tls ? 'wss' : 'ws'}://${host()}:${address().port}${suffix}` },
+    get httpUrl() { return `${attached.tls ? 'https' : 'http'}://${host()}:${address().port}` },
+    get port() { return address().port },
+    get host() { return address().address },
+    store: parts.store,
+    registry: parts.registry,
+    config: parts.config,
+    rooms: parts.rooms,
+    handleRequest: parts.handleRequest,
+    documents: parts.documents,
+    close: () => {
+      closed ??= (async () => {
+        await parts.shutdown(() => server.off('upgrade', listener))
+        parts.log.info({ event: 'stopped' }, 'coedit stopped')
+      })()
+      return closed
+    },
   }
 }
 
@@ -288,6 +401,7 @@ interface Subscribers {
   webhooks: Webhooks | undefined
   history: HistoryKeeper
   cluster: Cluster | undefined
+  documents: Documents
   hooks: Hooks | undefined
   log: Logger
 }
@@ -297,7 +411,7 @@ interface Subscribers {
  * contained and counted (coedit_errors_total{kind="hook"}); none is awaited but the
  * cluster's attach, which a room's load waits for before anyone is served.
  */
-function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, hooks, log }: Subscribers): void {
+function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, documents, hooks, log }: Subscribers): void {
   // Metrics: traffic, sockets, storage, rooms.
   events.on('message.received', ({ message, protocol }) => metrics.received(message, protocol), 'metrics')
   events.on('message.sent', ({ message, protocol }) => metrics.sent(message, protocol), 'metrics')
@@ -332,7 +446,13 @@ function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, hoo
     events.on('update.applied', ({ room, seq, update, origin }) => { if (origin.source !== 'remote') cluster.published(room, seq, update) }, 'cluster')
     events.on('awareness.local', ({ room, update }) => cluster.awareness(room, update), 'cluster')
     events.on('room.gap', ({ room }) => cluster.gap(room), 'cluster')
+    // The other processes end their copy of a room this one deleted (their writes for it are refused anyway).
+    events.on('room.deleted', ({ room, generation }) => cluster.deleted(room, generation), 'cluster')
   }
+
+  // Server-side documents: no client ID of a deleted room is reused (see Documents.roomDeleted).
+  events.on('room.deleted', () => documents.roomDeleted(), 'documents')
+  events.on('room.unloaded', ({ reason }) => { if (reason === 'deleted') documents.roomDeleted() }, 'documents')
 
   // The embedder's hooks (authenticate and stateless are asked directly: server/authorizer.ts, server/hocuspocus.ts).
   if (hooks) subscribeHooks(events, hooks, log)

@@ -22,6 +22,7 @@ import type { EventSink } from './events.js'
 import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED } from './close-codes.js'
 import { AddressCounter, ConnectionRate, NewRoomLimiter } from './limits.js'
 import { HocuspocusConnection, type HocuspocusHub } from './hocuspocus.js'
+import { underPath } from './attach.js'
 
 export interface TransportOptions {
   /** Largest accepted frame in bytes; bigger ones close the connection with 1009. */
@@ -50,6 +51,11 @@ export interface TransportOptions {
   roomNamePattern?: RegExp
   /** Hocuspocus clients, recognized by connecting to the root path (see handleUpgrade); absent = refused there. */
   hocuspocus?: HocuspocusHub
+  /**
+   * Attached to an app's server (see attach.ts): the path upgrades arrive under. The room is
+   * the rest of the path, and `basePath` itself is the Hocuspocus root. Default '/'.
+   */
+  basePath?: string
 }
 
 /** setTimeout fires at once for delays past 2^31-1 ms; longer waits are chained. */
@@ -277,8 +283,10 @@ export class Transport {
       rejectUpgrade(socket, status, reason)
       this.log.info({ event: 'upgrade_refused', status, code, reason, room, ip }, 'upgrade refused')
     }
-    if (url.pathname === '/' && this.options.hocuspocus) return this.upgradeHocuspocus(req, socket, head, ip, refuse)
-    const parsed = parseRoomPath(url.pathname, this.options.maxRoomNameLength, this.options.roomNamePattern)
+    // The caller only hands over upgrades under the base path.
+    const path = underPath(url.pathname, this.options.basePath ?? '/') ?? url.pathname
+    if (path === '/' && this.options.hocuspocus) return this.upgradeHocuspocus(req, socket, head, ip, refuse)
+    const parsed = parseRoomPath(path, this.options.maxRoomNameLength, this.options.roomNamePattern)
     if (!originAllowed(req, this.options.origins ?? [], this.options.trustProxy ?? false)) {
       this.originRefused(req, ip)
       return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed', parsed.ok ? parsed.room : undefined)

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { PostgresStore } from '../server/persistence/postgres.js'
+import { startServer, type CoeditServer } from '../server/index.js'
 import { connect, prng, testSeed, waitFor, type Client } from './helpers/index.js'
 import { runCli, startChildServer, type ChildServer } from './helpers/child-server.js'
 import { storeConformance } from './helpers/store-conformance.js'
@@ -333,4 +334,77 @@ ctest('cluster: an import and a live backup through the admin API of one process
   const exported = await runCli(['export', 'notes', '--format', 'text', '--data', restored])
   assert.equal(exported.code, 0, exported.stderr)
   assert.equal(exported.stdout.trim(), onB.text.toString().trim(), 'the backup taken through A holds what B\'s client has')
+})
+
+ctest('cluster: a delete on one process closes the room on the others, which drop their copy and store nothing of it', async (t) => {
+  const { schema, prefix } = uniqueNames('delete')
+  const servers: CoeditServer[] = []
+  const clients: Client[] = []
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    await Promise.all(servers.map((s) => s.close()))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+  })
+  // A short room grace: a copy that was not ended would unload, compact and store itself again.
+  // B heals only once a minute: what it learns within the test, it learns from the bus or the store's refusal.
+  for (const healInterval of [300, 60_000]) {
+    servers.push(await startServer({ postgres: POSTGRES_URL, postgresSchema: schema, redis: REDIS_URL, redisPrefix: prefix, healInterval, roomGrace: 100, historyInterval: 100 }))
+  }
+  const [a, b] = servers as [CoeditServer, CoeditServer]
+  const join = (server: CoeditServer, room: string): Client => {
+    const c = connect(server.url, room)
+    clients.push(c)
+    return c
+  }
+  const stops = (c: Client): Promise<number> => new Promise((resolve) => c.provider.once('closed', (e: { code: number }) => resolve(e.code)))
+  const onA = join(a, 'shared')
+  const onB = join(b, 'shared')
+  await waitFor(() => onA.provider.synced && onB.provider.synced, { timeout: 10_000, message: 'synced' })
+  onA.text.insert(0, 'from A. ')
+  onB.text.insert(0, 'from B. ')
+  await waitFor(() => onA.text.length === 16 && onA.text.toString() === onB.text.toString(), { timeout: 10_000, message: 'converged' })
+  const store = a.store as PostgresStore
+  await waitFor(async () => (await store.listVersions('shared')).length > 0, { timeout: 10_000, message: 'a version' })
+
+  // Over the bus: B hears the notice and ends its copy at once.
+  const closedA = stops(onA)
+  const closedB = stops(onB)
+  assert.equal((await a.rooms.delete('shared')).existed, true)
+  assert.deepEqual(await Promise.all([closedA, closedB]), [4410, 4410])
+  await waitFor(() => b.registry.loaded('shared') === undefined, { timeout: 10_000, message: 'B dropped its copy' })
+  assert.deepEqual((await store.load('shared')).updates, [])
+  const fresh = join(b, 'shared')
+  await waitFor(() => fresh.provider.synced, { timeout: 10_000, message: 'fresh synced' })
+  assert.equal(fresh.text.toString(), '', 'the room starts empty on B')
+  fresh.text.insert(0, 'again')
+  const onA2 = join(a, 'shared')
+  await waitFor(() => onA2.text.toString() === 'again', { timeout: 10_000, message: 'the new room crosses processes' })
+  await waitFor(async () => (await store.listVersions('shared')).length > 0, { timeout: 10_000, message: 'a version of the new room' })
+  // By now both processes have run heals, history ticks and B's grace: nothing of the old
+  // room was written back, neither in the room nor in its versions.
+  const stored = (await store.load('shared')).updates
+  const doc = new Y.Doc()
+  for (const u of stored) Y.applyUpdate(doc, u)
+  assert.equal(doc.getText('text').toString(), 'again')
+  for (const v of await store.listVersions('shared')) {
+    const version = new Y.Doc()
+    Y.applyUpdate(version, (await store.getVersion('shared', v.id))!.state)
+    assert.doesNotMatch(version.getText('text').toString(), /from/, `version ${v.id}`)
+  }
+
+  // Without the bus (deleted in the store behind both): A's next heal finds the generation
+  // grown; B, which heals rarely, learns it when the store refuses its client's next edit.
+  const closedA2 = stops(onA2)
+  const closedB2 = stops(fresh)
+  const outside = await PostgresStore.open({ connectionString: POSTGRES_URL, schema })
+  t.after(() => outside.close())
+  await outside.delete('shared')
+  assert.equal(await closedA2, 4410)
+  await waitFor(() => a.registry.loaded('shared') === undefined, { timeout: 10_000, message: 'A dropped its copy' })
+  assert.ok(b.registry.loaded('shared'), 'B has not heard yet')
+  fresh.text.insert(0, 'stale edit ')
+  assert.equal(await closedB2, 4410)
+  await waitFor(() => b.registry.loaded('shared') === undefined, { timeout: 10_000, message: 'B dropped its copy' })
+  assert.deepEqual((await store.load('shared')).updates, [], 'the stale edit was not stored')
 })

@@ -46,6 +46,7 @@ test('readyz follows the memory store too, and a store without ping() is ready b
     load: (r) => inner.load(r),
     append: (r, u) => inner.append(r, u),
     compact: (r, s, u) => inner.compact(r, s, u),
+    delete: (r) => inner.delete(r),
     listRooms: () => inner.listRooms(),
     close: () => inner.close(),
   }

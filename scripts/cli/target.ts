@@ -25,8 +25,18 @@ export interface BackupResult {
   unreadable: UnreadableRoom[]
 }
 
+/** What `coedit delete` did. */
+export interface DeleteOutcome {
+  room: string
+  tombstone: boolean
+  /** Connections the running server closed (undefined offline: there are none). */
+  connections: number | undefined
+}
+
 export interface Target {
   rooms(): Promise<RoomInfo[]>
+  /** Deletes the room for good; ROOM_NOT_FOUND if nothing of it is stored (or loaded). */
+  delete(room: string, tombstone: boolean): Promise<DeleteOutcome>
   export(room: string, format: ExportFormat, textName?: string, at?: string): Promise<Uint8Array>
   import(room: string, body: Uint8Array, format: ImportFormat, textName?: string): Promise<ImportResult>
   history(room: string): Promise<VersionInfo[]>
@@ -125,6 +135,11 @@ export function offlineTarget(dir: string): Target {
   }
   return {
     rooms: async () => (await open(false)).rooms(),
+    async delete(room, tombstone) {
+      const { existed } = await (await open(false)).store.delete(room, { tombstone })
+      if (!existed) throw new CoeditError('ROOM_NOT_FOUND', `there is no room "${room}"`)
+      return { room, tombstone, connections: undefined }
+    },
     export: async (room, format, textName, at) => (await open(false)).export(room, format, textName, at),
     import: async (room, body, format, textName) => {
       checkNewName(room)
@@ -170,7 +185,7 @@ export function remoteTarget(server: string, token: string): Target {
     for (const [k, v] of Object.entries(query)) if (v !== undefined) u.searchParams.set(k, v)
     return u
   }
-  const roomPath = (room: string, action: string): string => `/admin/rooms/${encodeURIComponent(room)}/${action}`
+  const roomPath = (room: string, action?: string): string => `/admin/rooms/${encodeURIComponent(room)}${action === undefined ? '' : `/${action}`}`
 
   const request = async (u: URL, init: RequestInit = {}): Promise<Response> => {
     let res: Response
@@ -199,6 +214,10 @@ export function remoteTarget(server: string, token: string): Target {
 
   return {
     rooms: async () => (await json<{ rooms: RoomInfo[] }>(url('/admin/rooms'))).rooms,
+    async delete(room, tombstone) {
+      const done = await json<{ room: string; tombstone: boolean; connections: number }>(url(roomPath(room), { tombstone: tombstone ? '1' : undefined }), { method: 'DELETE' })
+      return { room: done.room, tombstone: done.tombstone, connections: done.connections }
+    },
     export: async (room, format, name, at) => new Uint8Array(await (await request(url(roomPath(room, 'export'), { format, name, at }))).arrayBuffer()),
     import: (room, body, format, name) => json<ImportResult>(url(roomPath(room, 'import'), { format, name }), {
       method: 'POST', body, headers: { 'Content-Type': 'application/octet-stream' },

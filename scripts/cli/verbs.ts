@@ -1,6 +1,6 @@
 /**
- * The operator verbs of `coedit`: rooms, export, import, backup, restore-backup, history,
- * revert. Each works on a data directory (`--data`) or on a running server (`--server`
+ * The operator verbs of `coedit`: rooms, export, import, delete, backup, restore-backup,
+ * history, revert, diff, migrate. Each works on a data directory (`--data`) or on a running server (`--server`
  * `--admin-token`); see `coedit <verb> --help` and the README's CLI section. Data goes to
  * stdout, what a verb did to stderr (`--quiet` drops it); `-` is stdin or stdout wherever
  * a file is named.
@@ -276,6 +276,34 @@ export const exportVerb = verb({
       if (values.json) await printJson(io, { room, format, file: out, bytes: body.length })
     }
     confirm(io, quiet, `${printable(room)}: exported ${format}${at === undefined ? '' : ` as of ${printable(at)}`} (${formatBytes(body.length)}) to ${toStdout ? 'stdout' : printable(out)}`)
+    return 0
+  },
+})
+
+export const deleteVerb = verb({
+  summary: 'delete a room for good: its content, versions and history',
+  usage: 'delete ROOM --yes [--tombstone] [--data DIR | --server URL --admin-token TOKEN] [--json]',
+  about: `Deletes ROOM for good: its stored updates, compacted state, versions and history log
+(coedit backup first to keep a copy). On a running server its connections are closed with
+4410 (the stock y-websocket provider stops), and a client joining afterwards starts an empty
+room. A client that still holds the old document (offline edits, an open page that
+reconnects) sends it back when it connects again, unless the room was deleted with
+--tombstone: the server then refuses the old content (close 4410 DELETED_CONTENT).`,
+  options: [
+    ['--yes', 'required: a delete cannot be undone'],
+    ['--tombstone', 'keep the deleted document\'s client IDs and refuse any update that carries its content'],
+  ],
+  flags: { yes: { type: 'boolean' }, tombstone: { type: 'boolean' } },
+  args: ['ROOM'],
+  async act({ values, positionals, io, quiet }) {
+    const room = positionals[0]!
+    // Not a prompt: the same on a terminal and in a script, as restore-backup's --force.
+    if (values.yes !== true) throw new UsageError(`delete removes ${printable(room)} and its history for good: add --yes (coedit backup first to keep a copy)`)
+    const tombstone = values.tombstone === true
+    const result = await withTarget(values, io, (t) => t.delete(room, tombstone))
+    if (values.json) await printJson(io, { ...result, deleted: true })
+    const closed = result.connections === undefined ? '' : ` (${plural(result.connections, 'connection')} closed)`
+    confirm(io, quiet, `${printable(result.room)}: deleted${tombstone ? ', its old content refused from now on (tombstone)' : ''}${closed}`)
     return 0
   },
 })
@@ -586,6 +614,7 @@ export const OPERATOR_VERBS: Record<string, Verb> = {
   rooms,
   export: exportVerb,
   import: importVerb,
+  delete: deleteVerb,
   backup,
   'restore-backup': restoreBackup,
   history,

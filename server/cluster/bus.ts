@@ -3,7 +3,11 @@
  *
  * Channels are room-keyed, so a process only hears the rooms it has loaded:
  *   <prefix>{<room>}:u   document updates: varuint seq, then the update (already stored)
- *   <prefix>{<room>}:a   awareness: varString process id, varuint kind (0 update, 1 query), payload
+ *   <prefix>{<room>}:a   awareness: varString process id, varuint kind (0 update, 1 query,
+ *                        2 deleted: the room's generation that was deleted), payload
+ * A room deleted g times (its generation, see Store.delete) has channels of its own,
+ * `...:u:<g>` and `...:a:<g>`: a process still holding the deleted copy (it has not heard
+ * of the delete yet) can neither hear nor be heard by the new one's processes.
  * The `{room}` hash tag keeps a room's channels on one Redis Cluster slot.
  * Liveness: each process refreshes `<prefix>proc:<id>` with a short TTL.
  *
@@ -18,13 +22,14 @@ import { Redactor } from '../redact.js'
 
 export const AWARENESS_UPDATE = 0
 export const AWARENESS_QUERY = 1
+export const ROOM_DELETED = 2
 
 /** ms to reach Redis at startup (and per later connection attempt) before giving up. */
 const CONNECT_TIMEOUT = 5000
 
 export interface BusHandlers {
-  update(room: string, seq: number, update: Uint8Array): void
-  awareness(room: string, processId: string, kind: number, payload: Uint8Array): void
+  update(room: string, generation: number, seq: number, update: Uint8Array): void
+  awareness(room: string, generation: number, processId: string, kind: number, payload: Uint8Array): void
   /** (Re)subscribed after a Redis outage: messages may have been missed. */
   reconnected(): void
 }
@@ -104,52 +109,54 @@ export class RedisBus {
     }
   }
 
-  private channel(room: string, kind: 'u' | 'a'): string {
-    return `${this.options.prefix}{${encodeURIComponent(room)}}:${kind}`
+  private channel(room: string, kind: 'u' | 'a', generation: number): string {
+    // Generation 0 keeps the name it always had: processes of an older coedit still hear it.
+    return `${this.options.prefix}{${encodeURIComponent(room)}}:${kind}${generation > 0 ? `:${generation}` : ''}`
   }
 
   private onMessage(channel: string, message: Buffer): void {
-    const m = /\{([^}]*)\}:([ua])$/.exec(channel)
+    const m = /\{([^}]*)\}:([ua])(?::(\d{1,15}))?$/.exec(channel)
     if (!m) return
     let room: string
     try {
       room = decodeURIComponent(m[1]!)
+      const generation = Number(m[3] ?? 0)
       const decoder = decoding.createDecoder(message)
       if (m[2] === 'u') {
         const seq = decoding.readVarUint(decoder)
-        this.handlers.update(room, seq, decoding.readTailAsUint8Array(decoder))
+        this.handlers.update(room, generation, seq, decoding.readTailAsUint8Array(decoder))
       } else {
         const processId = decoding.readVarString(decoder)
         if (processId === this.options.processId) return
         const kind = decoding.readVarUint(decoder)
-        this.handlers.awareness(room, processId, kind, decoding.readTailAsUint8Array(decoder))
+        this.handlers.awareness(room, generation, processId, kind, decoding.readTailAsUint8Array(decoder))
       }
     } catch (err) {
       this.log.warn({ event: 'bus_bad_message', channel, err: String(err) }, 'unreadable bus message ignored')
     }
   }
 
-  async subscribe(room: string): Promise<void> {
-    await this.sub.subscribe(this.channel(room, 'u'), this.channel(room, 'a'))
+  async subscribe(room: string, generation: number): Promise<void> {
+    await this.sub.subscribe(this.channel(room, 'u', generation), this.channel(room, 'a', generation))
   }
 
-  async unsubscribe(room: string): Promise<void> {
-    await this.sub.unsubscribe(this.channel(room, 'u'), this.channel(room, 'a'))
+  async unsubscribe(room: string, generation: number): Promise<void> {
+    await this.sub.unsubscribe(this.channel(room, 'u', generation), this.channel(room, 'a', generation))
   }
 
-  publishUpdate(room: string, seq: number, update: Uint8Array): void {
+  publishUpdate(room: string, generation: number, seq: number, update: Uint8Array): void {
     const e = encoding.createEncoder()
     encoding.writeVarUint(e, seq)
     encoding.writeUint8Array(e, update)
-    this.publish(this.channel(room, 'u'), encoding.toUint8Array(e))
+    this.publish(this.channel(room, 'u', generation), encoding.toUint8Array(e))
   }
 
-  publishAwareness(room: string, kind: number, payload: Uint8Array): void {
+  publishAwareness(room: string, generation: number, kind: number, payload: Uint8Array): void {
     const e = encoding.createEncoder()
     encoding.writeVarString(e, this.options.processId)
     encoding.writeVarUint(e, kind)
     encoding.writeUint8Array(e, payload)
-    this.publish(this.channel(room, 'a'), encoding.toUint8Array(e))
+    this.publish(this.channel(room, 'a', generation), encoding.toUint8Array(e))
   }
 
   private publish(channel: string, message: Uint8Array): void {

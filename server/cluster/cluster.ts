@@ -9,12 +9,17 @@
  *   reconnect, and every `healInterval` anyway, it reads what it missed from the store.
  * - Awareness crosses processes on the bus; the presence of a dead process's clients
  *   is removed once its heartbeat lapses.
+ * - A room deleted by one process (see Store.delete) is ended by the others: at once when
+ *   the bus carries the notice, else at the next heal, which finds the room's generation
+ *   grown. Meanwhile their writes for it are refused by the store.
  */
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { PostgresStore } from '../persistence/postgres.js'
 import type { Room } from '../room.js'
-import { AWARENESS_QUERY, AWARENESS_UPDATE, RedisBus } from './bus.js'
+import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
+import { AWARENESS_QUERY, AWARENESS_UPDATE, ROOM_DELETED, RedisBus } from './bus.js'
 
 export interface ClusterOptions {
   redisUrl: string
@@ -29,7 +34,7 @@ export interface ClusterOptions {
 /**
  * Subscribed to the server's events in server.ts: `before('room.loaded')` → attach,
  * `room.unloaded` → detach, local `update.applied` → published, `awareness.local` →
- * awareness, `room.gap` → gap. Updates and awareness from other processes go to the
+ * awareness, `room.gap` → gap, `room.deleted` (this process deleted a room) → deleted. Updates and awareness from other processes go to the
  * room directly (applyRemote, catchUp, applyRemoteAwareness).
  */
 export class Cluster {
@@ -53,8 +58,11 @@ export class Cluster {
     cluster.bus = await RedisBus.connect(
       { url: options.redisUrl, prefix: options.redisPrefix, processId: cluster.processId, livenessTtl: options.livenessTtl },
       {
-        update: (room, seq, update) => cluster.rooms.get(room)?.applyRemote(seq, update),
-        awareness: (room, processId, kind, payload) => cluster.onAwareness(room, processId, kind, payload),
+        update: (room, generation, seq, update) => {
+          const loaded = cluster.rooms.get(room)
+          if (loaded?.generation === generation) loaded.applyRemote(seq, update)
+        },
+        awareness: (room, generation, processId, kind, payload) => cluster.onAwareness(room, generation, processId, kind, payload),
         reconnected: () => cluster.onReconnected(),
       },
       cluster.log,
@@ -69,29 +77,46 @@ export class Cluster {
   async attach(room: Room): Promise<void> {
     this.rooms.set(room.name, room)
     try {
-      await this.bus.subscribe(room.name)
+      await this.bus.subscribe(room.name, room.generation)
     } catch (err) {
       this.log.warn({ event: 'subscribe_failed', room: room.name, err: String(err) }, 'subscribe failed; healing from the store only')
     }
     // Ask the other processes for their clients' presence in this room.
-    this.bus.publishAwareness(room.name, AWARENESS_QUERY, new Uint8Array(0))
+    this.bus.publishAwareness(room.name, room.generation, AWARENESS_QUERY, new Uint8Array(0))
     await this.heal(room)
   }
 
   detach(room: Room): void {
     if (this.rooms.get(room.name) !== room) return
     this.rooms.delete(room.name)
-    this.bus.unsubscribe(room.name).catch(() => {})
+    this.bus.unsubscribe(room.name, room.generation).catch(() => {})
+  }
+
+  /** This process deleted `room`'s generation `generation`: the processes holding that copy end it. */
+  deleted(room: string, generation: number): void {
+    const e = encoding.createEncoder()
+    encoding.writeVarUint(e, generation)
+    this.bus.publishAwareness(room, generation, ROOM_DELETED, encoding.toUint8Array(e))
   }
 
   /** A local update is durable as `seq`: tell the other processes. */
   published(room: Room, seq: number, update: Uint8Array): void {
-    this.bus.publishUpdate(room.name, seq, update)
+    this.bus.publishUpdate(room.name, room.generation, seq, update)
   }
 
   /** Awareness changes made by this process's own connections. */
   awareness(room: Room, update: Uint8Array): void {
-    this.bus.publishAwareness(room.name, AWARENESS_UPDATE, update)
+    this.bus.publishAwareness(room.name, room.generation, AWARENESS_UPDATE, update)
+  }
+
+  /** The store says the room's generation is `generation`: a copy of an older one was deleted meanwhile. */
+  private stale(room: Room, generation: number): boolean {
+    if (generation <= room.generation) return false
+    if (this.rooms.get(room.name) === room) {
+      this.log.info({ event: 'room_deleted_elsewhere', room: room.name }, 'the room was deleted by another process, closing its connections')
+      room.deleted()
+    }
+    return true
   }
 
   /** Sequence numbers skipped ahead: fetch what is missing from the store. */
@@ -106,6 +131,7 @@ export class Cluster {
     const done = (async () => {
       try {
         const since = await this.store.readSince(room.name, room.lastApplied)
+        if (this.stale(room, since.generation)) return
         if (since.lastSeq > room.lastApplied || since.state) room.catchUp(since)
       } catch (err) {
         this.log.warn({ event: 'heal_failed', room: room.name, err: String(err) }, 'catch-up from the store failed')
@@ -117,13 +143,15 @@ export class Cluster {
     return done
   }
 
-  private onAwareness(roomName: string, processId: string, kind: number, payload: Uint8Array): void {
+  private onAwareness(roomName: string, generation: number, processId: string, kind: number, payload: Uint8Array): void {
     const room = this.rooms.get(roomName)
-    if (!room) return
+    if (!room || room.generation !== generation) return
     if (kind === AWARENESS_UPDATE) room.applyRemoteAwareness(processId, payload)
     else if (kind === AWARENESS_QUERY) {
       const local = room.encodeLocalAwareness()
-      if (local) this.bus.publishAwareness(roomName, AWARENESS_UPDATE, local)
+      if (local) this.bus.publishAwareness(roomName, generation, AWARENESS_UPDATE, local)
+    } else if (kind === ROOM_DELETED) {
+      this.stale(room, decoding.readVarUint(decoding.createDecoder(payload)) + 1)
     }
   }
 
@@ -131,8 +159,8 @@ export class Cluster {
     for (const room of this.rooms.values()) {
       void this.heal(room)
       const local = room.encodeLocalAwareness()
-      if (local) this.bus.publishAwareness(room.name, AWARENESS_UPDATE, local)
-      this.bus.publishAwareness(room.name, AWARENESS_QUERY, new Uint8Array(0))
+      if (local) this.bus.publishAwareness(room.name, room.generation, AWARENESS_UPDATE, local)
+      this.bus.publishAwareness(room.name, room.generation, AWARENESS_QUERY, new Uint8Array(0))
     }
   }
 
@@ -141,9 +169,11 @@ export class Cluster {
     const rooms = [...this.rooms.values()]
     if (rooms.length === 0) return
     try {
-      const lastSeqs = await this.store.lastSeqs(rooms.map((r) => r.name))
+      const stored = await this.store.lastSeqs(rooms.map((r) => r.name))
       for (const room of rooms) {
-        if ((lastSeqs.get(room.name) ?? 0) > room.lastApplied) void this.heal(room)
+        const now = stored.get(room.name)
+        if (now && this.stale(room, now.generation)) continue
+        if ((now?.lastSeq ?? 0) > room.lastApplied) void this.heal(room)
       }
     } catch (err) {
       this.log.warn({ event: 'heal_check_failed', err: String(err) }, 'store check failed')

@@ -6,12 +6,14 @@
  *   m:<room>          JSON metadata { updatedAt }
  *   s:<room>          compacted state: varuint upTo, then the merged update
  *   u:<room>:<seq>    one update; seq is 16 hex digits so keys sort numerically
+ *   x:<room>          the tombstone a delete left (server/tombstone.ts); nothing else of the room
  */
 export const escapeRoom = (room: string): string => encodeURIComponent(room)
 export const unescapeRoom = (escaped: string): string => decodeURIComponent(escaped)
 
 export const metaKey = (room: string): string => `m:${escapeRoom(room)}`
 export const stateKey = (room: string): string => `s:${escapeRoom(room)}`
+export const tombstoneKey = (room: string): string => `x:${escapeRoom(room)}`
 export const updatePrefix = (room: string): string => `u:${escapeRoom(room)}:`
 export const updateKey = (room: string, seq: number): string =>
   updatePrefix(room) + seq.toString(16).padStart(16, '0')

@@ -9,12 +9,15 @@ import { CoeditError } from '../errors.js'
 import type { EventSink } from '../events.js'
 import type { StoreEvents } from './store.js'
 import {
-  decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, unescapeRoom,
+  decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, tombstoneKey, unescapeRoom,
   updateKey, updatePrefix,
 } from './keys.js'
 import { GroupCommit, type Append } from './group-commit.js'
-import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom } from './store.js'
-import { EMPTY_STATE } from './store.js'
+import type {
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence,
+} from './store.js'
+import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
 import { StoreClock } from './clock.js'
 import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
@@ -54,7 +57,12 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly db: Level<string, Uint8Array>
   private readonly sync: boolean
   private readonly events: LevelStoreOptions['events']
-  private readonly nextSeq = new Map<string, Promise<number> | number>()
+  private readonly nextSeq = new Map<string, number>()
+  /**
+   * Times each room was deleted since the store was opened (absent: 0). Kept in memory: a
+   * directory is one process's, so nothing loaded before a restart can write after it.
+   */
+  private readonly generations = new Map<string, number>()
   private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
   /**
    * When each room's `updatedAt` was last written: it is rewritten at most once a second,
@@ -92,10 +100,16 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     return new LevelStore(db, options)
   }
 
+  /** Refuses (ROOM_DELETED) a write for a generation of `room` that was deleted. */
+  private fence(room: string, fence: WriteFence | undefined): void {
+    if (fence?.generation !== undefined && fence.generation !== (this.generations.get(room) ?? 0)) throw roomDeletedError(room)
+  }
+
   async load(room: string): Promise<StoredRoom> {
+    const generation = this.generations.get(room) ?? 0
     const updates: Uint8Array[] = []
     let upTo = 0
-    const stored = await this.db.get(stateKey(room))
+    const [stored, tombstone] = await this.db.getMany([stateKey(room), tombstoneKey(room)])
     if (stored !== undefined) {
       const decoded = decodeState(stored)
       upTo = decoded.upTo
@@ -113,15 +127,15 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       lastSeq = seq
       pendingUpdates++
     }
-    if (!this.nextSeq.has(room)) this.nextSeq.set(room, lastSeq + 1)
-    return { updates, lastSeq, pendingUpdates }
+    // A delete that ran while this read did leaves the room at 1: not this stale figure.
+    if (!this.nextSeq.has(room) && generation === (this.generations.get(room) ?? 0)) this.nextSeq.set(room, lastSeq + 1)
+    return { updates, lastSeq, pendingUpdates, ...(generation > 0 ? { generation } : {}), ...(tombstone !== undefined ? { tombstone } : {}) }
   }
 
   async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
-    if (!this.nextSeq.has(room)) this.nextSeq.set(room, this.findNextSeq(room))
-    const known = this.nextSeq.get(room)
-    if (typeof known !== 'number') await known
+    // Checked at the call, and queued at once: a delete called after this append is written after it.
+    this.fence(room, meta)
     return this.commits.add(room, updates, meta)
   }
 
@@ -133,11 +147,15 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
       last = Math.max(last, seqOfUpdateKey(key))
     }
-    this.nextSeq.set(room, last + 1)
     return last + 1
   }
 
-  private async writeBatch(batch: readonly Append[]): Promise<number[]> {
+  private async writeBatch(batch: readonly Append[]): Promise<Array<number | Error>> {
+    // A room this store has not loaded or written yet: where its sequence stands. Here, in
+    // the group commit's order, no other write of the room can run meanwhile.
+    for (const room of new Set(batch.map((a) => a.room))) {
+      if (typeof this.nextSeq.get(room) !== 'number') this.nextSeq.set(room, await this.findNextSeq(room))
+    }
     const results: number[] = []
     const now = this.clock.stamp()
     const firstSeq = new Map<string, number>()
@@ -181,13 +199,84 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
   }
 
-  async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
-    // Two steps, safe to stop between: `load` skips updates the state already holds.
-    await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
-    // The history log keeps the updates it has not folded yet (load no longer reads them).
-    const folded = await this.db.get(logBaseKey(room))
-    const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
-    if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
+  async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    this.fence(room, fence)
+    // On the room's chain: a delete never runs between its two steps.
+    await this.serialized(room, async () => {
+      this.fence(room, fence)
+      // Two steps, safe to stop between: `load` skips updates the state already holds.
+      await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
+      // The history log keeps the updates it has not folded yet (load no longer reads them).
+      const folded = await this.db.get(logBaseKey(room))
+      const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
+      if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
+    })
+  }
+
+  /**
+   * Deletes every key of `room` in one batch (and writes its tombstone), on the room's chain
+   * after its compactions and version writes in progress, so that none meets it halfway.
+   * The room's keys are read first, outside the group commit; then, in a turn of its own
+   * among the appends (GroupCommit.exclusive), the few written meanwhile are read and the
+   * batch is written: a delete of a long log holds up no other room's appends while it
+   * reads. Its generation grows at the call, so appends and other writes made for the old
+   * one are refused from that moment.
+   */
+  delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
+    const deleted = this.generations.get(room) ?? 0
+    this.generations.set(room, deleted + 1)
+    return this.serialized(room, async () => {
+      const read = await this.roomKeys(room, options.tombstone === true)
+      // The clients of the bulk of the log, before the turn that holds up other rooms' appends.
+      const bulk = options.tombstone ? tombstoneOf(read.content) : undefined
+      return this.commits.exclusive(async () => {
+        // Appends written since the first read: only the log's tail and the metadata changed.
+        const tail = await this.roomKeys(room, options.tombstone === true, read.after)
+        const [state, meta, base, tombstone] = await this.db.getMany([stateKey(room), metaKey(room), logBaseKey(room), tombstoneKey(room)])
+        const ops: BatchOp[] = [...read.keys, ...tail.keys].map((key) => ({ type: 'del', key }))
+        const existed = ops.length > 0 || state !== undefined || meta !== undefined || base !== undefined || tombstone !== undefined
+        for (const key of [stateKey(room), metaKey(room), logBaseKey(room)]) ops.push({ type: 'del', key })
+        if (bulk) {
+          const content = [...tail.content, ...(state ? [decodeState(state).state] : []), ...(base ? [decodeLogBase(base).state] : [])]
+          const kept = tombstoneOf(content, tombstone, bulk)
+          if (!isEmptyTombstone(kept)) ops.push({ type: 'put', key: tombstoneKey(room), value: kept })
+        } else if (tombstone !== undefined) {
+          ops.push({ type: 'del', key: tombstoneKey(room) })
+        }
+        await this.db.batch(ops, { sync: this.sync })
+        this.nextSeq.set(room, 1)
+        this.metaWrittenAt.delete(room)
+        return { existed, deleted }
+      })
+    })
+  }
+
+  /**
+   * The keys of `room` there can be many of: its updates and their marks (past `after`, when
+   * given: the tail since an earlier read) and, in a first read, its versions; the updates'
+   * bytes when `values`; and where its update and mark keys end.
+   */
+  private async roomKeys(room: string, values: boolean, after?: { updates: number; marks: number }): Promise<{ keys: string[]; content: Uint8Array[]; after: { updates: number; marks: number } }> {
+    const keys: string[] = []
+    const content: Uint8Array[] = []
+    const end = { ...(after ?? { updates: 0, marks: 0 }) }
+    for await (const [key, value] of this.db.iterator({ gt: updateKey(room, end.updates), lt: prefixEnd(updatePrefix(room)), values })) {
+      keys.push(key)
+      if (values) content.push(value)
+      end.updates = seqOfUpdateKey(key)
+    }
+    for await (const key of this.db.keys({ gt: markKey(room, end.marks), lt: prefixEnd(markPrefix(room)) })) {
+      keys.push(key)
+      end.marks = seqOfUpdateKey(key)
+    }
+    // Versions are written on the room's chain, which the delete holds: read once.
+    if (!after) {
+      for (const prefix of [versionMetaPrefix(room), versionStatePrefix(room)]) {
+        for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) keys.push(key)
+      }
+    }
+    return { keys, content, after: end }
   }
 
   async listRooms(): Promise<RoomInfo[]> {
@@ -229,22 +318,37 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- history and backup (operator CLI, issue 4) -----------------------------------
 
-  /** Version writes of a room run one at a time, so ids are handed out without races. */
+  /**
+   * A room's writes besides appends (versions, compaction, folds, restore, delete) run one at
+   * a time: ids are handed out without races, and a delete never meets one halfway.
+   */
   private readonly versionChains = new Map<string, Promise<unknown>>()
 
   private serialized<T>(room: string, fn: () => Promise<T>): Promise<T> {
-    const next = (this.versionChains.get(room) ?? Promise.resolve()).then(fn)
+    const next = this.chainOf(room).then(fn)
+    this.chain(room, next)
+    return next
+  }
+
+  /** What runs on `room`'s chain now (settles, never rejects). */
+  private chainOf(room: string): Promise<unknown> {
+    return this.versionChains.get(room) ?? Promise.resolve()
+  }
+
+  /** Makes `next` the last of `room`'s chain: later writes of the room wait for it. */
+  private chain(room: string, next: Promise<unknown>): void {
     const settled = next.catch(() => {})
     this.versionChains.set(room, settled)
     void settled.then(() => {
       if (this.versionChains.get(room) === settled) this.versionChains.delete(room)
     })
-    return next
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.fence(room, fence)
     return this.serialized(room, async () => {
+      this.fence(room, fence)
       const prefix = versionMetaPrefix(room)
       let id = 1
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix), reverse: true, limit: 1 })) {
@@ -343,8 +447,12 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   async putRoom(record: RoomRecord): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    await this.serialized(record.name, () => this.putRoomNow(record))
+  }
+
+  private async putRoomNow(record: RoomRecord): Promise<void> {
     const room = record.name
-    const ops: BatchOp[] = []
+    const ops: BatchOp[] = [{ type: 'del', key: tombstoneKey(room) }]
     for (const prefix of [updatePrefix(room), versionMetaPrefix(room), versionStatePrefix(room), markPrefix(room)]) {
       for await (const key of this.db.keys({ gt: prefix, lt: prefixEnd(prefix) })) ops.push({ type: 'del', key })
     }
@@ -390,6 +498,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   private async readLogFrom(room: string, range: { afterSeq?: number; untilAt?: number }, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
+    const generation = this.generations.get(room) ?? 0
     const at = snapshot ? { snapshot } : {}
     const stored = await this.db.get(logBaseKey(room), at)
     const base = stored === undefined ? undefined : decodeLogBase(stored)
@@ -415,11 +524,18 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     } finally {
       await marks.close()
     }
-    return { base, entries }
+    // A backup's view has no generation: it is a moment, not a writer.
+    return { base, entries, ...(generation > 0 && !snapshot ? { generation } : {}) }
   }
 
-  async foldLog(room: string, base: LogBase): Promise<void> {
+  async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.fence(room, fence)
+    await this.serialized(room, () => this.foldLogNow(room, base, fence))
+  }
+
+  private async foldLogNow(room: string, base: LogBase, fence: WriteFence | undefined): Promise<void> {
+    this.fence(room, fence)
     const chained = this.db.batch()
     chained.put(logBaseKey(room), encodeLogBase(base))
     for await (const key of this.db.keys({ gt: markPrefix(room), lte: markKey(room, base.upTo) })) chained.del(key)

@@ -1,7 +1,8 @@
 /** In-memory store: for tests and for `startServer({ storage: 'memory' })`. Nothing survives the process. */
 import { CoeditError } from '../errors.js'
-import type { AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom } from './store.js'
-import { EMPTY_STATE } from './store.js'
+import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence } from './store.js'
+import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
 import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
 
@@ -18,6 +19,9 @@ interface MemoryRoom {
 
 export class MemoryStore implements VersionedStore, HistoryLogStore {
   private readonly rooms = new Map<string, MemoryRoom>()
+  /** Times each room was deleted (see Store.delete); absent: 0. */
+  private readonly generations = new Map<string, number>()
+  private readonly tombstones = new Map<string, Uint8Array>()
   private closed = false
   private readonly clock: StoreClock
 
@@ -35,15 +39,27 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
     return r
   }
 
+  /** Everything here runs synchronously from the call: a write checked here cannot meet a delete halfway. */
+  private fence(name: string, fence: WriteFence | undefined): void {
+    if (fence?.generation !== undefined && fence.generation !== (this.generations.get(name) ?? 0)) throw roomDeletedError(name)
+  }
+
+  private incarnation(name: string): Pick<StoredRoom, 'generation' | 'tombstone'> {
+    const generation = this.generations.get(name)
+    const tombstone = this.tombstones.get(name)
+    return { ...(generation ? { generation } : {}), ...(tombstone ? { tombstone } : {}) }
+  }
+
   async load(name: string): Promise<StoredRoom> {
     const r = this.rooms.get(name)
-    if (!r) return { updates: [], lastSeq: 0, pendingUpdates: 0 }
+    if (!r) return { updates: [], lastSeq: 0, pendingUpdates: 0, ...this.incarnation(name) }
     const updates = r.state ? [r.state, ...r.log.map((e) => e.update)] : r.log.map((e) => e.update)
-    return { updates, lastSeq: r.nextSeq - 1, pendingUpdates: r.log.length }
+    return { updates, lastSeq: r.nextSeq - 1, pendingUpdates: r.log.length, ...this.incarnation(name) }
   }
 
   async append(name: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.fence(name, meta)
     const r = this.room(name)
     const at = this.clock.stamp()
     // Copy: the caller's buffers may be views into reused network memory.
@@ -56,11 +72,28 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
     return r.nextSeq - 1
   }
 
-  async compact(name: string, state: Uint8Array, upTo: number): Promise<void> {
+  async compact(name: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    this.fence(name, fence)
     const r = this.room(name)
     r.state = state.slice()
     r.upTo = upTo
     r.log = r.log.filter((e) => e.seq > upTo)
+  }
+
+  async delete(name: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    const r = this.rooms.get(name)
+    const versions = this.versions.get(name)
+    const existed = r !== undefined || (versions !== undefined && versions.list.length > 0) || this.tombstones.has(name)
+    const stored = r ? [...(r.state ? [r.state] : []), ...r.log.map((e) => e.update), ...(r.logBase ? [r.logBase.state] : []), ...r.logEntries.map((e) => e.update)] : []
+    const kept = options.tombstone ? tombstoneOf(stored, this.tombstones.get(name)) : undefined
+    if (kept && !isEmptyTombstone(kept)) this.tombstones.set(name, kept)
+    else this.tombstones.delete(name)
+    this.rooms.delete(name)
+    this.versions.delete(name)
+    const deleted = this.generations.get(name) ?? 0
+    this.generations.set(name, deleted + 1)
+    return { existed, deleted }
   }
 
   async listRooms(): Promise<RoomInfo[]> {
@@ -88,8 +121,9 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
     return v
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.fence(room, fence)
     const v = this.versionsOf(room)
     const stored: StoredVersion = { id: v.nextId++, at: version.at, seq: version.seq, bytes: version.state.length, state: version.state.slice(), ...(version.pinned ? { pinned: true } : {}) }
     v.list.push(stored)
@@ -138,6 +172,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
 
   async putRoom(record: RoomRecord): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    this.tombstones.delete(record.name)
     const [first, ...rest] = record.updates
     const upTo = record.lastSeq - rest.length
     const at = this.clock.stamp()
@@ -164,7 +199,9 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
 
   async readLog(name: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
     const r = this.rooms.get(name)
-    if (!r) return { base: undefined, entries: [] }
+    const generation = this.generations.get(name)
+    const of = generation ? { generation } : {}
+    if (!r) return { base: undefined, entries: [], ...of }
     const after = Math.max(range.afterSeq ?? 0, r.logBase?.upTo ?? 0)
     const entries: LogEntry[] = []
     for (const e of r.logEntries) {
@@ -172,10 +209,11 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
       if (range.untilAt !== undefined && e.at > range.untilAt) break
       entries.push(e)
     }
-    return { base: r.logBase, entries }
+    return { base: r.logBase, entries, ...of }
   }
 
-  async foldLog(name: string, base: LogBase): Promise<void> {
+  async foldLog(name: string, base: LogBase, fence?: WriteFence): Promise<void> {
+    this.fence(name, fence)
     const r = this.room(name)
     r.logBase = { ...base, state: base.state.slice() }
     r.logEntries = r.logEntries.filter((e) => e.seq > base.upTo)

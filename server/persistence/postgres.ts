@@ -18,10 +18,12 @@ import type { EventSink } from '../events.js'
 import type { StoreEvents } from './store.js'
 import { Redactor, redactUrl } from '../redact.js'
 import { StoreClock } from './clock.js'
-import { EMPTY_STATE } from './store.js'
+import { EMPTY_STATE, roomDeletedError } from './store.js'
 import type {
-  AppendMeta, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom, StoredVersion, VersionInfo, VersionedStore,
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
+  StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
+import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db */
@@ -43,6 +45,8 @@ export interface StoredSince {
   /** Set when compaction folded updates after `afterSeq`: apply it first (idempotent). */
   state: { upTo: number; data: Uint8Array } | undefined
   lastSeq: number
+  /** The room's generation now: another than the reader's means the room was deleted (see Store.delete). */
+  generation: number
 }
 
 const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
@@ -100,6 +104,11 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
       SELECT u.room, u.seq, (extract(epoch FROM now()) * 1000)::bigint, NULL, u.data FROM ${s}.updates u
       WHERE u.seq > COALESCE((SELECT up_to FROM ${s}.states st WHERE st.room = u.room), 0)
       ON CONFLICT DO NOTHING;`,
+  // Deleting rooms: the row stays (its generation fences writers that loaded the room before
+  // the delete), its content goes; a tombstone may stay with it.
+  (s) => `
+    ALTER TABLE ${s}.rooms ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0;
+    ALTER TABLE ${s}.rooms ADD COLUMN IF NOT EXISTS tombstone bytea;`,
 ]
 
 /** ms to reach the server at startup before failing. */
@@ -179,27 +188,32 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
 
   async load(room: string): Promise<StoredRoom> {
     // One statement, one snapshot: a concurrent compaction cannot make us miss updates.
-    const { rows } = await this.pool.query<{ kind: number; seq: string; data: Buffer | null }>(
-      `SELECT 0 AS kind, up_to AS seq, data FROM ${this.s}.states WHERE room = $1
+    const { rows } = await this.pool.query<{ kind: number; seq: string; data: Buffer | null; generation: string }>(
+      `SELECT 0 AS kind, up_to AS seq, data, 0::bigint AS generation FROM ${this.s}.states WHERE room = $1
        UNION ALL
-       SELECT 1, seq, data FROM ${this.s}.updates
+       SELECT 1, seq, data, 0 FROM ${this.s}.updates
          WHERE room = $1 AND seq > COALESCE((SELECT up_to FROM ${this.s}.states WHERE room = $1), 0)
        UNION ALL
-       SELECT 2, last_seq, NULL FROM ${this.s}.rooms WHERE name = $1
+       SELECT 2, last_seq, tombstone, generation FROM ${this.s}.rooms WHERE name = $1
        ORDER BY kind, seq`,
       [room],
     )
     const updates: Uint8Array[] = []
     let lastSeq = 0
     let pendingUpdates = 0
+    let generation = 0
+    let tombstone: Uint8Array | undefined
     for (const row of rows) {
-      if (row.kind === 2) lastSeq = Number(row.seq)
-      else {
+      if (row.kind === 2) {
+        lastSeq = Number(row.seq)
+        generation = Number(row.generation)
+        tombstone = row.data ?? undefined
+      } else {
         updates.push(row.data!)
         if (row.kind === 1) pendingUpdates++
       }
     }
-    return { updates, lastSeq, pendingUpdates }
+    return { updates, lastSeq, pendingUpdates, ...(generation > 0 ? { generation } : {}), ...(tombstone ? { tombstone } : {}) }
   }
 
   /** Everything after `afterSeq`, for a process catching up on updates it did not receive. */
@@ -210,26 +224,29 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
        SELECT 1, seq, data FROM ${this.s}.updates WHERE room = $1 AND seq > $2
        UNION ALL
        SELECT 2, last_seq, NULL FROM ${this.s}.rooms WHERE name = $1
+       UNION ALL
+       SELECT 3, generation, NULL FROM ${this.s}.rooms WHERE name = $1
        ORDER BY kind, seq`,
       [room, afterSeq],
     )
-    const out: StoredSince = { updates: [], state: undefined, lastSeq: afterSeq }
+    const out: StoredSince = { updates: [], state: undefined, lastSeq: afterSeq, generation: 0 }
     for (const row of rows) {
       const seq = Number(row.seq)
       if (row.kind === 0) out.state = { upTo: seq, data: row.data! }
       else if (row.kind === 1) out.updates.push({ seq, data: row.data! })
-      else out.lastSeq = Math.max(afterSeq, seq)
+      else if (row.kind === 2) out.lastSeq = Math.max(afterSeq, seq)
+      else out.generation = seq
     }
     if (out.state) out.updates = out.updates.filter((u) => u.seq > out.state!.upTo)
     return out
   }
 
-  /** Last sequence number of each of `rooms` (rooms never written are absent). */
-  async lastSeqs(rooms: readonly string[]): Promise<Map<string, number>> {
-    const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
-      `SELECT name, last_seq FROM ${this.s}.rooms WHERE name = ANY($1::text[])`, [rooms],
+  /** Last sequence number and generation of each of `rooms` (rooms never written are absent). */
+  async lastSeqs(rooms: readonly string[]): Promise<Map<string, { lastSeq: number; generation: number }>> {
+    const { rows } = await this.pool.query<{ name: string; last_seq: string; generation: string }>(
+      `SELECT name, last_seq, generation FROM ${this.s}.rooms WHERE name = ANY($1::text[])`, [rooms],
     )
-    return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
+    return new Map(rows.map((r) => [r.name, { lastSeq: Number(r.last_seq), generation: Number(r.generation) }]))
   }
 
   append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
@@ -237,15 +254,43 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     return this.commits.add(room, updates, meta)
   }
 
-  private async writeBatch(batch: readonly Append[]): Promise<number[]> {
+  /**
+   * Appends of one room made for two generations (an old copy's, queued before a delete, and
+   * the new copy's) cannot share a statement, which checks one generation per room: they are
+   * written one part after the other, in call order.
+   */
+  private async writeBatch(batch: readonly Append[]): Promise<Array<number | Error>> {
+    const parts: Append[][] = [[]]
+    const fenced = new Map<string, number>()
+    for (const append of batch) {
+      const generation = append.meta?.generation
+      const seen = fenced.get(append.room)
+      if (generation !== undefined && seen !== undefined && seen !== generation) {
+        parts.push([])
+        fenced.clear()
+      }
+      if (generation !== undefined) fenced.set(append.room, generation)
+      parts[parts.length - 1]!.push(append)
+    }
+    const results: Array<number | Error> = []
+    for (const part of parts) results.push(...await this.writePart(part))
+    return results
+  }
+
+  private async writePart(batch: readonly Append[]): Promise<Array<number | Error>> {
     // Per room: how many updates, in call order; rows locked in name order to avoid deadlocks.
     const counts = new Map<string, number>()
+    /** The generation each room's appends were made for (null: not checked). */
+    const fences = new Map<string, number | null>()
     const uRoom: string[] = []
     const uIdx: number[] = []
     const uData: Uint8Array[] = []
     const uUser: Array<string | null> = []
     const ends: number[] = []
     for (const p of batch) {
+      const generation = p.meta?.generation
+      if (generation !== undefined) fences.set(p.room, generation)
+      else if (!fences.has(p.room)) fences.set(p.room, null)
       let n = counts.get(p.room) ?? 0
       for (const update of p.updates) {
         uRoom.push(p.room)
@@ -258,16 +303,27 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     }
     const rooms = [...counts.keys()].sort()
     const ns = rooms.map((r) => counts.get(r)!)
+    const generations = rooms.map((r) => fences.get(r) ?? null)
     const started = performance.now()
     const lastSeqs = await this.withRetry(async () => {
+      // The room rows are locked first and their generation read under the lock (a delete
+      // holds it while it runs): an append made for a deleted generation is not written.
       const { rows } = await this.pool.query<{ name: string; last_seq: string }>(
         `WITH input AS (
-           SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(name, n, ord)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $8::bigint[]) WITH ORDINALITY AS t(name, n, gen, ord)
+         ), locked AS (
+           SELECT r.name, r.generation FROM ${this.s}.rooms r WHERE r.name IN (SELECT name FROM input)
+           ORDER BY r.name FOR UPDATE
+         ), admitted AS (
+           SELECT i.name, i.n, i.ord, COALESCE(l.generation, 0) AS generation
+           FROM input i LEFT JOIN locked l ON l.name = i.name
+           WHERE i.gen IS NULL OR i.gen = COALESCE(l.generation, 0)
          ), bumped AS (
-           INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at, last_at)
-           SELECT name, n, now(), $6 FROM input ORDER BY ord
+           INSERT INTO ${this.s}.rooms AS r (name, last_seq, updated_at, last_at, generation)
+           SELECT name, n, now(), $6, generation FROM admitted ORDER BY ord
            ON CONFLICT (name) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq, updated_at = now(),
              last_at = GREATEST(r.last_at, excluded.last_at)  -- stamps never decrease along a room's log
+           WHERE r.generation = excluded.generation
            RETURNING r.name, r.last_seq, r.last_at
          ), inserted AS (  -- runs to completion though nothing reads it
            INSERT INTO ${this.s}.updates (room, seq, data)
@@ -285,13 +341,17 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
            RETURNING 1
          )
          SELECT name, last_seq FROM bumped`,
-        [rooms, ns, uRoom, uIdx, uData.map(toBuffer), this.clock.stamp(), uUser],
+        [rooms, ns, uRoom, uIdx, uData.map(toBuffer), this.clock.stamp(), uUser, generations],
       )
       return new Map(rows.map((r) => [r.name, Number(r.last_seq)]))
     })
     this.events?.emit('store.batch', { updates: uData.length, ms: performance.now() - started })
-    // Each append's last update is `ends[i]` of its room's n in this batch.
-    return batch.map((p, i) => lastSeqs.get(p.room)! - counts.get(p.room)! + ends[i]!)
+    // Each append's last update is `ends[i]` of its room's n in this batch; a room missing
+    // from the answer was refused (deleted since its appends' copy was loaded).
+    return batch.map((p, i) => {
+      const last = lastSeqs.get(p.room)
+      return last === undefined ? roomDeletedError(p.room) : last - counts.get(p.room)! + ends[i]!
+    })
   }
 
   private async withRetry<T>(run: () => Promise<T>): Promise<T> {
@@ -305,11 +365,14 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     }
   }
 
-  async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
+  async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
     await this.transaction(async (client) => {
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [`coedit-compact:${this.s}:${room}`])
       // Another process is folding this room right now; its state will do.
       if (!rows[0]?.ok) return
+      // Shared with other compactions, exclusive with a delete (see roomLock).
+      await client.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [this.roomLock(room)])
+      await this.checkFence(client, room, fence)
       const { rowCount } = await client.query(
         `INSERT INTO ${this.s}.states AS st (room, up_to, data) VALUES ($1, $2, $3)
          ON CONFLICT (room) DO UPDATE SET up_to = excluded.up_to, data = excluded.data
@@ -320,6 +383,60 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     })
   }
 
+  /** Under the room lock: a fenced write of a deleted generation is refused. */
+  private async checkFence(client: pg.PoolClient, room: string, fence: WriteFence | undefined): Promise<void> {
+    if (fence?.generation === undefined) return
+    const { rows } = await client.query<{ generation: string }>(`SELECT generation FROM ${this.s}.rooms WHERE name = $1`, [room])
+    if (Number(rows[0]?.generation ?? 0) !== fence.generation) throw roomDeletedError(room)
+  }
+
+  /**
+   * Removes the room's content, versions and history log in one transaction holding the room
+   * lock (no compaction, version or fold of it in progress) and its row (appends wait, and
+   * see the new generation once it commits). The row stays, with its generation grown, its
+   * sequence back at 0 and the tombstone if one was asked for.
+   */
+  async delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    // This process's appends called before it are written first (and deleted with the rest);
+    // the transaction itself does not hold up the group commit: appends of the room made
+    // after it wait for its row lock, and see the generation it leaves.
+    await this.commits.exclusive(async () => {})
+    return this.withRetry(() => this.inRoomTransaction(room, async (client) => {
+      const { rows } = await client.query<{ generation: string; last_seq: string; tombstone: Buffer | null }>(
+        `SELECT generation, last_seq, tombstone FROM ${this.s}.rooms WHERE name = $1 FOR UPDATE`, [room],
+      )
+      const row = rows[0]
+      const deleted = Number(row?.generation ?? 0)
+      let tombstone: Uint8Array | null = null
+      if (options.tombstone && row) {
+        // The log's entries are in `updates` or, compacted, in `states`: not read twice.
+        const content = await client.query<{ data: Buffer }>(
+          `SELECT data FROM ${this.s}.states WHERE room = $1 UNION ALL SELECT data FROM ${this.s}.updates WHERE room = $1
+           UNION ALL SELECT data FROM ${this.s}.log_bases WHERE room = $1`,
+          [room],
+        )
+        tombstone = tombstoneOf(content.rows.map((r) => r.data), row.tombstone ?? undefined)
+        if (isEmptyTombstone(tombstone)) tombstone = null
+      }
+      let removed = 0
+      for (const table of ['updates', 'states', 'versions', 'log', 'log_bases']) {
+        removed += (await client.query(`DELETE FROM ${this.s}.${table} WHERE room = $1`, [room])).rowCount ?? 0
+      }
+      if (row) {
+        await client.query(
+          `UPDATE ${this.s}.rooms SET generation = generation + 1, last_seq = 0, tombstone = $2, updated_at = now() WHERE name = $1`,
+          [room, tombstone && toBuffer(tombstone)],
+        )
+      }
+      return { existed: removed > 0 || Number(row?.last_seq ?? 0) > 0 || row?.tombstone != null, deleted }
+    }))
+  }
+
+  private roomLock(room: string): string {
+    return `coedit-room:${this.s}:${room}`
+  }
+
   async listRooms(): Promise<RoomInfo[]> {
     const { rows } = await this.pool.query<{ name: string; last_seq: string; updated_at: Date; updates: string; bytes: string }>(
       `SELECT r.name, r.last_seq, r.updated_at,
@@ -327,7 +444,9 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
                  AND u.seq > COALESCE((SELECT up_to FROM ${this.s}.states s WHERE s.room = r.name), 0)) AS updates,
               COALESCE((SELECT sum(length(data)) FROM ${this.s}.updates u WHERE u.room = r.name), 0)
                 + COALESCE((SELECT length(data) FROM ${this.s}.states s WHERE s.room = r.name), 0) AS bytes
-       FROM ${this.s}.rooms r ORDER BY r.name COLLATE "C"`,
+       FROM ${this.s}.rooms r
+       WHERE r.last_seq > 0 OR EXISTS (SELECT 1 FROM ${this.s}.states s WHERE s.room = r.name)
+       ORDER BY r.name COLLATE "C"`,
     )
     return rows.map((r) => ({
       name: r.name,
@@ -350,14 +469,15 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   /** Runs `fn` in a transaction holding the per-room lock of version writes. */
   private inRoomTransaction<T>(room: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     return this.transaction(async (client) => {
-      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`coedit-room:${this.s}:${room}`])
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [this.roomLock(room)])
       return fn(client)
     })
   }
 
-  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo> {
+  async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     return this.inRoomTransaction(room, async (client) => {
+      await this.checkFence(client, room, fence)
       const { rows } = await client.query<{ id: string }>(
         `INSERT INTO ${this.s}.versions (room, id, at, seq, data, pinned)
          SELECT $1, COALESCE(max(id), 0) + 1, $2, $3, $4, $5 FROM ${this.s}.versions WHERE room = $1
@@ -392,7 +512,9 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   private async readLogWith(client: pg.Pool | pg.PoolClient, room: string, range: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog> {
     // One statement, one snapshot: a concurrent fold cannot leave a gap between base and entries.
     const { rows } = await client.query<{ kind: number; seq: string; at: string; user_id: string | null; data: Buffer }>(
-      `SELECT 0 AS kind, up_to AS seq, at, NULL::text AS user_id, data FROM ${this.s}.log_bases WHERE room = $1
+      `SELECT -1 AS kind, generation AS seq, 0::bigint AS at, NULL::text AS user_id, NULL::bytea AS data FROM ${this.s}.rooms WHERE name = $1
+       UNION ALL
+       SELECT 0, up_to, at, NULL, data FROM ${this.s}.log_bases WHERE room = $1
        UNION ALL
        SELECT 1, seq, at, user_id, data FROM ${this.s}.log
          WHERE room = $1 AND seq > GREATEST($2::bigint, COALESCE((SELECT up_to FROM ${this.s}.log_bases WHERE room = $1), 0))
@@ -402,6 +524,10 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     )
     const log: HistoryLog = { base: undefined, entries: [] }
     for (const r of rows) {
+      if (r.kind === -1) {
+        if (Number(r.seq) > 0 && client === this.pool) log.generation = Number(r.seq)
+        continue
+      }
       if (r.kind === 0) {
         log.base = { upTo: Number(r.seq), at: Number(r.at), state: r.data }
         continue
@@ -413,9 +539,10 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     return log
   }
 
-  async foldLog(room: string, base: LogBase): Promise<void> {
+  async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     await this.inRoomTransaction(room, async (client) => {
+      await this.checkFence(client, room, fence)
       const { rowCount } = await client.query(
         `INSERT INTO ${this.s}.log_bases AS b (room, up_to, at, data) VALUES ($1, $2, $3, $4)
          ON CONFLICT (room) DO UPDATE SET up_to = excluded.up_to, at = excluded.at, data = excluded.data
@@ -444,7 +571,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
       const { rows } = await client.query<{ name: string }>(
-        `SELECT name FROM ${this.s}.rooms UNION SELECT room FROM ${this.s}.states ORDER BY 1`,
+        `SELECT name FROM ${this.s}.rooms WHERE last_seq > 0 UNION SELECT room FROM ${this.s}.states ORDER BY 1`,
       )
       const rooms = rows.map((r) => r.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       return { rooms, read: (room) => this.readRoom(client, room), close: end }
@@ -492,7 +619,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       // Hold the room row so no append interleaves with the replacement.
       await client.query(
         `INSERT INTO ${this.s}.rooms (name, last_seq, updated_at) VALUES ($1, $2, to_timestamp($3 / 1000.0))
-         ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
+         ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at, tombstone = NULL`,
         [room, record.lastSeq, record.updatedAt ?? Date.now()],
       )
       await client.query(`DELETE FROM ${this.s}.updates WHERE room = $1`, [room])

@@ -9,14 +9,59 @@
  * - `load` returns the compacted state (if any) followed by every later update.
  * - `compact(room, state, upTo)` replaces updates 1..upTo by `state`, which must be
  *   their merge; appends running concurrently are not affected.
+ * - `delete(room)` removes everything stored of the room (log, state, metadata, history log,
+ *   versions) in one atomic step: an append called before it is deleted with the rest, one
+ *   called once it resolved starts the room afresh. It makes the room's `generation` grow at
+ *   the call, and from then on a write naming an older generation (a process that loaded the
+ *   room before the delete) is refused with ROOM_DELETED, so nothing of the deleted room is
+ *   written back into the new one. (An append naming no generation, called while the delete
+ *   runs, may land on either side of it.)
  */
+import { CoeditError } from '../errors.js'
+
 export interface StoredRoom {
   /** Updates in the order they must be applied; the compacted state, if any, comes first. */
   updates: Uint8Array[]
-  /** Sequence number of the last stored update; 0 for a room never written. */
+  /** Sequence number of the last stored update; 0 for a room never written (or just deleted). */
   lastSeq: number
   /** How many log entries follow the compacted state (what compaction would fold in). */
   pendingUpdates: number
+  /** How many times the room was deleted (see `delete`, WriteFence); absent: 0. */
+  generation?: number
+  /** Left by `delete(room, { tombstone: true })`: the deleted content's client IDs (server/tombstone.ts). */
+  tombstone?: Uint8Array
+}
+
+/**
+ * Which incarnation of a room a write is for. A room deleted since its writer loaded it is a
+ * new room: the store refuses the write with a CoeditError ROOM_DELETED instead of mixing
+ * the old room into it (a cluster process that has not heard of the delete yet, a
+ * compaction or a version being written as the delete runs).
+ */
+export interface WriteFence {
+  /** `generation` as `load` (or `readLog`) returned it. Absent: not checked (offline tools). */
+  generation?: number
+}
+
+/** The error of a write refused by its fence. */
+export function roomDeletedError(room: string): CoeditError {
+  return new CoeditError('ROOM_DELETED', `room "${room}" was deleted since this write's copy of it was loaded`)
+}
+
+export function isRoomDeleted(err: unknown): boolean {
+  return err instanceof CoeditError && err.code === 'ROOM_DELETED'
+}
+
+export interface DeleteOptions {
+  /** Keep a tombstone of the deleted content (server/tombstone.ts), merged with any earlier one. */
+  tombstone?: boolean
+}
+
+export interface DeleteResult {
+  /** Something was stored under the name (content, versions or history). */
+  existed: boolean
+  /** The generation that was deleted: writes naming it, or an older one, are refused from now on. */
+  deleted: number
 }
 
 export interface RoomInfo {
@@ -31,7 +76,7 @@ export interface RoomInfo {
 }
 
 /** Who made the updates of one append (issue 18): the connection's user, when known. */
-export interface AppendMeta {
+export interface AppendMeta extends WriteFence {
   /** `user.id`: the token's `sub`, or what an `authenticate` hook says. */
   user?: string
 }
@@ -46,7 +91,10 @@ export interface Store {
   load(room: string): Promise<StoredRoom>
   /** `meta` is recorded with the updates by stores that keep a history log; others ignore it. */
   append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number>
-  compact(room: string, state: Uint8Array, upTo: number): Promise<void>
+  compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void>
+  /** See the contract above; with `tombstone`, `load` returns one from now on (until a plain delete). */
+  delete(room: string, options?: DeleteOptions): Promise<DeleteResult>
+  /** Rooms with something stored (a deleted room is not listed, even with a tombstone). */
   listRooms(): Promise<RoomInfo[]>
   close(): Promise<void>
 }
@@ -96,7 +144,7 @@ export interface StoreSnapshot {
 
 export interface VersionedStore extends Store {
   /** Records a version of `room`; returns its info (with the id it was given). */
-  putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }): Promise<VersionInfo>
+  putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo>
   /** Versions of `room`, oldest first, without their states. */
   listVersions(room: string): Promise<VersionInfo[]>
   getVersion(room: string, id: number): Promise<StoredVersion | undefined>
@@ -105,7 +153,7 @@ export interface VersionedStore extends Store {
   snapshot(): Promise<StoreSnapshot>
   /**
    * Replaces whatever `record.name` holds by `record` (state, metadata and versions) in
-   * one atomic write: what restoring a backup does.
+   * one atomic write: what restoring a backup does. A tombstone of the name goes too.
    */
   putRoom(record: RoomRecord): Promise<void>
 }
@@ -137,6 +185,8 @@ export interface HistoryLog {
   base: LogBase | undefined
   /** Entries after `base.upTo`, oldest first. */
   entries: LogEntry[]
+  /** The room's generation the log was read from (a fold of it names it); absent: 0. */
+  generation?: number
 }
 
 export interface HistoryLogStore extends Store {
@@ -146,7 +196,7 @@ export interface HistoryLogStore extends Store {
    */
   readLog(room: string, range?: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog>
   /** Replaces the base by `base` and drops the entries through `base.upTo`, in one write. */
-  foldLog(room: string, base: LogBase): Promise<void>
+  foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void>
 }
 
 export function isHistoryLogStore(store: Store): store is HistoryLogStore {

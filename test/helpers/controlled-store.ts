@@ -1,18 +1,19 @@
 /**
  * A Store wrapper for race and failure tests: counts calls and lets a test delay or
- * fail `load`, `append` and `compact` of chosen rooms.
+ * fail `load`, `append`, `compact` and `delete` of chosen rooms.
  */
-import type { RoomInfo, Store, StoredRoom } from '../../server/persistence/store.js'
+import type { AppendMeta, DeleteOptions, DeleteResult, RoomInfo, Store, StoredRoom, WriteFence } from '../../server/persistence/store.js'
 
 export type Hook = (room: string) => Promise<void> | void
 
 export class ControlledStore implements Store {
-  readonly calls = { load: 0, append: 0, compact: 0 }
+  readonly calls = { load: 0, append: 0, compact: 0, delete: 0 }
   readonly loads = new Map<string, number>()
   /** Runs before the inner call; throw (or reject) to make the call fail. */
   beforeLoad: Hook | undefined
   beforeAppend: Hook | undefined
   beforeCompact: Hook | undefined
+  beforeDelete: Hook | undefined
 
   constructor(readonly inner: Store) {}
 
@@ -23,16 +24,22 @@ export class ControlledStore implements Store {
     return this.inner.load(room)
   }
 
-  async append(room: string, updates: readonly Uint8Array[]): Promise<number> {
+  async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     this.calls.append++
     await this.beforeAppend?.(room)
-    return this.inner.append(room, updates)
+    return this.inner.append(room, updates, meta)
   }
 
-  async compact(room: string, state: Uint8Array, upTo: number): Promise<void> {
+  async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
     this.calls.compact++
     await this.beforeCompact?.(room)
-    return this.inner.compact(room, state, upTo)
+    return this.inner.compact(room, state, upTo, fence)
+  }
+
+  async delete(room: string, options?: DeleteOptions): Promise<DeleteResult> {
+    this.calls.delete++
+    await this.beforeDelete?.(room)
+    return this.inner.delete(room, options)
   }
 
   listRooms(): Promise<RoomInfo[]> {

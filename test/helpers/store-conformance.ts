@@ -6,6 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { isHistoryLogStore, isVersionedStore, type HistoryLogStore, type Store } from '../../server/persistence/store.js'
+import { decodeTombstone } from '../../server/tombstone.js'
 
 export interface StoreFixture {
   store: Store
@@ -16,8 +17,9 @@ export interface StoreFixture {
 }
 
 /** A real Yjs update that inserts `text` (updates of one doc, so they depend on each other). */
-function editor(): { doc: Y.Doc; edit: (text: string) => Uint8Array; updates: Uint8Array[] } {
+function editor(clientID?: number): { doc: Y.Doc; edit: (text: string) => Uint8Array; updates: Uint8Array[] } {
   const doc = new Y.Doc()
+  if (clientID !== undefined) doc.clientID = clientID
   const updates: Uint8Array[] = []
   return {
     doc,
@@ -267,5 +269,166 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     assert.equal(replay([started.base!.state]), 'abc')
     const next = await store.append('old', [e.edit('d')])
     assert.deepEqual((await store.readLog('old')).entries.map((x) => x.seq), [next])
+  })
+
+  // ---- delete (issue 14) ------------------------------------------------------------------
+
+  const refused = (err: { code?: string }): boolean => err.code === 'ROOM_DELETED'
+
+  withStore('delete removes every key of the room and nothing of the others', async (f) => {
+    const { store } = f
+    // Names that share a prefix with 'r' in a key layout: their keys must survive.
+    const others = ['r:x', 'r;', 'ra', 'r%3A', 'x']
+    const editors = new Map<string, ReturnType<typeof editor>>()
+    for (const room of ['r', ...others]) {
+      const e = editor()
+      editors.set(room, e)
+      let last = 0
+      for (const ch of ['a', 'b', 'c']) last = await store.append(room, [e.edit(ch)], { user: 'u' })
+      await store.compact(room, Y.encodeStateAsUpdate(e.doc), last)
+      await store.append(room, [e.edit('d')])
+      if (isVersionedStore(store)) await store.putVersion(room, { at: Date.now(), seq: last, state: Y.encodeStateAsUpdate(e.doc), pinned: true })
+      if (isHistoryLogStore(store)) {
+        const log = await store.readLog(room)
+        const doc = new Y.Doc()
+        Y.applyUpdate(doc, log.entries[0]!.update)
+        await store.foldLog(room, { upTo: log.entries[0]!.seq, at: log.entries[0]!.at, state: Y.encodeStateAsUpdate(doc) })
+      }
+    }
+    const before = await store.load('r')
+    const result = await store.delete('r')
+    assert.deepEqual(result, { existed: true, deleted: before.generation ?? 0 })
+    const loaded = await store.load('r')
+    assert.deepEqual({ ...loaded, generation: undefined }, { updates: [], lastSeq: 0, pendingUpdates: 0, generation: undefined })
+    assert.ok((loaded.generation ?? 0) > (before.generation ?? 0), 'the generation grows')
+    assert.deepEqual((await store.listRooms()).map((r) => r.name), [...others].sort())
+    if (isVersionedStore(store)) {
+      assert.deepEqual(await store.listVersions('r'), [])
+      const snapshot = await store.snapshot()
+      assert.deepEqual(snapshot.rooms, [...others].sort())
+      await snapshot.close()
+    }
+    if (isHistoryLogStore(store)) {
+      const log = await store.readLog('r')
+      assert.deepEqual([log.base, log.entries], [undefined, []])
+    }
+    for (const room of others) {
+      assert.equal(replay((await store.load(room)).updates), 'abcd', `room ${room} untouched`)
+      if (isVersionedStore(store)) assert.equal((await store.listVersions(room)).length, 1, `room ${room} keeps its version`)
+      if (isHistoryLogStore(store)) assert.equal((await store.readLog(room)).base?.upTo, 1, `room ${room} keeps its log`)
+    }
+    // The room starts afresh: its sequence, its log.
+    const e = editor()
+    const seq = await store.append('r', [e.edit('new')], { user: 'v' })
+    assert.equal(seq, 1)
+    assert.equal(replay((await store.load('r')).updates), 'new')
+    if (isHistoryLogStore(store)) assert.deepEqual((await store.readLog('r')).entries.map((x) => [x.seq, x.user]), [[1, 'v']])
+    if (f.reopen) {
+      const reopened = await f.reopen()
+      assert.equal(replay((await reopened.load('r')).updates), 'new', 'the delete is durable')
+      assert.deepEqual((await reopened.listRooms()).map((r) => r.name), ['r', ...others].sort())
+    }
+  })
+
+  withStore('deleting a room never written: nothing existed, nothing is written', async ({ store }) => {
+    assert.equal((await store.delete('never', { tombstone: true })).existed, false)
+    const loaded = await store.load('never')
+    assert.deepEqual([loaded.updates, loaded.lastSeq, loaded.tombstone], [[], 0, undefined])
+    assert.deepEqual(await store.listRooms(), [])
+  })
+
+  withStore('writes made for the deleted generation are refused; the new generation\'s pass', async ({ store }) => {
+    const e = editor()
+    const old = (await store.load('r')).generation ?? 0
+    const seq = await store.append('r', [e.edit('a')], { generation: old })
+    await store.delete('r')
+    const now = (await store.load('r')).generation ?? 0
+    assert.notEqual(now, old)
+    await assert.rejects(store.append('r', [e.edit('b')], { generation: old }), refused, 'append')
+    await assert.rejects(store.compact('r', Y.encodeStateAsUpdate(e.doc), seq, { generation: old }), refused, 'compact')
+    if (isVersionedStore(store)) {
+      await assert.rejects(store.putVersion('r', { at: Date.now(), seq, state: Y.encodeStateAsUpdate(e.doc) }, { generation: old }), refused, 'putVersion')
+    }
+    if (isHistoryLogStore(store)) {
+      await assert.rejects(store.foldLog('r', { upTo: seq, at: Date.now(), state: Y.encodeStateAsUpdate(e.doc) }, { generation: old }), refused, 'foldLog')
+    }
+    assert.deepEqual((await store.load('r')).updates, [], 'nothing of the old generation was written')
+    assert.deepEqual(await store.listRooms(), [])
+    const fresh = editor()
+    const s1 = await store.append('r', [fresh.edit('x')], { generation: now })
+    await store.compact('r', Y.encodeStateAsUpdate(fresh.doc), s1, { generation: now })
+    if (isVersionedStore(store)) await store.putVersion('r', { at: Date.now(), seq: s1, state: Y.encodeStateAsUpdate(fresh.doc) }, { generation: now })
+    if (isHistoryLogStore(store)) {
+      const log = await store.readLog('r')
+      assert.equal(log.generation ?? 0, now, 'readLog tells the generation it read')
+      await store.foldLog('r', { upTo: s1, at: log.entries[0]!.at, state: Y.encodeStateAsUpdate(fresh.doc) }, { generation: log.generation ?? 0 })
+    }
+    assert.equal(replay((await store.load('r')).updates), 'x')
+  })
+
+  withStore('appends called before a delete go with it, fenced ones called after it are refused', async ({ store }) => {
+    const e = editor()
+    const generation = (await store.load('r')).generation ?? 0
+    const before = [store.append('r', [e.edit('a')]), store.append('r', [e.edit('b')], { generation })]
+    const deleted = store.delete('r')
+    const late = store.append('r', [e.edit('c')], { generation }).then(() => 'stored', (err: { code?: string }) => err.code)
+    await Promise.all([...before, deleted])
+    assert.equal(await late, 'ROOM_DELETED')
+    assert.deepEqual((await store.load('r')).updates, [])
+    const fresh = editor()
+    assert.equal(await store.append('r', [fresh.edit('z')], { generation: (await store.load('r')).generation ?? 0 }), 1)
+    assert.equal(replay((await store.load('r')).updates), 'z')
+  })
+
+  withStore('a fenced compaction racing a delete never brings the room back', async ({ store }) => {
+    const e = editor()
+    let last = 0
+    for (const ch of ['a', 'b', 'c']) last = await store.append('r', [e.edit(ch)], { generation: 0 })
+    const generation = (await store.load('r')).generation ?? 0
+    const compaction = store.compact('r', Y.encodeStateAsUpdate(e.doc), last, { generation }).then(() => 'stored', (err: { code?: string }) => err.code)
+    await store.delete('r')
+    const outcome = await compaction
+    assert.ok(outcome === 'stored' || outcome === 'ROOM_DELETED', String(outcome))
+    const loaded = await store.load('r')
+    assert.deepEqual([loaded.updates, loaded.lastSeq], [[], 0])
+    assert.deepEqual(await store.listRooms(), [])
+  })
+
+  withStore('a tombstone holds the deleted clients, grows with a later one, and a plain delete removes it', async (f) => {
+    const { store } = f
+    const ada = editor(1111)
+    const bob = editor(2222)
+    await store.append('r', [ada.edit('hello ')])
+    await store.append('r', [bob.edit('world'), bob.edit('!')])
+    assert.deepEqual(await store.delete('r', { tombstone: true }).then((r) => r.existed), true)
+    let tombstone = (await store.load('r')).tombstone
+    assert.ok(tombstone, 'load returns the tombstone')
+    assert.deepEqual([...decodeTombstone(tombstone)].sort(), [[1111, 6], [2222, 6]])
+    assert.deepEqual(await store.listRooms(), [], 'a tombstone is no room')
+    const cid = editor(3333)
+    await store.append('r', [cid.edit('new')])
+    await store.delete('r', { tombstone: true })
+    tombstone = (await store.load('r')).tombstone
+    assert.deepEqual([...decodeTombstone(tombstone!)].map(([client]) => client).sort(), [1111, 2222, 3333])
+    if (f.reopen) {
+      const reopened = await f.reopen()
+      assert.deepEqual([...decodeTombstone((await reopened.load('r')).tombstone!)].map(([client]) => client).sort(), [1111, 2222, 3333], 'the tombstone is durable')
+      assert.equal((await reopened.delete('r')).existed, true, 'a tombstone alone is something stored')
+      assert.equal((await reopened.load('r')).tombstone, undefined)
+      return
+    }
+    assert.equal((await store.delete('r')).existed, true, 'a tombstone alone is something stored')
+    assert.equal((await store.load('r')).tombstone, undefined)
+  })
+
+  withStore('putRoom replaces a tombstone with the record', async ({ store }) => {
+    if (!isVersionedStore(store)) return
+    const e = editor(4444)
+    const seq = await store.append('r', [e.edit('old')])
+    await store.delete('r', { tombstone: true })
+    await store.putRoom({ name: 'r', updatedAt: Date.now(), lastSeq: seq, updates: [Y.encodeStateAsUpdate(e.doc)], versions: [] })
+    const loaded = await store.load('r')
+    assert.equal(loaded.tombstone, undefined)
+    assert.equal(replay(loaded.updates), 'old')
   })
 }
