@@ -77,12 +77,20 @@ export function readHistorySection(d: decoding.Decoder, record: RoomRecord): voi
  * the room has complete is broken (entries missing or out of order).
  */
 export function checkHistoryLog(log: HistoryLog, state: Uint8Array): void {
-  const doc = new Y.Doc()
+  let doc = new Y.Doc()
   try {
     Y.transact(doc, () => {
       if (log.base) Y.applyUpdate(doc, log.base.state)
       for (const e of log.entries) Y.applyUpdate(doc, e.update)
     })
+    if (doc.store.pendingStructs !== null || doc.store.pendingDs !== null) {
+      // Applied one by one, Yjs's retry of pending structs can leave a chain stuck that the
+      // same updates merged do integrate (found by the fuzz suite's backup of its store): judge
+      // the log by its merged form before calling it broken.
+      doc.destroy()
+      doc = new Y.Doc()
+      Y.applyUpdate(doc, Y.mergeUpdates([...(log.base ? [log.base.state] : []), ...log.entries.map((e) => e.update)]))
+    }
     if (doc.store.pendingStructs !== null || doc.store.pendingDs !== null) {
       const room = new Y.Doc()
       try {
