@@ -4,13 +4,13 @@
  * lists the causes). Bare `coedit` is bad usage: the usage goes to stderr; `coedit --help`
  * asked for it: stdout, exit 0.
  */
-import { closest, helpRows } from '../server/args.js'
+import { closest, helpRows } from '../server/operator/args.js'
 import { serve } from './serve.js'
 import { token } from './token.js'
 import { OPERATOR_VERBS } from './cli/verbs.js'
 import { processIO, runVerb, type CliIO } from './cli/io.js'
 import { printable } from './cli/printable.js'
-import { packageVersion } from '../server/paths.js'
+import { packageVersion } from '../server/http/paths.js'
 
 const VERBS: Record<string, { run: (argv: string[], io: CliIO) => Promise<number>; summary: string }> = {
   serve: { run: (argv) => serve(argv), summary: 'run the collaboration server (see coedit serve --help)' },

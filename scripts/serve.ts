@@ -5,7 +5,7 @@
 import { parseServeArgs, serveHelp } from '../server/config.js'
 import { startServer } from '../server/server.js'
 import { createLogger } from '../server/log.js'
-import { packageVersion } from '../server/paths.js'
+import { packageVersion } from '../server/http/paths.js'
 
 export async function serve(argv: string[]): Promise<number> {
   const { help, version, ...config } = parseServeArgs(argv, process.env)

@@ -4,9 +4,9 @@
  * --private-key). Not the admin token of the operator verbs: that one is a shared key
  * given to `serve --admin-token`.
  */
-import { helpColumn, helpRows, parseFlags, type FlagSpecs } from '../server/args.js'
+import { helpColumn, helpRows, parseFlags, type FlagSpecs } from '../server/operator/args.js'
 import { UsageError } from '../server/errors.js'
-import { signToken } from '../server/auth.js'
+import { signToken } from '../server/transport/auth.js'
 import { checkAuthSecret, parseDuration } from '../server/config.js'
 import { confirm, processIO, writeOut, type CliIO } from './cli/io.js'
 import { printable } from './cli/printable.js'

@@ -3,15 +3,15 @@
  * variable, default and help text. Parsed once at the entry point and passed down;
  * nothing reads the environment anywhere else.
  */
-import { helpRows, parseFlags, type FlagSpecs } from './args.js'
+import { helpRows, parseFlags, type FlagSpecs } from './operator/args.js'
 import { UsageError } from './errors.js'
-import { webhookKey } from './webhook-signature.js'
-import { MIN_SECRET_BYTES } from './auth.js'
-import { parseDuration } from './duration.js'
+import { webhookKey } from './observability/webhook-signature.js'
+import { MIN_SECRET_BYTES } from './transport/auth.js'
+import { parseDuration } from './operator/duration.js'
 
 // Its home is errors.ts; re-exported for the modules that took it from here.
 export { UsageError } from './errors.js'
-export { parseDuration } from './duration.js'
+export { parseDuration } from './operator/duration.js'
 
 export interface ServerConfig {
   port: number

@@ -11,7 +11,7 @@ export const ERROR_CODES = [
   'TRUNCATED', 'VARINT_TOO_LARGE', 'TRAILING_BYTES', 'BAD_UTF8', 'UNKNOWN_MESSAGE_TYPE', 'UNKNOWN_SYNC_TYPE',
   'UNKNOWN_AUTH_TYPE', 'UNKNOWN_COEDIT_TYPE', 'BAD_STATE_VECTOR', 'BAD_UPDATE', 'IMPLAUSIBLE_CLOCK', 'TOO_DEEP',
   'BAD_AWARENESS_JSON', 'AWARENESS_STATE_TOO_LARGE', 'AWARENESS_TOO_DEEP', 'AWARENESS_TOO_MANY_CLIENTS',
-  // An update carrying content of a deleted room (a tombstone: server/tombstone.ts).
+  // An update carrying content of a deleted room (a tombstone: server/room/tombstone.ts).
   'DELETED_CONTENT',
   // Storage.
   'STORE_CLOSED', 'STORE_LOCKED', 'STORE_OPEN_FAILED', 'STORE_MIGRATION_FAILED', 'STORE_FORMAT_NEWER',
@@ -27,7 +27,7 @@ export const ERROR_CODES = [
   // Server-side documents and the document API.
   'BAD_JSON', 'BAD_CONTENT_TYPE', 'METHOD_NOT_ALLOWED', 'NOT_PLAIN_TEXT', 'DOCUMENT_TOO_LARGE', 'MESSAGE_RATE', 'BYTE_RATE',
   'TOO_MANY_NEW_ROOMS', 'STORE_FAILED', 'SHUTTING_DOWN', 'ROOM_UNAVAILABLE', 'BAD_USER',
-  // Refusals of the Authorizer (server/auth.ts, server/authorizer.ts), passed on by the HTTP APIs.
+  // Refusals of the Authorizer (server/transport/auth.ts, server/transport/authorizer.ts), passed on by the HTTP APIs.
   'TOKEN_MISSING', 'TOKEN_INVALID', 'TOKEN_EXPIRED', 'ROOM_FORBIDDEN', 'AUTH_REFUSED', 'AUTH_ERROR',
   // The CLI: files, data directories and the server it talks to.
   'FILE_NOT_FOUND', 'FILE_UNREADABLE', 'FILE_UNWRITABLE', 'SOURCE_NOT_FOUND', 'SOURCE_UNREADABLE', 'BAD_DATA_DIR',

@@ -1,5 +1,5 @@
 /**
- * Composition: store → rooms → transport → HTTP, and one event bus (server/events.ts)
+ * Composition: store → rooms → transport → HTTP, and one event bus (server/room/events.ts)
  * that every consumer subscribes to here, in `subscribe`. `startServer` is both what
  * `coedit serve` runs and the public API (embedding, on its own port or on the app's
  * HTTP server: attach.ts; headless tests).
@@ -10,8 +10,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
-import { Redactor, redactUrl } from './redact.js'
-import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http.js'
+import { Redactor, redactUrl } from './observability/redact.js'
+import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http/http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
@@ -19,40 +19,40 @@ import type { Store } from './persistence/store.js'
 // Cluster mode only: loaded on demand (pg and ioredis add ~20 MB to every process otherwise).
 import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
-import { RoomRegistry } from './registry.js'
-import { userOf } from './room.js'
-import { Transport, rejectUpgrade } from './transport.js'
-import { adminRoutes } from './admin.js'
-import { bearerAuthorizer, historyRoutes } from './history-api.js'
-import { HistoryKeeper, parseRetention } from './history.js'
-import { securityOptions } from './security.js'
-import { Ops } from './ops.js'
-import { createContainment, type FaultSpec } from './containment.js'
-import { ConnectionGuard, SERVER_FULL_MESSAGE } from './connections.js'
-import { hostCheck } from './host-check.js'
-import { HocuspocusHub } from './hocuspocus.js'
-import { clientAddress, originAllowed } from './auth.js'
-import { checkRoomName } from './room-name.js'
-import { Rooms, type RoomsEvents } from './rooms-api.js'
-import { attachment, underPath } from './attach.js'
-import { Events } from './events.js'
+import { RoomRegistry } from './room/registry.js'
+import { userOf } from './room/room.js'
+import { Transport, rejectUpgrade } from './transport/transport.js'
+import { adminRoutes } from './http/admin.js'
+import { bearerAuthorizer, historyRoutes } from './http/history-api.js'
+import { HistoryKeeper, parseRetention } from './operator/history.js'
+import { securityOptions } from './transport/security.js'
+import { Ops } from './observability/ops.js'
+import { createContainment, type FaultSpec } from './room/containment.js'
+import { ConnectionGuard, SERVER_FULL_MESSAGE } from './transport/connections.js'
+import { hostCheck } from './http/host-check.js'
+import { HocuspocusHub } from './transport/hocuspocus.js'
+import { clientAddress, originAllowed } from './transport/auth.js'
+import { checkRoomName } from './room/room-name.js'
+import { Rooms, type RoomsEvents } from './embedding/rooms-api.js'
+import { attachment, underPath } from './transport/attach.js'
+import { Events } from './room/events.js'
 import type { StoreEvents } from './persistence/store.js'
-import type { RoomEvents } from './room.js'
-import type { RegistryBeforeEvents, RegistryEvents } from './registry.js'
-import type { TransportEvents } from './transport.js'
-import type { WebhookEvents } from './webhooks.js'
-import type { Metrics } from './metrics.js'
-import type { Webhooks } from './webhooks.js'
-import { Authorizer, authRequestOf } from './authorizer.js'
-import { subscribeHooks, type Hooks } from './hooks.js'
+import type { RoomEvents } from './room/room.js'
+import type { RegistryBeforeEvents, RegistryEvents } from './room/registry.js'
+import type { TransportEvents } from './transport/transport.js'
+import type { WebhookEvents } from './observability/webhooks.js'
+import type { Metrics } from './observability/metrics.js'
+import type { Webhooks } from './observability/webhooks.js'
+import { Authorizer, authRequestOf } from './transport/authorizer.js'
+import { subscribeHooks, type Hooks } from './embedding/hooks.js'
 
-export type { Hooks } from './hooks.js'
+export type { Hooks } from './embedding/hooks.js'
 
 /** Every event of the server (each declared beside the code that emits it). */
 export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents
 export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
-import { Documents, type ServerDocuments } from './documents.js'
-import { documentApiRoutes, type ApiAuthorize } from './document-api.js'
+import { Documents, type ServerDocuments } from './embedding/documents.js'
+import { documentApiRoutes, type ApiAuthorize } from './http/document-api.js'
 
 export interface StartOptions extends Partial<ServerConfig> {
   /**
@@ -63,14 +63,14 @@ export interface StartOptions extends Partial<ServerConfig> {
   /** A pino logger; default: one at `logLevel` (which defaults to 'silent' here) on stdout. */
   logger?: Logger
   /**
-   * Test seam: make these contained paths throw (see server/containment.ts), to prove that
+   * Test seam: make these contained paths throw (see server/room/containment.ts), to prove that
    * an exception there ends at most one connection or room: `relay` (every room) or
    * `relay:ROOM` (that room only). Never set it in production.
    */
   faults?: readonly FaultSpec[]
   /** Test seam: the clock the store stamps updates with and history runs on. Default Date.now. */
   clock?: () => number
-  /** Your code, called as the server works (server/hooks.ts). Each hook is optional and may be async. */
+  /** Your code, called as the server works (server/embedding/hooks.ts). Each hook is optional and may be async. */
   hooks?: Hooks
   /**
    * Your app's HTTP(S) server to attach to instead of listening: coedit answers the
@@ -454,7 +454,7 @@ function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, doc
   events.on('room.deleted', () => documents.roomDeleted(), 'documents')
   events.on('room.unloaded', ({ reason }) => { if (reason === 'deleted') documents.roomDeleted() }, 'documents')
 
-  // The embedder's hooks (authenticate and stateless are asked directly: server/authorizer.ts, server/hocuspocus.ts).
+  // The embedder's hooks (authenticate and stateless are asked directly: server/transport/authorizer.ts, server/transport/hocuspocus.ts).
   if (hooks) subscribeHooks(events, hooks, log)
 }
 

@@ -11,11 +11,11 @@ import * as encoding from 'lib0/encoding'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { startServer } from '../server/index.js'
 import { createLogger } from '../server/log.js'
-import { jsonNestingDepth } from '../server/json-depth.js'
+import { jsonNestingDepth } from '../server/room/json-depth.js'
 import { DEFAULT_CONFIG } from '../server/config.js'
 import {
   decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness, type AwarenessEntry,
-} from '../server/protocol.js'
+} from '../server/room/protocol.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { startChildServer } from './helpers/child-server.js'

@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startServer } from '../server/index.js'
-import { decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness } from '../server/protocol.js'
+import { decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness } from '../server/room/protocol.js'
 import { connect, prng, synced, testSeed, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 

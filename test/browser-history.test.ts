@@ -16,8 +16,8 @@ import { after, before, describe, test as nodeTest, type TestContext } from 'nod
 import * as Y from 'yjs'
 import type { Browser, Page } from 'playwright-core'
 import { startServer, type CoeditServer } from '../server/index.js'
-import { signToken } from '../server/auth.js'
-import { PACKAGE_ROOT } from '../server/paths.js'
+import { signToken } from '../server/transport/auth.js'
+import { PACKAGE_ROOT } from '../server/http/paths.js'
 import {
   SKIP_MESSAGE, assertNoErrors, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, setCaret, waitForConnected,
   type EditorPage,

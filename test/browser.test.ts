@@ -13,9 +13,9 @@ import { after, before, describe, test as nodeTest, type TestContext } from 'nod
 import * as Y from 'yjs'
 import type { Browser, Page, WebSocketRoute } from 'playwright-core'
 import { startServer, type CoeditServer, type Store } from '../server/index.js'
-import { signToken } from '../server/auth.js'
+import { signToken } from '../server/transport/auth.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
-import { PACKAGE_ROOT } from '../server/paths.js'
+import { PACKAGE_ROOT } from '../server/http/paths.js'
 import {
   SKIP_MESSAGE, assertNoErrors, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, selection, setCaret,
   waitForConnected, waitForSaved, type EditorPage, type TextArea,

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { startServer } from '../server/index.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
-import { docFromUpdates, docToJson, mergeState } from '../server/doc-ops.js'
+import { docFromUpdates, docToJson, mergeState } from '../server/operator/doc-ops.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
 /** waitFor with a generous default timeout: the CPU is shared with other test runs. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { startServer, type CoeditServer } from '../server/index.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
-import { docFromUpdates, mergeState } from '../server/doc-ops.js'
+import { docFromUpdates, mergeState } from '../server/operator/doc-ops.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
 /** waitFor with a generous default timeout: the CPU is shared with other test runs. */

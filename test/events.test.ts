@@ -1,18 +1,18 @@
 /**
- * The event surface (server/events.ts): a listener that throws, rejects or never settles
+ * The event surface (server/room/events.ts): a listener that throws, rejects or never settles
  * is contained and counted and never stops the others; `before` listeners are awaited and
  * their failure is the action's (a room load fails cleanly, and the next one succeeds).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
-import { Events } from '../server/events.js'
-import { createContainment, type ContainedPath, type FaultSpec } from '../server/containment.js'
+import { Events } from '../server/room/events.js'
+import { createContainment, type ContainedPath, type FaultSpec } from '../server/room/containment.js'
 import { createLogger } from '../server/log.js'
-import { RoomRegistry } from '../server/registry.js'
+import { RoomRegistry } from '../server/room/registry.js'
 import { MemoryStore } from '../server/persistence/memory.js'
-import type { RegistryBeforeEvents, RegistryEvents } from '../server/registry.js'
-import type { RoomEvents } from '../server/room.js'
+import type { RegistryBeforeEvents, RegistryEvents } from '../server/room/registry.js'
+import type { RoomEvents } from '../server/room/room.js'
 import { waitFor } from './helpers/index.js'
 
 type Line = Record<string, unknown>

@@ -8,8 +8,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { compileGlob, globMatches, type GlobStats } from '../server/glob.js'
-import { roomMatches } from '../server/auth.js'
+import { compileGlob, globMatches, type GlobStats } from '../server/transport/glob.js'
+import { roomMatches } from '../server/transport/auth.js'
 import { prng, testSeed } from './helpers/index.js'
 
 function regexMatches(pattern: string, room: string): boolean {

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import * as Y from 'yjs'
 import { startServer, type CoeditServer } from '../server/index.js'
-import { signToken } from '../server/auth.js'
+import { signToken } from '../server/transport/auth.js'
 import { MemoryStore } from '../server/persistence/memory.js'
-import { DEFAULT_MOMENT_OPTIONS, momentsPage, parseCursor, type EditsMoment, type Moment, type MomentOptions } from '../server/moments.js'
+import { DEFAULT_MOMENT_OPTIONS, momentsPage, parseCursor, type EditsMoment, type Moment, type MomentOptions } from '../server/operator/moments.js'
 import { connect, prng, synced, testSeed, waitFor } from './helpers/index.js'
 
 const wait = <T>(check: () => T | Promise<T>, message: string): Promise<T> => waitFor(check, { timeout: 20_000, message })

@@ -14,15 +14,15 @@ import * as common from '@hocuspocus/common'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
 import { startServer, type StatelessEvent } from '../server/index.js'
 import { createLogger } from '../server/log.js'
-import { signToken } from '../server/auth.js'
+import { signToken } from '../server/transport/auth.js'
 import { MemoryStore } from '../server/persistence/memory.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor } from './helpers/index.js'
 import { startChildServer, type ChildServer } from './helpers/child-server.js'
-import { ProtocolError, encodeSyncUpdate } from '../server/protocol.js'
+import { ProtocolError, encodeSyncUpdate } from '../server/room/protocol.js'
 import {
   decodeHpAuth, decodeHpFrame, decodeHpStateless, encodeHpAuthenticated, encodeHpDenied, encodeHpMessage, encodeHpToken,
-} from '../server/protocol-hocuspocus.js'
+} from '../server/transport/protocol-hocuspocus.js'
 
 const SECRET = 'a-test-secret-that-is-long-enough-32b'
 

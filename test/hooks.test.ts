@@ -1,5 +1,5 @@
 /**
- * The embedder's hooks (`startServer({ hooks })`, server/hooks.ts): `authenticate` decides
+ * The embedder's hooks (`startServer({ hooks })`, server/embedding/hooks.ts): `authenticate` decides
  * who gets in from a session cookie (or a token) for both protocols, with HTTP 401/403/500/503
  * at the upgrade; `connected`, `disconnected`, `loaded`, `unloaded` and `changed` fire with
  * the right arguments; and a hook that throws, rejects or never settles loses no edit.
@@ -12,8 +12,8 @@ import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
 import { startServer, MemoryStore, type ChangeOrigin, type Connection, type CoeditServer, type Hooks, type AuthenticateEvent } from '../server/index.js'
-import { signToken } from '../server/auth.js'
-import { parseCookies } from '../server/authorizer.js'
+import { signToken } from '../server/transport/auth.js'
+import { parseCookies } from '../server/transport/authorizer.js'
 import { createLogger } from '../server/log.js'
 import { connect, synced, waitFor, type Client } from './helpers/index.js'
 import { scrapeUntil, value } from './helpers/prometheus.js'

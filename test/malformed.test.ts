@@ -13,7 +13,7 @@ import { startServer } from '../server/index.js'
 import { createLogger } from '../server/log.js'
 import {
   encodeAwareness, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
-} from '../server/protocol.js'
+} from '../server/room/protocol.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 

@@ -9,13 +9,13 @@ import { startServer, type CoeditServer } from '../server/index.js'
 import { SignJWT } from 'jose'
 import * as Y from 'yjs'
 import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
-import { encodeAwareness } from '../server/protocol.js'
+import { encodeAwareness } from '../server/room/protocol.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { SKIP_MESSAGE, browserAvailable, ensureWebBuild, launchBrowser } from './helpers/browser.js'
 
 const ADMIN = 'status-admin-token'
-/** The caps of server/ops.ts, restated: the README documents them. */
+/** The caps of server/observability/ops.ts, restated: the README documents them. */
 const STATUS_ROOMS = 200
 const STATUS_USERS = 50
 

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import { startServer, type CoeditServer } from '../server/index.js'
-import { encodeSyncStep1, encodeSyncUpdate } from '../server/protocol.js'
+import { encodeSyncStep1, encodeSyncUpdate } from '../server/room/protocol.js'
 import { tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 

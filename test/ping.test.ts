@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startServer } from '../server/index.js'
-import { encodeAwareness, encodeAwarenessUpdate } from '../server/protocol.js'
+import { encodeAwareness, encodeAwarenessUpdate } from '../server/room/protocol.js'
 import { connect, synced, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 

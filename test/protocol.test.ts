@@ -9,8 +9,8 @@ import {
   ProtocolError, decodeAwarenessEntries, decodeAwarenessUpdate, decodeClientMessage, isAwarenessRemoval, parseAwarenessState, readAwarenessUpdate, decodeServerMessage, encodeAuthDenied,
   encodeAwareness, encodeAwarenessUpdate, encodeCoeditPersisted, encodeQueryAwareness, encodeSyncStep1,
   encodeSyncStep2, encodeSyncUpdate, MESSAGE_SYNC,
-} from '../server/protocol.js'
-import { jsonNestingDepth } from '../server/json-depth.js'
+} from '../server/room/protocol.js'
+import { jsonNestingDepth } from '../server/room/json-depth.js'
 import { CoeditError, isErrorCode } from '../server/errors.js'
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b)

@@ -14,7 +14,7 @@ import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
 import { createLogger } from '../server/log.js'
-import { checkRoomName, decodeRoomPath, escapeRoomName } from '../server/room-name.js'
+import { checkRoomName, decodeRoomPath, escapeRoomName } from '../server/room/room-name.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
 

@@ -13,7 +13,7 @@ import { connect as tcpConnect, type Socket } from 'node:net'
 import WebSocket from 'ws'
 import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
 import { waitFor } from './helpers/index.js'
-import { PROBE_RESERVE } from '../server/connections.js'
+import { PROBE_RESERVE } from '../server/transport/connections.js'
 import { ensureWebBuild } from './helpers/browser.js'
 
 const ADMIN = 'http-admin-token'

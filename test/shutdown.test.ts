@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { encodeSyncUpdate } from '../server/protocol.js'
+import { encodeSyncUpdate } from '../server/room/protocol.js'
 import { connect, synced, tempDir } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { startChildServer, type ChildServer } from './helpers/child-server.js'

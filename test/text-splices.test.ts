@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { applySplices, spliceInto, textSplices } from '../server/text-splices.js'
+import { applySplices, spliceInto, textSplices } from '../server/operator/text-splices.js'
 import { prng, testSeed } from './helpers/index.js'
 
 const ALPHABET = ['a', 'b', 'c', ' ', '\n', 'é', '😀', '👍🏽', '中']

@@ -1,5 +1,5 @@
 /**
- * Cutting clock ranges out of an update (server/update-trim.ts): what the room stores of an
+ * Cutting clock ranges out of an update (server/room/update-trim.ts): what the room stores of an
  * update that carries structs at IDs it already holds. Seeded: random documents of every
  * content kind by several clients, random ranges; the two parts of a split, applied in
  * either order, must give the document the whole update gives.
@@ -7,9 +7,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { withoutRanges, type ClockRange } from '../server/update-trim.js'
-import { MAX_CLOCK } from '../server/update-checks.js'
-import { sectionClients } from '../server/update-sections.js'
+import { withoutRanges, type ClockRange } from '../server/room/update-trim.js'
+import { MAX_CLOCK } from '../server/room/update-checks.js'
+import { sectionClients } from '../server/room/update-sections.js'
 import { prng, testSeed } from './helpers/index.js'
 
 /** A document edited by `clients` clients in turn: text with formats and embeds, maps, arrays, nested types, deletions. */

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import { LevelStore } from '../../server/persistence/leveldb.js'
-import { foldLogBefore } from '../../server/history-log.js'
+import { foldLogBefore } from '../../server/operator/history-log.js'
 
 const rate = Number(process.argv[2] ?? 5)
 const hours = Number(process.argv[3] ?? 1)

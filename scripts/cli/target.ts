@@ -7,14 +7,14 @@ import { readdir, rename, rm, stat } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { CoeditError, isErrorCode } from '../../server/errors.js'
-import { checkRoomName } from '../../server/room-name.js'
-import { verifyBackup, type UnreadableRoom } from '../../server/backup-format.js'
-import type { ExportFormat, ImportFormat } from '../../server/doc-ops.js'
-import { Operations, type ImportResult, type RestoreResult, type RevertResult } from '../../server/operations.js'
+import { checkRoomName } from '../../server/room/room-name.js'
+import { verifyBackup, type UnreadableRoom } from '../../server/operator/backup-format.js'
+import type { ExportFormat, ImportFormat } from '../../server/operator/doc-ops.js'
+import { Operations, type ImportResult, type RestoreResult, type RevertResult } from '../../server/operator/operations.js'
 import { LevelStore } from '../../server/persistence/leveldb.js'
 import type { RoomInfo, VersionInfo } from '../../server/persistence/store.js'
-import type { DiffFormat } from '../../server/diff.js'
-import type { ActivityBucket } from '../../server/history-log.js'
+import type { DiffFormat } from '../../server/operator/diff.js'
+import type { ActivityBucket } from '../../server/operator/history-log.js'
 import type { Progress } from './progress.js'
 
 export interface BackupResult {
@@ -109,7 +109,7 @@ async function openStore(dir: string): Promise<LevelStore> {
 }
 
 /**
- * A room an offline import may create or change: the server's rule (server/room-name.ts)
+ * A room an offline import may create or change: the server's rule (server/room/room-name.ts)
  * with its defaults, as no server is there to say its --max-room-name-length or
  * --room-name-pattern. Checked before the data directory is opened (or created).
  */

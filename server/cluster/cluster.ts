@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { PostgresStore } from '../persistence/postgres.js'
-import type { Room } from '../room.js'
+import type { Room } from '../room/room.js'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import { AWARENESS_QUERY, AWARENESS_UPDATE, ROOM_DELETED, RedisBus } from './bus.js'

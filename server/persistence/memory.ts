@@ -2,7 +2,7 @@
 import { CoeditError } from '../errors.js'
 import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence } from './store.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
-import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
+import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
 

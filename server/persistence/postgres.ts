@@ -14,16 +14,16 @@
 import pg from 'pg'
 import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
-import type { EventSink } from '../events.js'
+import type { EventSink } from '../room/events.js'
 import type { StoreEvents } from './store.js'
-import { Redactor, redactUrl } from '../redact.js'
+import { Redactor, redactUrl } from '../observability/redact.js'
 import { StoreClock } from './clock.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
 import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
-import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
+import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db */

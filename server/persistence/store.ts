@@ -28,7 +28,7 @@ export interface StoredRoom {
   pendingUpdates: number
   /** How many times the room was deleted (see `delete`, WriteFence); absent: 0. */
   generation?: number
-  /** Left by `delete(room, { tombstone: true })`: the deleted content's client IDs (server/tombstone.ts). */
+  /** Left by `delete(room, { tombstone: true })`: the deleted content's client IDs (server/room/tombstone.ts). */
   tombstone?: Uint8Array
 }
 
@@ -53,7 +53,7 @@ export function isRoomDeleted(err: unknown): boolean {
 }
 
 export interface DeleteOptions {
-  /** Keep a tombstone of the deleted content (server/tombstone.ts), merged with any earlier one. */
+  /** Keep a tombstone of the deleted content (server/room/tombstone.ts), merged with any earlier one. */
   tombstone?: boolean
 }
 
@@ -81,7 +81,7 @@ export interface AppendMeta extends WriteFence {
   user?: string
 }
 
-/** What a built-in store tells (server/events.ts), when given an event sink. */
+/** What a built-in store tells (server/room/events.ts), when given an event sink. */
 export interface StoreEvents {
   /** A group commit of `updates` updates (every room's) was written in `ms`. */
   'store.batch': { updates: number; ms: number }
@@ -161,7 +161,7 @@ export interface VersionedStore extends Store {
 // ---- history log (exact point in time, issue 18) --------------------------------------
 // Every stored update is also written, with when it was stored and by whom, to a history
 // log that compaction does not touch. The log's oldest part is folded into a base state
-// (server/history-log.ts decides when), so the log covers a window, not all time.
+// (server/operator/history-log.ts decides when), so the log covers a window, not all time.
 
 /** One stored update as the history log holds it. */
 export interface LogEntry {

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
-import { PACKAGE_ROOT, WEB_DIST } from '../../server/paths.js'
+import { PACKAGE_ROOT, WEB_DIST } from '../../server/http/paths.js'
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 export const SKIP_MESSAGE = `browser tests skipped: ${CHROMIUM_PATH} not found (apt-get install chromium enables them)`
@@ -43,7 +43,7 @@ const BUILT = ['index.html', 'status.html', 'assets/app.js', 'assets/status.js']
 export function ensureWebBuild(): void {
   const index = join(WEB_DIST, 'index.html')
   const script = join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')
-  // server/room-path.ts is bundled into the editor too (and server/protocol.ts: any server change rebuilds).
+  // server/room/room-path.ts is bundled into the editor too (and server/room/protocol.ts: any server change rebuilds).
   const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script), newestMtime(join(PACKAGE_ROOT, 'server')))
   if (BUILT.every((f) => existsSync(join(WEB_DIST, f))) && statSync(index).mtimeMs >= sources) return
   const result = spawnSync(process.execPath, [script], { cwd: PACKAGE_ROOT, encoding: 'utf8' })

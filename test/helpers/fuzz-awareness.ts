@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check'
 import * as encoding from 'lib0/encoding'
-import { encodeAwareness } from '../../server/protocol.js'
+import { encodeAwareness } from '../../server/room/protocol.js'
 
 export type StateSpec =
   | { kind: 'deep'; shape: 'array' | 'object' | 'mixed' | 'unclosed' | 'in-string'; depth: number }

@@ -4,7 +4,7 @@
  */
 import WebSocket from 'ws'
 import * as Y from 'yjs'
-import { decodeServerMessage, type ServerMessage } from '../../server/protocol.js'
+import { decodeServerMessage, type ServerMessage } from '../../server/room/protocol.js'
 import { HANG_GUARD_MS, waitFor } from './index.js'
 
 export interface Closed {

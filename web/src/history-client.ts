@@ -1,5 +1,5 @@
 /**
- * The history panel's calls to coedit's history API (server/history-api.ts), authorized
+ * The history panel's calls to coedit's history API (server/http/history-api.ts), authorized
  * by the editor's own access token, sent as `Authorization: Bearer` (never in the URL).
  */
 

@@ -6,7 +6,7 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
-import { AUTH_PERMISSION_DENIED, COEDIT_OPT_IN_PARAM, COEDIT_PROTOCOL_VERSION, MESSAGE_AUTH } from '../../server/protocol.js'
+import { AUTH_PERMISSION_DENIED, COEDIT_OPT_IN_PARAM, COEDIT_PROTOCOL_VERSION, MESSAGE_AUTH } from '../../server/room/protocol.js'
 import { TextareaBinding } from './binding.js'
 import { byId } from './dom.js'
 import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
@@ -16,7 +16,7 @@ import { accessOf, tokenFromFragment } from './token.js'
 import { HistoryClient } from './history-client.js'
 import { HistoryPanel } from './history-panel.js'
 import * as decoding from 'lib0/decoding'
-import { decodeRoomPath } from '../../server/room-path.js'
+import { decodeRoomPath } from '../../server/room/room-path.js'
 
 /** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
 export const TEXT_NAME = 'text'

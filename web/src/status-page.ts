@@ -7,7 +7,7 @@
 import { byId } from './dom.js'
 
 const POLL_MS = 2000
-/** The chart's widest span: what the server keeps (SAMPLE_MS × points in server/ops.ts). */
+/** The chart's widest span: what the server keeps (SAMPLE_MS × points in server/observability/ops.ts). */
 const WINDOW_MS = 10 * 60 * 1000
 /** Its narrowest: a young server's line would otherwise hug the right edge. */
 const MIN_SPAN_MS = 60 * 1000

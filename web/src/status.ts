@@ -15,7 +15,7 @@ import * as decoding from 'lib0/decoding'
 import type * as encoding from 'lib0/encoding'
 import type { WebsocketProvider } from 'y-websocket'
 // The codec module is pure (no I/O, nothing of Node's): esbuild bundles the constants it owns.
-import { COEDIT_PERSISTED, MESSAGE_COEDIT, MESSAGE_SYNC, SYNC_STEP2, SYNC_UPDATE } from '../../server/protocol.js'
+import { COEDIT_PERSISTED, MESSAGE_COEDIT, MESSAGE_SYNC, SYNC_STEP2, SYNC_UPDATE } from '../../server/room/protocol.js'
 
 interface SocketCount {
   sent: number

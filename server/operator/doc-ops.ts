@@ -1,0 +1,455 @@
+/**
+ * Document operations of the operator tools, shared by the offline CLI and the admin
+ * API: export as text/JSON, imports and reverts computed as new updates on top of a
+ * room's current state (so they merge like any client edit), and time specs.
+ * Pure functions of Yjs states: no storage, no network.
+ */
+import * as Y from 'yjs'
+import { DURATION_PATTERN, DURATION_UNITS } from './duration.js'
+import { CoeditError } from '../errors.js'
+import { validateUpdate } from '../room/update-checks.js'
+import type { VersionInfo } from '../persistence/store.js'
+
+/** The shared text the editor and the README's client example use. */
+export const DEFAULT_TEXT_NAME = 'text'
+
+export const EXPORT_FORMATS = ['text', 'json', 'update'] as const
+export type ExportFormat = (typeof EXPORT_FORMATS)[number]
+export const IMPORT_FORMATS = ['update', 'text', 'json'] as const
+export type ImportFormat = (typeof IMPORT_FORMATS)[number]
+
+/**
+ * Applies `updates` in order in one transaction. Y.mergeUpdates of a long list is quadratic
+ * in its length (70 s for a state and 46,000 logged updates, what a kill -9 under a fast
+ * writer leaves); this is linear (0.2 s for the same). With `onError`, an update that fails
+ * to apply is reported and the rest still applied; without, the error is thrown.
+ */
+export function applyUpdates(doc: Y.Doc, updates: readonly Uint8Array[], origin?: unknown, onError?: (err: unknown, index: number) => void): void {
+  Y.transact(doc, () => {
+    for (let i = 0; i < updates.length; i++) {
+      try {
+        Y.applyUpdate(doc, updates[i]!, origin)
+      } catch (err) {
+        if (!onError) throw err
+        onError(err, i)
+      }
+    }
+  }, origin)
+}
+
+/**
+ * Deleted content nested deeper than this below a deleted type is never garbage-collected
+ * (see keepDeepGarbage). Yjs's GC recursion overflows Node's default stack at ~1,950
+ * levels of Y.Map (scripts/measure-nesting.ts; README "Persistence"); this stays well
+ * under it, and above any --max-nesting-depth a room accepts by default.
+ */
+export const GC_SAFE_DEPTH = 1000
+
+/**
+ * Makes `doc` skip garbage collection of deleted types whose content nests deeper than
+ * `maxHeight`, or still holds undeleted items (a deletion cut short by a stack overflow).
+ *
+ * Why: Yjs collects a deleted type's content recursively, at the end of the transaction,
+ * in a `finally`. A RangeError there escapes applyUpdate and, worse, leaves the document
+ * with its transaction cleanup never finished: no later transaction is ever cleaned up or
+ * observed again. A room that holds content stored before --max-nesting-depth existed
+ * hits this when a deletion of it loads (the poisoned-room attack of issue 13). Kept
+ * garbage costs memory and nothing else: it is encoded as deleted, as Yjs does with gc off.
+ * The heights are computed without recursion, once per type and transaction.
+ */
+export function keepDeepGarbage(doc: Y.Doc, maxHeight = GC_SAFE_DEPTH): void {
+  let heights = new WeakMap<Y.AbstractType<unknown>, number>()
+  // Collection runs after 'afterTransaction', on the transaction's final document.
+  doc.on('afterTransaction', () => { heights = new WeakMap() })
+  doc.gcFilter = (item: Y.Item) => {
+    if (!(item.content instanceof Y.ContentType)) return true
+    const height = subtreeHeight(item.content.type, heights)
+    return height >= 0 && height <= maxHeight
+  }
+}
+
+/** The items directly in `type`: its list and every version of each map entry. */
+function* itemsOf(type: Y.AbstractType<unknown>): Iterable<Y.Item> {
+  for (let item = type._start; item !== null; item = item.right) yield item
+  for (const last of type._map.values()) for (let item: Y.Item | null = last; item !== null; item = item.left) yield item
+}
+
+/** How deep types nest below `root` (0: none), or -1 if an undeleted item is below it. No recursion. */
+function subtreeHeight(root: Y.AbstractType<unknown>, heights: WeakMap<Y.AbstractType<unknown>, number>): number {
+  const order: Array<Y.AbstractType<unknown>> = []
+  const stack = [root]
+  while (stack.length > 0) {
+    const type = stack.pop()!
+    if (heights.has(type)) continue
+    order.push(type)
+    for (const item of itemsOf(type)) if (item.content instanceof Y.ContentType) stack.push(item.content.type)
+  }
+  // Pre-order reversed: every type comes after the types it holds.
+  for (let i = order.length - 1; i >= 0; i--) {
+    const type = order[i]!
+    let height = 0
+    for (const item of itemsOf(type)) {
+      if (!item.deleted) { height = -1; break }
+      if (item.content instanceof Y.ContentType) {
+        const below = heights.get(item.content.type) ?? 0
+        if (below < 0) { height = -1; break }
+        height = Math.max(height, below + 1)
+      }
+    }
+    heights.set(type, height)
+  }
+  return heights.get(root)!
+}
+
+/**
+ * A RangeError from a stack overflow, as nested content too deep for Yjs's recursive
+ * operations gives; other errors are not this.
+ */
+export function isStackOverflow(err: unknown): boolean {
+  return err instanceof RangeError && /call stack/i.test(err.message)
+}
+
+/** Lists longer than this are merged through a document (see applyUpdates). */
+const MERGE_DIRECT_MAX = 32
+
+/** One update holding all of `updates`. */
+export function mergeMany(updates: readonly Uint8Array[]): Uint8Array {
+  if (updates.length === 1) return updates[0]!
+  if (updates.length <= MERGE_DIRECT_MAX) return Y.mergeUpdates([...updates])
+  return Y.encodeStateAsUpdate(docFromUpdates(updates))
+}
+
+/** A document holding `updates` (a room's stored log, or one state). */
+export function docFromUpdates(updates: readonly Uint8Array[], gc = true): Y.Doc {
+  const doc = new Y.Doc({ gc })
+  keepDeepGarbage(doc)
+  try {
+    applyUpdates(doc, updates)
+  } catch (err) {
+    doc.destroy()
+    throw tooDeep(err)
+  }
+  return doc
+}
+
+/** A stack overflow (content nested too deep, stored before --max-nesting-depth) as a coded one-line error. */
+export function tooDeep(err: unknown): unknown {
+  if (!isStackOverflow(err)) return err
+  return new CoeditError('TOO_DEEP', 'the room holds shared types nested too deeply for Yjs to read (stored before --max-nesting-depth bounded it); the server still serves it, without the part it cannot apply', { cause: err })
+}
+
+/** One update holding everything in `updates`. */
+export function mergeState(updates: readonly Uint8Array[]): Uint8Array {
+  const doc = docFromUpdates(updates)
+  try {
+    return Y.encodeStateAsUpdate(doc)
+  } finally {
+    doc.destroy()
+  }
+}
+
+export function exportDoc(doc: Y.Doc, format: ExportFormat, textName = DEFAULT_TEXT_NAME): Uint8Array {
+  try {
+    return exportAs(doc, format, textName)
+  } catch (err) {
+    throw tooDeep(err)
+  }
+}
+
+function exportAs(doc: Y.Doc, format: ExportFormat, textName: string): Uint8Array {
+  switch (format) {
+    case 'update':
+      return Y.encodeStateAsUpdate(doc)
+    case 'text':
+      return new TextEncoder().encode(readRoot(doc, textName, 'text') as string)
+    case 'json':
+      return new TextEncoder().encode(JSON.stringify(docToJson(doc), null, 2) + '\n')
+  }
+}
+
+export type RootKind = 'text' | 'map' | 'array' | 'xml'
+
+/**
+ * What a root type is: an update does not say, so this looks at its content. Must run
+ * before anything calls `doc.get(name, Constructor)` on the same document.
+ */
+// YEvent<any>: the element type of `doc.share`.
+function rootKind(type: Y.AbstractType<Y.YEvent<any>>): RootKind | undefined {
+  if (type instanceof Y.Text) return 'text'
+  if (type instanceof Y.Map) return 'map'
+  if (type instanceof Y.Array) return 'array'
+  if (type instanceof Y.XmlFragment) return 'xml'
+  let sawType = false
+  for (let item = type._start; item !== null; item = item.right) {
+    const content = item.content
+    if (content instanceof Y.ContentString || content instanceof Y.ContentFormat || content instanceof Y.ContentEmbed) return 'text'
+    if (content instanceof Y.ContentType) {
+      if (content.type instanceof Y.XmlElement || content.type instanceof Y.XmlText) return 'xml'
+      sawType = true
+    }
+    if (content instanceof Y.ContentAny || content instanceof Y.ContentBinary || content instanceof Y.ContentJSON) return 'array'
+  }
+  if (sawType) return 'array'
+  if (type._map.size > 0) return 'map'
+  return undefined
+}
+
+/** What root `name` of `doc` holds, told from its content; undefined if absent or empty. */
+export function rootKindOf(doc: Y.Doc, name: string): RootKind | undefined {
+  const type = doc.share.get(name)
+  return type === undefined ? undefined : rootKind(type)
+}
+
+// any: each root type has its own event type; the UndoManager takes any of them.
+function typedRoot(doc: Y.Doc, name: string, kind: RootKind): Y.AbstractType<any> {
+  switch (kind) {
+    case 'text': return doc.getText(name)
+    case 'map': return doc.getMap(name)
+    case 'array': return doc.getArray(name)
+    case 'xml': return doc.getXmlFragment(name)
+  }
+}
+
+function readRoot(doc: Y.Doc, name: string, kind: RootKind): unknown {
+  switch (kind) {
+    case 'text': return doc.getText(name).toString()
+    case 'map': return doc.getMap(name).toJSON()
+    case 'array': return doc.getArray(name).toJSON()
+    case 'xml': return doc.getXmlFragment(name).toString()
+  }
+}
+
+/** The whole document as JSON: text as a string, maps as objects, arrays as arrays, XML as its markup. */
+export function docToJson(doc: Y.Doc): Record<string, unknown> {
+  const kinds = [...doc.share].map(([name, type]) => [name, rootKind(type)] as const)
+  const out: Record<string, unknown> = {}
+  for (const [name, kind] of kinds.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (kind !== undefined) out[name] = readRoot(doc, name, kind)
+  }
+  return out
+}
+
+/** Runs `change` on a copy of `current` and returns the update it made (empty if none). */
+function changeAsUpdate(current: Uint8Array, change: (doc: Y.Doc) => void): Uint8Array {
+  const doc = docFromUpdates([current])
+  const made: Uint8Array[] = []
+  doc.on('update', (update: Uint8Array) => made.push(update))
+  try {
+    doc.transact(() => change(doc))
+    return made.length === 0 ? new Uint8Array([0, 0]) : Y.mergeUpdates(made)
+  } finally {
+    doc.destroy()
+  }
+}
+
+/** Replaces a Y.Text's content by `text`, touching only the part that differs. */
+function setText(type: Y.Text, text: string): void {
+  const old = type.toString()
+  if (old === text) return
+  let start = 0
+  while (start < old.length && start < text.length && old[start] === text[start]) start++
+  let end = 0
+  while (end < old.length - start && end < text.length - start && old[old.length - 1 - end] === text[text.length - 1 - end]) end++
+  if (old.length - start - end > 0) type.delete(start, old.length - start - end)
+  if (text.length - start - end > 0) type.insert(start, text.slice(start, text.length - end))
+}
+
+/**
+ * The update an import makes on top of `current`: an update file is merged as is; text
+ * replaces the shared text; JSON sets each root it names (strings → text, objects → map,
+ * arrays → array). Throws BAD_FILE (changing nothing) for input that is not what it says.
+ */
+/** A Yjs v1 update with no structs and no deletions. */
+const EMPTY_UPDATE = new Uint8Array([0, 0])
+
+export function importUpdate(current: Uint8Array, body: Uint8Array, format: ImportFormat, textName = DEFAULT_TEXT_NAME): Uint8Array {
+  switch (format) {
+    case 'update': {
+      // Only what the room lacks: importing the same file twice then changes nothing and
+      // says so (a migration re-run, an import retried after a timeout). Applying it to the
+      // room's state is also the real validity test (decodeUpdate accepts some truncated input).
+      let doc: Y.Doc | undefined
+      try {
+        validateUpdate(body)
+        doc = docFromUpdates([current])
+        let missing: Uint8Array | undefined
+        // Yjs emits exactly the structs it integrated and the ranges it newly deleted.
+        doc.on('update', (u: Uint8Array) => { missing = missing ? Y.mergeUpdates([missing, u]) : u })
+        Y.applyUpdate(doc, body)
+        // Structs waiting beyond a clock gap are in no event: keep the file whole for them.
+        if (doc.store.pendingStructs !== null || doc.store.pendingDs !== null) return body
+        return missing ?? EMPTY_UPDATE
+      } catch (err) {
+        throw new CoeditError('BAD_FILE', `not a Yjs update: ${(err as Error).message}`)
+      } finally {
+        doc?.destroy()
+      }
+    }
+    case 'text': {
+      const text = decodeUtf8(body)
+      return changeAsUpdate(current, (doc) => setText(doc.getText(textName), text))
+    }
+    case 'json': {
+      let value: unknown
+      try {
+        value = JSON.parse(decodeUtf8(body))
+      } catch (err) {
+        throw new CoeditError('BAD_FILE', `not JSON: ${(err as Error).message}`)
+      }
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        throw new CoeditError('BAD_FILE', 'a JSON import must be an object of root types, as `export --format json` writes it')
+      }
+      const roots = Object.entries(value as Record<string, unknown>)
+      const existing = docFromUpdates([current])
+      const kinds = new Map([...existing.share].map(([name, type]) => [name, rootKind(type)]))
+      existing.destroy()
+      for (const [name, v] of roots) {
+        const want: RootKind | undefined = typeof v === 'string' ? 'text' : Array.isArray(v) ? 'array' : v !== null && typeof v === 'object' ? 'map' : undefined
+        if (!want) throw new CoeditError('BAD_FILE', `root "${name}" must be a string, an object or an array`)
+        const have = kinds.get(name)
+        if (have !== undefined && have !== want) throw new CoeditError('BAD_FILE', `root "${name}" is a ${have} in the room, not a ${want}`)
+      }
+      return changeAsUpdate(current, (doc) => {
+        for (const [name, v] of roots) {
+          if (typeof v === 'string') {
+            setText(doc.getText(name), v)
+          } else if (Array.isArray(v)) {
+            const array = doc.getArray(name)
+            array.delete(0, array.length)
+            array.insert(0, v)
+          } else {
+            const map = doc.getMap(name)
+            const entries = Object.entries(v as Record<string, unknown>)
+            for (const key of [...map.keys()]) if (!(key in (v as object))) map.delete(key)
+            for (const [key, item] of entries) {
+              if (JSON.stringify(map.get(key)) !== JSON.stringify(item)) map.set(key, item)
+            }
+          }
+        }
+      })
+    }
+  }
+}
+
+function decodeUtf8(body: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(body)
+  } catch {
+    throw new CoeditError('BAD_FILE', 'not UTF-8 text')
+  }
+}
+
+const TRACKED = Symbol('changes since the version')
+
+/**
+ * The update that turns `current` back into the content of `old` (a version of the same
+ * room), as a new change on top of `current`: the changes made since `old` are undone
+ * with a Y.UndoManager. Because it deletes what was added since (rather than rewinding),
+ * a client that still holds that content cannot bring it back: deletions win in a merge.
+ */
+export function computeRevert(current: Uint8Array, old: Uint8Array): Uint8Array {
+  // Already that content: undoing and redoing the same text would only churn.
+  if (sameJson(current, old)) return new Uint8Array([0, 0])
+  // Roots that exist now but not in the old version must be in scope too; and each must
+  // have its real type: the UndoManager only sees changes to typed roots.
+  const scratch = docFromUpdates([old, current])
+  const kinds = [...scratch.share].map(([name, type]) => [name, rootKind(type)] as const)
+  scratch.destroy()
+  // gc off: undoing a deletion needs the deleted content.
+  const doc = docFromUpdates([old], false)
+  try {
+    const scope = kinds.flatMap(([name, kind]) => (kind === undefined ? [] : [typedRoot(doc, name, kind)]))
+    const undo = new Y.UndoManager(scope, { trackedOrigins: new Set([TRACKED]), captureTimeout: Number.POSITIVE_INFINITY })
+    Y.applyUpdate(doc, current, TRACKED)
+    const made: Uint8Array[] = []
+    doc.on('update', (update: Uint8Array) => made.push(update))
+    while (undo.canUndo()) undo.undo()
+    undo.destroy()
+    return made.length === 0 ? new Uint8Array([0, 0]) : Y.mergeUpdates(made)
+  } finally {
+    doc.destroy()
+  }
+}
+
+/** Same content, whatever the encoding: both states give the same JSON and the same state vector. */
+export function sameContent(a: Uint8Array, b: Uint8Array): boolean {
+  const da = docFromUpdates([a])
+  const db = docFromUpdates([b])
+  try {
+    return JSON.stringify(docToJson(da)) === JSON.stringify(docToJson(db))
+      && Buffer.from(Y.encodeStateVector(da)).equals(Buffer.from(Y.encodeStateVector(db)))
+  } finally {
+    da.destroy()
+    db.destroy()
+  }
+}
+
+/** Same content as JSON (the state vectors may differ). */
+export function sameJson(a: Uint8Array, b: Uint8Array): boolean {
+  const da = docFromUpdates([a])
+  const db = docFromUpdates([b])
+  try {
+    return JSON.stringify(docToJson(da)) === JSON.stringify(docToJson(db))
+  } finally {
+    da.destroy()
+    db.destroy()
+  }
+}
+
+/** True if `state` contains every insertion of `part` (merging `part` would add nothing). */
+export function containsState(state: Uint8Array, part: Uint8Array): boolean {
+  const missing = Y.decodeUpdate(Y.diffUpdate(part, Y.encodeStateVectorFromUpdate(state))).structs.filter((s) => !(s instanceof Y.Skip))
+  if (missing.length === 0) return true
+  // Structs beyond a clock gap (pending in a document) are past the state vector: look them up.
+  const held = new Map<number, Array<[number, number]>>()
+  for (const s of Y.decodeUpdate(state).structs) {
+    if (s instanceof Y.Skip) continue
+    const ranges = held.get(s.id.client) ?? []
+    ranges.push([s.id.clock, s.id.clock + s.length])
+    held.set(s.id.client, ranges)
+  }
+  return missing.every((s) => held.get(s.id.client)?.some(([from, to]) => from <= s.id.clock && s.id.clock + s.length <= to) === true)
+}
+
+/** Longest time spec read (an ISO time with nanoseconds and a zone is 35 characters). */
+export const MAX_TIME_SPEC_LENGTH = 64
+/** The largest instant a Date holds (ECMAScript: ±8.64e15 ms). */
+const MAX_DATE_MS = 8.64e15
+
+/**
+ * A moment: ISO 8601 (`2026-11-22T10:00:00Z`, a date, or a local time without zone) or a
+ * time ago (`90s`, `10m`, `2h`, `3d`, `1w`). Throws BAD_TIME.
+ */
+export function parseTimeSpec(text: string, now: number): number {
+  // A time ago is a duration as every option takes it, optionally followed by "ago".
+  // Longer than any time written by hand; the patterns below then never see megabytes.
+  if (text.length <= MAX_TIME_SPEC_LENGTH) {
+    const rel = DURATION_PATTERN.exec(text.replace(/\s*ago\s*$/i, ''))
+    const ms = rel ? now - Math.round(Number(rel[1]) * DURATION_UNITS[rel[2]!.toLowerCase()]!)
+      : /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.test(text.trim()) ? Date.parse(text.trim()) : NaN
+    // Past what a Date can hold ("1e20w ago"), no message could even print the instant.
+    if (Number.isFinite(ms) && Math.abs(ms) <= MAX_DATE_MS) return ms
+  }
+  const shown = text.length <= MAX_TIME_SPEC_LENGTH ? text : `${text.slice(0, MAX_TIME_SPEC_LENGTH)}…`
+  throw new CoeditError('BAD_TIME', `"${shown}" is not a time: use ISO 8601 (2026-11-22T10:00:00Z) or a time ago (10m, 2h, 3d)`)
+}
+
+/**
+ * The version `spec` names: a bare number is a version id; anything else is a time, and
+ * picks the newest version recorded at or before it. Throws VERSION_NOT_FOUND / BAD_TIME.
+ */
+export function resolveVersion(versions: readonly VersionInfo[], spec: string, now: number): VersionInfo {
+  if (/^\s*\d+\s*$/.test(spec)) {
+    const id = Number(spec)
+    const found = versions.find((v) => v.id === id)
+    if (!found) throw new CoeditError('VERSION_NOT_FOUND', `there is no version ${id} (see coedit history)`)
+    return found
+  }
+  const at = parseTimeSpec(spec, now)
+  let best: VersionInfo | undefined
+  for (const v of versions) if (v.at <= at && (!best || v.at >= best.at)) best = v
+  if (!best) {
+    throw new CoeditError('VERSION_NOT_FOUND', `no version was recorded at or before ${new Date(at).toISOString()}${versions.length > 0 ? ` (the oldest is from ${new Date(Math.min(...versions.map((v) => v.at))).toISOString()})` : ''}`)
+  }
+  return best
+}

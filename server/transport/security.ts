@@ -1,0 +1,52 @@
+/**
+ * Turns the security options of the configuration into what the transport and the
+ * HTTP server need, failing at startup (never at the first connection) on a bad key,
+ * certificate, origin or pattern.
+ */
+import { readFileSync } from 'node:fs'
+import { Authenticator, parseAllowedOrigins } from './auth.js'
+import type { ServerConfig } from '../config.js'
+import { CoeditError } from '../errors.js'
+import { roomNamePattern } from '../room/room-name.js'
+import type { TransportOptions } from './transport.js'
+
+export interface Security {
+  transport: Omit<TransportOptions, 'maxMessageSize' | 'pingInterval' | 'events' | 'authorizer'>
+  /** JWT checking, when --auth-secret or --auth-public-key is set (server/transport/authorizer.ts decides whether it is used). */
+  tokens: Authenticator | undefined
+  /** Present when TLS is on: the server speaks https:// and wss://. */
+  tls: { cert: Buffer; key: Buffer } | undefined
+}
+
+type SecurityConfig = Pick<ServerConfig,
+  | 'authSecret' | 'authPublicKey' | 'allowedOrigins' | 'trustProxy' | 'loopbackExempt' | 'maxConnectionsPerIp' | 'maxMessagesPerSecond'
+  | 'maxBytesPerSecond' | 'maxBufferedBytes' | 'maxRoomNameLength' | 'roomNamePattern' | 'tlsCert' | 'tlsKey'>
+
+export function securityOptions(config: SecurityConfig): Security {
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) {
+    throw new CoeditError('TLS_INCOMPLETE', '--tls-cert and --tls-key go together')
+  }
+  return {
+    tokens: Authenticator.fromOptions(config),
+    transport: {
+      origins: parseAllowedOrigins(config.allowedOrigins),
+      trustProxy: config.trustProxy,
+      loopbackExempt: config.loopbackExempt,
+      maxConnectionsPerIp: config.maxConnectionsPerIp,
+      maxMessagesPerSecond: config.maxMessagesPerSecond,
+      maxBytesPerSecond: config.maxBytesPerSecond,
+      maxBufferedBytes: config.maxBufferedBytes,
+      maxRoomNameLength: config.maxRoomNameLength,
+      roomNamePattern: roomNamePattern(config.roomNamePattern),
+    },
+    tls: config.tlsCert ? { cert: readPem(config.tlsCert, 'certificate'), key: readPem(config.tlsKey, 'key') } : undefined,
+  }
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new CoeditError('TLS_UNREADABLE', `cannot read the TLS ${what} ${file}: ${(err as Error).message}`, { cause: err })
+  }
+}
