@@ -148,7 +148,10 @@ test('a state over --max-awareness-size closes its connection with 4400; one at 
     }
   }
   const room = server.registry.rooms.find((r) => r.name === 'big')!
-  assert.deepEqual([...room.awareness.getStates().keys()].filter((id) => id > 500), [501], 'only the state at the limit is held')
+  // The observer's own state is left out: its provider renews it every 15 s, so on a loaded
+  // machine (this test past 15 s) it is in the room too, and its random client ID is over 500.
+  const held = [...room.awareness.getStates().keys()].filter((id) => id > 500 && id !== observer.doc.clientID)
+  assert.deepEqual(held, [501], 'only the state at the limit is held')
   assert.ok(!states.has(502) && !states.has(503) && !states.has(504), 'nothing over the limit reached anyone')
 })
 
