@@ -58,11 +58,13 @@ editorSuite('web editor in Chromium: access', (fx) => {
       assertNoErrors(a, b)
 
       // A token that expires during the session: the server closes with 4401 and the page says why.
-      const shortLived = await signToken({ rooms: ['team/*'], access: 'write', ttl: 6000, secret })
+      // The page must connect before the token expires: 6 s was too short on a loaded machine
+      // (connecting alone took over 5 s at load average 40), 30 s leaves room for that.
+      const shortLived = await signToken({ rooms: ['team/*'], access: 'write', ttl: 30_000, secret })
       const c = await openEditor(fx.browser, url('team%2Fplan', shortLived), { name: 'Brief' })
       try {
-        await waitForConnected(c.page, 5000)
-        await c.page.waitForSelector('#connection[data-state="closed"]', { timeout: 15_000 })
+        await waitForConnected(c.page, 25_000)
+        await c.page.waitForSelector('#connection[data-state="closed"]', { timeout: 60_000 })
         assert.match(await c.page.textContent('#connection') ?? '', /token expired/)
       } finally {
         await c.close()
