@@ -113,7 +113,7 @@ test('one awareness state nested 6,000 deep neither ends the process nor poisons
   assert.equal(refusals.length, 1, 'logged once')
 })
 
-test('a state over --max-awareness-size closes its connection with 4400; one at the limit is relayed', { timeout: 60_000 }, async (t) => {
+test('a state over --max-awareness-size closes its connection with 4400; one at the limit is relayed', { timeout: 300_000 }, async (t) => {
   const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
   const observer = connect(server.url, 'big')
   t.after(async () => {
@@ -141,6 +141,9 @@ test('a state over --max-awareness-size closes its connection with 4400; one at 
     if (c.ok) {
       await waitFor(() => states.has(c.id), { message: `${c.name}: relayed` })
       assert.equal(raw.closeInfo, undefined)
+      // Checked now, not at the end: a state sent once times out of the room after 30 s, which a
+      // loaded machine can reach before the last case is done.
+      assert.ok(server.registry.rooms.find((r) => r.name === 'big')!.awareness.getStates().has(c.id), `${c.name}: held by the room`)
     } else {
       const closed = await raw.waitClosed(20_000)
       assert.equal(closed.code, 4400, `${c.name}: close code`)
@@ -148,7 +151,10 @@ test('a state over --max-awareness-size closes its connection with 4400; one at 
     }
   }
   const room = server.registry.rooms.find((r) => r.name === 'big')!
-  assert.deepEqual([...room.awareness.getStates().keys()].filter((id) => id > 500), [501], 'only the state at the limit is held')
+  // Only the test's own IDs: the observer renews its state every 15 s, so on a loaded machine it
+  // is in the room too (a random ID, over 500); and 501 may have timed out by now (see above).
+  const held = [...room.awareness.getStates().keys()].filter((id) => cases.some((c) => c.id === id && !c.ok))
+  assert.deepEqual(held, [], 'no state over the limit is held')
   assert.ok(!states.has(502) && !states.has(503) && !states.has(504), 'nothing over the limit reached anyone')
 })
 

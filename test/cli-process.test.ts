@@ -22,11 +22,13 @@ test('coedit verbs as processes: exit codes, locked directory, live backup resto
   client.text.insert(0, 'written before the backup')
 
   const auth = ['--server', http, '--token', 'ops-token']
-  const locked = await runCli(['rooms', '--data', one])
+  // The locked directory and the live export are independent processes: run side by side.
+  const [locked] = await Promise.all([
+    runCli(['rooms', '--data', one]),
+    waitFor(async () => (await runCli(['export', 'notes', ...auth])).stdout === 'written before the backup', { timeout: 30_000, message: 'edit stored' }),
+  ])
   assert.equal(locked.code, 1)
   assert.match(locked.stderr, /data directory .* is in use by a running server: use --server URL --admin-token TOKEN/)
-
-  await waitFor(async () => (await runCli(['export', 'notes', ...auth])).stdout === 'written before the backup', { timeout: 30_000, message: 'edit stored' })
   const rooms = await runCli(['rooms', '--json', ...auth])
   assert.equal(rooms.code, 0, rooms.stderr)
   assert.deepEqual((JSON.parse(rooms.stdout) as Array<{ name: string }>).map((r) => r.name), ['notes'])
@@ -54,10 +56,14 @@ test('coedit verbs as processes: exit codes, locked directory, live backup resto
     [['rooms', '--server', http, '--token', 'not-the-token'], 1, /refused the admin token/],
     [['restore-backup', join(dir.path, 'nothing-here'), '--data', join(dir.path, 'three')], 1, /no file/],
   ]
-  for (const [args, code, message] of cases) {
-    const res = await runCli(args)
-    assert.equal(res.code, code, `${args.join(' ')}: ${res.stderr}`)
-    assert.match(res.stderr, message, args.join(' '))
+  // Independent processes, two at a time: each is a tsx start-up, slow on a loaded machine.
+  for (let i = 0; i < cases.length; i += 2) {
+    const pair = cases.slice(i, i + 2)
+    const results = await Promise.all(pair.map(([args]) => runCli(args)))
+    pair.forEach(([args, code, message], j) => {
+      assert.equal(results[j]!.code, code, `${args.join(' ')}: ${results[j]!.stderr}`)
+      assert.match(results[j]!.stderr, message, args.join(' '))
+    })
   }
   const help = await runCli(['backup', '--help'])
   assert.equal(help.code, 0)

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { PACKAGE_ROOT, WEB_DIST } from '../../server/http/paths.js'
 
@@ -36,18 +36,69 @@ function newestMtime(path: string): number {
 /** What scripts/build-web.mjs writes: the pages and their scripts. */
 const BUILT = ['index.html', 'status.html', 'assets/app.js', 'assets/status.js']
 
-/**
- * Builds dist/web unless it is newer than every source of it: web/, and server/ (the pages
- * import the protocol codec's constants from it).
- */
-export function ensureWebBuild(): void {
+/** Whether dist/web holds every page and is newer than every source of it. */
+function webBuildFresh(): boolean {
   const index = join(WEB_DIST, 'index.html')
   const script = join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')
   // server/room/room-path.ts is bundled into the editor too (and server/room/protocol.ts: any server change rebuilds).
   const sources = Math.max(newestMtime(join(PACKAGE_ROOT, 'web')), newestMtime(script), newestMtime(join(PACKAGE_ROOT, 'server')))
-  if (BUILT.every((f) => existsSync(join(WEB_DIST, f))) && statSync(index).mtimeMs >= sources) return
-  const result = spawnSync(process.execPath, [script], { cwd: PACKAGE_ROOT, encoding: 'utf8' })
-  if (result.status !== 0) throw new Error(`building the editor failed:\n${result.stdout}${result.stderr}`)
+  try {
+    return BUILT.every((f) => existsSync(join(WEB_DIST, f))) && statSync(index).mtimeMs >= sources
+  } catch {
+    return false // swapped by another file's build between the two looks: it holds the lock
+  }
+}
+
+/** Whether the process that wrote `lock` (its pid is the file's content) is gone. */
+function lockAbandoned(lock: string): boolean {
+  let pid: number
+  try {
+    pid = Number(readFileSync(lock, 'utf8'))
+  } catch {
+    return false // removed meanwhile, or not written yet: look again
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
+/**
+ * Builds dist/web unless it is newer than every source of it: web/, and server/ (the pages
+ * import the protocol codec's constants from it). Test files run side by side
+ * (`--test-concurrency`), so one file builds while the others wait on a lock file, then find
+ * the build fresh; two builds swapping dist/web at once would leave it missing or half there.
+ */
+export function ensureWebBuild(): void {
+  const lock = join(PACKAGE_ROOT, 'dist', '.web-build.lock')
+  const pause = new Int32Array(new SharedArrayBuffer(4))
+  for (;;) {
+    if (webBuildFresh()) return
+    mkdirSync(dirname(lock), { recursive: true })
+    let fd: number
+    try {
+      fd = openSync(lock, 'wx')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      // Another test file is building: wait for its lock to go (or for its process to be gone).
+      if (lockAbandoned(lock)) rmSync(lock, { force: true })
+      else Atomics.wait(pause, 0, 0, 100)
+      continue
+    }
+    try {
+      writeSync(fd, String(process.pid))
+      closeSync(fd)
+      if (webBuildFresh()) return
+      const result = spawnSync(process.execPath, [join(PACKAGE_ROOT, 'scripts', 'build-web.mjs')], { cwd: PACKAGE_ROOT, encoding: 'utf8' })
+      if (result.status !== 0) throw new Error(`building the editor failed:\n${result.stdout}${result.stderr}`)
+      return
+    } finally {
+      rmSync(lock, { force: true })
+    }
+  }
 }
 
 /** The part of HTMLTextAreaElement the tests touch (the Node tsconfig has no DOM lib). */

@@ -19,8 +19,15 @@ export interface ChildServer {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+/**
+ * How long a child process may take to start or finish before the test fails: a hang guard,
+ * not a deadline. A tsx start-up takes a second or two on an idle machine and over 30 s on
+ * one running three test files beside other load (seen at load average 40).
+ */
+export const PROCESS_GUARD_MS = 120_000
+
 /** Runs `node --import tsx <script> <args>` from the repository root to completion. */
-export function runScript(script: string, args: string[], env: Record<string, string> = {}, timeout = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runScript(script: string, args: string[], env: Record<string, string> = {}, timeout = PROCESS_GUARD_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
       cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
@@ -42,12 +49,12 @@ export function runScript(script: string, args: string[], env: Record<string, st
 }
 
 /** Runs `coedit <args>` to completion. */
-export function runCli(args: string[], env: Record<string, string> = {}, timeout = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], env: Record<string, string> = {}, timeout = PROCESS_GUARD_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runScript('scripts/coedit.ts', args, env, timeout)
 }
 
 /** Starts `coedit serve --port 0 <args>` and resolves once it listens. */
-export function startChildServer(args: string[], { timeout = 30_000, env = {} as Record<string, string> } = {}): Promise<ChildServer> {
+export function startChildServer(args: string[], { timeout = PROCESS_GUARD_MS, env = {} as Record<string, string> } = {}): Promise<ChildServer> {
   return spawnServer(process.execPath, ['--import', 'tsx', 'scripts/coedit.ts', 'serve', '--port', '0', ...args], { cwd: ROOT, timeout, env })
 }
 
@@ -57,7 +64,7 @@ export function startChildServer(args: string[], { timeout = 30_000, env = {} as
  * in a process group of its own, and SIGKILL goes to the whole group, so a server that its
  * launcher left behind (the bug `npm start` had) is not left running after the test.
  */
-export function spawnServer(command: string, args: string[], { cwd = ROOT, timeout = 30_000, env = {} as Record<string, string>, group = false } = {}): Promise<ChildServer> {
+export function spawnServer(command: string, args: string[], { cwd = ROOT, timeout = PROCESS_GUARD_MS, env = {} as Record<string, string>, group = false } = {}): Promise<ChildServer> {
   const child = spawn(command, args, {
     cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: group,
   })
