@@ -408,3 +408,39 @@ ctest('cluster: a delete on one process closes the room on the others, which dro
   await waitFor(() => b.registry.loaded('shared') === undefined, { timeout: 10_000, message: 'B dropped its copy' })
   assert.deepEqual((await store.load('shared')).updates, [], 'the stale edit was not stored')
 })
+
+ctest('cluster: a room deleted on another process while not loaded here: documents.transact here uses no client ID of the deleted copy', async (t) => {
+  const { schema, prefix } = uniqueNames('delpool')
+  const servers: CoeditServer[] = []
+  t.after(async () => {
+    await Promise.all(servers.map((s) => s.close()))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+  })
+  for (let i = 0; i < 2; i++) {
+    servers.push(await startServer({ postgres: POSTGRES_URL, postgresSchema: schema, redis: REDIS_URL, redisPrefix: prefix, healInterval: 300, roomGrace: 50 }))
+  }
+  const [a, b] = servers as [CoeditServer, CoeditServer]
+  const write = (text: string): Promise<void> => a.documents.transact('pool', (doc) => { doc.getText('text').insert(0, text) })
+  const clientsOf = async (): Promise<number[]> => [...(await storedDoc(schema, 'pool')).store.clients.keys()]
+  const unloadedOnA = async (): Promise<void> => { await waitFor(() => a.registry.loaded('pool') === undefined, { timeout: 10_000, message: 'A unloaded the room' }) }
+
+  // A writes (its client ID goes back to its pool), unloads the room, and so never hears B's delete.
+  await write('old ')
+  const old = await clientsOf()
+  await unloadedOnA()
+  await b.rooms.delete('pool', { tombstone: true })
+  // The old ID is tombstoned: reusing it would refuse every change for good.
+  await write('new ')
+  assert.equal((await storedDoc(schema, 'pool')).getText('text').toString(), 'new ')
+  const afterTombstone = await clientsOf()
+  assert.equal(afterTombstone.filter((c) => old.includes(c)).length, 0, 'no ID of the tombstoned copy')
+
+  // A plain delete: the old ID would write new items under the IDs an offline copy holds.
+  await unloadedOnA()
+  await b.rooms.delete('pool')
+  await write('newer ')
+  const doc = await storedDoc(schema, 'pool')
+  assert.equal(doc.getText('text').toString(), 'newer ')
+  assert.equal([...doc.store.clients.keys()].filter((c) => afterTombstone.includes(c) || old.includes(c)).length, 0, 'no ID of a deleted copy')
+})
