@@ -448,6 +448,8 @@ function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, doc
     events.on('room.gap', ({ room }) => cluster.gap(room), 'cluster')
     // The other processes end their copy of a room this one deleted (their writes for it are refused anyway).
     events.on('room.deleted', ({ room, generation }) => cluster.deleted(room, generation), 'cluster')
+    // rooms.disconnect closes the room's connections on every process.
+    events.on('room.disconnected', ({ room, code, reason }) => cluster.disconnect(room, { code, reason }), 'cluster')
   }
 
   // Server-side documents: no client ID of a deleted room is reused (see Documents.roomDeleted).
