@@ -34,6 +34,7 @@ import { HocuspocusHub } from './hocuspocus.js'
 import { clientAddress, originAllowed } from './auth.js'
 import { checkRoomName } from './room-name.js'
 import { Rooms, type RoomsEvents } from './rooms-api.js'
+import type { BearerEvents } from './bearer.js'
 import { attachment, underPath } from './attach.js'
 import { Events } from './events.js'
 import type { StoreEvents } from './persistence/store.js'
@@ -49,7 +50,7 @@ import { subscribeHooks, type Hooks } from './hooks.js'
 export type { Hooks } from './hooks.js'
 
 /** Every event of the server (each declared beside the code that emits it). */
-export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents
+export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents & BearerEvents
 export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
 import { Documents, type ServerDocuments } from './documents.js'
 import { documentApiRoutes, type ApiAuthorize } from './document-api.js'
@@ -429,6 +430,9 @@ function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, doc
   events.on('room.loadFailed', ({ code }) => { if (code === 'TOO_MANY_ROOMS') metrics.roomLoadFailed() }, 'metrics')
   events.on('room.unloaded', ({ reason }) => { if (reason === 'idle' || reason === 'evicted') metrics.roomUnloaded() }, 'metrics')
   events.on('webhook.result', ({ result }) => metrics.webhook(result), 'metrics')
+
+  // The HTTP token guard: an address locked out after too many wrong tokens.
+  events.on('token.lockout', ({ address }) => log.warn({ event: 'token_lockout', address }, 'too many wrong tokens: address refused for a minute'), 'log')
 
   // Webhooks: a notice per room per window, listing the authors; the process that stored a change sends it.
   if (webhooks) {
