@@ -108,7 +108,7 @@ test('backup of a live server while 5 clients keep editing, restored into a seco
   const two = join(dir.path, 'two')
   const restored = await cli(['restore-backup', file, '--data', two, '--json'])
   assert.equal(restored.code, 0, restored.stderr)
-  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3, unreadable: [] })
+  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3, unreadable: [], tombstones: 0 })
   const second = await startServer({ dataDir: two })
   t.after(() => second.close())
   for (const [i, room] of roomOf.entries()) {
