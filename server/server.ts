@@ -34,6 +34,7 @@ import { HocuspocusHub } from './transport/hocuspocus.js'
 import { clientAddress, originAllowed } from './transport/auth.js'
 import { checkRoomName } from './room/room-name.js'
 import { Rooms, type RoomsEvents } from './embedding/rooms-api.js'
+import type { BearerEvents } from './http/bearer.js'
 import { attachment, underPath } from './transport/attach.js'
 import { Events } from './room/events.js'
 import type { StoreEvents } from './persistence/store.js'
@@ -49,7 +50,7 @@ import { subscribeHooks, type Hooks } from './embedding/hooks.js'
 export type { Hooks } from './embedding/hooks.js'
 
 /** Every event of the server (each declared beside the code that emits it). */
-export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents
+export type ServerEvents = StoreEvents & RoomEvents & RegistryEvents & TransportEvents & WebhookEvents & RoomsEvents & BearerEvents
 export type ServerBus = Events<ServerEvents, RegistryBeforeEvents>
 import { Documents, type ServerDocuments } from './embedding/documents.js'
 import { documentApiRoutes, type ApiAuthorize } from './http/document-api.js'
@@ -430,6 +431,9 @@ function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, doc
   events.on('room.unloaded', ({ reason }) => { if (reason === 'idle' || reason === 'evicted') metrics.roomUnloaded() }, 'metrics')
   events.on('webhook.result', ({ result }) => metrics.webhook(result), 'metrics')
 
+  // The HTTP token guard: an address locked out after too many wrong tokens.
+  events.on('token.lockout', ({ address }) => log.warn({ event: 'token_lockout', address }, 'too many wrong tokens: address refused for a minute'), 'log')
+
   // Webhooks: a notice per room per window, listing the authors; the process that stored a change sends it.
   if (webhooks) {
     events.on('update.applied', ({ room, origin }) => { if (origin.source !== 'remote') webhooks.changed(room, userOf(origin)?.id) }, 'webhooks')
@@ -448,6 +452,8 @@ function subscribe(events: ServerBus, { metrics, webhooks, history, cluster, doc
     events.on('room.gap', ({ room }) => cluster.gap(room), 'cluster')
     // The other processes end their copy of a room this one deleted (their writes for it are refused anyway).
     events.on('room.deleted', ({ room, generation }) => cluster.deleted(room, generation), 'cluster')
+    // rooms.disconnect closes the room's connections on every process.
+    events.on('room.disconnected', ({ room, code, reason }) => cluster.disconnect(room, { code, reason }), 'cluster')
   }
 
   // Server-side documents: no client ID of a deleted room is reused (see Documents.roomDeleted).

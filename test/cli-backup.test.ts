@@ -10,7 +10,9 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { startServer } from '../server/index.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
-import { decodeBackup, type BackupRoom } from '../server/operator/backup-format.js'
+import { decodeBackup, encodeBackup, verifyBackup, type BackupRoom } from '../server/operator/backup-format.js'
+import { encodeTombstone } from '../server/room/tombstone.js'
+import type { StoreSnapshot } from '../server/persistence/store.js'
 import { docFromUpdates, mergeState } from '../server/operator/doc-ops.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
@@ -106,7 +108,7 @@ test('backup of a live server while 5 clients keep editing, restored into a seco
   const two = join(dir.path, 'two')
   const restored = await cli(['restore-backup', file, '--data', two, '--json'])
   assert.equal(restored.code, 0, restored.stderr)
-  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3, unreadable: [] })
+  assert.deepEqual(JSON.parse(restored.out), { file, rooms: 3, verified: 3, unreadable: [], tombstones: 0 })
   const second = await startServer({ dataDir: two })
   t.after(() => second.close())
   for (const [i, room] of roomOf.entries()) {
@@ -347,4 +349,86 @@ test('backup and export of a store holding one unreadable room: every other room
   const result = JSON.parse(restored.out) as { rooms: number; verified: number }
   assert.equal(result.rooms, 2)
   assert.equal(result.verified, 2)
+})
+
+test('tombstones survive backup and restore-backup: a deleted room restored into a fresh directory still refuses its old content (format 3; without tombstones format 2)', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const src = join(dir.path, 'src')
+  const store = await LevelStore.open(src)
+  const made = (text: string): Uint8Array => {
+    const doc = new Y.Doc()
+    doc.getText('text').insert(0, text)
+    return Y.encodeStateAsUpdate(doc)
+  }
+  const oldGone = made('secret that was deleted')
+  const oldBack = made('old words of back')
+  await store.append('gone', [oldGone])
+  await store.delete('gone', { tombstone: true })
+  await store.append('back', [oldBack])
+  await store.delete('back', { tombstone: true })
+  await store.append('back', [made('new words of back')])
+  await store.append('plain', [made('plain room')])
+  const tombstones = { gone: (await store.load('gone')).tombstone, back: (await store.load('back')).tombstone }
+  assert.ok(tombstones.gone && tombstones.back)
+  await store.close()
+
+  const file = join(dir.path, 'with-tombstones.coedit')
+  const b = await cli(['backup', '--out', file, '--data', src])
+  assert.equal(b.code, 0, b.stderr)
+  assert.equal((await readFile(file))[8], 3, 'format 3: it carries tombstones')
+  const into = join(dir.path, 'into')
+  const r = await cli(['restore-backup', file, '--data', into, '--json'])
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal((JSON.parse(r.out) as { tombstones: number }).tombstones, 2)
+
+  const check = await LevelStore.open(into)
+  assert.deepEqual((await check.listRooms()).map((x) => x.name), ['back', 'plain'], 'a deleted room is not listed')
+  assert.deepEqual((await check.load('gone')).tombstone, tombstones.gone)
+  assert.deepEqual((await check.load('back')).tombstone, tombstones.back)
+  await check.close()
+
+  // Served from the restored directory: the old content is refused, the new content is there.
+  const server = await startServer({ dataDir: into })
+  t.after(() => server.close())
+  for (const [room, old, now] of [['gone', oldGone, ''], ['back', oldBack, 'new words of back']] as const) {
+    const res = await fetch(`${server.httpUrl}/api/rooms/${room}/update`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: old })
+    assert.equal(res.status, 409, room)
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'DELETED_CONTENT', room)
+    assert.equal((await server.documents.get(room)).getText('text').toString(), now, `${room}: nothing old came back`)
+  }
+
+  // A store without tombstones still writes format 2 (coedit before tombstones reads it), and it restores.
+  const plainSrc = join(dir.path, 'plain-src')
+  const plain = await LevelStore.open(plainSrc)
+  await plain.append('p', [made('p')])
+  await plain.close()
+  const file2 = join(dir.path, 'plain.coedit')
+  assert.equal((await cli(['backup', '--out', file2, '--data', plainSrc])).code, 0)
+  assert.equal((await readFile(file2))[8], 2)
+  assert.equal((await cli(['restore-backup', file2, '--data', join(dir.path, 'into2')])).code, 0)
+})
+
+test('a backup with a malformed tombstone record is refused as BAD_BACKUP', async () => {
+  const snapshotOf = (tombstones: Array<[string, Uint8Array]>): StoreSnapshot => ({
+    rooms: [],
+    tombstones: new Map(tombstones),
+    read: async () => { throw new Error('no rooms') },
+    close: async () => {},
+  })
+  const good = encodeTombstone(new Map([[7, 3]]))
+  const cases: Array<[string, StoreSnapshot]> = [
+    ['no client', snapshotOf([['a', encodeTombstone(new Map())]])],
+    ['truncated', snapshotOf([['a', good.subarray(0, good.length - 1)]])],
+    ['trailing', snapshotOf([['a', new Uint8Array([...good, 1])]])],
+    ['garbage', snapshotOf([['a', new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])]])],
+  ]
+  for (const [what, snapshot] of cases) {
+    const chunks: Uint8Array[] = []
+    for await (const c of encodeBackup(snapshot, 1)) chunks.push(c)
+    await assert.rejects(verifyBackup((async function* () { yield* chunks })()), (err: { code?: string }) => err.code === 'BAD_BACKUP', what)
+  }
+  const chunks: Uint8Array[] = []
+  for await (const c of encodeBackup(snapshotOf([['a', good]]), 1)) chunks.push(c)
+  await verifyBackup((async function* () { yield* chunks })())
 })

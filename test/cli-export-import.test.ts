@@ -14,6 +14,8 @@ import { LevelStore } from '../server/persistence/leveldb.js'
 import { docFromUpdates, docToJson, mergeState } from '../server/operator/doc-ops.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
+import { captureLog } from './helpers/log-capture.js'
+import { createLogger } from '../server/log.js'
 /** waitFor with a generous default timeout: the CPU is shared with other test runs. */
 const wait = <T>(check: () => T | Promise<T>, options: Parameters<typeof waitFor>[1] = {}): Promise<T> => waitFor(check, { timeout: 15_000, ...options })
 
@@ -204,7 +206,8 @@ test('a data directory held by a running server: a clear error saying to use --s
 })
 
 test('token guessing: 10 wrong tokens from one address lock it out (429, Retry-After), right token or not; other addresses are served', async (t) => {
-  const server = await startServer({ adminToken: 'right-token', metricsToken: 'metrics-token' })
+  const log = captureLog()
+  const server = await startServer({ adminToken: 'right-token', metricsToken: 'metrics-token', logger: createLogger('info', log.stream) })
   t.after(() => server.close())
   // A second loopback address, so the lockout of the first one can be seen not to spread.
   const from = (localAddress: string, path: string, token: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> =>
@@ -232,6 +235,8 @@ test('token guessing: 10 wrong tokens from one address lock it out (429, Retry-A
   assert.match(cliLocked.stderr, /too many wrong admin tokens.*try again in \d+ s/)
   assert.equal((await from('127.0.0.2', '/admin/rooms', 'right-token')).status, 200)
   assert.equal((await from('127.0.0.2', '/metrics', 'metrics-token')).status, 200)
+  // Told once, as the token.lockout event's log line.
+  assert.deepEqual(log.events('token_lockout').map((l) => l.address), ['127.0.0.1'])
 })
 
 test('admin API: wrong or missing token is refused (401) and changes nothing; off without --admin-token', async (t) => {

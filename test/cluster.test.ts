@@ -5,6 +5,8 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
+import { Redis } from 'ioredis'
 import { PostgresStore } from '../server/persistence/postgres.js'
 import { startServer, type CoeditServer } from '../server/index.js'
 import { connect, prng, testSeed, waitFor, type Client } from './helpers/index.js'
@@ -407,4 +409,100 @@ ctest('cluster: a delete on one process closes the room on the others, which dro
   assert.equal(await closedB2, 4410)
   await waitFor(() => b.registry.loaded('shared') === undefined, { timeout: 10_000, message: 'B dropped its copy' })
   assert.deepEqual((await store.load('shared')).updates, [], 'the stale edit was not stored')
+})
+
+ctest('cluster: a room deleted on another process while not loaded here: documents.transact here uses no client ID of the deleted copy', async (t) => {
+  const { schema, prefix } = uniqueNames('delpool')
+  const servers: CoeditServer[] = []
+  t.after(async () => {
+    await Promise.all(servers.map((s) => s.close()))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+  })
+  for (let i = 0; i < 2; i++) {
+    servers.push(await startServer({ postgres: POSTGRES_URL, postgresSchema: schema, redis: REDIS_URL, redisPrefix: prefix, healInterval: 300, roomGrace: 50 }))
+  }
+  const [a, b] = servers as [CoeditServer, CoeditServer]
+  const write = (text: string): Promise<void> => a.documents.transact('pool', (doc) => { doc.getText('text').insert(0, text) })
+  const clientsOf = async (): Promise<number[]> => [...(await storedDoc(schema, 'pool')).store.clients.keys()]
+  const unloadedOnA = async (): Promise<void> => { await waitFor(() => a.registry.loaded('pool') === undefined, { timeout: 10_000, message: 'A unloaded the room' }) }
+
+  // A writes (its client ID goes back to its pool), unloads the room, and so never hears B's delete.
+  await write('old ')
+  const old = await clientsOf()
+  await unloadedOnA()
+  await b.rooms.delete('pool', { tombstone: true })
+  // The old ID is tombstoned: reusing it would refuse every change for good.
+  await write('new ')
+  assert.equal((await storedDoc(schema, 'pool')).getText('text').toString(), 'new ')
+  const afterTombstone = await clientsOf()
+  assert.equal(afterTombstone.filter((c) => old.includes(c)).length, 0, 'no ID of the tombstoned copy')
+
+  // A plain delete: the old ID would write new items under the IDs an offline copy holds.
+  await unloadedOnA()
+  await b.rooms.delete('pool')
+  await write('newer ')
+  const doc = await storedDoc(schema, 'pool')
+  assert.equal(doc.getText('text').toString(), 'newer ')
+  assert.equal([...doc.store.clients.keys()].filter((c) => afterTombstone.includes(c) || old.includes(c)).length, 0, 'no ID of a deleted copy')
+})
+
+ctest('cluster: rooms.disconnect on one process closes the room\'s connections on every process; a malformed notice closes nothing', async (t) => {
+  const { schema, prefix } = uniqueNames('disconnect')
+  const servers: CoeditServer[] = []
+  const clients: Client[] = []
+  const redis = new Redis(REDIS_URL)
+  t.after(async () => {
+    for (const c of clients) c.destroy()
+    redis.disconnect()
+    await Promise.all(servers.map((s) => s.close()))
+    await dropSchema(schema)
+    await deleteKeys(prefix)
+  })
+  // B heals only once a minute: the notice must come over the bus.
+  for (const healInterval of [300, 60_000]) {
+    servers.push(await startServer({ postgres: POSTGRES_URL, postgresSchema: schema, redis: REDIS_URL, redisPrefix: prefix, healInterval }))
+  }
+  const [a, b] = servers as [CoeditServer, CoeditServer]
+  const join = (server: CoeditServer, room: string): Client => {
+    const c = connect(server.url, room)
+    clients.push(c)
+    return c
+  }
+  const closes: Array<{ client: string; code: number; reason: string }> = []
+  const watch = (name: string, c: Client): void => {
+    c.provider.on('connection-close', (e: { code: number; reason: string } | null) => { if (e) closes.push({ client: name, code: e.code, reason: e.reason }) })
+  }
+  const onA = join(a, 'talk')
+  const onB = join(b, 'talk')
+  const otherRoom = join(b, 'other')
+  watch('A', onA)
+  watch('B', onB)
+  watch('other', otherRoom)
+  await waitFor(() => onA.provider.synced && onB.provider.synced && otherRoom.provider.synced, { timeout: 10_000, message: 'synced' })
+  onA.text.insert(0, 'x')
+  await waitFor(() => onB.text.toString() === 'x', { timeout: 10_000, message: 'B has A\'s edit' })
+
+  // Hostile or broken notices on the room's channel (a code ws cannot send, a truncated payload): nothing closes.
+  const notice = (payload: Uint8Array): Buffer => {
+    const e = encoding.createEncoder()
+    encoding.writeVarString(e, 'intruder')
+    encoding.writeVarUint(e, 3)
+    encoding.writeUint8Array(e, payload)
+    return Buffer.from(encoding.toUint8Array(e))
+  }
+  const bad = encoding.createEncoder()
+  encoding.writeVarUint(bad, 1005)
+  encoding.writeVarString(bad, 'no')
+  await redis.publish(`${prefix}{talk}:a`, notice(encoding.toUint8Array(bad)))
+  await redis.publish(`${prefix}{talk}:a`, notice(new Uint8Array([0xc8])))
+
+  assert.equal(await a.rooms.disconnect('talk', { code: 4000, reason: 'maintenance' }), 1, 'A closes its own one')
+  await waitFor(() => closes.some((c) => c.client === 'B'), { timeout: 10_000, message: 'B\'s connection closed' })
+  assert.deepEqual(closes.filter((c) => c.client !== 'other').map((c) => [c.client, c.code, c.reason]).sort(), [['A', 4000, 'maintenance'], ['B', 4000, 'maintenance']])
+  assert.equal(closes.filter((c) => c.client === 'other').length, 0, 'another room is left alone')
+  // The room stays: the providers (4000 is not "don't reconnect") come back and still share it.
+  await waitFor(() => onA.provider.synced && onB.provider.synced, { timeout: 10_000, message: 'reconnected' })
+  onB.text.insert(1, 'y')
+  await waitFor(() => onA.text.toString() === 'xy', { timeout: 10_000, message: 'still one room' })
 })

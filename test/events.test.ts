@@ -6,6 +6,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Events } from '../server/room/events.js'
 import { createContainment, type ContainedPath, type FaultSpec } from '../server/room/containment.js'
 import { createLogger } from '../server/log.js'
@@ -97,4 +99,23 @@ test('before listeners are awaited in order; a rejection fails the room load cle
   assert.deepEqual(told.slice(2), ['loaded r'])
   await registry.closeAll()
   assert.deepEqual(told.slice(3), ['unloaded r shutdown'])
+})
+
+test('no second callback mechanism in server/: an on... callback field is one of the few that are not notifications', async () => {
+  // Not notifications of the server's life, so not events: a backup's per-call progress
+  // (its caller's progress bar), a room's own presence part telling the room (which emits
+  // awareness.local), and the upgrade handler the attach code hands to the HTTP server.
+  const allowed = new Set(['backup-format.ts onRoom', 'backup-format.ts onUnreadable', 'presence.ts onLocalChange', 'room.ts onLocalChange', 'server.ts onUpgrade'])
+  const found: string[] = []
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name)
+      if (entry.isDirectory()) await walk(path)
+      else if (entry.name.endsWith('.ts')) {
+        for (const m of (await readFile(path, 'utf8')).matchAll(/^\s+(?:readonly\s+)?(on[A-Z]\w*)\??:\s*\(/gm)) found.push(`${entry.name} ${m[1]}`)
+      }
+    }
+  }
+  await walk(new URL('../server', import.meta.url).pathname)
+  assert.deepEqual(found.filter((f) => !allowed.has(f)), [], 'a callback field: make it an event of server/room/events.ts, subscribed in server.ts')
 })

@@ -4,7 +4,8 @@
  * Channels are room-keyed, so a process only hears the rooms it has loaded:
  *   <prefix>{<room>}:u   document updates: varuint seq, then the update (already stored)
  *   <prefix>{<room>}:a   awareness: varString process id, varuint kind (0 update, 1 query,
- *                        2 deleted: the room's generation that was deleted), payload
+ *                        2 deleted: the room's generation that was deleted, 3 disconnect:
+ *                        varuint close code, varString close reason), payload
  * A room deleted g times (its generation, see Store.delete) has channels of its own,
  * `...:u:<g>` and `...:a:<g>`: a process still holding the deleted copy (it has not heard
  * of the delete yet) can neither hear nor be heard by the new one's processes.
@@ -23,6 +24,7 @@ import { Redactor } from '../observability/redact.js'
 export const AWARENESS_UPDATE = 0
 export const AWARENESS_QUERY = 1
 export const ROOM_DELETED = 2
+export const ROOM_DISCONNECT = 3
 
 /** ms to reach Redis at startup (and per later connection attempt) before giving up. */
 const CONNECT_TIMEOUT = 5000

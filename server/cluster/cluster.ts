@@ -19,7 +19,8 @@ import type { PostgresStore } from '../persistence/postgres.js'
 import type { Room } from '../room/room.js'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
-import { AWARENESS_QUERY, AWARENESS_UPDATE, ROOM_DELETED, RedisBus } from './bus.js'
+import { AWARENESS_QUERY, AWARENESS_UPDATE, ROOM_DELETED, ROOM_DISCONNECT, RedisBus } from './bus.js'
+import { closeReason, sendableCloseCode, type CloseCode } from '../room/close-codes.js'
 
 export interface ClusterOptions {
   redisUrl: string
@@ -34,7 +35,8 @@ export interface ClusterOptions {
 /**
  * Subscribed to the server's events in server.ts: `before('room.loaded')` → attach,
  * `room.unloaded` → detach, local `update.applied` → published, `awareness.local` →
- * awareness, `room.gap` → gap, `room.deleted` (this process deleted a room) → deleted. Updates and awareness from other processes go to the
+ * awareness, `room.gap` → gap, `room.deleted` (this process deleted a room) → deleted,
+ * `room.disconnected` (rooms.disconnect here) → disconnect. Updates and awareness from other processes go to the
  * room directly (applyRemote, catchUp, applyRemoteAwareness).
  */
 export class Cluster {
@@ -99,6 +101,25 @@ export class Cluster {
     this.bus.publishAwareness(room, generation, ROOM_DELETED, encoding.toUint8Array(e))
   }
 
+  /**
+   * This process closed `room`'s connections (rooms.disconnect): the others close theirs.
+   * Published on the channel of the room's generation in the store, the one every process
+   * serving the room now listens to (a copy of a deleted generation is being ended anyway).
+   */
+  async disconnect(room: string, close: CloseCode): Promise<void> {
+    const loaded = this.rooms.get(room)
+    let generation = loaded?.generation ?? 0
+    try {
+      generation = (await this.store.lastSeqs([room])).get(room)?.generation ?? generation
+    } catch (err) {
+      this.log.warn({ event: 'disconnect_generation_unknown', room, err: String(err) }, 'store unreachable: the disconnect notice goes to the loaded generation')
+    }
+    const e = encoding.createEncoder()
+    encoding.writeVarUint(e, close.code)
+    encoding.writeVarString(e, close.reason)
+    this.bus.publishAwareness(room, generation, ROOM_DISCONNECT, encoding.toUint8Array(e))
+  }
+
   /** A local update is durable as `seq`: tell the other processes. */
   published(room: Room, seq: number, update: Uint8Array): void {
     this.bus.publishUpdate(room.name, room.generation, seq, update)
@@ -152,6 +173,14 @@ export class Cluster {
       if (local) this.bus.publishAwareness(roomName, generation, AWARENESS_UPDATE, local)
     } else if (kind === ROOM_DELETED) {
       this.stale(room, decoding.readVarUint(decoding.createDecoder(payload)) + 1)
+    } else if (kind === ROOM_DISCONNECT) {
+      const d = decoding.createDecoder(payload)
+      const code = decoding.readVarUint(d)
+      const reason = closeReason(decoding.readVarString(d))
+      // Checked again: a malformed notice must not make ws throw inside the room.
+      if (!sendableCloseCode(code)) throw new Error(`close code ${code} cannot be sent`)
+      const closed = room.disconnect({ code, reason })
+      this.log.info({ event: 'room_disconnected', room: roomName, code, connections: closed, by: processId }, 'room disconnected by another process')
     }
   }
 

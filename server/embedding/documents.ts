@@ -14,7 +14,9 @@
  * Client IDs: the copy writes as a client ID taken from a small pool, not a fresh random
  * one per call (each would stay in the room's state vector forever). An ID is used by one
  * operation at a time, so its clock is always the room's: the previous operation with it
- * is stored and applied (or stored nothing) before the next one copies the room.
+ * is stored and applied (or stored nothing) before the next one copies the room. An ID
+ * never goes to a room deleted since it wrote there (see takeClientId), on whichever
+ * process the delete was made.
  */
 import * as Y from 'yjs'
 import { CoeditError } from '../errors.js'
@@ -63,6 +65,12 @@ export type RoomGuard = (room: Room) => void
 
 type ApiOrigin = Extract<UpdateOrigin, { source: 'api' }>
 
+/**
+ * IDs kept for reuse. Beyond the operations running at once the pool only grows by the
+ * fresh IDs rooms deleted before need (see takeClientId); past this, one is let go.
+ */
+const MAX_POOLED_IDS = 64
+
 /** Client IDs are 32-bit unsigned in Yjs (random.uint32). */
 const randomClientId = (): number => Math.floor(Math.random() * 2 ** 32)
 
@@ -85,7 +93,7 @@ export class Documents implements ServerDocuments {
       guard?.(live)
       const clientId = this.takeClientId(live)
       const epoch = this.epoch
-      const release = (): void => { if (epoch === this.epoch) this.freeIds.push(clientId) }
+      const release = (): void => { if (epoch === this.epoch && this.freeIds.length < MAX_POOLED_IDS) this.freeIds.push(clientId) }
       let update: Uint8Array | undefined
       try {
         update = await capture(live, clientId, change)
@@ -170,9 +178,20 @@ export class Documents implements ServerDocuments {
     }
   }
 
+  /**
+   * An ID for an operation on `room`. A pooled ID is safe where the room's document has it
+   * (its clock is the room's) or where the room was never deleted (generation 0: anything
+   * the ID wrote in it is in the document). In a room deleted before (generation > 0) an ID
+   * it does not have may have written in a deleted copy: on another cluster process, whose
+   * delete this process never hears of while it has not loaded the room, so `roomDeleted`
+   * cannot be relied on for it. Reusing it would be refused by the tombstone, or (no
+   * tombstone) write new content under the IDs of an offline copy's old items.
+   */
   private takeClientId(room: Room): number {
-    const pooled = this.freeIds.pop()
-    if (pooled !== undefined) return pooled
+    const clients = room.doc.store.clients
+    let at = this.freeIds.findIndex((id) => clients.has(id))
+    if (at < 0 && room.generation === 0) at = this.freeIds.length - 1
+    if (at >= 0) return this.freeIds.splice(at, 1)[0]!
     // A fresh ID must not be one of the room's clients (its clock would be theirs), nor
     // one of a deleted copy's (its tombstone would refuse every change).
     let id = randomClientId()

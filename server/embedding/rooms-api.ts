@@ -9,7 +9,7 @@
  * new room: the store refuses writes made for the deleted generation.
  */
 import type { Logger } from 'pino'
-import { CLOSE_NORMAL, closeReason, type CloseCode } from '../room/close-codes.js'
+import { CLOSE_NORMAL, closeReason, sendableCloseCode, type CloseCode } from '../room/close-codes.js'
 import { CoeditError } from '../errors.js'
 import type { HistoryKeeper } from '../operator/history.js'
 import type { EventSink } from '../room/events.js'
@@ -65,6 +65,11 @@ export interface RoomsEvents {
    * any, was told as `room.unloaded` with reason `deleted`). Told once the store's delete is done.
    */
   'room.deleted': { room: string; generation: number; existed: boolean; tombstone: boolean; connections: number }
+  /**
+   * `rooms.disconnect(room)` closed this process's `connections` of `room` with `code` and
+   * `reason` (the cluster tells the other processes, which close theirs).
+   */
+  'room.disconnected': { room: string; code: number; reason: string; connections: number }
 }
 
 export interface RoomsOptions {
@@ -73,7 +78,7 @@ export interface RoomsOptions {
   history: HistoryKeeper
   /** The same check as the WebSocket path's (length, characters, --room-name-pattern). */
   checkName(name: string): ParsedRoom
-  /** Where `room.deleted` goes (the cluster tells the other processes, which end their copy). */
+  /** Where `room.deleted` and `room.disconnected` go (the cluster tells the other processes). */
   events: EventSink<RoomsEvents>
   log: Logger
 }
@@ -122,12 +127,17 @@ export class Rooms {
     return { room: name, existed, tombstone, connections }
   }
 
-  /** Closes every connection of `room` on this process; returns how many. The room stays. */
+  /**
+   * Closes every connection of `room` with `code` and `reason`, on every process in cluster
+   * mode: this process's at once (their count is the result), the others' when the notice
+   * reaches them over the cluster bus. The room stays.
+   */
   async disconnect(room: string, options: DisconnectOptions = {}): Promise<number> {
     const name = this.name(room)
     const close = closeCodeOf(options)
     const closed = this.options.registry.loaded(name)?.disconnect(close) ?? 0
     this.options.log.info({ event: 'room_disconnected', room: name, code: close.code, connections: closed }, 'room disconnected')
+    this.options.events.emit('room.disconnected', { room: name, code: close.code, reason: close.reason, connections: closed })
     return closed
   }
 
@@ -139,14 +149,9 @@ export class Rooms {
   }
 }
 
-/** What ws accepts to send (RFC 6455 7.4): 1000-1014 less the reserved ones, and 3000-4999. */
-function sendableCode(code: number): boolean {
-  return (code >= 1000 && code <= 1014 && ![1004, 1005, 1006].includes(code)) || (code >= 3000 && code <= 4999)
-}
-
 function closeCodeOf(options: DisconnectOptions): CloseCode {
   const code = options.code ?? CLOSE_NORMAL.code
-  if (!Number.isInteger(code) || !sendableCode(code)) {
+  if (!sendableCloseCode(code)) {
     throw new CoeditError('BAD_CLOSE_CODE', `${String(code)} is not a close code the server may send (1000, 1001, 1008, 1011-1014 or 3000-4999)`)
   }
   if (options.reason !== undefined && typeof options.reason !== 'string') throw new CoeditError('BAD_CLOSE_REASON', 'the close reason must be a string')

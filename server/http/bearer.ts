@@ -7,6 +7,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { EventSink } from '../room/events.js'
+
+export interface BearerEvents {
+  /** `address` sent too many wrong tokens: it is refused (429) for the rest of the window. */
+  'token.lockout': { address: string }
+}
 
 export type BearerResult =
   | { ok: true }
@@ -18,8 +24,8 @@ export interface BearerGuardOptions {
   addressOf: (req: IncomingMessage) => string
   maxFailures?: number
   windowMs?: number
-  /** Told of every address that is locked out (logs, metrics). */
-  onLockout?: (address: string) => void
+  /** Where `token.lockout` goes (the log line is subscribed in server.ts). */
+  events?: EventSink<BearerEvents>
 }
 
 /** Addresses tracked at most; beyond it the oldest entries go first. */
@@ -71,7 +77,7 @@ export class BearerGuard {
       entry = { count: 0, since: now }
       this.failures.set(address, entry)
     }
-    if (++entry.count === this.maxFailures) this.options.onLockout?.(address)
+    if (++entry.count === this.maxFailures) this.options.events?.emit('token.lockout', { address })
     return { ok: false, status: 401 }
   }
 }

@@ -5,7 +5,7 @@
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { clientAddress } from '../transport/auth.js'
-import { BearerGuard, bearerOf, refuse } from '../http/bearer.js'
+import { BearerGuard, bearerOf, refuse, type BearerEvents } from '../http/bearer.js'
 import type { Logger } from 'pino'
 import type { ServerConfig } from '../config.js'
 import { sendJson, sendText, type Route } from '../http/http.js'
@@ -39,7 +39,7 @@ export interface OpsOptions {
   /** Where the webhook notice builder reports an exception. */
   containment?: Containment
   /** Where webhook delivery results go. */
-  events: EventSink<WebhookEvents>
+  events: EventSink<WebhookEvents & BearerEvents>
 }
 
 interface Sample {
@@ -73,7 +73,7 @@ export class Ops {
     })
     this.tokens = new BearerGuard({
       addressOf: (req) => clientAddress(req, config.trustProxy),
-      onLockout: (address) => log.warn({ event: 'token_lockout', address }, 'too many wrong tokens: address refused for a minute'),
+      events: options.events,
     })
     const urls = config.webhook.split(',').filter((u) => u !== '')
     this.webhooks = urls.length === 0 ? undefined : new Webhooks({

@@ -8,11 +8,20 @@
  *            then (format 2) the history section (server/operator/backup-history.ts)
  *         or byte 0x55 'U' (format 2), varuint length, then: varstring name, varstring
  *            reason: a room the backup could not read (it stays in the store as it was; see below)
+ *   tomb*    (format 3) byte 0x54 'T', varuint length, then: varstring name, varbytes
+ *            tombstone (server/room/tombstone.ts), after every room record; not counted as records
  *   trailer  byte 0x45 'E', varuint record count, 32 bytes SHA-256 of every byte before it
  *
  * A reader checks every frame and the trailer, so a truncated, corrupted or foreign file
  * is an error (code BAD_BACKUP) before anything is restored from it. Version 1 files (no
- * 'U' records) are read as well.
+ * 'U' records) and version 2 files (no 'T' records) are read as well. A store without
+ * tombstones is written as version 2, which coedit before tombstones reads too.
+ *
+ * Tombstones: a room deleted with `{ tombstone: true }` is not a room of the snapshot, but
+ * its tombstone is what keeps the old content out after a restore (an offline copy sent
+ * again), so it is carried: a 'T' record per tombstoned name, whether or not the name
+ * holds content again (then its 'R' record comes first, and restoring it clears the
+ * tombstone the 'T' record then sets).
  *
  * One room that cannot be read (a stored update that does not decode, a state whose
  * integration throws) must not cost the backup of every other room: the writer checks
@@ -32,11 +41,14 @@ import { createLogger } from '../log.js'
 import { checkHistoryLog, readHistorySection, writeHistorySection } from './backup-history.js'
 
 const MAGIC = new TextEncoder().encode('COEDITBK')
-const FORMAT_VERSION = 2
+const FORMAT_VERSION = 3
+/** What a backup without tombstones is written as: readable by coedit before format 3. */
+const FORMAT_WITHOUT_TOMBSTONES = 2
 /** Format 1 files (before the history log and unreadable-room records) are still read. */
 const OLDEST_READABLE = 1
 const TAG_ROOM = 0x52
 const TAG_UNREADABLE = 0x55
+const TAG_TOMBSTONE = 0x54
 const TAG_END = 0x45
 /** One record may not claim more than this (a corrupt length must not allocate gigabytes). */
 const MAX_RECORD = 1024 ** 3
@@ -60,6 +72,12 @@ export interface EncodeOptions {
   onUnreadable?: (room: UnreadableRoom) => void
   /** Where a room that could not be read is reported (a server's; default: not logged). */
   containment?: Containment
+}
+
+/** A tombstone as a backup holds it (see the module header). */
+export interface BackupTombstone {
+  name: string
+  tombstone: Uint8Array
 }
 
 /** A room as a backup holds it: `updates` is one merged state. */
@@ -101,7 +119,8 @@ export async function* encodeBackup(snapshot: StoreSnapshot, createdAt: number, 
   }
   const header = encoding.createEncoder()
   encoding.writeUint8Array(header, MAGIC)
-  encoding.writeUint8(header, FORMAT_VERSION)
+  const tombstones = [...(snapshot.tombstones ?? [])].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  encoding.writeUint8(header, tombstones.length > 0 ? FORMAT_VERSION : FORMAT_WITHOUT_TOMBSTONES)
   encoding.writeVarUint(header, createdAt)
   encoding.writeVarUint(header, snapshot.rooms.length)
   yield emit(encoding.toUint8Array(header))
@@ -126,6 +145,17 @@ export async function* encodeBackup(snapshot: StoreSnapshot, createdAt: number, 
     yield emit(encoding.toUint8Array(frame))
     yield emit(body)
     options.onRoom?.(name)
+  }
+  for (const [name, tombstone] of tombstones) {
+    const body = encoding.createEncoder()
+    encoding.writeVarString(body, name)
+    encoding.writeVarUint8Array(body, tombstone)
+    const bytes = encoding.toUint8Array(body)
+    const frame = encoding.createEncoder()
+    encoding.writeUint8(frame, TAG_TOMBSTONE)
+    encoding.writeVarUint(frame, bytes.length)
+    yield emit(encoding.toUint8Array(frame))
+    yield emit(bytes)
   }
   const trailer = encoding.createEncoder()
   encoding.writeUint8(trailer, TAG_END)
@@ -210,6 +240,23 @@ function decodeRoom(body: Uint8Array, format: number): BackupRoom {
   return room
 }
 
+function decodeTombstoneRecord(body: Uint8Array): BackupTombstone {
+  const d = decoding.createDecoder(body)
+  const name = decoding.readVarString(d)
+  const tombstone = decoding.readVarUint8Array(d)
+  if (decoding.hasContent(d)) throw new Error('extra bytes after the record')
+  // A state vector of at least one client, with nothing after it.
+  const t = decoding.createDecoder(tombstone)
+  const clients = decoding.readVarUint(t)
+  if (clients === 0) throw new Error('a tombstone of no client')
+  for (let i = 0; i < clients; i++) {
+    decoding.readVarUint(t)
+    decoding.readVarUint(t)
+  }
+  if (decoding.hasContent(t)) throw new Error('extra bytes after the tombstone')
+  return { name, tombstone }
+}
+
 /**
  * A Yjs update must apply cleanly (decodeUpdate alone accepts some truncated input). Structs
  * left pending (beyond a client's clock gap) are not an error: a room holds them as the
@@ -231,7 +278,7 @@ function checkUpdate(update: Uint8Array, what: string): void {
  * state, and at the end the checksum. Throws BAD_BACKUP. Consumers that must change
  * nothing for a bad file read it through once (`verifyBackup`) before acting on it.
  */
-export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ header: BackupHeader } | { room: BackupRoom } | { unreadable: UnreadableRoom }> {
+export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ header: BackupHeader } | { room: BackupRoom } | { unreadable: UnreadableRoom } | { tombstone: BackupTombstone }> {
   const r = new ChunkReader(chunks)
   let magic: Uint8Array
   try {
@@ -247,13 +294,29 @@ export async function* decodeBackup(chunks: AsyncIterable<Uint8Array>): AsyncGen
   const rooms = await r.readVarUint('the header')
   yield { header: { createdAt, rooms } }
   let seen = 0
+  const tombstoned = new Set<string>()
   for (;;) {
     const tag = (await r.read(1, 'a record'))[0]
     if (tag === TAG_END) break
-    if (tag !== TAG_ROOM && !(tag === TAG_UNREADABLE && version >= 2)) throw bad(`unknown record type ${tag} after ${seen} rooms (corrupt?)`)
+    const known = tag === TAG_ROOM || (tag === TAG_UNREADABLE && version >= 2) || (tag === TAG_TOMBSTONE && version >= 3)
+    if (!known) throw bad(`unknown record type ${tag} after ${seen} rooms (corrupt?)`)
+    // Tombstones come after every room: a room record after one would clear it at restore.
+    if (tag !== TAG_TOMBSTONE && tombstoned.size > 0) throw bad(`a room record after the tombstones (corrupt?)`)
     const length = await r.readVarUint('a record')
     if (length > MAX_RECORD) throw bad(`record ${seen + 1} claims ${length} bytes (corrupt?)`)
-    const body = await r.read(length, `room record ${seen + 1}`)
+    const body = await r.read(length, tag === TAG_TOMBSTONE ? `tombstone ${tombstoned.size + 1}` : `room record ${seen + 1}`)
+    if (tag === TAG_TOMBSTONE) {
+      let tombstone: BackupTombstone
+      try {
+        tombstone = decodeTombstoneRecord(body)
+      } catch (err) {
+        throw bad(`tombstone ${tombstoned.size + 1} is malformed (${(err as Error).message})`)
+      }
+      if (tombstoned.has(tombstone.name)) throw bad(`two tombstones for room "${tombstone.name}"`)
+      tombstoned.add(tombstone.name)
+      yield { tombstone }
+      continue
+    }
     if (tag === TAG_UNREADABLE) {
       let unreadable: UnreadableRoom
       try {
@@ -300,7 +363,7 @@ export async function verifyBackup(chunks: AsyncIterable<Uint8Array>, onRoom?: (
   for await (const item of decodeBackup(chunks)) {
     if ('header' in item) header = item.header
     else if ('room' in item) onRoom?.(item.room)
-    else onUnreadable?.(item.unreadable)
+    else if ('unreadable' in item) onUnreadable?.(item.unreadable)
   }
   return header!
 }

@@ -95,6 +95,11 @@ export interface RestoreResult {
   verified: number
   /** Rooms the backup could not read when it was taken: not in the file, so not restored. */
   unreadable: UnreadableRoom[]
+  /**
+   * Tombstones restored (offline only: a live restore merges content into running rooms and
+   * leaves their tombstones as the server has them).
+   */
+  tombstones: number
 }
 
 /** Computes a revert update of `room` (see computeRevert); a server runs it off its event loop. */
@@ -244,6 +249,8 @@ export class Operations {
     const store = this.versioned()
     let header: BackupHeader | undefined
     const unreadable: UnreadableRoom[] = []
+    const restored = new Set<string>()
+    let tombstones = 0
     for await (const item of decodeBackup(open())) {
       if ('header' in item) {
         header = item.header
@@ -255,6 +262,16 @@ export class Operations {
         unreadable.push(item.unreadable)
         continue
       }
+      if ('tombstone' in item) {
+        if (this.access.live) continue
+        const { name, tombstone } = item.tombstone
+        if (!store.putTombstone) throw new CoeditError('TOMBSTONES_UNSUPPORTED', 'the backup holds tombstones and this store cannot keep them')
+        // A name the backup holds only as deleted: what the store holds under it goes, as a delete would.
+        if (!restored.has(name)) await store.delete(name)
+        await store.putTombstone(name, tombstone)
+        tombstones++
+        continue
+      }
       const record = item.room
       if (this.access.live) {
         const existed = await this.access.current(record.name)
@@ -264,10 +281,17 @@ export class Operations {
       } else {
         await store.putRoom(record)
       }
+      restored.add(record.name)
       onRoom?.(record.name)
     }
     let verified = 0
     for await (const item of decodeBackup(open())) {
+      if ('tombstone' in item && !this.access.live) {
+        const kept = (await store.load(item.tombstone.name)).tombstone
+        if (!kept || !Buffer.from(kept).equals(Buffer.from(item.tombstone.tombstone))) {
+          throw new CoeditError('RESTORE_VERIFY_FAILED', `the tombstone of room "${item.tombstone.name}" does not read back as the backup holds it`)
+        }
+      }
       if (!('room' in item)) continue
       const record = item.room
       verified++
@@ -278,7 +302,7 @@ export class Operations {
         : sameContent(now.state, record.updates[0]!) && (await store.listVersions(record.name)).length === record.versions.length)
       if (!ok) throw new CoeditError('RESTORE_VERIFY_FAILED', `room "${record.name}" does not read back as the backup holds it`)
     }
-    return { rooms: (header?.rooms ?? verified) - unreadable.length, verified, unreadable }
+    return { rooms: (header?.rooms ?? verified) - unreadable.length, verified, unreadable, tombstones }
   }
 }
 

@@ -17,7 +17,7 @@ import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
-import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
@@ -400,8 +400,11 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         for await (const key of this.db.keys({ ...range, snapshot })) names.add(unescapeRoom(key.slice(2)))
       }
       const rooms = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      const tombstones = new Map<string, Uint8Array>()
+      for await (const [key, value] of this.db.iterator({ gt: 'x:', lt: 'x;', snapshot })) tombstones.set(unescapeRoom(key.slice(2)), value)
       return {
         rooms,
+        tombstones,
         read: (room) => this.readRoom(room, snapshot),
         close: () => snapshot.close(),
       }
@@ -443,6 +446,12 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       if (state !== undefined) versions.push({ ...info, state })
     }
     return { name: room, updatedAt, lastSeq, updates, versions, log: await this.readLogFrom(room, {}, snapshot) }
+  }
+
+  async putTombstone(room: string, tombstone: Uint8Array): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    decodeTombstone(tombstone)
+    await this.serialized(room, () => this.db.put(tombstoneKey(room), tombstone, { sync: this.sync }))
   }
 
   async putRoom(record: RoomRecord): Promise<void> {

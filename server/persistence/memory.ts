@@ -2,7 +2,7 @@
 import { CoeditError } from '../errors.js'
 import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence } from './store.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
-import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
 
@@ -161,6 +161,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
     const rooms = [...records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
     return {
       rooms,
+      tombstones: new Map([...this.tombstones].map(([name, t]) => [name, t.slice()])),
       read: async (room) => {
         const record = records.get(room)
         if (!record) throw new CoeditError('ROOM_NOT_FOUND', `room "${room}" is not in the snapshot`)
@@ -168,6 +169,12 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
       },
       close: async () => {},
     }
+  }
+
+  async putTombstone(room: string, tombstone: Uint8Array): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    decodeTombstone(tombstone)
+    this.tombstones.set(room, tombstone.slice())
   }
 
   async putRoom(record: RoomRecord): Promise<void> {

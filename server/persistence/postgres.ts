@@ -23,7 +23,7 @@ import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
-import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db */
@@ -574,7 +574,9 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
         `SELECT name FROM ${this.s}.rooms WHERE last_seq > 0 UNION SELECT room FROM ${this.s}.states ORDER BY 1`,
       )
       const rooms = rows.map((r) => r.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-      return { rooms, read: (room) => this.readRoom(client, room), close: end }
+      const marked = await client.query<{ name: string; tombstone: Buffer }>(`SELECT name, tombstone FROM ${this.s}.rooms WHERE tombstone IS NOT NULL`)
+      const tombstones = new Map(marked.rows.map((r) => [r.name, new Uint8Array(r.tombstone)]))
+      return { rooms, tombstones, read: (room) => this.readRoom(client, room), close: end }
     } catch (err) {
       await end()
       throw err
@@ -608,6 +610,16 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     record.versions = versions.rows.map((v) => ({ id: Number(v.id), at: Number(v.at), seq: Number(v.seq), bytes: v.data.length, state: v.data, ...(v.pinned ? { pinned: true } : {}) }))
     record.log = await this.readLogWith(client, room, {})
     return record
+  }
+
+  async putTombstone(room: string, tombstone: Uint8Array): Promise<void> {
+    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    decodeTombstone(tombstone)
+    // A name with nothing stored gets a row with last_seq 0: no room, as a delete leaves it.
+    await this.pool.query(
+      `INSERT INTO ${this.s}.rooms (name, tombstone) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET tombstone = excluded.tombstone`,
+      [room, toBuffer(tombstone)],
+    )
   }
 
   async putRoom(record: RoomRecord): Promise<void> {

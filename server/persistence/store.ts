@@ -137,6 +137,12 @@ export interface RoomRecord {
 export interface StoreSnapshot {
   /** Every room in the view, sorted by name. */
   readonly rooms: readonly string[]
+  /**
+   * The tombstones in the view (server/room/tombstone.ts), by room name: rooms deleted with
+   * `{ tombstone: true }`, whether or not something was stored under the name since (such a
+   * name is in `rooms` too). Absent: the store keeps none.
+   */
+  readonly tombstones?: ReadonlyMap<string, Uint8Array>
   /** One room as the view holds it. */
   read(room: string): Promise<RoomRecord>
   close(): Promise<void>
@@ -156,6 +162,13 @@ export interface VersionedStore extends Store {
    * one atomic write: what restoring a backup does. A tombstone of the name goes too.
    */
   putRoom(record: RoomRecord): Promise<void>
+  /**
+   * Sets the tombstone of `room` to `tombstone`, replacing any, and leaves what is stored
+   * under the name as it is: what restoring a backup of a tombstoned room does (after its
+   * `putRoom`, if it had content). Optional: a backup with tombstones cannot be restored
+   * offline into a store without it.
+   */
+  putTombstone?(room: string, tombstone: Uint8Array): Promise<void>
 }
 
 // ---- history log (exact point in time, issue 18) --------------------------------------

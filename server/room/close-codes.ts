@@ -35,6 +35,11 @@ export const CLOSE_RATE_LIMITED: CloseCode = { code: 4429, reason: 'rate limit e
 export const CLOSE_TOO_MANY_NEW_ROOMS: CloseCode = { code: 4429, reason: 'too many new rooms from this address, try again in a minute' }
 
 /** Close reasons travel in a control frame whose payload is at most 125 bytes. */
+/** What ws accepts to send (RFC 6455 7.4): 1000-1014 less the reserved ones, and 3000-4999. */
+export function sendableCloseCode(code: number): boolean {
+  return Number.isInteger(code) && ((code >= 1000 && code <= 1014 && ![1004, 1005, 1006].includes(code)) || (code >= 3000 && code <= 4999))
+}
+
 export function closeReason(reason: string): string {
   const bytes = Buffer.from(reason, 'utf8')
   if (bytes.length <= 123) return reason

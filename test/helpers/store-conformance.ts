@@ -431,4 +431,28 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     assert.equal(loaded.tombstone, undefined)
     assert.equal(replay(loaded.updates), 'old')
   })
+
+  withStore('a snapshot carries the tombstones (with content under the name again or not); putTombstone sets one and leaves the content', async ({ store }) => {
+    if (!isVersionedStore(store) || !store.putTombstone) return
+    const gone = editor(5555)
+    await store.append('gone', [gone.edit('gone')])
+    await store.delete('gone', { tombstone: true })
+    const back = editor(6666)
+    await store.append('back', [back.edit('old')])
+    await store.delete('back', { tombstone: true })
+    await store.append('back', [editor(7777).edit('new')])
+    const snapshot = await store.snapshot()
+    try {
+      assert.deepEqual(snapshot.rooms, ['back'], 'a tombstone alone is no room of the snapshot')
+      assert.deepEqual([...(snapshot.tombstones ?? new Map())].map(([name, t]) => [name, [...decodeTombstone(t).keys()]]).sort(), [['back', [6666]], ['gone', [5555]]])
+    } finally {
+      await snapshot.close()
+    }
+    const other = (await store.load('gone')).tombstone!
+    await store.putTombstone('back', other)
+    const loaded = await store.load('back')
+    assert.deepEqual([...decodeTombstone(loaded.tombstone!).keys()], [5555], 'replaced, not merged')
+    assert.equal(replay(loaded.updates), 'new', 'the content stays')
+    await assert.rejects(store.putTombstone('x', new Uint8Array([5])), 'a value that is no tombstone is refused')
+  })
 }
