@@ -20,7 +20,7 @@ import { Redactor, redactUrl } from '../redact.js'
 import { StoreClock } from './clock.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
 import type {
-  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
 import { isEmptyTombstone, tombstoneOf } from '../tombstone.js'
@@ -505,11 +505,11 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
 
   // ---- history log (issue 18) -----------------------------------------------------------
 
-  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+  readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
     return this.readLogWith(this.pool, room, range)
   }
 
-  private async readLogWith(client: pg.Pool | pg.PoolClient, room: string, range: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog> {
+  private async readLogWith(client: pg.Pool | pg.PoolClient, room: string, range: LogRange): Promise<HistoryLog> {
     // One statement, one snapshot: a concurrent fold cannot leave a gap between base and entries.
     const { rows } = await client.query<{ kind: number; seq: string; at: string; user_id: string | null; data: Buffer }>(
       `SELECT -1 AS kind, generation AS seq, 0::bigint AS at, NULL::text AS user_id, NULL::bytea AS data FROM ${this.s}.rooms WHERE name = $1
@@ -519,8 +519,10 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
        SELECT 1, seq, at, user_id, data FROM ${this.s}.log
          WHERE room = $1 AND seq > GREATEST($2::bigint, COALESCE((SELECT up_to FROM ${this.s}.log_bases WHERE room = $1), 0))
            AND ($3::bigint IS NULL OR at <= $3::bigint)
-       ORDER BY kind, seq`,
-      [room, range.afterSeq ?? 0, range.untilAt ?? null],
+       ORDER BY kind, seq
+       LIMIT $4`,
+      // The rows before the entries: the generation's and the base's.
+      [room, range.afterSeq ?? 0, range.untilAt ?? null, range.limit === undefined ? null : range.limit + 2],
     )
     const log: HistoryLog = { base: undefined, entries: [] }
     for (const r of rows) {
@@ -534,6 +536,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       }
       const entry: LogEntry = { seq: Number(r.seq), at: Number(r.at), user: r.user_id ?? undefined, update: r.data }
       if (range.untilAt !== undefined && entry.at > range.untilAt) break
+      if (range.limit !== undefined && log.entries.length >= range.limit) break
       log.entries.push(entry)
     }
     return log
