@@ -64,6 +64,7 @@ function rowsFor(ids: string[]): Row[] {
         { id, key: 'throughput', label: 'S5: updates/s delivered to all readers', better: 'higher', digits: 0, ceiling: true },
         { id, key: 'delivered', label: 'S5: delivered ratio (after drain)', better: 'higher', digits: 3 },
         { id, key: 'cpu', label: 'S5: server CPU s', better: 'lower', digits: 2 },
+        { id, key: 'cpuMsPerKUpdates', label: 'S5: server CPU ms per 1000 updates delivered to all', better: 'lower', digits: 0 },
         { id, key: 'peakRssMB', label: 'S5: peak RSS MB', better: 'lower', digits: 0 },
         { id, key: 'lost', label: 'S6: kill -9 mid-S5: updates seen then lost (worst repetition)', better: 'lower', digits: 0, worst: true },
       )

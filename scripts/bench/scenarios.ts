@@ -364,6 +364,9 @@ export async function ceiling(ctx: RunContext): Promise<Metrics> {
       sentPerSec: sent / seconds,
       delivered: min() / sent,
       cpu: server.cpuSeconds(),
+      // Work per update rather than a rate: on a loaded machine the rate measures the
+      // scheduler, the server's CPU seconds per update it got to every reader much less so.
+      cpuMsPerKUpdates: min() > 0 ? server.cpuSeconds() * 1e6 / min() : null,
       peakRssMB: server.peakRssKB() / 1024,
       seen: null, present: null, lost: null,
     }
