@@ -504,13 +504,23 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- history log (issue 18) -----------------------------------------------------------
 
-  readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
-    return this.readLogFrom(room, range, undefined)
+  async readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
+    // One view of base, updates, marks and state: a fold or compaction meanwhile would
+    // otherwise look like a gap in the log (and make an exact instant look inexact).
+    // Read before the log: a delete meanwhile then refuses a fold of what was read.
+    const generation = this.generations.get(room) ?? 0
+    const snapshot = this.db.snapshot()
+    try {
+      const log = await this.readLogFrom(room, range, snapshot)
+      return generation > 0 ? { ...log, generation } : log
+    } finally {
+      await snapshot.close()
+    }
   }
 
-  private async readLogFrom(room: string, range: LogRange, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
-    const generation = this.generations.get(room) ?? 0
-    const at = snapshot ? { snapshot } : {}
+  /** The log as `snapshot` holds it (no generation: see readLog). */
+  private async readLogFrom(room: string, range: LogRange, snapshot: LevelSnapshot): Promise<HistoryLog> {
+    const at = { snapshot }
     const stored = await this.db.get(logBaseKey(room), at)
     const base = stored === undefined ? undefined : decodeLogBase(stored)
     const after = Math.max(range.afterSeq ?? 0, base?.upTo ?? 0)
@@ -561,8 +571,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     } finally {
       await marks.close()
     }
-    // A backup's view has no generation: it is a moment, not a writer.
-    return { base, entries, ...(generation > 0 && !snapshot ? { generation } : {}), ...(unmarked !== undefined ? { unmarked } : {}) }
+    // A backup's view has no generation: it is a moment, not a writer (readLog adds it).
+    return { base, entries, ...(unmarked !== undefined ? { unmarked } : {}) }
   }
 
   async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
