@@ -18,6 +18,10 @@ import { encodeMark, markKey } from '../server/persistence/log-keys.js'
 import { Operations } from '../server/operations.js'
 import { stateAt } from '../server/history-log.js'
 import { tempDir } from './helpers/index.js'
+import { captureLog } from './helpers/log-capture.js'
+import { cli } from './helpers/cli.js'
+import { startServer } from '../server/index.js'
+import { createLogger } from '../server/log.js'
 
 const ROOM = 'doc'
 const T0 = Date.UTC(2026, 5, 1, 12)
@@ -193,4 +197,31 @@ test('an unmarked stretch the open does not catch (marked updates after it): the
   } finally {
     await snapshot.close()
   }
+})
+
+test('a server opening such a directory logs which rooms\' history restarts, and export --at through it is exact only from then on', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const model = await written(dir.path)
+  await olderCoedit(dir.path, async (old) => {
+    await old.append(model.type(' four', T0 + 6000), T0 + 6000)
+    await old.compact(Y.encodeStateAsUpdate(model.doc))
+  })
+  const out = captureLog()
+  const opened = T0 + 10_000
+  const server = await startServer({ dataDir: dir.path, adminToken: 'tok', clock: () => opened, logger: createLogger('info', out.stream) })
+  t.after(() => server.close())
+  const [line] = out.events('history_log_restarted')
+  assert.equal(line?.level, 40)
+  assert.deepEqual(line?.rooms, [ROOM])
+  assert.equal(line?.at, opened)
+  const auth = ['--server', server.httpUrl, '--admin-token', 'tok']
+  // Before the downgrade's writes: from the version (not exact), never "one two three" claimed exact.
+  const before = await cli(['revert', ROOM, '--to', iso(T0 + 5000), '--json', ...auth])
+  assert.equal(before.code, 0, before.stderr)
+  assert.equal((JSON.parse(before.out) as { exact: boolean }).exact, false)
+  assert.equal((await cli(['export', ROOM, ...auth])).out, 'one')
+  // From the open on: exact (the revert above is a change stored at the open's instant too).
+  const now = await cli(['export', ROOM, '--at', iso(opened), ...auth])
+  assert.equal(now.out, 'one')
 })
