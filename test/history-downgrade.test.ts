@@ -22,6 +22,9 @@ import { captureLog } from './helpers/log-capture.js'
 import { cli } from './helpers/cli.js'
 import { startServer } from '../server/index.js'
 import { createLogger } from '../server/log.js'
+import pg from 'pg'
+import { PostgresStore } from '../server/persistence/postgres.js'
+import { POSTGRES_URL, clusterServicesMissing, dropSchema, uniqueNames } from './helpers/services.js'
 
 const ROOM = 'doc'
 const T0 = Date.UTC(2026, 5, 1, 12)
@@ -224,4 +227,48 @@ test('a server opening such a directory logs which rooms\' history restarts, and
   // From the open on: exact (the revert above is a change stored at the open's instant too).
   const now = await cli(['export', ROOM, '--at', iso(opened), ...auth])
   assert.equal(now.out, 'one')
+})
+
+test('PostgreSQL: updates an older coedit stored (counted, not logged) stop the log there; instants after are not claimed exact, a backup leaves the cut log out', async (t) => {
+  const missing = await clusterServicesMissing()
+  if (missing) {
+    t.skip(missing)
+    return
+  }
+  const { schema } = uniqueNames('downgrade')
+  t.after(() => dropSchema(schema))
+  let now = T0
+  const store = await PostgresStore.open({ connectionString: POSTGRES_URL, schema, now: () => now })
+  t.after(() => store.close())
+  const model = new Model()
+  for (const [i, text] of ['one', ' two', ' three'].entries()) {
+    now = T0 + i * 2000
+    await store.append(ROOM, [model.type(text, now)])
+  }
+  // What coedit before the history log did: an update row and the room's counter, no log row.
+  const pool = new pg.Pool({ connectionString: POSTGRES_URL })
+  t.after(() => pool.end())
+  await pool.query(`INSERT INTO ${schema}.updates (room, seq, data) VALUES ($1, 4, $2)`, [ROOM, Buffer.from(model.type(' four', T0 + 6000))])
+  await pool.query(`UPDATE ${schema}.rooms SET last_seq = 4 WHERE name = $1`, [ROOM])
+  now = T0 + 10_000
+  await store.append(ROOM, [model.type(' five', now)])
+  const log = await store.readLog(ROOM)
+  assert.equal(log.unmarked, 4)
+  assert.deepEqual(log.entries.map((e) => e.seq), [1, 2, 3])
+  // Before the last logged update before the gap: exact; from it on: no exact answer.
+  assert.equal((await stateAt(store, ROOM, T0 + 3000))?.seq, 2)
+  assert.equal(await stateAt(store, ROOM, T0 + 4000), undefined)
+  assert.equal(await stateAt(store, ROOM, T0 + 11_000), undefined)
+  // A healthy room of the same store reads whole, paged or to an instant.
+  await store.append('fine', [new Uint8Array([0, 0])])
+  assert.equal((await store.readLog('fine')).unmarked, undefined)
+  assert.equal((await store.readLog('fine', { untilAt: T0 })).unmarked, undefined)
+  assert.equal((await store.readLog(ROOM, { limit: 2 })).unmarked, undefined)
+  const snapshot = await store.snapshot()
+  try {
+    assert.equal((await snapshot.read(ROOM)).log, undefined)
+    assert.ok((await snapshot.read('fine')).log)
+  } finally {
+    await snapshot.close()
+  }
 })
