@@ -132,6 +132,11 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, events, now: clock })
     : mode
   const ownsStore = typeof mode === 'string'
+  if (store instanceof LevelStore && store.repairedLogs.length > 0) {
+    // An older coedit wrote these rooms (a downgrade, then this upgrade): their exact window restarts now.
+    log.warn({ event: 'history_log_restarted', rooms: store.repairedLogs.map((r) => r.room), at: store.repairedLogs[0]!.at },
+      `an older coedit wrote to ${store.repairedLogs.length} room(s) without recording when: their history is exact from now on; earlier instants come from versions`)
+  }
   let cluster: Cluster | undefined
   if (clustered) {
     try {

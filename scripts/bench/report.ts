@@ -56,12 +56,15 @@ function rowsFor(ids: string[]): Row[] {
       rows.push(
         { id, key: 'coldLoadMs', label: 'S4: cold load after restart ms', better: 'lower', digits: 0 },
         { id, key: 'storedMB', label: 'S4: stored on disk MB', better: 'lower', digits: 2 },
+        { id, key: 'historyMB', label: 'S4: of which the history log MB (uncompressed)', better: 'lower', digits: 2 },
+        { id, key: 'documentMB', label: 'S4: the document itself MB (its state as one update)', better: 'lower', digits: 2 },
       )
     } else if (id === 'S5') {
       rows.push(
         { id, key: 'throughput', label: 'S5: updates/s delivered to all readers', better: 'higher', digits: 0, ceiling: true },
         { id, key: 'delivered', label: 'S5: delivered ratio (after drain)', better: 'higher', digits: 3 },
         { id, key: 'cpu', label: 'S5: server CPU s', better: 'lower', digits: 2 },
+        { id, key: 'cpuMsPerKUpdates', label: 'S5: server CPU ms per 1000 updates delivered to all', better: 'lower', digits: 0 },
         { id, key: 'peakRssMB', label: 'S5: peak RSS MB', better: 'lower', digits: 0 },
         { id, key: 'lost', label: 'S6: kill -9 mid-S5: updates seen then lost (worst repetition)', better: 'lower', digits: 0, worst: true },
       )
@@ -101,7 +104,9 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
   const byKey = new Map(aggregates.map((a) => [`${a.id}|${a.server}`, a]))
   const labels = servers.map((s) => aggregates.find((a) => a.server === s)?.label ?? s)
   const showSpread = aggregates.some((a) => a.reps > 1)
-  const header = ['metric', ...labels, 'coedit vs best peer', 'coedit vs raw ws']
+  // With the history window's off switch in the run (issue 18), one more column: its price.
+  const window = servers.includes('coedit-nowindow')
+  const header = ['metric', ...labels, 'coedit vs best peer', 'coedit vs raw ws', ...(window ? ['window on / off'] : [])]
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`]
   for (const row of rowsFor(ids)) {
     const cells: string[] = []
@@ -129,7 +134,10 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
     const raw = valueAt('raw')
     const vsBest = typeof coedit === 'number' && best ? advantage(coedit, best.value, row.better) : null
     const vsRaw = row.ceiling && typeof coedit === 'number' && typeof raw === 'number' ? advantage(coedit, raw, row.better) : null
-    lines.push(`| ${[row.label, ...cells, fmtRatio(vsBest), fmtRatio(vsRaw)].join(' | ')} |`)
+    const off = valueAt('coedit-nowindow')
+    // A plain ratio of the values (not "times better"): 1.00 = the window costs nothing here.
+    const onOff = window ? [typeof coedit === 'number' && typeof off === 'number' && off !== 0 ? (coedit / off).toFixed(2) : '–'] : []
+    lines.push(`| ${[row.label, ...cells, fmtRatio(vsBest), fmtRatio(vsRaw), ...onOff].join(' | ')} |`)
   }
   const machine = `machine: ${String(info.cores)} cores, ${String(info.cpu)}, Node ${String(info.node)}, load average at start ${String(info.loadavg)}`
   return [

@@ -2,7 +2,7 @@
  * The workloads. Each starts a fresh server (fresh data directory), drives it with
  * protocol-level clients, and returns its metrics; `null` means "does not apply".
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
@@ -267,16 +267,45 @@ export async function coldLoad(ctx: RunContext): Promise<Metrics> {
       await server.stop()
     }
     const storedMB = diskBytes(dataDir) / (1 << 20)
+    const split = ctx.spec.kind.startsWith('coedit') ? await historyBytes(dataDir) : { historyMB: null, documentMB: null }
     server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
     try {
       await sleep(300)
       const loaded = await fetchDoc(server.url, 's4', ctx.spec.dialect, (d) => d.getText('t').length >= length, 60_000)
-      return { coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, complete: loaded.complete ? 1 : 0 }
+      return { coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, ...split, complete: loaded.complete ? 1 : 0 }
     } finally {
       await server.stop()
     }
   } finally {
     rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * What of a coedit data directory is the history log (issue 18: its base and the updates it
+ * keeps, bytes before LevelDB's compression) and what the document itself takes (its state
+ * as one update), in MB. Read from a copy, so the cold load that follows meets the directory
+ * as the server left it.
+ */
+async function historyBytes(dataDir: string): Promise<{ historyMB: number; documentMB: number }> {
+  const { LevelStore } = await import('../../server/persistence/leveldb.js')
+  const copy = mkdtempSync(join(tmpdir(), 'coedit-bench-history-'))
+  try {
+    cpSync(dataDir, copy, { recursive: true })
+    rmSync(join(copy, 'LOCK'), { force: true })
+    const store = await LevelStore.open(copy, { sync: false })
+    try {
+      const log = await store.readLog('s4')
+      const history = (log.base?.state.length ?? 0) + log.entries.reduce((n, e) => n + e.update.length, 0)
+      const { updates } = await store.load('s4')
+      const doc = new Y.Doc()
+      Y.transact(doc, () => { for (const u of updates) Y.applyUpdate(doc, u) })
+      return { historyMB: history / (1 << 20), documentMB: Y.encodeStateAsUpdate(doc).length / (1 << 20) }
+    } finally {
+      await store.close()
+    }
+  } finally {
+    rmSync(copy, { recursive: true, force: true })
   }
 }
 
@@ -335,6 +364,9 @@ export async function ceiling(ctx: RunContext): Promise<Metrics> {
       sentPerSec: sent / seconds,
       delivered: min() / sent,
       cpu: server.cpuSeconds(),
+      // Work per update rather than a rate: on a loaded machine the rate measures the
+      // scheduler, the server's CPU seconds per update it got to every reader much less so.
+      cpuMsPerKUpdates: min() > 0 ? server.cpuSeconds() * 1e6 / min() : null,
       peakRssMB: server.peakRssKB() / 1024,
       seen: null, present: null, lost: null,
     }

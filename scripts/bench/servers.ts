@@ -23,7 +23,7 @@ const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build', `run-${process.pid}`)
 const PEER_BUILD_DIR = join(PEERS_DIR, '.build', `run-${process.pid}`)
 const YWSS = join(PEERS_DIR, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')
 
-export type ServerKind = 'coedit' | 'coedit-nofsync' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
+export type ServerKind = 'coedit' | 'coedit-nofsync' | 'coedit-nowindow' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
 
 export interface ServerSpec {
   kind: ServerKind
@@ -56,6 +56,15 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
     command: (port, dataDir) => {
       const { args, env } = SPECS.coedit.command(port, dataDir)
       return { args: [...args, '--no-fsync'], env }
+    },
+  },
+  // Issue 18's cost check: the same server with the exact history window off, beside the
+  // default in one run (`--servers coedit,coedit-nowindow`), so the window's price is a ratio.
+  'coedit-nowindow': {
+    kind: 'coedit-nowindow', label: 'coedit (no history window)', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false,
+    command: (port, dataDir) => {
+      const { args, env } = SPECS.coedit.command(port, dataDir)
+      return { args: [...args, '--history-exact', '0'], env }
     },
   },
   ywss: {

@@ -14,7 +14,7 @@ import { Operations, type ImportResult, type RestoreResult, type RevertResult } 
 import { LevelStore } from '../../server/persistence/leveldb.js'
 import type { RoomInfo, VersionInfo } from '../../server/persistence/store.js'
 import type { DiffFormat } from '../../server/operator/diff.js'
-import type { ActivityBucket } from '../../server/operator/history-log.js'
+import { mergeActivity, type ActivityBucket } from '../../server/operator/history-log.js'
 import type { Progress } from './progress.js'
 
 export interface BackupResult {
@@ -147,7 +147,17 @@ export function offlineTarget(dir: string): Target {
     },
     history: async (room) => (await open(false)).history(room),
     revert: async (room, to) => (await open(false)).revert(room, to),
-    activity: async (room, bucket) => (await open(false)).activity(room, bucket),
+    async activity(room, bucket) {
+      const ops = await open(false)
+      const all: ActivityBucket[] = []
+      let page = await ops.activity(room, bucket)
+      mergeActivity(all, page.activity)
+      while (page.next !== undefined) {
+        page = await ops.activity(room, bucket, { after: page.next })
+        mergeActivity(all, page.activity)
+      }
+      return { exactSince: page.exactSince, activity: all }
+    },
     diff: async (room, from, to, format, textName) => (await open(false)).diff(room, from, to, format, textName),
     async backup(out, bar) {
       const ops = await open(false)
@@ -225,8 +235,19 @@ export function remoteTarget(server: string, token: string): Target {
     history: async (room) => (await json<{ versions: VersionInfo[] }>(url(roomPath(room, 'history')))).versions,
     revert: (room, to) => json<RevertResult>(url(roomPath(room, 'revert'), { to }), { method: 'POST' }),
     async activity(room, bucket) {
-      const body = await json<{ exactSince?: number; activity?: ActivityBucket[] }>(url(roomPath(room, 'history'), { bucket: String(bucket) }))
-      return { exactSince: body.exactSince, activity: body.activity ?? [] }
+      // The server answers a page at a time: follow `next` (each page a bounded read of its log).
+      const all: ActivityBucket[] = []
+      let after: number | undefined
+      let exactSince: number | undefined
+      for (;;) {
+        const body = await json<{ exactSince?: number; activity?: ActivityBucket[]; next?: number }>(url(roomPath(room, 'history'), { bucket: String(bucket), after: after === undefined ? undefined : String(after) }))
+        exactSince = body.exactSince
+        mergeActivity(all, body.activity ?? [])
+        // A server that does not page, or a cursor that does not move on: done.
+        if (typeof body.next !== 'number' || (after !== undefined && body.next <= after)) break
+        after = body.next
+      }
+      return { exactSince, activity: all }
     },
     diff: async (room, from, to, format, name) => (await request(url(roomPath(room, 'diff'), { from, to, format, name }))).text(),
     async backup(out, bar) {

@@ -7,7 +7,7 @@
  *   GET  /admin/rooms                                   rooms (JSON)
  *   GET  /admin/rooms/ROOM/export?format=text|json|update[&name=text][&at=VERSION|TIME]
  *   POST /admin/rooms/ROOM/import?format=update|text|json[&name=text]   body: the file
- *   GET  /admin/rooms/ROOM/history[?bucket=MS]          versions, activity per bucket (JSON)
+ *   GET  /admin/rooms/ROOM/history[?bucket=MS&after=SEQ&limit=N]  versions, a page of activity per bucket (JSON)
  *   POST /admin/rooms/ROOM/revert?to=VERSION|TIME       (JSON)
  *   GET  /admin/rooms/ROOM/diff?from=A[&to=B][&format=text|json][&name=text]   a unified diff (or JSON)
  *   DELETE /admin/rooms/ROOM[?tombstone=1]              deletes the room (JSON; see rooms-api.ts)
@@ -28,7 +28,7 @@ import { CoeditError } from '../errors.js'
 import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from '../operator/doc-ops.js'
 import { verifyBackup } from '../operator/backup-format.js'
 import { DIFF_FORMATS, type DiffFormat } from '../operator/diff.js'
-import { DEFAULT_ACTIVITY_BUCKET } from '../operator/history-log.js'
+import { DEFAULT_ACTIVITY_BUCKET, DEFAULT_ACTIVITY_LIMIT, MAX_ACTIVITY_LIMIT } from '../operator/history-log.js'
 import type { HistoryKeeper } from '../operator/history.js'
 import { sendJson, type Route } from './http.js'
 import { MAX_EMPTY_BODY, checkDeclaredLength, limitedBody, readBody, sendApiError } from './api-errors.js'
@@ -83,7 +83,17 @@ export function liveAccess(registry: RoomRegistry, store: Store, history: Histor
     async recordVersion(room, state, seq, options) {
       await history.record(room, state, seq, options)
     },
+    exclusive: (room, run) => history.reverts.run(room, run),
   }
+}
+
+/** `?name=N`: a whole number from `min` to `max` (absent: `fallback`), digits only. */
+function wholeParam(url: URL, name: string, fallback: number, max: number, min = 0): number {
+  const raw = url.searchParams.get(name)
+  if (raw === null || raw === '') return fallback
+  const n = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN
+  if (!(n >= min && n <= max)) throw new CoeditError('BAD_REQUEST', `${name} must be a whole number from ${min} to ${max}`)
+  return n
 }
 
 /** `?name=1` (or `true`) and `?name=0` (or `false`, or absent). */
@@ -188,7 +198,10 @@ export function adminRoutes(options: AdminOptions): Route {
       case 'history': {
         const bucket = Number(url.searchParams.get('bucket') || DEFAULT_ACTIVITY_BUCKET)
         if (!Number.isInteger(bucket) || bucket < 1000) throw new CoeditError('BAD_REQUEST', 'bucket must be a whole number of ms, at least 1000')
-        sendJson(res, 200, { room, versions: await ops.history(room), ...(await ops.activity(room, bucket)) })
+        // A page of the log at a time (the whole window can be millions of updates): `next` says where the next one starts.
+        const after = wholeParam(url, 'after', 0, Number.MAX_SAFE_INTEGER)
+        const limit = wholeParam(url, 'limit', DEFAULT_ACTIVITY_LIMIT, MAX_ACTIVITY_LIMIT, 1)
+        sendJson(res, 200, { room, versions: await ops.history(room), ...(await ops.activity(room, bucket, { after, limit })) })
         return
       }
       case 'diff': {

@@ -95,17 +95,6 @@ export function historyRoutes(options: HistoryApiOptions): Route {
     options.store, liveAccess(options.registry, options.store, options.history),
     (current, old, room) => computeRevertInWorker(current, old, options.containment, room), options.containment, now,
   )
-  /** Restores of one room run one after the other: each is computed against the state the last one left. */
-  const reverts = new Map<string, Promise<unknown>>()
-  const serialized = <T>(room: string, run: () => Promise<T>): Promise<T> => {
-    const result = (reverts.get(room) ?? Promise.resolve()).catch(() => {}).then(run)
-    reverts.set(room, result)
-    void result.catch(() => {}).then(() => {
-      if (reverts.get(room) === result) reverts.delete(room)
-    })
-    return result
-  }
-
   /** The room's newest stored seq: the loaded room knows it; otherwise the store. */
   const lastSeqOf = async (room: string): Promise<number> => {
     const loaded = options.registry.rooms.find((r) => r.name === room && !r.isDestroyed)
@@ -175,7 +164,8 @@ export function historyRoutes(options: HistoryApiOptions): Route {
         if (auth.grant.access !== 'write') throw new CoeditError('READ_ONLY', 'this token is read-only: restoring needs write access')
         const to = specParam(url, 'to')
         const by = auth.grant.user === undefined ? undefined : { user: auth.grant.user.id }
-        sendJson(res, 200, await serialized(room, () => ops.revert(room, to, now(), by)))
+        // Queued with the admin API's reverts of the room (liveAccess: history.reverts).
+        sendJson(res, 200, await ops.revert(room, to, now(), by))
         return
       }
     }

@@ -45,6 +45,8 @@ export async function stateAt(store: Store, room: string, at: number): Promise<E
     const versions = (await store.listVersions(room)).filter((v) => v.at <= at && v.seq > 0).sort((a, b) => b.seq - a.seq)
     for (const v of versions.slice(0, VERSION_TRIES)) {
       const log = await store.readLog(room, { afterSeq: v.seq - 1, untilAt: at })
+      // Updates an older coedit stored at an unknown time may belong before `at`: not exact.
+      if (log.unmarked !== undefined) return undefined
       if (log.base && log.base.at > at) return undefined
       if (log.base && v.seq <= log.base.upTo) break // the base is as good a start
       // A version holds exactly updates 1..seq only if it was recorded after update seq was
@@ -58,6 +60,7 @@ export async function stateAt(store: Store, room: string, at: number): Promise<E
     }
   }
   const log = await store.readLog(room, { untilAt: at })
+  if (log.unmarked !== undefined) return undefined
   if (log.base) {
     if (log.base.at > at) return undefined
   }
@@ -118,11 +121,45 @@ export interface ActivityBucket {
   users: string[]
 }
 
-/** Activity of `room` in the log, per `bucket` ms, oldest first (empty intervals left out). */
-export async function activity(store: Store, room: string, bucket: number, since?: number): Promise<ActivityBucket[]> {
-  if (!isHistoryLogStore(store)) return []
-  const { entries } = await store.readLog(room)
-  return activityOf(entries.filter((e) => since === undefined || e.at >= since), bucket)
+/** How many log entries one activity page reads unless asked otherwise, and at most. */
+export const DEFAULT_ACTIVITY_LIMIT = 10_000
+export const MAX_ACTIVITY_LIMIT = 100_000
+
+/** One page of a room's activity: the intervals of up to `limit` updates after `after`. */
+export interface ActivityPage {
+  activity: ActivityBucket[]
+  /**
+   * More updates follow: pass this as `after` for the next page. That page may go on with
+   * this one's last interval (same `from`): add the two up.
+   */
+  next?: number
+}
+
+/**
+ * Activity of `room` in the log, per `bucket` ms, oldest first (empty intervals left out):
+ * the updates with seq > `after` (default: the log's start), at most `limit` of them, so a
+ * request reads a bounded part of the log however long the window is.
+ */
+export async function activity(store: Store, room: string, bucket: number, page: { after?: number; limit?: number } = {}): Promise<ActivityPage> {
+  if (!isHistoryLogStore(store)) return { activity: [] }
+  const limit = page.limit ?? DEFAULT_ACTIVITY_LIMIT
+  const { entries } = await store.readLog(room, { afterSeq: page.after ?? 0, limit })
+  const last = entries[entries.length - 1]
+  return { activity: activityOf(entries, bucket), ...(entries.length >= limit && last ? { next: last.seq } : {}) }
+}
+
+/** Adds `page`'s intervals to `into`, merging an interval a page boundary split. */
+export function mergeActivity(into: ActivityBucket[], page: readonly ActivityBucket[]): void {
+  for (const b of page) {
+    const last = into[into.length - 1]
+    if (last && last.from === b.from) {
+      last.updates += b.updates
+      last.bytes += b.bytes
+      last.users = [...new Set([...last.users, ...b.users])].sort()
+    } else {
+      into.push({ ...b, users: [...b.users] })
+    }
+  }
 }
 
 export function activityOf(entries: readonly LogEntry[], bucket: number): ActivityBucket[] {

@@ -12,6 +12,7 @@ import { parseDuration } from './duration.js'
 import { isHistoryLogStore, isRoomDeleted, isVersionedStore, type HistoryLogStore, type Store, type VersionInfo, type VersionedStore } from '../persistence/store.js'
 import { createContainment, type Containment } from '../room/containment.js'
 import { foldLogBefore } from './history-log.js'
+import { RoomQueue } from './room-queue.js'
 
 /** Versions younger than `age` are kept one per `every` (the newest of each such slot). */
 export interface RetentionTier {
@@ -126,6 +127,8 @@ export class HistoryKeeper {
   private readonly chains = new Map<string, Promise<void>>()
   private timer: NodeJS.Timeout | undefined
   private rooms: () => Iterable<HistoryRoom> = () => []
+  /** Reverts of a room, one at a time whichever way they came in (admin API, CLI, editor's panel). */
+  readonly reverts = new RoomQueue()
 
   constructor(store: Store, options: HistoryOptions) {
     this.store = isVersionedStore(store) ? store : undefined

@@ -15,7 +15,7 @@ import type { Containment } from '../room/containment.js'
 import { isVersionedStore, type AppendMeta, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from '../persistence/store.js'
 import { InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, type DecodedUpdate } from '../room/update-checks.js'
 import { DEFAULT_CONFIG } from '../config.js'
-import { activity, exactSince, stateAt, type ActivityBucket } from './history-log.js'
+import { activity, exactSince, stateAt, type ActivityPage } from './history-log.js'
 import { diffRoom, type DiffFormat } from './diff.js'
 
 /** How the verbs see a room's current state and change it. */
@@ -32,6 +32,12 @@ export interface RoomAccess {
    * the exact window); `generation`: the one `current` read, not recorded if deleted since.
    */
   recordVersion(room: string, state: Uint8Array, seq: number, options?: { pinned?: boolean; generation?: number }): Promise<void>
+  /**
+   * Runs a revert of `room` after the others of that room (every way in to a running server
+   * shares one queue: the admin API, the CLI through it, the editor's panel). Absent: the
+   * caller is the room's only writer (offline, the directory is locked).
+   */
+  exclusive?<T>(room: string, run: () => Promise<T>): Promise<T>
   /** True if the room is served live (restore then merges instead of replacing). */
   readonly live: boolean
 }
@@ -195,9 +201,12 @@ export class Operations {
     return versions
   }
 
-  /** Activity of the room in its history log, per `bucket` ms; and from when the log is exact. */
-  async activity(room: string, bucket: number): Promise<{ exactSince: number | undefined; activity: ActivityBucket[] }> {
-    return { exactSince: await exactSince(this.store, room), activity: await activity(this.store, room, bucket) }
+  /**
+   * Activity of the room in its history log, per `bucket` ms, a page of at most `page.limit`
+   * updates after `page.after` (see history-log.ts, activity); and from when the log is exact.
+   */
+  async activity(room: string, bucket: number, page: { after?: number; limit?: number } = {}): Promise<{ exactSince: number | undefined } & ActivityPage> {
+    return { exactSince: await exactSince(this.store, room), ...(await activity(this.store, room, bucket, page)) }
   }
 
   /**
@@ -206,6 +215,11 @@ export class Operations {
    */
   async revert(room: string, to: string, now = this.now(), by?: AppendMeta): Promise<RevertResult> {
     this.versioned()
+    // Read, compute and apply as one step: a second revert computed against the same state would apply a mix.
+    return this.access.exclusive ? this.access.exclusive(room, () => this.revertNow(room, to, now, by)) : this.revertNow(room, to, now, by)
+  }
+
+  private async revertNow(room: string, to: string, now: number, by: AppendMeta | undefined): Promise<RevertResult> {
     const target = await this.stateAt(room, to, now)
     const current = await this.existing(room)
     // The state before the revert stays in the history, kept through the exact window: a

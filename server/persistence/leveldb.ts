@@ -14,7 +14,7 @@ import {
 } from './keys.js'
 import { GroupCommit, type Append } from './group-commit.js'
 import type {
-  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence,
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
 import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
@@ -22,7 +22,7 @@ import { StoreClock } from './clock.js'
 import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
 } from './log-keys.js'
-import { migrate } from './leveldb-migrate.js'
+import { migrate, type RepairedLog } from './leveldb-migrate.js'
 import {
   decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
   versionStateKey, versionStatePrefix,
@@ -91,14 +91,23 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       }
       throw new CoeditError('STORE_OPEN_FAILED', `cannot open data directory ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
     }
+    let repaired: RepairedLog[]
     try {
-      await migrate(db, Math.floor((options.now ?? Date.now)()))
+      repaired = (await migrate(db, Math.floor((options.now ?? Date.now)()))).repaired
     } catch (err) {
       await db.close().catch(() => {})
       throw err instanceof CoeditError ? err : new CoeditError('STORE_MIGRATION_FAILED', `cannot migrate data directory ${dir}: ${(err as Error).message}`, { cause: err })
     }
-    return new LevelStore(db, options)
+    const store = new LevelStore(db, options)
+    store.repairedLogs = repaired
+    return store
   }
+
+  /**
+   * Rooms whose history log this open restarted because an older coedit had written them
+   * (leveldb-migrate.ts, repairLogs): their instants before the open are no longer exact.
+   */
+  repairedLogs: readonly RepairedLog[] = []
 
   /** Refuses (ROOM_DELETED) a write for a generation of `room` that was deleted. */
   private fence(room: string, fence: WriteFence | undefined): void {
@@ -445,7 +454,9 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       const state = await this.db.get(versionStateKey(room, info.id), { snapshot })
       if (state !== undefined) versions.push({ ...info, state })
     }
-    return { name: room, updatedAt, lastSeq, updates, versions, log: await this.readLogFrom(room, {}, snapshot) }
+    const log = await this.readLogFrom(room, {}, snapshot)
+    // A log cut short by an older coedit's writes is left out: the restore starts a new one.
+    return { name: room, updatedAt, lastSeq, updates, versions, ...(log.unmarked === undefined ? { log } : {}) }
   }
 
   async putTombstone(room: string, tombstone: Uint8Array): Promise<void> {
@@ -502,39 +513,75 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- history log (issue 18) -----------------------------------------------------------
 
-  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
-    return this.readLogFrom(room, range, undefined)
+  async readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
+    // One view of base, updates, marks and state: a fold or compaction meanwhile would
+    // otherwise look like a gap in the log (and make an exact instant look inexact).
+    // Read before the log: a delete meanwhile then refuses a fold of what was read.
+    const generation = this.generations.get(room) ?? 0
+    const snapshot = this.db.snapshot()
+    try {
+      const log = await this.readLogFrom(room, range, snapshot)
+      return generation > 0 ? { ...log, generation } : log
+    } finally {
+      await snapshot.close()
+    }
   }
 
-  private async readLogFrom(room: string, range: { afterSeq?: number; untilAt?: number }, snapshot: LevelSnapshot | undefined): Promise<HistoryLog> {
-    const generation = this.generations.get(room) ?? 0
-    const at = snapshot ? { snapshot } : {}
+  /** The log as `snapshot` holds it (no generation: see readLog). */
+  private async readLogFrom(room: string, range: LogRange, snapshot: LevelSnapshot): Promise<HistoryLog> {
+    const at = { snapshot }
     const stored = await this.db.get(logBaseKey(room), at)
     const base = stored === undefined ? undefined : decodeLogBase(stored)
     const after = Math.max(range.afterSeq ?? 0, base?.upTo ?? 0)
     const entries: LogEntry[] = []
+    /** The first update the log cannot place in time (see HistoryLog.unmarked). */
+    let unmarked: number | undefined
+    let expected = after + 1
+    let untilReached = false
     // Two ordered ranges read side by side: the updates, and the marks that cover them.
     const marks = this.db.iterator({ gt: markKey(room, after), lt: prefixEnd(markPrefix(room)), ...at })
     try {
       let mark: Mark | undefined
       for await (const [key, update] of this.db.iterator({ gt: updateKey(room, after), lt: prefixEnd(updatePrefix(room)), ...at })) {
         const seq = seqOfUpdateKey(key)
+        // A gap: updates the log kept were deleted by something else (an older coedit's compaction).
+        if (seq !== expected) {
+          unmarked = expected
+          break
+        }
         while (!mark || mark.seq < seq) {
           const next = await marks.next()
           if (next === undefined) break
           mark = decodeMark(seqOfUpdateKey(next[0]), next[1])
         }
-        // An update no mark covers was not stored by this code's append: not part of the log.
-        if (!mark || mark.seq < seq || seq <= mark.seq - mark.total) break
+        // An update no mark covers was not stored by this code's append (an older coedit's).
+        if (!mark || mark.seq < seq || seq <= mark.seq - mark.total) {
+          unmarked = seq
+          break
+        }
         // Stamps never decrease along the log: the first one past `untilAt` ends it.
-        if (range.untilAt !== undefined && mark.at > range.untilAt) break
+        if (range.untilAt !== undefined && mark.at > range.untilAt) {
+          untilReached = true
+          break
+        }
         entries.push({ seq, at: mark.at, user: userAt(mark, seq), update })
+        expected = seq + 1
+        if (range.limit !== undefined && entries.length >= range.limit) {
+          untilReached = true
+          break
+        }
+      }
+      // The log ran out: unless the compacted state holds updates past it, which an older
+      // coedit stored and compacted away without the log seeing them.
+      if (unmarked === undefined && !untilReached) {
+        const state = await this.db.get(stateKey(room), at)
+        if (state !== undefined && decodeState(state).upTo >= expected) unmarked = expected
       }
     } finally {
       await marks.close()
     }
-    // A backup's view has no generation: it is a moment, not a writer.
-    return { base, entries, ...(generation > 0 && !snapshot ? { generation } : {}) }
+    // A backup's view has no generation: it is a moment, not a writer (readLog adds it).
+    return { base, entries, ...(unmarked !== undefined ? { unmarked } : {}) }
   }
 
   async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {

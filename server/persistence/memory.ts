@@ -1,6 +1,6 @@
 /** In-memory store: for tests and for `startServer({ storage: 'memory' })`. Nothing survives the process. */
 import { CoeditError } from '../errors.js'
-import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence } from './store.js'
+import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence } from './store.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
 import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
@@ -204,7 +204,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
 
   // ---- history log (issue 18) -----------------------------------------------------------
 
-  async readLog(name: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+  async readLog(name: string, range: LogRange = {}): Promise<HistoryLog> {
     const r = this.rooms.get(name)
     const generation = this.generations.get(name)
     const of = generation ? { generation } : {}
@@ -214,6 +214,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
     for (const e of r.logEntries) {
       if (e.seq <= after) continue
       if (range.untilAt !== undefined && e.at > range.untilAt) break
+      if (range.limit !== undefined && entries.length >= range.limit) break
       entries.push(e)
     }
     return { base: r.logBase, entries, ...of }

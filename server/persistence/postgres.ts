@@ -20,7 +20,7 @@ import { Redactor, redactUrl } from '../observability/redact.js'
 import { StoreClock } from './clock.js'
 import { EMPTY_STATE, roomDeletedError } from './store.js'
 import type {
-  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
 import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
@@ -505,27 +505,41 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
 
   // ---- history log (issue 18) -----------------------------------------------------------
 
-  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+  readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
     return this.readLogWith(this.pool, room, range)
   }
 
-  private async readLogWith(client: pg.Pool | pg.PoolClient, room: string, range: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog> {
+  private async readLogWith(client: pg.Pool | pg.PoolClient, room: string, range: LogRange): Promise<HistoryLog> {
     // One statement, one snapshot: a concurrent fold cannot leave a gap between base and entries.
     const { rows } = await client.query<{ kind: number; seq: string; at: string; user_id: string | null; data: Buffer }>(
-      `SELECT -1 AS kind, generation AS seq, 0::bigint AS at, NULL::text AS user_id, NULL::bytea AS data FROM ${this.s}.rooms WHERE name = $1
+      `SELECT -2 AS kind, min(seq) AS seq, 0::bigint AS at, NULL::text AS user_id, NULL::bytea AS data FROM ${this.s}.log
+         WHERE $3::bigint IS NOT NULL AND room = $1 AND at > $3::bigint
+           AND seq > GREATEST($2::bigint, COALESCE((SELECT up_to FROM ${this.s}.log_bases WHERE room = $1), 0))
+       UNION ALL
+       SELECT -1, generation, last_seq, NULL, NULL FROM ${this.s}.rooms WHERE name = $1
        UNION ALL
        SELECT 0, up_to, at, NULL, data FROM ${this.s}.log_bases WHERE room = $1
        UNION ALL
        SELECT 1, seq, at, user_id, data FROM ${this.s}.log
          WHERE room = $1 AND seq > GREATEST($2::bigint, COALESCE((SELECT up_to FROM ${this.s}.log_bases WHERE room = $1), 0))
            AND ($3::bigint IS NULL OR at <= $3::bigint)
-       ORDER BY kind, seq`,
-      [room, range.afterSeq ?? 0, range.untilAt ?? null],
+       ORDER BY kind, seq
+       LIMIT $4`,
+      // The rows before the entries: the first past untilAt, the generation's, the base's.
+      [room, range.afterSeq ?? 0, range.untilAt ?? null, range.limit === undefined ? null : range.limit + 3],
     )
     const log: HistoryLog = { base: undefined, entries: [] }
+    /** Where the entries asked for end: the first logged past `untilAt`, else past the room's last seq. */
+    let end: number | undefined
+    let lastSeq = 0
     for (const r of rows) {
+      if (r.kind === -2) {
+        if (r.seq !== null) end = Number(r.seq)
+        continue
+      }
       if (r.kind === -1) {
         if (Number(r.seq) > 0 && client === this.pool) log.generation = Number(r.seq)
+        lastSeq = Number(r.at)
         continue
       }
       if (r.kind === 0) {
@@ -534,8 +548,22 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       }
       const entry: LogEntry = { seq: Number(r.seq), at: Number(r.at), user: r.user_id ?? undefined, update: r.data }
       if (range.untilAt !== undefined && entry.at > range.untilAt) break
+      if (range.limit !== undefined && log.entries.length >= range.limit) break
       log.entries.push(entry)
     }
+    // Updates an older coedit stored are counted in rooms.last_seq but not logged: a gap
+    // before `end` is one (see HistoryLog.unmarked). A page cut by `limit` ends where it ends.
+    let expected = Math.max(range.afterSeq ?? 0, log.base?.upTo ?? 0) + 1
+    for (const [i, e] of log.entries.entries()) {
+      if (e.seq !== expected) {
+        log.entries.length = i
+        log.unmarked = expected
+        return log
+      }
+      expected++
+    }
+    const limited = range.limit !== undefined && log.entries.length >= range.limit
+    if (!limited && expected < (end ?? lastSeq + 1)) log.unmarked = expected
     return log
   }
 
@@ -608,7 +636,9 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       `SELECT id, at, seq, data, pinned FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
     )
     record.versions = versions.rows.map((v) => ({ id: Number(v.id), at: Number(v.at), seq: Number(v.seq), bytes: v.data.length, state: v.data, ...(v.pinned ? { pinned: true } : {}) }))
-    record.log = await this.readLogWith(client, room, {})
+    const log = await this.readLogWith(client, room, {})
+    // A log cut short by an older coedit's writes is left out: the restore starts a new one.
+    if (log.unmarked === undefined) record.log = log
     return record
   }
 

@@ -200,14 +200,29 @@ export interface HistoryLog {
   entries: LogEntry[]
   /** The room's generation the log was read from (a fold of it names it); absent: 0. */
   generation?: number
+  /**
+   * Set when the log breaks off before the room's end: update `unmarked` was stored but the
+   * log cannot say when (an older coedit, which keeps no history log, wrote it, or deleted
+   * logged updates by compacting). `entries` end before it, and nothing after it is exact
+   * until the store repairs the log (LevelStore does at open). Absent: the entries are the
+   * whole log in the range asked for.
+   */
+  unmarked?: number
+}
+
+export interface LogRange {
+  afterSeq?: number
+  untilAt?: number
+  limit?: number
 }
 
 export interface HistoryLogStore extends Store {
   /**
    * The log of `room`: its base and the entries with seq > `afterSeq` (default: all) and
-   * stored at or before `untilAt` (default: all), oldest first.
+   * stored at or before `untilAt` (default: all), oldest first; at most `limit` of them
+   * (default: no limit).
    */
-  readLog(room: string, range?: { afterSeq?: number; untilAt?: number }): Promise<HistoryLog>
+  readLog(room: string, range?: LogRange): Promise<HistoryLog>
   /** Replaces the base by `base` and drops the entries through `base.upTo`, in one write. */
   foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void>
 }
