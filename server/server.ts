@@ -36,6 +36,7 @@ import { checkRoomName } from './room-name.js'
 import { Rooms, type RoomsEvents } from './rooms-api.js'
 import { attachment, underPath } from './attach.js'
 import { Events } from './events.js'
+import { PathTrace } from './path-trace.js'
 import type { StoreEvents } from './persistence/store.js'
 import type { RoomEvents } from './room.js'
 import type { RegistryBeforeEvents, RegistryEvents } from './registry.js'
@@ -145,6 +146,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   }
 
   const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, containment, exactWindow: config.historyExact, now: clock })
+  const pathTrace = config.tracePath ? new PathTrace() : undefined
   const registry = new RoomRegistry(store, {
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
@@ -161,6 +163,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     containment,
     events,
     sharedStore: cluster !== undefined,
+    ...(pathTrace ? { pathTrace } : {}),
   }, log)
 
   // The one place that decides who may open a room (hook, tokens or everyone), for every way in.
@@ -248,6 +251,14 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     await history.close()
     await cluster?.close()
     if (ownsStore) await store.close()
+    if (pathTrace) {
+      try {
+        pathTrace.write(config.tracePath)
+        log.info({ event: 'path_trace_written', file: config.tracePath }, 'update path breakdown written')
+      } catch (err) {
+        log.error({ event: 'path_trace_failed', file: config.tracePath, err: (err as Error).message }, 'cannot write the update path breakdown')
+      }
+    }
   }
   if (attached) return attach(attached, { onUpgrade, handleRequest, store, registry, rooms, documents, config, log, shutdown })
   const timeouts = {

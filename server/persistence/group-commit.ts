@@ -8,6 +8,7 @@
  */
 import { CoeditError } from '../errors.js'
 import type { AppendMeta } from './store.js'
+import { PathTrace } from '../path-trace.js'
 
 export interface Append {
   room: string
@@ -84,8 +85,10 @@ export class GroupCommit {
       }
       const end = this.queue.findIndex(isExclusive)
       const batch = (end < 0 ? this.queue.splice(0) : this.queue.splice(0, end)) as Pending[]
+      for (const p of batch) PathTrace.mark(p.meta?.marks, 'batch')
       try {
         const results = await this.write(batch)
+        for (const p of batch) PathTrace.mark(p.meta?.marks, 'fsync')
         batch.forEach((p, i) => {
           const result = results[i]!
           if (typeof result === 'number') p.resolve(result)
