@@ -1,7 +1,14 @@
 /**
  * Group commit: appends from every room that arrive in one event-loop turn are written
- * in one batch, and each batch waits for the one before it, so a burst costs one write
- * (one fsync) instead of one per update, and sequence numbers follow call order.
+ * in one batch, so a burst costs one write (one fsync) instead of one per update, and
+ * sequence numbers follow call order (batches are numbered one at a time, in order).
+ *
+ * Up to `concurrency` batches are handed to the backend at once (default 1: each waits for
+ * the one before it). LevelDB takes more: a write that arrives while another is being
+ * fsynced waits inside LevelDB, which writes every waiting batch together, with one fsync,
+ * as soon as the current one is done, without waiting for this thread to hear of it and
+ * hand over the next (the disk is not idle while the main thread relays the last batch).
+ * Each batch still resolves only once it is written (and fsynced, with sync on).
  *
  * An exclusive write (a room's delete) takes a turn of its own in the same order: appends
  * called before it are written before it, appends called after it are written after it.
@@ -31,16 +38,24 @@ type Item = Pending | Exclusive
 
 const isExclusive = (item: Item): item is Exclusive => 'run' in item
 
+/**
+ * Stores a batch atomically and returns, per append, the seq of its last update, or the error
+ * that refused that append alone (the others of the batch are stored). Calls `numbered` once
+ * the batch's sequence numbers are taken and its write handed over: the next batch may be
+ * numbered from then on (if `write` never calls it, from when it settles).
+ */
+export type WriteBatch = (batch: readonly Append[], numbered: () => void) => Promise<Array<number | Error>>
+
 export class GroupCommit {
   private queue: Item[] = []
-  private writing = false
+  /** Batches handed to `write`, not yet settled. */
+  private inFlight = 0
+  /** A batch is being numbered: the next one waits for it. */
+  private numbering = false
+  private exclusiveRunning = false
   private scheduled = false
 
-  /**
-   * `write` stores a batch atomically and returns, per append, the seq of its last update,
-   * or the error that refused that append alone (the others of the batch are stored).
-   */
-  constructor(private readonly write: (batch: readonly Append[]) => Promise<Array<number | Error>>) {}
+  constructor(private readonly write: WriteBatch, private readonly concurrency = 1) {}
 
   add(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
     return new Promise<number>((resolve, reject) => {
@@ -59,49 +74,71 @@ export class GroupCommit {
 
   /** Resolves once nothing is queued or being written. */
   async drained(): Promise<void> {
-    while (this.writing || this.scheduled || this.queue.length > 0) {
+    while (this.inFlight > 0 || this.exclusiveRunning || this.scheduled || this.queue.length > 0) {
       await new Promise((resolve) => setImmediate(resolve))
     }
   }
 
+  /** Whether the first queued item may start now. */
+  private get ready(): boolean {
+    const first = this.queue[0]
+    if (!first || this.numbering || this.exclusiveRunning) return false
+    return isExclusive(first) ? this.inFlight === 0 : this.inFlight < this.concurrency
+  }
+
   private schedule(): void {
-    if (this.writing || this.scheduled || this.queue.length === 0) return
+    if (this.scheduled || !this.ready) return
     this.scheduled = true
     // setImmediate runs after the poll phase: every message read in this turn joins the batch.
     setImmediate(() => {
       this.scheduled = false
-      void this.flush()
+      this.flush()
     })
   }
 
-  private async flush(): Promise<void> {
-    const first = this.queue[0]
-    this.writing = true
-    try {
-      if (first && isExclusive(first)) {
-        this.queue.shift()
-        await first.run().then(first.resolve, first.reject)
-        return
-      }
-      const end = this.queue.findIndex(isExclusive)
-      const batch = (end < 0 ? this.queue.splice(0) : this.queue.splice(0, end)) as Pending[]
-      for (const p of batch) PathTrace.mark(p.meta?.marks, 'batch')
-      try {
-        const results = await this.write(batch)
-        for (const p of batch) PathTrace.mark(p.meta?.marks, 'fsync')
-        batch.forEach((p, i) => {
-          const result = results[i]!
-          if (typeof result === 'number') p.resolve(result)
-          else p.reject(result)
-        })
-      } catch (err) {
-        const error = err instanceof CoeditError ? err
-          : new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
-        for (const p of batch) p.reject(error)
-      }
-    } finally {
-      this.writing = false
+  private flush(): void {
+    if (!this.ready) return
+    const first = this.queue[0]!
+    if (isExclusive(first)) {
+      this.queue.shift()
+      this.exclusiveRunning = true
+      void first.run().then(first.resolve, first.reject).finally(() => {
+        this.exclusiveRunning = false
+        this.schedule()
+      })
+      return
+    }
+    const end = this.queue.findIndex(isExclusive)
+    const batch = (end < 0 ? this.queue.splice(0) : this.queue.splice(0, end)) as Pending[]
+    this.inFlight++
+    this.numbering = true
+    const numbered = (): void => {
+      if (!this.numbering) return
+      this.numbering = false
       this.schedule()
+    }
+    for (const p of batch) PathTrace.mark(p.meta?.marks, 'batch')
+    void this.settle(batch, numbered).finally(() => {
+      this.inFlight--
+      this.schedule()
+    })
+  }
+
+  private async settle(batch: Pending[], numbered: () => void): Promise<void> {
+    try {
+      const results = await this.write(batch, numbered)
+      for (const p of batch) PathTrace.mark(p.meta?.marks, 'fsync')
+      batch.forEach((p, i) => {
+        const result = results[i]!
+        if (typeof result === 'number') p.resolve(result)
+        else p.reject(result)
+      })
+    } catch (err) {
+      const error = err instanceof CoeditError ? err
+        : new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
+      for (const p of batch) p.reject(error)
+    } finally {
+      numbered()
     }
   }
 }
