@@ -1,7 +1,7 @@
 /**
- * GroupCommit with more than one batch in flight (LevelDB's default): batches are numbered
- * one at a time in call order, at most `concurrency` are written at once, an exclusive
- * write waits for every batch before it and holds back every one after it.
+ * GroupCommit: batches are numbered one at a time in call order, at most `concurrency` are
+ * written at once (LevelDB: 1), the next batch is handed over before the last one's callers
+ * run, and an exclusive write waits for every batch before it and holds back every one after it.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -82,4 +82,30 @@ test('a batch that is never numbered by its writer (it threw first) frees the ne
   }, 2)
   await assert.rejects(commits.add('a', [u]), { code: 'STORE_WRITE_FAILED' })
   assert.equal(await commits.add('b', [u]), 2)
+})
+
+test('one at a time (the default): the batch that queued up during a write is handed over before that write\'s callers are told', async () => {
+  const writes: Array<{ rooms: string[]; release: () => void }> = []
+  const commits = new GroupCommit(async (batch: readonly Append[], numbered) => {
+    numbered()
+    const done = gate()
+    writes.push({ rooms: batch.map((a) => a.room), release: () => done.open() })
+    await done.promise
+    return batch.map(() => writes.length)
+  })
+  const a = commits.add('a', [u])
+  await waitFor(() => writes.length === 1, { message: 'a written' })
+  const b = commits.add('b', [u])
+  const c = commits.add('c', [u])
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(writes.length, 1, 'b and c wait for a')
+  let writingWhenTold = 0
+  const told = a.then(() => { writingWhenTold = writes.length })
+  writes[0]!.release()
+  await told
+  assert.equal(writingWhenTold, 2, 'b and c were handed over before a\'s caller ran')
+  assert.deepEqual(writes[1]!.rooms, ['b', 'c'])
+  writes[1]!.release()
+  await Promise.all([b, c])
+  await commits.drained()
 })

@@ -3,12 +3,13 @@
  * in one batch, so a burst costs one write (one fsync) instead of one per update, and
  * sequence numbers follow call order (batches are numbered one at a time, in order).
  *
- * Up to `concurrency` batches are handed to the backend at once (default 1: each waits for
- * the one before it). LevelDB takes more: a write that arrives while another is being
- * fsynced waits inside LevelDB, which writes every waiting batch together, with one fsync,
- * as soon as the current one is done, without waiting for this thread to hear of it and
- * hand over the next (the disk is not idle while the main thread relays the last batch).
- * Each batch still resolves only once it is written (and fsynced, with sync on).
+ * When a batch is written, the next one (what queued up meanwhile) is handed over at once,
+ * before the callers of the written one are told: the disk writes it while the main thread
+ * applies and relays the last batch, instead of waiting for that work to end.
+ *
+ * `concurrency` > 1 hands more batches over at once (LevelDB then writes the ones waiting in
+ * its writer queue together). Not the default: it spends more fsyncs on the same updates, so
+ * a busy disk falls behind (see the README's performance section).
  *
  * An exclusive write (a room's delete) takes a turn of its own in the same order: appends
  * called before it are written before it, appends called after it are written after it.
@@ -118,16 +119,24 @@ export class GroupCommit {
       this.schedule()
     }
     for (const p of batch) PathTrace.mark(p.meta?.marks, 'batch')
-    void this.settle(batch, numbered).finally(() => {
-      this.inFlight--
-      this.schedule()
-    })
+    void this.settle(batch, numbered)
   }
 
   private async settle(batch: Pending[], numbered: () => void): Promise<void> {
+    let settled = false
+    const free = (): void => {
+      if (settled) return
+      settled = true
+      numbered()
+      this.inFlight--
+      // What queued up while this batch was written goes to the disk now, before the callers
+      // (rooms applying and relaying it) take the main thread: the next fsync overlaps that work.
+      if (this.ready) this.flush()
+    }
     try {
       const results = await this.write(batch, numbered)
       for (const p of batch) PathTrace.mark(p.meta?.marks, 'fsync')
+      free()
       batch.forEach((p, i) => {
         const result = results[i]!
         if (typeof result === 'number') p.resolve(result)
@@ -136,9 +145,8 @@ export class GroupCommit {
     } catch (err) {
       const error = err instanceof CoeditError ? err
         : new CoeditError('STORE_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err })
+      free()
       for (const p of batch) p.reject(error)
-    } finally {
-      numbered()
     }
   }
 }

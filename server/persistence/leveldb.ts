@@ -37,18 +37,19 @@ export interface LevelStoreOptions {
   /** The clock stamped on stored updates (tests inject one). Default Date.now. */
   now?: () => number
   /**
-   * Group commits handed to LevelDB at once (see GroupCommit). Default WRITE_CONCURRENCY;
-   * 1 waits for each batch before starting the next.
+   * Group commits handed to LevelDB at once (see GroupCommit). Default WRITE_CONCURRENCY (1:
+   * each waits for the one before it).
    */
   writeConcurrency?: number
 }
 
 /**
- * Batches in LevelDB at once: one being written and fsynced, the next ones waiting in
- * LevelDB's writer queue, which writes them together as soon as it is done. Each waiting
- * write holds a libuv thread (4 by default), so one is always left for reads.
+ * Batches in LevelDB at once. 1: each group commit takes everything that queued up during
+ * the one before, so one fsync covers all of it. More lets a batch wait inside LevelDB
+ * instead, at the cost of more, smaller fsyncs (a busy disk falls behind); each waiting
+ * write also holds one of libuv's 4 threads.
  */
-export const WRITE_CONCURRENCY = 3
+export const WRITE_CONCURRENCY = 1
 
 
 /** The readiness probe's key: '!' sorts before every room prefix, so no scan meets it. */
