@@ -102,7 +102,11 @@ async function withTracedServer(ctx: RunContext, fn: (server: ServerProcess) => 
   try {
     const metrics = await fn(server)
     await server.stop()
-    if (!existsSync(file)) throw new Error(`no path trace written: ${server.recentOutput}`)
+    if (!existsSync(file)) {
+      // Killed at stop()'s timeout (a shutdown storing a long backlog): the run's figures stand.
+      ctx.log(`  ${ctx.spec.label}: no path trace written (the server did not stop in time)`)
+      return metrics
+    }
     const { updates, stages } = JSON.parse(readFileSync(file, 'utf8')) as { updates: number; stages: Record<string, { p50: number; p99: number }> }
     const path: Metrics = { 'path.updates': updates }
     for (const [stage, { p50, p99 }] of Object.entries(stages)) Object.assign(path, { [`path.${stage}.p50`]: p50, [`path.${stage}.p99`]: p99 })
