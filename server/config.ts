@@ -51,6 +51,7 @@ export interface ServerConfig {
   compactEvery: number
   echo: boolean
   fsync: boolean
+  tracePath: string
   postgres: string
   postgresSchema: string
   redis: string
@@ -130,6 +131,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'compactEvery', flag: 'compact-every', env: 'COMPACT_EVERY', kind: 'count', default: 500, help: 'fold a room\'s stored updates into one state after this many (and once they are a quarter of its bytes)' }),
   spec({ key: 'echo', flag: 'echo', env: 'ECHO', kind: 'boolean', default: true, help: 'send each stored update back to its sender too (y-websocket 4 "saved" status); --no-echo to turn off' }),
   spec({ key: 'fsync', flag: 'fsync', env: 'FSYNC', kind: 'boolean', default: true, help: 'fsync every write batch so it survives power loss, not only a process crash; --no-fsync trades that for latency' }),
+  spec({ key: 'tracePath', flag: 'trace-path', env: 'TRACE_PATH', kind: 'string', default: '', help: 'time each update\'s way through the server (receive, validate, append, batch, fsync, apply, frame, write) and write the per-stage p50/p99 (JSON) to this file at shutdown; off when empty' }),
   spec({ key: 'postgres', flag: 'postgres', env: 'POSTGRES_URL', kind: 'string', default: '', help: 'cluster mode: PostgreSQL connection string for the shared store (with --redis)' }),
   spec({ key: 'postgresSchema', flag: 'postgres-schema', env: 'POSTGRES_SCHEMA', kind: 'string', default: 'coedit', help: 'cluster mode: schema of coedit\'s tables (created and migrated by coedit)' }),
   spec({ key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'string', default: '', help: 'cluster mode: Redis URL of the bus between processes (with --postgres)' }),

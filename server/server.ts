@@ -37,6 +37,7 @@ import { Rooms, type RoomsEvents } from './embedding/rooms-api.js'
 import type { BearerEvents } from './http/bearer.js'
 import { attachment, underPath } from './transport/attach.js'
 import { Events } from './room/events.js'
+import { PathTrace } from './room/path-trace.js'
 import type { StoreEvents } from './persistence/store.js'
 import type { RoomEvents } from './room/room.js'
 import type { RegistryBeforeEvents, RegistryEvents } from './room/registry.js'
@@ -151,6 +152,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   }
 
   const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, containment, exactWindow: config.historyExact, now: clock })
+  const pathTrace = config.tracePath ? new PathTrace() : undefined
   const registry = new RoomRegistry(store, {
     echo: config.echo,
     awarenessInterval: config.awarenessInterval,
@@ -167,6 +169,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     containment,
     events,
     sharedStore: cluster !== undefined,
+    ...(pathTrace ? { pathTrace } : {}),
   }, log)
 
   // The one place that decides who may open a room (hook, tokens or everyone), for every way in.
@@ -254,6 +257,14 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     await history.close()
     await cluster?.close()
     if (ownsStore) await store.close()
+    if (pathTrace) {
+      try {
+        pathTrace.write(config.tracePath)
+        log.info({ event: 'path_trace_written', file: config.tracePath }, 'update path breakdown written')
+      } catch (err) {
+        log.error({ event: 'path_trace_failed', file: config.tracePath, err: (err as Error).message }, 'cannot write the update path breakdown')
+      }
+    }
   }
   if (attached) return attach(attached, { onUpgrade, handleRequest, store, registry, rooms, documents, config, log, shutdown })
   const timeouts = {

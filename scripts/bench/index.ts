@@ -1,5 +1,9 @@
 /**
- * `npm run bench [-- --quick] [--servers a,b] [--only S1,S5] [--reps n] [--out file.json]`
+ * `npm run bench [-- --quick] [--servers a,b] [--only S1,S5] [--reps n] [--out file.json] [--trace]`
+ *
+ * --trace: coedit runs S1 and S2 with --trace-path, and a second table shows where an
+ * update's time goes inside the server, stage by stage (server/room/path-trace.ts).
+ * --servers coedit-base with BENCH_BASE=/other/checkout: that checkout's coedit alongside.
  *
  * Runs the same workloads against coedit and its peers in one run (server on core 0,
  * this load generator on core 1, peers interleaved), prints one JSON line per scenario
@@ -10,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { FULL, QUICK, SMOKE, ceiling, coldLoad, fanOut, idleConnections, manyRooms, type Metrics, type RunContext, type Sizes } from './scenarios.js'
 import { SPECS, buildServers, ensurePeers, type ServerKind } from './servers.js'
-import { renderTable, type Aggregate } from './report.js'
+import { renderPathTable, renderTable, type Aggregate } from './report.js'
 import { median } from './stats.js'
 
 interface Options {
@@ -20,6 +24,7 @@ interface Options {
   only: Set<string> | undefined
   out: string | undefined
   noKill: boolean
+  trace: boolean
 }
 
 const DEFAULT_SERVERS: ServerKind[] = ['coedit', 'ywss', 'hocuspocus', 'raw']
@@ -32,6 +37,7 @@ function parseArgs(argv: string[]): Options {
   let out: string | undefined
   let reps: number | undefined
   let noKill = false
+  let trace = false
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -49,10 +55,11 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--reps') reps = Number(value())
     else if (arg === '--out') out = value()
     else if (arg === '--no-kill') noKill = true
+    else if (arg === '--trace') trace = true
     else throw new Error(`unknown option ${arg}`)
   }
   for (const s of servers) if (!(s in SPECS)) throw new Error(`unknown server ${s} (one of ${Object.keys(SPECS).join(', ')})`)
-  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill }
+  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill, trace }
 }
 
 function machine(): Record<string, string | number> {
@@ -120,7 +127,7 @@ async function main(): Promise<void> {
         const t0 = Date.now()
         let metrics: Metrics
         try {
-          metrics = await job.run({ spec, cpu, sizes: options.sizes, noKill: options.noKill, log })
+          metrics = await job.run({ spec, cpu, sizes: options.sizes, noKill: options.noKill, trace: options.trace, log })
         } catch (err) {
           log(`  ${job.id} ${spec.label}: FAILED ${(err as Error).message}`)
           metrics = { failed: 1 }
@@ -150,6 +157,7 @@ async function main(): Promise<void> {
   const elapsed = (Date.now() - started) / 1000
   console.log('')
   console.log(renderTable(aggregates, options.servers, info))
+  if (options.trace) console.log(`\n${renderPathTable(aggregates)}`)
   console.log(`\n${options.mode} run, ${options.sizes.reps} repetition(s) of S1, S2, S5 and ${options.sizes.repsStatic} of S3, S4, ${elapsed.toFixed(0)} s; command: npm run bench${options.mode === 'full' ? '' : ` -- --${options.mode}`}`)
   if (options.out) writeFileSync(options.out, JSON.stringify({ info, elapsed, aggregates }, null, 2))
   const failed = aggregates.some((a) => a.failed > 0)

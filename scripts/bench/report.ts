@@ -1,6 +1,7 @@
 /** The human table: one row per metric, one column per server, ratios against the peers. */
 import type { Metrics } from './scenarios.js'
 import type { ServerKind } from './servers.js'
+import { STAGES } from '../../server/room/path-trace.js'
 
 export interface Aggregate {
   scenario: string
@@ -145,5 +146,26 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
     '',
     `Medians${showSpread ? ' (min–max over repetitions)' : ''}. "vs" columns: how many times better coedit is (>1 better, <1 worse); the best peer is the best of the other CRDT servers (not raw ws, not a coedit variant).`,
     machine,
+  ].join('\n')
+}
+
+/**
+ * --trace: where an update's time goes inside coedit (server/room/path-trace.ts), one column pair
+ * per scenario and traced server; "client end-to-end" is what the bench's readers measured.
+ */
+export function renderPathTable(aggregates: Aggregate[]): string {
+  const traced = aggregates.filter((a) => typeof a.median['path.total.p50'] === 'number')
+  if (traced.length === 0) return 'path breakdown: no traced run (--trace applies to coedit in S1 and S2)'
+  const header = ['stage', ...traced.flatMap((a) => [`${a.id} ${a.label} p50`, 'p99'])]
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`]
+  const row = (label: string, key: (q: 'p50' | 'p99') => string): void => {
+    lines.push(`| ${[label, ...traced.flatMap((a) => [fmt(a.median[key('p50')], 3), fmt(a.median[key('p99')], 3)])].join(' | ')} |`)
+  }
+  for (const stage of [...STAGES, 'total']) row(stage === 'total' ? 'server total (receive → write)' : stage, (q) => `path.${stage}.${q}`)
+  row('client end-to-end', (q) => q)
+  return [
+    ...lines,
+    '',
+    'ms, medians over repetitions of each stage\'s p50 and p99 (a stage: from the mark before it; p99s do not add up). Stages: see server/room/path-trace.ts.',
   ].join('\n')
 }

@@ -2,7 +2,7 @@
  * The workloads. Each starts a fresh server (fresh data directory), drives it with
  * protocol-level clients, and returns its metrics; `null` means "does not apply".
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
@@ -73,6 +73,8 @@ export interface RunContext {
   sizes: Sizes
   /** Skip S6's kill -9 (so a profiled server exits normally and writes its profile). */
   noKill?: boolean
+  /** --trace: S1 and S2 run coedit with --trace-path and report its stage breakdown (`path.STAGE.p50`). */
+  trace?: boolean
   log: (line: string) => void
 }
 
@@ -84,6 +86,33 @@ async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDi
     return await fn(server, dataDir)
   } finally {
     for (const s of servers) await s.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * withServer for S1 and S2: with --trace, coedit writes its update path breakdown at
+ * shutdown (server/room/path-trace.ts), added to the metrics as `path.STAGE.p50` / `.p99` (ms).
+ */
+async function withTracedServer(ctx: RunContext, fn: (server: ServerProcess) => Promise<Metrics>): Promise<Metrics> {
+  if (!ctx.trace || !ctx.spec.traces) return withServer(ctx, fn)
+  const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
+  const file = join(dataDir, 'path-trace.json')
+  const server = await ServerProcess.start(ctx.spec, join(dataDir, 'data'), ctx.cpu, ['--trace-path', file])
+  try {
+    const metrics = await fn(server)
+    await server.stop()
+    if (!existsSync(file)) {
+      // Killed at stop()'s timeout (a shutdown storing a long backlog): the run's figures stand.
+      ctx.log(`  ${ctx.spec.label}: no path trace written (the server did not stop in time)`)
+      return metrics
+    }
+    const { updates, stages } = JSON.parse(readFileSync(file, 'utf8')) as { updates: number; stages: Record<string, { p50: number; p99: number }> }
+    const path: Metrics = { 'path.updates': updates }
+    for (const [stage, { p50, p99 }] of Object.entries(stages)) Object.assign(path, { [`path.${stage}.p50`]: p50, [`path.${stage}.p99`]: p99 })
+    return { ...metrics, ...path }
+  } finally {
+    await server.stop()
     rmSync(dataDir, { recursive: true, force: true })
   }
 }
@@ -119,7 +148,7 @@ async function paced(seconds: number, rate: number, send: () => void): Promise<n
 /** S1: one writer at `rate`, `readers` readers, one room. */
 export async function fanOut(ctx: RunContext, readers: number): Promise<Metrics> {
   const { rate, seconds } = ctx.sizes.s1
-  return withServer(ctx, async (server) => {
+  return withTracedServer(ctx, async (server) => {
     const latency = new Samples()
     const counts = new Array<number>(readers).fill(0)
     const clients = await connectAll(server.url, Array.from({ length: readers }, () => 's1'), ctx, (_room, i) => ({
@@ -146,10 +175,13 @@ export async function fanOut(ctx: RunContext, readers: number): Promise<Metrics>
   })
 }
 
+/** S2's writers' Yjs client IDs: S2_CLIENT_BASE + client index. */
+const S2_CLIENT_BASE = 0x100000
+
 /** S2: many rooms, every client types at `rate` and reads the others. */
 export async function manyRooms(ctx: RunContext): Promise<Metrics> {
   const { rooms, clients: perRoom, rate, seconds } = ctx.sizes.s2
-  return withServer(ctx, async (server) => {
+  return withTracedServer(ctx, async (server) => {
     const latency = new Samples()
     const n = rooms * perRoom
     const received = new Array<number>(n).fill(0)
@@ -164,9 +196,15 @@ export async function manyRooms(ctx: RunContext): Promise<Metrics> {
         })
       },
     }))
-    const writers = clients.map((_, i) => new Writer(i))
     const sent = new Array<number>(n).fill(0)
     const perClient = Math.round(seconds * rate)
+    // Updates made in advance and stamped as they go (one Yjs client each): a thousand Y.Docs
+    // typing at once cost this load generator, not the server, most of the start-up p99.
+    const writers = clients.map((_, i) => {
+      const w = new PregeneratedWriter(i, S2_CLIENT_BASE + i)
+      w.prepare(perClient)
+      return w
+    })
     server.resetCpu()
     const random = prng(2)
     await Promise.all(clients.map(async (client, i) => {

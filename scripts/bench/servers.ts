@@ -23,7 +23,7 @@ const BUILD_DIR = join(ROOT, 'scripts', 'bench', '.build', `run-${process.pid}`)
 const PEER_BUILD_DIR = join(PEERS_DIR, '.build', `run-${process.pid}`)
 const YWSS = join(PEERS_DIR, 'node_modules', '@y', 'websocket-server', 'src', 'server.js')
 
-export type ServerKind = 'coedit' | 'coedit-nofsync' | 'coedit-nowindow' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
+export type ServerKind = 'coedit' | 'coedit-nofsync' | 'coedit-nowindow' | 'coedit-base' | 'ywss' | 'ywss-mem' | 'hocuspocus' | 'hocuspocus-mem' | 'raw'
 
 export interface ServerSpec {
   kind: ServerKind
@@ -35,12 +35,14 @@ export interface ServerSpec {
   durableBeforeRelay: boolean
   /** Runs from the peers' own install. */
   peer: boolean
+  /** Takes `--trace-path FILE` (the bench's --trace). */
+  traces?: boolean
   command(port: number, dataDir: string): { args: string[]; env: Record<string, string> }
 }
 
 export const SPECS: Record<ServerKind, ServerSpec> = {
   coedit: {
-    kind: 'coedit', label: 'coedit', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false,
+    kind: 'coedit', label: 'coedit', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false, traces: true,
     command: (port, dataDir) => ({
       // Defaults, except the per-client abuse limits: all the load comes from one address
       // and one writer, and the peers have no such limits.
@@ -52,7 +54,7 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
     }),
   },
   'coedit-nofsync': {
-    kind: 'coedit-nofsync', label: 'coedit --no-fsync', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false,
+    kind: 'coedit-nofsync', label: 'coedit --no-fsync', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false, traces: true,
     command: (port, dataDir) => {
       const { args, env } = SPECS.coedit.command(port, dataDir)
       return { args: [...args, '--no-fsync'], env }
@@ -65,6 +67,15 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
     command: (port, dataDir) => {
       const { args, env } = SPECS.coedit.command(port, dataDir)
       return { args: [...args, '--history-exact', '0'], env }
+    },
+  },
+  // BENCH_BASE=/path/to/another/checkout: that checkout's coedit, same flags, for before/after
+  // figures from one run (same machine, same minute, same load).
+  'coedit-base': {
+    kind: 'coedit-base', label: 'coedit (BENCH_BASE)', dialect: 'y', persistent: true, durableBeforeRelay: true, peer: false,
+    command: (port, dataDir) => {
+      const { args, env } = SPECS.coedit.command(port, dataDir)
+      return { args: [join(BUILD_DIR, 'coedit-base.mjs'), ...args.slice(1)], env }
     },
   },
   ywss: {
@@ -134,7 +145,13 @@ export async function buildServers(kinds: readonly ServerKind[]): Promise<void> 
     splitting: true,
     logLevel: 'error',
   })
-  await bundle({ coedit: join(ROOT, 'scripts', 'coedit.ts'), 'raw-ws': join(PEERS_DIR, 'raw-ws.ts') }, BUILD_DIR)
+  const base = process.env.BENCH_BASE
+  if (kinds.includes('coedit-base') && !base) throw new Error('coedit-base needs BENCH_BASE=/path/to/another/coedit/checkout')
+  await bundle({
+    coedit: join(ROOT, 'scripts', 'coedit.ts'), 'raw-ws': join(PEERS_DIR, 'raw-ws.ts'),
+    // Its packages resolve from here (this checkout's node_modules): the code under test is its own.
+    ...(base && kinds.includes('coedit-base') ? { 'coedit-base': join(base, 'scripts', 'coedit.ts') } : {}),
+  }, BUILD_DIR)
   if (withPeers) await bundle({ hocuspocus: join(PEERS_DIR, 'hocuspocus.ts') }, PEER_BUILD_DIR)
 }
 
@@ -192,9 +209,10 @@ export class ServerProcess {
   }
 
   /** Starts `spec` on the server core and resolves once it accepts TCP connections. */
-  static async start(spec: ServerSpec, dataDir: string, cpu: string | undefined): Promise<ServerProcess> {
+  static async start(spec: ServerSpec, dataDir: string, cpu: string | undefined, extraArgs: readonly string[] = []): Promise<ServerProcess> {
     const port = await freePort()
-    const { args, env } = spec.command(port, dataDir)
+    const { args: specArgs, env } = spec.command(port, dataDir)
+    const args = [...specArgs, ...extraArgs]
     // e.g. BENCH_NODE_ARGS_COEDIT="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile one server.
     const extra = (process.env[`BENCH_NODE_ARGS_${spec.kind.toUpperCase().replace(/-/g, '_')}`] ?? '').split(' ').filter(Boolean)
     const node = [process.execPath, ...extra, ...args]

@@ -36,7 +36,20 @@ export interface LevelStoreOptions {
   events?: EventSink<StoreEvents>
   /** The clock stamped on stored updates (tests inject one). Default Date.now. */
   now?: () => number
+  /**
+   * Group commits handed to LevelDB at once (see GroupCommit). Default WRITE_CONCURRENCY (1:
+   * each waits for the one before it).
+   */
+  writeConcurrency?: number
 }
+
+/**
+ * Batches in LevelDB at once. 1: each group commit takes everything that queued up during
+ * the one before, so one fsync covers all of it. More lets a batch wait inside LevelDB
+ * instead, at the cost of more, smaller fsyncs (a busy disk falls behind); each waiting
+ * write also holds one of libuv's 4 threads.
+ */
+export const WRITE_CONCURRENCY = 1
 
 
 /** The readiness probe's key: '!' sorts before every room prefix, so no scan meets it. */
@@ -63,7 +76,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
    * directory is one process's, so nothing loaded before a restart can write after it.
    */
   private readonly generations = new Map<string, number>()
-  private readonly commits = new GroupCommit((batch) => this.writeBatch(batch))
+  private readonly commits: GroupCommit
   /**
    * When each room's `updatedAt` was last written: it is rewritten at most once a second,
    * since with many busy rooms one metadata put per room per batch doubled the batch.
@@ -77,6 +90,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     this.clock = new StoreClock(options.now)
     this.sync = options.sync ?? true
     this.events = options.events
+    this.commits = new GroupCommit((batch, numbered) => this.writeBatch(batch, numbered), options.writeConcurrency ?? WRITE_CONCURRENCY)
   }
 
   /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
@@ -159,7 +173,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     return last + 1
   }
 
-  private async writeBatch(batch: readonly Append[]): Promise<Array<number | Error>> {
+  private async writeBatch(batch: readonly Append[], numbered: () => void): Promise<Array<number | Error>> {
     // A room this store has not loaded or written yet: where its sequence stands. Here, in
     // the group commit's order, no other write of the room can run meanwhile.
     for (const room of new Set(batch.map((a) => a.room))) {
@@ -168,6 +182,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     const results: number[] = []
     const now = this.clock.stamp()
     const firstSeq = new Map<string, number>()
+    /** Per room: the next number after this batch's (what a failure checks nobody took since). */
+    const lastSeq = new Map<string, number>()
     /** Per room of the batch: who stored its updates, for the one mark it gets (history log). */
     const runs = new Map<string, Run[]>()
     const metaRooms: string[] = []
@@ -186,6 +202,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         addRun(roomRuns, updates.length, meta?.user)
         count += updates.length
         this.nextSeq.set(room, seq)
+        lastSeq.set(room, seq)
         results.push(seq - 1)
       }
       for (const [room, roomRuns] of runs) chained.put(markKey(room, (this.nextSeq.get(room) as number) - 1), encodeMark(now, roomRuns))
@@ -195,15 +212,19 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         chained.put(metaKey(room), textEncoder.encode(JSON.stringify({ updatedAt: now })))
       }
       const started = performance.now()
-      await chained.write({ sync: this.sync })
+      const written = chained.write({ sync: this.sync })
+      // Numbered and handed to LevelDB: the next batch may be numbered and join LevelDB's queue.
+      numbered()
+      await written
       this.events?.emit('store.batch', { updates: count, ms: performance.now() - started })
       for (const room of metaRooms) this.metaWrittenAt.set(room, now)
       return results
     } catch (err) {
       await chained.close().catch(() => {})
       // Nothing of the batch was written (batches are atomic): hand its numbers out again, so
-      // a room's sequence stays contiguous (rooms count on that to know they hold everything).
-      for (const [room, seq] of firstSeq) this.nextSeq.set(room, seq)
+      // a room's sequence stays contiguous, unless a later batch, written concurrently, took
+      // the next ones: then they stay unused (a gap; no number is ever given out twice).
+      for (const [room, seq] of firstSeq) if (this.nextSeq.get(room) === lastSeq.get(room)) this.nextSeq.set(room, seq)
       throw err
     }
   }

@@ -18,6 +18,7 @@
  *   runs, may land on either side of it.)
  */
 import { CoeditError } from '../errors.js'
+import type { PathMarks } from '../room/path-trace.js'
 
 export interface StoredRoom {
   /** Updates in the order they must be applied; the compacted state, if any, comes first. */
@@ -79,6 +80,8 @@ export interface RoomInfo {
 export interface AppendMeta extends WriteFence {
   /** `user.id`: the token's `sub`, or what an `authenticate` hook says. */
   user?: string
+  /** --trace-path: the update's stage marks; a store that batches stamps `batch` and `fsync`. */
+  marks?: PathMarks
 }
 
 /** What a built-in store tells (server/room/events.ts), when given an event sink. */

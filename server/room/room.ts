@@ -28,6 +28,7 @@ import { Presence } from './presence.js'
 import { forRoom, type Containment } from './containment.js'
 import type { EventSink } from './events.js'
 import { CoeditError } from '../errors.js'
+import { PathTrace, type PathMarks } from './path-trace.js'
 
 export interface Peer {
   /** Short id for logs. */
@@ -152,6 +153,8 @@ export interface RoomOptions {
    * can reach this process out of order, and a gap is told as `room.gap`.
    */
   sharedStore?: boolean
+  /** --trace-path: where client updates' stage times go (server/room/path-trace.ts); absent = off. */
+  pathTrace?: PathTrace
 }
 
 interface PeerState {
@@ -165,6 +168,13 @@ interface PeerState {
 }
 
 type WriteResult = { ok: true; seq: number } | { ok: false; error: unknown }
+
+/** An applied update waiting for the end of the tick to be relayed; `marks` with --trace-path. */
+interface Outgoing {
+  update: Uint8Array
+  sender: Peer | undefined
+  marks?: PathMarks
+}
 
 export class Room {
   readonly name: string
@@ -185,7 +195,7 @@ export class Room {
   private readonly peers = new Map<Peer, PeerState>()
   private readonly ackDirty = new Set<Peer>()
   /** Updates applied in this tick, not yet relayed (see relay). */
-  private outbox: Array<{ update: Uint8Array; sender: Peer | undefined }> = []
+  private outbox: Outgoing[] = []
   private tail: Promise<void> = Promise.resolve()
   private pendingWrites = 0
   /** Every stored update up to this sequence number is in the document. */
@@ -444,6 +454,7 @@ export class Room {
     const state = this.peers.get(peer)
     // An ended room's connections are leaving: what they still send is dropped.
     if (!state || this.failed) return
+    const marks = this.options.pathTrace?.start()
     try {
       const message = decodeClientMessage(data)
       switch (message.type) {
@@ -453,7 +464,7 @@ export class Room {
         case 'sync-step2':
         case 'sync-update':
           if (peer.readOnly) this.refuseWrite(peer, state, message.update)
-          else this.receiveUpdate(peer, state, message.update)
+          else this.receiveUpdate(peer, state, message.update, marks)
           break
         case 'awareness':
           this.presence.receive(peer, message.update)
@@ -499,8 +510,9 @@ export class Room {
     peer.send(encodeAuthDenied('read-only access: your changes are not saved or shared'))
   }
 
-  private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array): void {
+  private receiveUpdate(peer: Peer, state: PeerState, received: Uint8Array, marks?: PathMarks): void {
     const checked = this.checkUpdate(received)
+    PathTrace.mark(marks, 'validate')
     if (checked === 'too-large') {
       this.log.warn({ event: 'document_too_large', peer: peer.id, bytes: this.storedBytes, update: received.length, limit: this.options.maxDocumentSize }, 'update refused: document size limit')
       peer.close(CLOSE_DOCUMENT_TOO_LARGE, `document size limit of ${this.options.maxDocumentSize} bytes reached`)
@@ -512,7 +524,7 @@ export class Room {
       this.tail = this.tail.then(() => this.ack(peer, count))
       return
     }
-    this.enqueueWrite(checked.update, checked.decoded, checked.depths, state.origin, peer, count)
+    this.enqueueWrite(checked.update, checked.decoded, checked.depths, state.origin, peer, count, marks)
   }
 
   /**
@@ -567,17 +579,19 @@ export class Room {
    * Stores `update` and then applies it. Writes start at once (the store batches them);
    * applies happen strictly in arrival order.
    */
-  private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, depths: ItemDepths | undefined, origin: UpdateOrigin, peer: Peer | undefined, count: number): Promise<void> {
+  private enqueueWrite(update: Uint8Array, decoded: DecodedUpdate, depths: ItemDepths | undefined, origin: UpdateOrigin, peer: Peer | undefined, count: number, marks?: PathMarks): Promise<void> {
     this.pendingWrites++
     this.storedBytes += update.length
     this.inflightBytes += update.length
     this.inflight.add(update, decoded, depths)
     const user = userOf(origin)?.id
     const started = performance.now()
-    const written: Promise<WriteResult> = this.store.append(this.name, [update], { generation: this.generation, ...(user === undefined ? {} : { user }) }).then(
+    const meta = { generation: this.generation, ...(user === undefined ? {} : { user }), ...(marks ? { marks } : {}) }
+    const written: Promise<WriteResult> = this.store.append(this.name, [update], meta).then(
       (seq) => ({ ok: true, seq }),
       (error: unknown) => ({ ok: false, error }),
     )
+    PathTrace.mark(marks, 'append')
     if (this.events.listens('store.settled')) {
       void written.then((r) => this.events.emit('store.settled', { room: this, ms: performance.now() - started, ok: r.ok }))
     }
@@ -605,7 +619,8 @@ export class Room {
       this.sinceCompaction++
       try {
         Y.applyUpdate(this.doc, update, origin)
-        this.relay(update, origin)
+        PathTrace.mark(marks, 'apply')
+        this.relay(update, origin, marks)
       } catch (err) {
         this.log.error({ event: 'apply_failed', err: String(err) }, 'stored update failed to apply')
         peer?.close(CLOSE_BAD_MESSAGE, 'BAD_UPDATE: update could not be applied')
@@ -746,12 +761,12 @@ export class Room {
    * update). Y.mergeUpdates costs about 20 µs an update, more than a frame to a few
    * connections, so small rooms get the updates as they are.
    */
-  private relay(update: Uint8Array, origin: UpdateOrigin): void {
+  private relay(update: Uint8Array, origin: UpdateOrigin, marks?: PathMarks): void {
     const sender = (origin as UpdateOrigin | undefined)?.source === 'connection' && !this.options.echo
       ? (origin as Extract<UpdateOrigin, { source: 'connection' }>).peer
       : undefined
     if (this.outbox.length === 0) process.nextTick(Room.flushOutbox, this)
-    this.outbox.push({ update, sender })
+    this.outbox.push(marks ? { update, sender, marks } : { update, sender })
   }
 
   private static flushOutbox(room: Room): void {
@@ -761,6 +776,8 @@ export class Room {
     try {
       room.options.containment.check('relay', room.name)
       Room.send(room, out)
+      // After the sockets' uncork ticks, queued during send: the frames are with the kernel.
+      if (room.options.pathTrace) process.nextTick(Room.traced, room.options.pathTrace, out)
     } catch (err) {
       // Runs on process.nextTick: thrown on, it would end the process. What was applied is
       // stored; the connections missed it, so they reconnect (1011) and resync.
@@ -769,16 +786,26 @@ export class Room {
     }
   }
 
-  private static send(room: Room, out: Array<{ update: Uint8Array; sender: Peer | undefined }>): void {
+  private static traced(trace: PathTrace, out: Outgoing[]): void {
+    for (const o of out) {
+      if (!o.marks) continue
+      PathTrace.mark(o.marks, 'write')
+      trace.done(o.marks)
+    }
+  }
+
+  private static send(room: Room, out: Outgoing[]): void {
     if (out.length > 1 && room.peers.size < MERGE_MIN_PEERS) {
-      for (const { update, sender } of out) {
+      for (const { update, sender, marks } of out) {
         const message = encodeSyncUpdate(update)
+        PathTrace.mark(marks, 'frame')
         for (const peer of room.peers.keys()) if (peer !== sender) peer.send(message)
       }
       return
     }
     const merge = (updates: Uint8Array[]): Uint8Array => (updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates))
     const message = encodeSyncUpdate(merge(out.map((o) => o.update)))
+    for (const o of out) PathTrace.mark(o.marks, 'frame')
     const senders = new Set<Peer>()
     for (const o of out) if (o.sender) senders.add(o.sender)
     for (const peer of room.peers.keys()) {
