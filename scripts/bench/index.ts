@@ -1,5 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--servers a,b] [--only S1,S5] [--reps n] [--out file.json]`
+ * `npm run bench -- --sweep s1|s2|s4|session [--quick] [--servers a,b] [--out f.json] [--svg f.svg]` (sweep.ts)
  *
  * Runs the same workloads against coedit and its peers in one run (server on core 0,
  * this load generator on core 1, peers interleaved), prints one JSON line per scenario
@@ -12,6 +13,7 @@ import { FULL, QUICK, SMOKE, ceiling, coldLoad, fanOut, idleConnections, manyRoo
 import { SPECS, buildServers, ensurePeers, type ServerKind } from './servers.js'
 import { renderTable, type Aggregate } from './report.js'
 import { median } from './stats.js'
+import { SWEEPS, runSweep } from './sweep.js'
 
 interface Options {
   sizes: Sizes
@@ -20,6 +22,8 @@ interface Options {
   only: Set<string> | undefined
   out: string | undefined
   noKill: boolean
+  sweep: string | undefined
+  svg: string | undefined
 }
 
 const DEFAULT_SERVERS: ServerKind[] = ['coedit', 'ywss', 'hocuspocus', 'raw']
@@ -32,6 +36,8 @@ function parseArgs(argv: string[]): Options {
   let out: string | undefined
   let reps: number | undefined
   let noKill = false
+  let sweep: string | undefined
+  let svg: string | undefined
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -49,10 +55,14 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--reps') reps = Number(value())
     else if (arg === '--out') out = value()
     else if (arg === '--no-kill') noKill = true
+    else if (arg === '--sweep') sweep = value().toLowerCase()
+    else if (arg === '--svg') svg = value()
     else throw new Error(`unknown option ${arg}`)
   }
   for (const s of servers) if (!(s in SPECS)) throw new Error(`unknown server ${s} (one of ${Object.keys(SPECS).join(', ')})`)
-  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill }
+  if (svg !== undefined && sweep === undefined) throw new Error('--svg goes with --sweep')
+  if (sweep !== undefined && !(sweep in SWEEPS)) throw new Error(`unknown sweep ${sweep} (one of ${Object.keys(SWEEPS).join(', ')})`)
+  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill, sweep, svg }
 }
 
 function machine(): Record<string, string | number> {
@@ -108,6 +118,11 @@ async function main(): Promise<void> {
   log(`bench: ${JSON.stringify(info)}`)
   if (options.servers.some((k) => SPECS[k].peer)) ensurePeers(log)
   await buildServers(options.servers)
+  if (options.sweep !== undefined) {
+    const result = await runSweep({ name: options.sweep, mode: options.mode, servers: options.servers, sizes: options.sizes, cpu, out: options.out, svg: options.svg, info, log })
+    process.exitCode = result.points.some((p) => p.failed > 0) ? 1 : 0
+    return
+  }
   const list = jobs(options.sizes, options.only)
   const results = new Map<string, Metrics[]>()
   for (let rep = 0; rep < options.sizes.reps; rep++) {

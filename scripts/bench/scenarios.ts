@@ -76,7 +76,7 @@ export interface RunContext {
   log: (line: string) => void
 }
 
-async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDir: string) => Promise<T>): Promise<T> {
+export async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDir: string) => Promise<T>): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
   const server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
   const servers = [server]
@@ -88,7 +88,7 @@ async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDi
   }
 }
 
-async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (room: string, i: number) => ConstructorParameters<typeof LoadClient>[3]): Promise<LoadClient[]> {
+export async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (room: string, i: number) => ConstructorParameters<typeof LoadClient>[3]): Promise<LoadClient[]> {
   return pool(rooms, 100, async (room, i) => {
     const client = new LoadClient(url, room, ctx.spec.dialect, make(room, i))
     await client.ready
@@ -96,7 +96,7 @@ async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (
   })
 }
 
-function closeAll(clients: LoadClient[]): void {
+export function closeAll(clients: LoadClient[]): void {
   for (const c of clients) c.close()
 }
 
@@ -142,7 +142,7 @@ export async function fanOut(ctx: RunContext, readers: number): Promise<Metrics>
     const cpu = server.cpuSeconds()
     const [p50, p99] = latency.quantiles([0.5, 0.99])
     closeAll([...clients, writerClient])
-    return { delivered: sum() / (sent * readers), p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024 }
+    return { delivered: sum() / (sent * readers), p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024, updates: sent }
   })
 }
 
@@ -166,7 +166,8 @@ export async function manyRooms(ctx: RunContext): Promise<Metrics> {
     }))
     const writers = clients.map((_, i) => new Writer(i))
     const sent = new Array<number>(n).fill(0)
-    const perClient = Math.round(seconds * rate)
+    // At least one: a sweep spreads a fixed total rate over many rooms (under 1 update/s each).
+    const perClient = Math.max(1, Math.round(seconds * rate))
     server.resetCpu()
     const random = prng(2)
     await Promise.all(clients.map(async (client, i) => {
@@ -185,7 +186,7 @@ export async function manyRooms(ctx: RunContext): Promise<Metrics> {
     const cpu = server.cpuSeconds()
     const [p50, p99] = latency.quantiles([0.5, 0.99])
     closeAll(clients)
-    return { delivered: sum() / expected, p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024 }
+    return { delivered: sum() / expected, p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024, updates: expected / (perRoom - 1) }
   })
 }
 
@@ -246,9 +247,10 @@ async function quiescent(dir: string, stableMs: number, maxMs: number): Promise<
 
 /** S4: cold load of a large, fragmented document after a restart. */
 export async function coldLoad(ctx: RunContext): Promise<Metrics> {
-  if (!ctx.spec.persistent) return { coldLoadMs: null, storedMB: null, complete: null }
+  if (!ctx.spec.persistent) return { coldLoadMs: null, storedMB: null, complete: null, uploadCpu: null, loadedRssMB: null, edits: null }
   const { updates, length } = coldDocument(ctx.sizes.s4.edits, ctx.sizes.s4.chunk)
   const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
+  let uploadCpu = 0
   try {
     let server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
     try {
@@ -263,6 +265,8 @@ export async function coldLoad(ctx: RunContext): Promise<Metrics> {
       if (!uploaded.complete) throw new Error(`${ctx.spec.label}: upload incomplete`)
       // Hocuspocus debounces its store by 2 s; y-websocket-server stores after relaying.
       await quiescent(dataDir, ctx.sizes.s4.settleMs, 60_000)
+      // Includes storing: a server that stores after relaying does it while we wait above.
+      uploadCpu = server.cpuSeconds()
     } finally {
       await server.stop()
     }
@@ -271,7 +275,11 @@ export async function coldLoad(ctx: RunContext): Promise<Metrics> {
     try {
       await sleep(300)
       const loaded = await fetchDoc(server.url, 's4', ctx.spec.dialect, (d) => d.getText('t').length >= length, 60_000)
-      return { coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, complete: loaded.complete ? 1 : 0 }
+      return {
+        coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, complete: loaded.complete ? 1 : 0,
+        // What holding the loaded document costs (the sweep's memory curve).
+        uploadCpu, loadedRssMB: server.peakRssKB() / 1024, edits: ctx.sizes.s4.edits,
+      }
     } finally {
       await server.stop()
     }
