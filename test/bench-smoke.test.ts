@@ -160,11 +160,14 @@ test('the sweep chart escapes labels and leaves a gap where a metric does not ap
   assert.match(svg, /data-server="none"[^>]*points=""/)
 })
 
-test('bench: an unknown sweep, or --svg without --sweep, is refused before anything runs', async () => {
+test('bench: an unknown sweep, bad --points, or --svg without --sweep, is refused before anything runs', async () => {
   const bad = await runScript('scripts/bench/index.ts', ['--sweep', 'S9'], {}, 60_000)
   assert.notEqual(bad.code, 0)
   assert.match(bad.stderr, /unknown sweep s9 \(one of s1, s2, s4, session\)/)
   const svg = await runScript('scripts/bench/index.ts', ['--svg', 'x.svg'], {}, 60_000)
   assert.notEqual(svg.code, 0)
-  assert.match(svg.stderr, /--svg goes with --sweep/)
+  assert.match(svg.stderr, /--svg and --points go with --sweep/)
+  const points = await runScript('scripts/bench/index.ts', ['--sweep', 's4', '--points', '10,-1'], {}, 60_000)
+  assert.notEqual(points.code, 0)
+  assert.match(points.stderr, /--points takes positive numbers/)
 })

@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--servers a,b] [--only S1,S5] [--reps n] [--out file.json]`
- * `npm run bench -- --sweep s1|s2|s4|session [--quick] [--servers a,b] [--out f.json] [--svg f.svg]` (sweep.ts)
+ * `npm run bench -- --sweep s1|s2|s4|session [--quick] [--points a,b] [--servers a,b] [--out f.json] [--svg f.svg]` (sweep.ts)
  *
  * Runs the same workloads against coedit and its peers in one run (server on core 0,
  * this load generator on core 1, peers interleaved), prints one JSON line per scenario
@@ -24,6 +24,7 @@ interface Options {
   noKill: boolean
   sweep: string | undefined
   svg: string | undefined
+  points: number[] | undefined
 }
 
 const DEFAULT_SERVERS: ServerKind[] = ['coedit', 'ywss', 'hocuspocus', 'raw']
@@ -38,6 +39,7 @@ function parseArgs(argv: string[]): Options {
   let noKill = false
   let sweep: string | undefined
   let svg: string | undefined
+  let points: number[] | undefined
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -57,12 +59,16 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--no-kill') noKill = true
     else if (arg === '--sweep') sweep = value().toLowerCase()
     else if (arg === '--svg') svg = value()
+    else if (arg === '--points') {
+      points = value().split(',').map(Number)
+      if (points.some((n) => !Number.isFinite(n) || n <= 0)) throw new Error('--points takes positive numbers: 10000,100000')
+    }
     else throw new Error(`unknown option ${arg}`)
   }
   for (const s of servers) if (!(s in SPECS)) throw new Error(`unknown server ${s} (one of ${Object.keys(SPECS).join(', ')})`)
-  if (svg !== undefined && sweep === undefined) throw new Error('--svg goes with --sweep')
+  if ((svg !== undefined || points !== undefined) && sweep === undefined) throw new Error('--svg and --points go with --sweep')
   if (sweep !== undefined && !(sweep in SWEEPS)) throw new Error(`unknown sweep ${sweep} (one of ${Object.keys(SWEEPS).join(', ')})`)
-  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill, sweep, svg }
+  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill, sweep, svg, points }
 }
 
 function machine(): Record<string, string | number> {
@@ -119,7 +125,7 @@ async function main(): Promise<void> {
   if (options.servers.some((k) => SPECS[k].peer)) ensurePeers(log)
   await buildServers(options.servers)
   if (options.sweep !== undefined) {
-    const result = await runSweep({ name: options.sweep, mode: options.mode, servers: options.servers, sizes: options.sizes, cpu, out: options.out, svg: options.svg, info, log })
+    const result = await runSweep({ name: options.sweep, mode: options.mode, servers: options.servers, sizes: options.sizes, cpu, out: options.out, svg: options.svg, points: options.points, info, log })
     process.exitCode = result.points.some((p) => p.failed > 0) ? 1 : 0
     return
   }

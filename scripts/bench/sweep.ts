@@ -1,9 +1,10 @@
 /**
- * `npm run bench -- --sweep s1|s2|s4|session [--quick|--smoke] [--servers …] [--out f.json] [--svg f.svg]`
+ * `npm run bench -- --sweep s1|s2|s4|session [--quick|--smoke] [--points a,b,…] [--servers …] [--out f.json] [--svg f.svg]`
  *
  * One scenario over a range of sizes, every server at every point (interleaved, the
  * rotation shifting at every point), written as JSON and as an SVG chart with the servers
- * on the same axes (log x). See README "Performance", "How cost grows".
+ * on the same axes (log x). `--points` replaces the sweep's sizes (e.g. to stop below a point
+ * that does not fit the machine). See README "Performance", "How cost grows".
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -158,6 +159,8 @@ export interface SweepOptions {
   cpu: string | undefined
   out: string | undefined
   svg: string | undefined
+  /** Replaces the sweep's x values. */
+  points?: number[] | undefined
   info: Record<string, unknown>
   log: (line: string) => void
 }
@@ -167,7 +170,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepResult> {
   if (!def) throw new Error(`unknown sweep ${o.name} (one of ${Object.keys(SWEEPS).join(', ')})`)
   const sizes = o.mode === 'full' ? SWEEP_FULL : o.mode === 'quick' ? SWEEP_QUICK : SWEEP_SMOKE
   const started = Date.now()
-  const allXs = def.xs(sizes)
+  const allXs = o.points ?? def.xs(sizes)
   const points: SweepPoint[] = []
   for (const x of allXs) {
     const why = def.skip?.(sizes, x)
