@@ -63,6 +63,16 @@ function logTicks(lo: number, hi: number): number[] {
   return ticks.length >= 2 ? ticks : [lo, hi]
 }
 
+/** 0 and 1-2-5 steps up to `hi`, about four of them. */
+function linearTicks(hi: number): number[] {
+  const raw = hi / 4
+  const e = 10 ** Math.floor(Math.log10(raw))
+  const step = [1, 2, 5, 10].map((m) => m * e).find((s) => s >= raw) ?? raw
+  const ticks: number[] = []
+  for (let t = 0; t <= hi + 1e-9; t += step) ticks.push(t)
+  return ticks
+}
+
 function panelSvg(panel: Panel, xs: number[], ox: number, oy: number, xLabel: string): string {
   const ys = panel.series.flatMap((s) => s.points.map((p) => p[1])).filter((y): y is number => y !== null && Number.isFinite(y) && (!panel.logY || y > 0))
   const out = [`<g transform="translate(${ox},${oy})" data-metric="${esc(panel.key)}">`,
@@ -81,7 +91,7 @@ function panelSvg(panel: Panel, xs: number[], ox: number, oy: number, xLabel: st
     out.push(`<line x1="${sx(x).toFixed(1)}" x2="${sx(x).toFixed(1)}" y1="${M.top}" y2="${H - M.bottom}" stroke="#eee"/>`,
       `<text x="${sx(x).toFixed(1)}" y="${H - M.bottom + 14}" text-anchor="middle">${fmt(x)}</text>`)
   }
-  const yTicks = panel.logY ? logTicks(yLo, yHi) : [0, 1, 2, 3, 4].map((i) => (yHi / 4) * i)
+  const yTicks = panel.logY ? logTicks(yLo, yHi) : linearTicks(yHi)
   for (const y of yTicks) {
     out.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${sy(y).toFixed(1)}" y2="${sy(y).toFixed(1)}" stroke="#eee"/>`,
       `<text x="${M.left - 4}" y="${(sy(y) + 4).toFixed(1)}" text-anchor="end">${fmt(y)}</text>`)
