@@ -7,8 +7,8 @@
 
 export interface Series {
   name: string
-  /** [x, y] pairs; y null: no value at that x (the line skips it). */
-  points: Array<[number, number | null]>
+  /** [x, y] pairs; y null: no value at that x (the line skips it); `open`: drawn hollow (a point to read with care). */
+  points: Array<[number, number | null] | [number, number | null, boolean]>
 }
 
 export interface Panel {
@@ -98,10 +98,12 @@ function panelSvg(panel: Panel, xs: number[], ox: number, oy: number, xLabel: st
   }
   out.push(`<text x="${W / 2}" y="${H - 8}" text-anchor="middle">${esc(xLabel)}${panel.logY ? ' (log y)' : ''}</text>`)
   panel.series.forEach((s, i) => {
-    const pts = s.points.filter((p): p is [number, number] => p[1] !== null && Number.isFinite(p[1]) && (!panel.logY || p[1] > 0))
+    const pts = s.points.filter((p): p is [number, number] | [number, number, boolean] => p[1] !== null && Number.isFinite(p[1]) && (!panel.logY || p[1] > 0))
     const color = PALETTE[i % PALETTE.length]!
     out.push(`<polyline data-server="${esc(s.name)}" fill="none" stroke="${color}" stroke-width="${i === 0 ? 2.5 : 1.5}" points="${pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`)
-    for (const [x, y] of pts) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${color}"/>`)
+    for (const [x, y, open] of pts) {
+      out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="${open ? 4 : 2.5}" fill="${open ? 'white' : color}" stroke="${color}"/>`)
+    }
   })
   out.push('</g>')
   return out.join('\n')

@@ -232,17 +232,24 @@ export function sweepChart(r: SweepResult): string {
     series: r.servers.map((s) => ({
       name: s.label,
       points: r.points.filter((pt) => pt.server === s.kind && !pt.skipped && !pt.failed)
-        .map((pt): [number, number | null] => [pt.x, typeof pt.metrics[p.key] === 'number' ? pt.metrics[p.key] as number : null]),
+        .map((pt): [number, number | null, boolean] => [pt.x, typeof pt.metrics[p.key] === 'number' ? pt.metrics[p.key] as number : null, saturated(pt)]),
     })),
   }))
   const skipped = [...new Set(r.points.filter((p) => p.skipped).map((p) => p.x))]
+  const open = r.points.some(saturated) ? '; hollow: delivered under 99% within the drain (saturated; CPU counts only what it got through)' : ''
   const load = typeof r.info.loadavg === 'string' ? `, load average at start ${r.info.loadavg}` : ''
   return renderChart({
     title: `coedit bench sweep ${r.sweep} (${r.scenario}): how cost grows`,
-    subtitle: `${String(r.info.date ?? '').slice(0, 16)} ${String(r.info.mode ?? '')}${load}${skipped.length ? `; not run (does not fit): ${skipped.join(', ')}` : ''}`,
+    subtitle: `${String(r.info.date ?? '').slice(0, 16)} ${String(r.info.mode ?? '')}${load}${skipped.length ? `; not run (does not fit): ${skipped.join(', ')}` : ''}${open}`,
     xLabel: r.x.label,
     panels,
   })
+}
+
+/** Not everything reached the readers before the drain ended: the server fell behind the load. */
+function saturated(p: SweepPoint): boolean {
+  const d = p.metrics.delivered
+  return typeof d === 'number' && d < 0.99
 }
 
 function round2(m: Metrics): Metrics {
