@@ -35,12 +35,13 @@ export async function session(ctx: RunContext, sizes: SessionSizes): Promise<Met
   ctx.log(`  session: seed ${seed}`)
   return withServer(ctx, async (server, dataDir) => {
     const windows = minutes.map(() => new Samples())
-    let started = Infinity
-    const ends = minutes.map((m) => (m * 60_000) / speedup)
+    // Real times of the checkpoints so far. A checkpoint is taken when the authors have typed
+    // its share of keystrokes, not at a wall-clock time: a load generator that falls behind
+    // the replay's pace still puts the same typing in every window.
+    const boundaries: number[] = []
     const windowOf = (sentAt: number): number => {
-      const t = sentAt - started
-      const i = ends.findIndex((end) => t <= end)
-      return i === -1 ? ends.length - 1 : i
+      const i = boundaries.findIndex((b) => sentAt <= b)
+      return Math.min(i === -1 ? boundaries.length : i, minutes.length - 1)
     }
     let received = 0
     const readerClients = await connectAll(server.url, Array.from({ length: readers }, () => 'session'), ctx, () => ({
@@ -64,6 +65,8 @@ export async function session(ctx: RunContext, sizes: SessionSizes): Promise<Met
     const interval = 1000 / (keysPerSecond * speedup)
     let marks = 0
     let sent = 0
+    let typed = 0
+    const due = minutes.slice(0, -1).map((m) => Math.round(m * 60 * keysPerSecond) * authors)
     const type = async (i: number): Promise<void> => {
       const text = docs[i]!.getText('t')
       let cursor = 0
@@ -81,30 +84,28 @@ export async function session(ctx: RunContext, sizes: SessionSizes): Promise<Met
           text.delete(--cursor, 1)
         } else if (r < 0.13) {
           cursor = Math.floor(random() * (text.length + 1))
+          typed++
+          if (typed === due[boundaries.length]) snapshot()
           continue
         } else {
           text.insert(cursor++, r < 0.3 ? ' ' : String.fromCharCode(97 + Math.floor(r * 26)))
         }
         sent++
+        typed++
+        if (typed === due[boundaries.length]) snapshot()
         await sleep(Math.max(0, t0 + k * interval - performance.now()))
       }
     }
     const checkpoints: Array<{ cpu: number; rssMB: number; peakRssMB: number; storedMB: number | null; sent: number }> = []
-    const snapshot = (): void => {
+    function snapshot(): void {
+      boundaries.push(performance.now())
       checkpoints.push({
         cpu: server.cpuSeconds(), rssMB: server.rssKB() / 1024, peakRssMB: server.peakRssKB() / 1024,
         storedMB: ctx.spec.persistent ? diskBytes(dataDir) / (1 << 20) : null, sent,
       })
     }
-    const watch = async (): Promise<void> => {
-      for (const end of ends.slice(0, -1)) {
-        await sleep(Math.max(0, started + end - performance.now()))
-        snapshot()
-      }
-    }
     server.resetCpu()
-    started = performance.now()
-    await Promise.all([...docs.map((_, i) => type(i)), watch()])
+    await Promise.all(docs.map((_, i) => type(i)))
     await settle(() => received, () => received >= marks * readers, 3000, ctx.sizes.drainMs)
     snapshot()
     closeAll([...readerClients, ...authorClients])
