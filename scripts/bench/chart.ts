@@ -67,7 +67,7 @@ function logTicks(lo: number, hi: number): number[] {
 function linearTicks(hi: number): number[] {
   const raw = hi / 4
   const e = 10 ** Math.floor(Math.log10(raw))
-  const step = [1, 2, 5, 10].map((m) => m * e).find((s) => s >= raw) ?? raw
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * e).find((s) => s >= raw) ?? raw
   const ticks: number[] = []
   for (let t = 0; t <= hi + 1e-9; t += step) ticks.push(t)
   return ticks
