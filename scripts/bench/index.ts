@@ -4,6 +4,7 @@
  * --trace: coedit runs S1 and S2 with --trace-path, and a second table shows where an
  * update's time goes inside the server, stage by stage (server/room/path-trace.ts).
  * --servers coedit-base with BENCH_BASE=/other/checkout: that checkout's coedit alongside.
+ * `npm run bench -- --sweep s1|s2|s4|session [--quick] [--points a,b] [--servers a,b] [--out f.json] [--svg f.svg]` (sweep.ts)
  *
  * Runs the same workloads against coedit and its peers in one run (server on core 0,
  * this load generator on core 1, peers interleaved), prints one JSON line per scenario
@@ -16,6 +17,7 @@ import { FULL, QUICK, SMOKE, ceiling, coldLoad, fanOut, idleConnections, manyRoo
 import { SPECS, buildServers, ensurePeers, type ServerKind } from './servers.js'
 import { renderPathTable, renderTable, type Aggregate } from './report.js'
 import { median } from './stats.js'
+import { SWEEPS, runSweep } from './sweep.js'
 
 interface Options {
   sizes: Sizes
@@ -25,6 +27,9 @@ interface Options {
   out: string | undefined
   noKill: boolean
   trace: boolean
+  sweep: string | undefined
+  svg: string | undefined
+  points: number[] | undefined
 }
 
 const DEFAULT_SERVERS: ServerKind[] = ['coedit', 'ywss', 'hocuspocus', 'raw']
@@ -38,6 +43,9 @@ function parseArgs(argv: string[]): Options {
   let reps: number | undefined
   let noKill = false
   let trace = false
+  let sweep: string | undefined
+  let svg: string | undefined
+  let points: number[] | undefined
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -56,10 +64,18 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--out') out = value()
     else if (arg === '--no-kill') noKill = true
     else if (arg === '--trace') trace = true
+    else if (arg === '--sweep') sweep = value().toLowerCase()
+    else if (arg === '--svg') svg = value()
+    else if (arg === '--points') {
+      points = value().split(',').map(Number)
+      if (points.some((n) => !Number.isFinite(n) || n <= 0)) throw new Error('--points takes positive numbers: 10000,100000')
+    }
     else throw new Error(`unknown option ${arg}`)
   }
   for (const s of servers) if (!(s in SPECS)) throw new Error(`unknown server ${s} (one of ${Object.keys(SPECS).join(', ')})`)
-  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill, trace }
+  if ((svg !== undefined || points !== undefined) && sweep === undefined) throw new Error('--svg and --points go with --sweep')
+  if (sweep !== undefined && !(sweep in SWEEPS)) throw new Error(`unknown sweep ${sweep} (one of ${Object.keys(SWEEPS).join(', ')})`)
+  return { sizes: reps ? { ...sizes, reps, repsStatic: reps } : sizes, mode, servers, only, out, noKill, trace, sweep, svg, points }
 }
 
 function machine(): Record<string, string | number> {
@@ -115,6 +131,11 @@ async function main(): Promise<void> {
   log(`bench: ${JSON.stringify(info)}`)
   if (options.servers.some((k) => SPECS[k].peer)) ensurePeers(log)
   await buildServers(options.servers)
+  if (options.sweep !== undefined) {
+    const result = await runSweep({ name: options.sweep, mode: options.mode, servers: options.servers, sizes: options.sizes, cpu, out: options.out, svg: options.svg, points: options.points, info, log })
+    process.exitCode = result.points.some((p) => p.failed > 0) ? 1 : 0
+    return
+  }
   const list = jobs(options.sizes, options.only)
   const results = new Map<string, Metrics[]>()
   for (let rep = 0; rep < options.sizes.reps; rep++) {

@@ -78,7 +78,7 @@ export interface RunContext {
   log: (line: string) => void
 }
 
-async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDir: string) => Promise<T>): Promise<T> {
+export async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess, dataDir: string) => Promise<T>): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
   const server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
   const servers = [server]
@@ -117,7 +117,7 @@ async function withTracedServer(ctx: RunContext, fn: (server: ServerProcess) => 
   }
 }
 
-async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (room: string, i: number) => ConstructorParameters<typeof LoadClient>[3]): Promise<LoadClient[]> {
+export async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (room: string, i: number) => ConstructorParameters<typeof LoadClient>[3]): Promise<LoadClient[]> {
   return pool(rooms, 100, async (room, i) => {
     const client = new LoadClient(url, room, ctx.spec.dialect, make(room, i))
     await client.ready
@@ -125,7 +125,7 @@ async function connectAll(url: string, rooms: string[], ctx: RunContext, make: (
   })
 }
 
-function closeAll(clients: LoadClient[]): void {
+export function closeAll(clients: LoadClient[]): void {
   for (const c of clients) c.close()
 }
 
@@ -171,7 +171,7 @@ export async function fanOut(ctx: RunContext, readers: number): Promise<Metrics>
     const cpu = server.cpuSeconds()
     const [p50, p99] = latency.quantiles([0.5, 0.99])
     closeAll([...clients, writerClient])
-    return { delivered: sum() / (sent * readers), p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024 }
+    return { delivered: sum() / (sent * readers), p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024, updates: sent }
   })
 }
 
@@ -197,7 +197,8 @@ export async function manyRooms(ctx: RunContext): Promise<Metrics> {
       },
     }))
     const sent = new Array<number>(n).fill(0)
-    const perClient = Math.round(seconds * rate)
+    // At least one: a sweep spreads a fixed total rate over many rooms (under 1 update/s each).
+    const perClient = Math.max(1, Math.round(seconds * rate))
     // Updates made in advance and stamped as they go (one Yjs client each): a thousand Y.Docs
     // typing at once cost this load generator, not the server, most of the start-up p99.
     const writers = clients.map((_, i) => {
@@ -223,7 +224,7 @@ export async function manyRooms(ctx: RunContext): Promise<Metrics> {
     const cpu = server.cpuSeconds()
     const [p50, p99] = latency.quantiles([0.5, 0.99])
     closeAll(clients)
-    return { delivered: sum() / expected, p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024 }
+    return { delivered: sum() / expected, p50, p99, cpu, peakRssMB: server.peakRssKB() / 1024, updates: expected / (perRoom - 1) }
   })
 }
 
@@ -284,9 +285,10 @@ async function quiescent(dir: string, stableMs: number, maxMs: number): Promise<
 
 /** S4: cold load of a large, fragmented document after a restart. */
 export async function coldLoad(ctx: RunContext): Promise<Metrics> {
-  if (!ctx.spec.persistent) return { coldLoadMs: null, storedMB: null, complete: null }
+  if (!ctx.spec.persistent) return { coldLoadMs: null, storedMB: null, complete: null, uploadCpu: null, loadedRssMB: null, edits: null }
   const { updates, length } = coldDocument(ctx.sizes.s4.edits, ctx.sizes.s4.chunk)
   const dataDir = mkdtempSync(join(tmpdir(), `coedit-bench-${ctx.spec.kind}-`))
+  let uploadCpu = 0
   try {
     let server = await ServerProcess.start(ctx.spec, dataDir, ctx.cpu)
     try {
@@ -301,6 +303,8 @@ export async function coldLoad(ctx: RunContext): Promise<Metrics> {
       if (!uploaded.complete) throw new Error(`${ctx.spec.label}: upload incomplete`)
       // Hocuspocus debounces its store by 2 s; y-websocket-server stores after relaying.
       await quiescent(dataDir, ctx.sizes.s4.settleMs, 60_000)
+      // Includes storing: a server that stores after relaying does it while we wait above.
+      uploadCpu = server.cpuSeconds()
     } finally {
       await server.stop()
     }
@@ -310,7 +314,11 @@ export async function coldLoad(ctx: RunContext): Promise<Metrics> {
     try {
       await sleep(300)
       const loaded = await fetchDoc(server.url, 's4', ctx.spec.dialect, (d) => d.getText('t').length >= length, 60_000)
-      return { coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, ...split, complete: loaded.complete ? 1 : 0 }
+      return {
+        coldLoadMs: loaded.complete ? loaded.ms : null, storedMB, ...split, complete: loaded.complete ? 1 : 0,
+        // What holding the loaded document costs (the sweep's memory curve).
+        uploadCpu, loadedRssMB: server.peakRssKB() / 1024, edits: ctx.sizes.s4.edits,
+      }
     } finally {
       await server.stop()
     }

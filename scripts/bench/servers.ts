@@ -3,7 +3,7 @@
  * and what the bench reads about them from /proc (CPU seconds, RSS).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -106,15 +106,45 @@ export const SPECS: Record<ServerKind, ServerSpec> = {
   },
 }
 
-/** The peers' install is there and no older than their lockfile. */
+interface Lockfile { packages?: Record<string, { version?: string; optional?: boolean }> }
+
+/**
+ * The peers' install is there and holds every package of their lockfile at its locked
+ * version. Compared by content, not by mtime: a fresh checkout (a git worktree) makes the
+ * lockfile newer than an install that matches it.
+ */
 export function peersInstalled(): boolean {
   const installed = join(PEERS_DIR, 'node_modules', '.package-lock.json')
-  return existsSync(installed) && statSync(installed).mtimeMs >= statSync(join(PEERS_DIR, 'package-lock.json')).mtimeMs
+  if (!existsSync(installed)) return false
+  try {
+    const read = (file: string): Lockfile => JSON.parse(readFileSync(file, 'utf8')) as Lockfile
+    const want = read(join(PEERS_DIR, 'package-lock.json')).packages ?? {}
+    const have = read(installed).packages ?? {}
+    // Optional packages may be absent (another platform's binaries).
+    return Object.entries(want).every(([path, p]) => path === '' || p.optional === true || have[path]?.version === p.version)
+  } catch {
+    return false
+  }
 }
 
-/** Installs the peers on first use (what `npm run bench:install` does). Throws if npm fails. */
+/**
+ * Installs the peers on first use (what `npm run bench:install` does). Throws if npm fails,
+ * and refuses when node_modules is a symlink (a worktree sharing another checkout's
+ * install): `npm ci` empties the folder it points to, which would break every checkout
+ * sharing it while it reinstalls.
+ */
 export function ensurePeers(log: (line: string) => void): void {
   if (peersInstalled()) return
+  const modules = join(PEERS_DIR, 'node_modules')
+  let link: string | undefined
+  try {
+    if (lstatSync(modules).isSymbolicLink()) link = readlinkSync(modules)
+  } catch {
+    // Absent: install below.
+  }
+  if (link !== undefined) {
+    throw new Error(`${modules} is a symlink to ${link}, whose install is missing or does not match ${join(PEERS_DIR, 'package-lock.json')}; not installing through the link (npm ci would empty ${link} for every checkout sharing it): install there, or pass --servers coedit,raw`)
+  }
   log('bench: installing the peer servers into scripts/bench/peers (first use; better-sqlite3 may compile for minutes)')
   // npm's output to stderr: stdout carries the bench's JSON lines.
   const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: PEERS_DIR, stdio: ['ignore', 2, 2] })
