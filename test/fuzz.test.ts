@@ -280,7 +280,9 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
   const seed = testSeed()
   t.diagnostic(`seed ${seed} (replay: SEED=${seed} FUZZ_RUNS=${RUNS})`)
   const dir = await tempDir()
-  t.after(() => dir.remove())
+  // A failing run keeps its fuzzed store and backup: a finding can be studied without a replay.
+  let passed = false
+  t.after(() => (passed ? dir.remove() : t.diagnostic(`fuzzed store kept: ${dir.path}`)))
   const problems: Array<Record<string, unknown>> = []
   const sink = new Writable({
     write(chunk: Buffer, _e, done) {
@@ -372,7 +374,7 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
   closed = true
   // Whatever was stored (clock gaps, pending structs) backs up, with no room left out, and restores.
   const backupDir = await tempDir()
-  t.after(() => backupDir.remove())
+  t.after(() => (passed ? backupDir.remove() : t.diagnostic(`backup kept: ${backupDir.path}`)))
   const backupFile = join(backupDir.path, 'fuzz.coedit')
   const backup = await cli(['backup', '--out', backupFile, '--data', dir.path])
   assert.equal(backup.code, 0, `offline backup of the fuzzed store: ${backup.stderr}`)
@@ -426,6 +428,7 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
   sameContent(fresh.text.toString(), finalText, 'the reloaded room equals the pre-restart document')
   sameContent(freshOther.text.toString(), otherText, 'the other room too')
   assert.deepEqual(problems.filter((p) => String(p.event).startsWith('load_')), [], 'no stored update failed to load')
+  passed = true
 })
 
 /**
