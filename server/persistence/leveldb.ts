@@ -23,6 +23,7 @@ import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
 } from './log-keys.js'
 import { migrate } from './leveldb-migrate.js'
+import { Reclaimer, type RangeCompactor } from './leveldb-reclaim.js'
 import {
   decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
   versionStateKey, versionStatePrefix,
@@ -71,12 +72,21 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly metaWrittenAt = new Map<string, number>()
   private closed = false
   private readonly clock: StoreClock
+  /** Compacts the key ranges of rooms that rewrote a lot (states, versions, folds): disk space. */
+  private readonly reclaimer: Reclaimer
 
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
     this.db = db
     this.clock = new StoreClock(options.now)
     this.sync = options.sync ?? true
     this.events = options.events
+    // `level` types the browser's API too; under Node it is classic-level, which has compactRange.
+    const compactor = db as unknown as Partial<RangeCompactor>
+    this.reclaimer = new Reclaimer({ compactRange: (start, end) => compactor.compactRange?.(start, end) ?? Promise.resolve() }, (room) => [
+      [stateKey(room), stateKey(room)],
+      [logBaseKey(room), logBaseKey(room)],
+      ...[updatePrefix(room), markPrefix(room), versionMetaPrefix(room), versionStatePrefix(room)].map((p): [string, string] => [p, prefixEnd(p)]),
+    ])
   }
 
   /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
@@ -210,6 +220,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       const folded = await this.db.get(logBaseKey(room))
       const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
       if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
+      this.reclaimer.wrote(room, state.length, state.length)
     })
   }
 
@@ -245,6 +256,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
           ops.push({ type: 'del', key: tombstoneKey(room) })
         }
         await this.db.batch(ops, { sync: this.sync })
+        this.reclaimer.wrote(room, 0)
         this.nextSeq.set(room, 1)
         this.metaWrittenAt.delete(room)
         return { existed, deleted }
@@ -359,6 +371,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         { type: 'put', key: versionStateKey(room, id), value: version.state },
         { type: 'put', key: versionMetaKey(room, id), value: encodeVersionMeta(info) },
       ], { sync: this.sync })
+      this.reclaimer.wrote(room, version.state.length)
       return info
     })
   }
@@ -388,6 +401,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       { type: 'del' as const, key: versionMetaKey(room, id) },
       { type: 'del' as const, key: versionStateKey(room, id) },
     ]), { sync: this.sync }))
+    this.reclaimer.wrote(room, 0)
   }
 
   /** Reads go through one LevelDB snapshot: writes made after this call are not seen. */
@@ -484,6 +498,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     flush()
     await this.db.batch(ops, { sync: this.sync })
+    this.reclaimer.wrote(room, record.updates.reduce((n, u) => n + u.length, 0))
     this.nextSeq.set(room, record.lastSeq + 1)
     // The next append writes updatedAt again (the record's own may be old).
     this.metaWrittenAt.delete(room)
@@ -544,6 +559,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     const through = Math.min(base.upTo, compacted === undefined ? 0 : decodeState(compacted).upTo)
     for await (const key of this.db.keys({ gt: updatePrefix(room), lte: updateKey(room, through) })) chained.del(key)
     await chained.write({ sync: this.sync })
+    this.reclaimer.wrote(room, base.state.length)
   }
 
   // ---- end of history log ---------------------------------------------------------------
@@ -565,6 +581,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     if (this.closed) return
     this.closed = true
     await this.commits.drained()
+    // The rooms' final states and versions are written by now: their ranges can shrink.
+    await this.reclaimer.all()
     await this.db.close()
   }
 }
