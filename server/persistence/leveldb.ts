@@ -25,7 +25,7 @@ import {
 import { migrate } from './leveldb-migrate.js'
 import { Reclaimer, type RangeCompactor } from './leveldb-reclaim.js'
 import {
-  decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
+  aliasKey, decodeAliases, decodeVersionMeta, encodeAliases, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
   versionStateKey, versionStatePrefix,
 } from './version-keys.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
@@ -215,7 +215,10 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     await this.serialized(room, async () => {
       this.fence(room, fence)
       // Two steps, safe to stop between: `load` skips updates the state already holds.
-      await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
+      const chained = this.db.batch()
+      chained.put(stateKey(room), encodeState(upTo, state))
+      await this.unalias(room, chained)
+      await chained.write({ sync: this.sync })
       // The history log keeps the updates it has not folded yet (load no longer reads them).
       const folded = await this.db.get(logBaseKey(room))
       const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
@@ -247,7 +250,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         const [state, meta, base, tombstone] = await this.db.getMany([stateKey(room), metaKey(room), logBaseKey(room), tombstoneKey(room)])
         const ops: BatchOp[] = [...read.keys, ...tail.keys].map((key) => ({ type: 'del', key }))
         const existed = ops.length > 0 || state !== undefined || meta !== undefined || base !== undefined || tombstone !== undefined
-        for (const key of [stateKey(room), metaKey(room), logBaseKey(room)]) ops.push({ type: 'del', key })
+        for (const key of [stateKey(room), metaKey(room), logBaseKey(room), aliasKey(room)]) ops.push({ type: 'del', key })
         if (bulk) {
           const content = [...tail.content, ...(state ? [decodeState(state).state] : []), ...(base ? [decodeLogBase(base).state] : [])]
           const kept = tombstoneOf(content, tombstone, bulk)
@@ -356,6 +359,22 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     })
   }
 
+  /**
+   * Adds to `batch`, which replaces the room's compacted state, the states of the versions
+   * that were stored as that state (see putVersion): in the same atomic write, so no
+   * moment exists where such a version has no state.
+   */
+  private async unalias(room: string, batch: { put(key: string, value: Uint8Array): unknown; del(key: string): unknown }): Promise<void> {
+    const [aliases, old] = await this.db.getMany([aliasKey(room), stateKey(room)])
+    const ids = decodeAliases(aliases)
+    if (aliases === undefined) return
+    batch.del(aliasKey(room))
+    if (ids.length === 0 || old === undefined) return
+    const metas = await this.db.getMany(ids.map((id) => versionMetaKey(room, id)))
+    const { state } = decodeState(old)
+    ids.forEach((id, i) => { if (metas[i] !== undefined) batch.put(versionStateKey(room, id), state) })
+  }
+
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     this.fence(room, fence)
@@ -367,11 +386,18 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         id = idOfVersionKey(key) + 1
       }
       const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length, ...(version.pinned ? { pinned: true } : {}) }
+      // A version of the room as compacted (the one recorded at unload, typically) is the
+      // compacted state byte for byte: stored once, as an alias that compact() resolves.
+      const [stored, aliases] = await this.db.getMany([stateKey(room), aliasKey(room)])
+      const compacted = stored === undefined ? undefined : decodeState(stored)
+      const same = compacted !== undefined && compacted.upTo === version.seq && Buffer.compare(compacted.state, version.state) === 0
       await this.db.batch([
-        { type: 'put', key: versionStateKey(room, id), value: version.state },
+        same
+          ? { type: 'put', key: aliasKey(room), value: encodeAliases([...decodeAliases(aliases), id]) }
+          : { type: 'put', key: versionStateKey(room, id), value: version.state },
         { type: 'put', key: versionMetaKey(room, id), value: encodeVersionMeta(info) },
       ], { sync: this.sync })
-      this.reclaimer.wrote(room, version.state.length)
+      if (!same) this.reclaimer.wrote(room, version.state.length)
       return info
     })
   }
@@ -391,8 +417,18 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
     const [meta, state] = await this.db.getMany([versionMetaKey(room, id), versionStateKey(room, id)])
-    if (meta === undefined || state === undefined) return undefined
-    return { id, ...decodeVersionMeta(meta), state }
+    if (meta === undefined) return undefined
+    const info = decodeVersionMeta(meta)
+    const found = state ?? await this.aliasedState(room, id, info.seq, undefined)
+    return found === undefined ? undefined : { id, ...info, state: found }
+  }
+
+  /** The state of version `id` if it is stored as the room's compacted state (see putVersion). */
+  private async aliasedState(room: string, id: number, seq: number, snapshot: LevelSnapshot | undefined): Promise<Uint8Array | undefined> {
+    const [aliases, stored] = await this.db.getMany([aliasKey(room), stateKey(room)], snapshot ? { snapshot } : {})
+    if (stored === undefined || !decodeAliases(aliases).includes(id)) return undefined
+    const compacted = decodeState(stored)
+    return compacted.upTo === seq ? compacted.state : undefined
   }
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
@@ -453,7 +489,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     const versions: StoredVersion[] = []
     for (const info of await this.readVersionInfos(room, snapshot)) {
-      const state = await this.db.get(versionStateKey(room, info.id), { snapshot })
+      const state = await this.db.get(versionStateKey(room, info.id), { snapshot }) ?? await this.aliasedState(room, info.id, info.seq, snapshot)
       if (state !== undefined) versions.push({ ...info, state })
     }
     return { name: room, updatedAt, lastSeq, updates, versions, log: await this.readLogFrom(room, {}, snapshot) }
@@ -472,6 +508,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     ops.push({ type: 'del', key: stateKey(room) })
     ops.push({ type: 'del', key: logBaseKey(room) })
+    ops.push({ type: 'del', key: aliasKey(room) })
     const [first, ...rest] = record.updates
     // The first update becomes the compacted state, the rest keep their place in the log.
     const upTo = record.lastSeq - rest.length
