@@ -8,6 +8,11 @@
  * empty one), its entries the updates not yet compacted (their u: keys, unchanged), under
  * one mark with the migration's time. From then on "the room at T" is exact; before it,
  * versions answer as before. Nothing is copied: the migration writes two keys a room.
+ *
+ * 2 → 3 (issue 17): a version may be stored as an alias of the room's compacted state
+ * (`a:<room>`, see LevelStore.putVersion). Nothing to rewrite; the number changes so that a
+ * coedit that knows only format 2 refuses the directory (STORE_FORMAT_NEWER) instead of
+ * compacting over such a version's only copy.
  */
 import type { Level } from 'level'
 import { decodeState, prefixEnd, seqOfUpdateKey, unescapeRoom, updatePrefix, stateKey } from './keys.js'
@@ -31,6 +36,13 @@ export async function migrate(db: Level<string, Uint8Array>, now: number): Promi
     throw new CoeditError('STORE_FORMAT_NEWER', `this data directory has storage format ${from}; this coedit reads up to ${STORAGE_FORMAT} (upgrade coedit)`)
   }
   if (from === STORAGE_FORMAT) return { from, rooms: 0 }
+  const rooms = from < 2 ? await migrateToLog(db, now) : 0
+  await db.put(FORMAT_KEY, text.encode(String(STORAGE_FORMAT)), { sync: true })
+  return { from, rooms }
+}
+
+/** 1 → 2: every room gets a history log (see above); returns how many rooms. */
+async function migrateToLog(db: Level<string, Uint8Array>, now: number): Promise<number> {
   const rooms = new Set<string>()
   for (const range of [{ gt: 'm:', lt: 'm;' }, { gt: 's:', lt: 's;' }]) {
     for await (const key of db.keys(range)) rooms.add(unescapeRoom(key.slice(2)))
@@ -50,6 +62,5 @@ export async function migrate(db: Level<string, Uint8Array>, now: number): Promi
     }
     await db.batch(ops, { sync: true })
   }
-  await db.put(FORMAT_KEY, text.encode(String(STORAGE_FORMAT)), { sync: true })
-  return { from, rooms: rooms.size }
+  return rooms.size
 }
