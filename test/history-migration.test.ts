@@ -132,3 +132,33 @@ test('a backup whose history log has a gap or goes back in time is refused befor
     assert.match(res.stderr, /BAD_BACKUP|not a valid coedit backup/, name)
   }
 })
+
+test('a format-2 data directory opens as format 3 with its history log untouched (2 -> 3 rewrites nothing)', async (t) => {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  doc.getText('t').insert(0, 'ab')
+  doc.getText('t').insert(2, 'c')
+  let store = await LevelStore.open(dir.path)
+  await store.append('r', updates, { user: 'ana' })
+  const before = await store.readLog('r')
+  await store.close()
+  // What a format-2 coedit leaves: the same keys, marked 2.
+  const { Level } = await import('level')
+  const raw = new Level<string, string>(dir.path)
+  await raw.put('!format', '2')
+  await raw.close()
+  store = await LevelStore.open(dir.path)
+  try {
+    const after = await store.readLog('r')
+    assert.equal(after.base, undefined, 'no base made up by a rerun of 1 -> 2')
+    assert.deepEqual(after.entries.map((e) => [e.seq, e.at, e.user]), before.entries.map((e) => [e.seq, e.at, e.user]))
+  } finally {
+    await store.close()
+  }
+  const check = new Level<string, string>(dir.path)
+  assert.equal(await check.get('!format'), '3')
+  await check.close()
+})

@@ -14,6 +14,11 @@
  * compaction deletes updates the log kept. Nobody knows when those updates were stored, so
  * such a room's log restarts at this open, as at the migration: exact from now on, versions
  * before. Checked with a few reads a room (its base, state, first and last update, last mark).
+ *
+ * 2 → 3 (issue 17): a version may be stored as an alias of the room's compacted state
+ * (`a:<room>`, see LevelStore.putVersion). Nothing to rewrite; the number changes so that a
+ * coedit that knows only format 2 refuses the directory (STORE_FORMAT_NEWER) instead of
+ * compacting over such a version's only copy.
  */
 import type { Level } from 'level'
 import { decodeState, prefixEnd, seqOfUpdateKey, unescapeRoom, updateKey, updatePrefix, stateKey } from './keys.js'
@@ -45,7 +50,19 @@ export async function migrate(db: Level<string, Uint8Array>, now: number): Promi
   if (from > STORAGE_FORMAT) {
     throw new CoeditError('STORE_FORMAT_NEWER', `this data directory has storage format ${from}; this coedit reads up to ${STORAGE_FORMAT} (upgrade coedit)`)
   }
-  if (from === STORAGE_FORMAT) return { from, rooms: 0, repaired: await repairLogs(db, now) }
+  let rooms = 0
+  if (from < STORAGE_FORMAT) {
+    rooms = from < 2 ? await migrateToLog(db, now) : 0
+    await db.put(FORMAT_KEY, text.encode(String(STORAGE_FORMAT)), { sync: true })
+  }
+  // A log made by the 1 → 2 step just now is sound by construction; any other may have been
+  // written by an older coedit since (see the header).
+  const repaired = from < 2 ? [] : await repairLogs(db, now)
+  return { from, rooms, repaired }
+}
+
+/** 1 → 2: every room gets a history log (see above); returns how many rooms. */
+async function migrateToLog(db: Level<string, Uint8Array>, now: number): Promise<number> {
   const rooms = new Set<string>()
   for (const range of [{ gt: 'm:', lt: 'm;' }, { gt: 's:', lt: 's;' }]) {
     for await (const key of db.keys(range)) rooms.add(unescapeRoom(key.slice(2)))
@@ -65,8 +82,7 @@ export async function migrate(db: Level<string, Uint8Array>, now: number): Promi
     }
     await db.batch(ops, { sync: true })
   }
-  await db.put(FORMAT_KEY, text.encode(String(STORAGE_FORMAT)), { sync: true })
-  return { from, rooms: rooms.size, repaired: [] }
+  return rooms.size
 }
 
 async function lastKey(db: Level<string, Uint8Array>, prefix: string): Promise<number> {

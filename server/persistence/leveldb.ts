@@ -23,8 +23,9 @@ import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,
 } from './log-keys.js'
 import { migrate, type RepairedLog } from './leveldb-migrate.js'
+import { Reclaimer, type RangeCompactor } from './leveldb-reclaim.js'
 import {
-  decodeVersionMeta, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
+  aliasKey, decodeAliases, decodeVersionMeta, encodeAliases, encodeVersionMeta, idOfVersionKey, versionMetaKey, versionMetaPrefix,
   versionStateKey, versionStatePrefix,
 } from './version-keys.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
@@ -84,6 +85,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   private readonly metaWrittenAt = new Map<string, number>()
   private closed = false
   private readonly clock: StoreClock
+  /** Compacts the key ranges of rooms that rewrote a lot (states, versions, folds): disk space. */
+  private readonly reclaimer: Reclaimer
 
   private constructor(db: Level<string, Uint8Array>, options: LevelStoreOptions) {
     this.db = db
@@ -91,6 +94,13 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     this.sync = options.sync ?? true
     this.events = options.events
     this.commits = new GroupCommit((batch, numbered) => this.writeBatch(batch, numbered), options.writeConcurrency ?? WRITE_CONCURRENCY)
+    // `level` types the browser's API too; under Node it is classic-level, which has compactRange.
+    const compactor = db as unknown as Partial<RangeCompactor>
+    this.reclaimer = new Reclaimer({ compactRange: (start, end) => compactor.compactRange?.(start, end) ?? Promise.resolve() }, (room) => [
+      [stateKey(room), stateKey(room)],
+      [logBaseKey(room), logBaseKey(room)],
+      ...[updatePrefix(room), markPrefix(room), versionMetaPrefix(room), versionStatePrefix(room)].map((p): [string, string] => [p, prefixEnd(p)]),
+    ])
   }
 
   /** Opens (creating if needed) the database in `dir`; a directory held by another process is a LOCKED error. */
@@ -235,11 +245,15 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     await this.serialized(room, async () => {
       this.fence(room, fence)
       // Two steps, safe to stop between: `load` skips updates the state already holds.
-      await this.db.put(stateKey(room), encodeState(upTo, state), { sync: this.sync })
+      const chained = this.db.batch()
+      chained.put(stateKey(room), encodeState(upTo, state))
+      await this.unalias(room, chained)
+      await chained.write({ sync: this.sync })
       // The history log keeps the updates it has not folded yet (load no longer reads them).
       const folded = await this.db.get(logBaseKey(room))
       const through = Math.min(upTo, folded === undefined ? 0 : decodeLogBase(folded).upTo)
       if (through > 0) await this.db.clear({ gt: updatePrefix(room), lte: updateKey(room, through) })
+      this.reclaimer.wrote(room, state.length, state.length)
     })
   }
 
@@ -266,7 +280,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         const [state, meta, base, tombstone] = await this.db.getMany([stateKey(room), metaKey(room), logBaseKey(room), tombstoneKey(room)])
         const ops: BatchOp[] = [...read.keys, ...tail.keys].map((key) => ({ type: 'del', key }))
         const existed = ops.length > 0 || state !== undefined || meta !== undefined || base !== undefined || tombstone !== undefined
-        for (const key of [stateKey(room), metaKey(room), logBaseKey(room)]) ops.push({ type: 'del', key })
+        for (const key of [stateKey(room), metaKey(room), logBaseKey(room), aliasKey(room)]) ops.push({ type: 'del', key })
         if (bulk) {
           const content = [...tail.content, ...(state ? [decodeState(state).state] : []), ...(base ? [decodeLogBase(base).state] : [])]
           const kept = tombstoneOf(content, tombstone, bulk)
@@ -275,6 +289,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
           ops.push({ type: 'del', key: tombstoneKey(room) })
         }
         await this.db.batch(ops, { sync: this.sync })
+        this.reclaimer.wrote(room, 0)
         this.nextSeq.set(room, 1)
         this.metaWrittenAt.delete(room)
         return { existed, deleted }
@@ -374,6 +389,22 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     })
   }
 
+  /**
+   * Adds to `batch`, which replaces the room's compacted state, the states of the versions
+   * that were stored as that state (see putVersion): in the same atomic write, so no
+   * moment exists where such a version has no state.
+   */
+  private async unalias(room: string, batch: { put(key: string, value: Uint8Array): unknown; del(key: string): unknown }): Promise<void> {
+    const [aliases, old] = await this.db.getMany([aliasKey(room), stateKey(room)])
+    const ids = decodeAliases(aliases)
+    if (aliases === undefined) return
+    batch.del(aliasKey(room))
+    if (ids.length === 0 || old === undefined) return
+    const metas = await this.db.getMany(ids.map((id) => versionMetaKey(room, id)))
+    const { state } = decodeState(old)
+    ids.forEach((id, i) => { if (metas[i] !== undefined) batch.put(versionStateKey(room, id), state) })
+  }
+
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
     if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
     this.fence(room, fence)
@@ -385,10 +416,18 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
         id = idOfVersionKey(key) + 1
       }
       const info: VersionInfo = { id, at: version.at, seq: version.seq, bytes: version.state.length, ...(version.pinned ? { pinned: true } : {}) }
+      // A version of the room as compacted (the one recorded at unload, typically) is the
+      // compacted state byte for byte: stored once, as an alias that compact() resolves.
+      const [stored, aliases] = await this.db.getMany([stateKey(room), aliasKey(room)])
+      const compacted = stored === undefined ? undefined : decodeState(stored)
+      const same = compacted !== undefined && compacted.upTo === version.seq && Buffer.compare(compacted.state, version.state) === 0
       await this.db.batch([
-        { type: 'put', key: versionStateKey(room, id), value: version.state },
+        same
+          ? { type: 'put', key: aliasKey(room), value: encodeAliases([...decodeAliases(aliases), id]) }
+          : { type: 'put', key: versionStateKey(room, id), value: version.state },
         { type: 'put', key: versionMetaKey(room, id), value: encodeVersionMeta(info) },
       ], { sync: this.sync })
+      if (!same) this.reclaimer.wrote(room, version.state.length)
       return info
     })
   }
@@ -408,8 +447,18 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
     const [meta, state] = await this.db.getMany([versionMetaKey(room, id), versionStateKey(room, id)])
-    if (meta === undefined || state === undefined) return undefined
-    return { id, ...decodeVersionMeta(meta), state }
+    if (meta === undefined) return undefined
+    const info = decodeVersionMeta(meta)
+    const found = state ?? await this.aliasedState(room, id, info.seq, undefined)
+    return found === undefined ? undefined : { id, ...info, state: found }
+  }
+
+  /** The state of version `id` if it is stored as the room's compacted state (see putVersion). */
+  private async aliasedState(room: string, id: number, seq: number, snapshot: LevelSnapshot | undefined): Promise<Uint8Array | undefined> {
+    const [aliases, stored] = await this.db.getMany([aliasKey(room), stateKey(room)], snapshot ? { snapshot } : {})
+    if (stored === undefined || !decodeAliases(aliases).includes(id)) return undefined
+    const compacted = decodeState(stored)
+    return compacted.upTo === seq ? compacted.state : undefined
   }
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
@@ -418,6 +467,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       { type: 'del' as const, key: versionMetaKey(room, id) },
       { type: 'del' as const, key: versionStateKey(room, id) },
     ]), { sync: this.sync }))
+    this.reclaimer.wrote(room, 0)
   }
 
   /** Reads go through one LevelDB snapshot: writes made after this call are not seen. */
@@ -472,7 +522,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     const versions: StoredVersion[] = []
     for (const info of await this.readVersionInfos(room, snapshot)) {
-      const state = await this.db.get(versionStateKey(room, info.id), { snapshot })
+      const state = await this.db.get(versionStateKey(room, info.id), { snapshot }) ?? await this.aliasedState(room, info.id, info.seq, snapshot)
       if (state !== undefined) versions.push({ ...info, state })
     }
     const log = await this.readLogFrom(room, {}, snapshot)
@@ -499,6 +549,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     ops.push({ type: 'del', key: stateKey(room) })
     ops.push({ type: 'del', key: logBaseKey(room) })
+    ops.push({ type: 'del', key: aliasKey(room) })
     const [first, ...rest] = record.updates
     // The first update becomes the compacted state, the rest keep their place in the log.
     const upTo = record.lastSeq - rest.length
@@ -525,6 +576,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     }
     flush()
     await this.db.batch(ops, { sync: this.sync })
+    this.reclaimer.wrote(room, record.updates.reduce((n, u) => n + u.length, 0))
     this.nextSeq.set(room, record.lastSeq + 1)
     // The next append writes updatedAt again (the record's own may be old).
     this.metaWrittenAt.delete(room)
@@ -621,6 +673,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     const through = Math.min(base.upTo, compacted === undefined ? 0 : decodeState(compacted).upTo)
     for await (const key of this.db.keys({ gt: updatePrefix(room), lte: updateKey(room, through) })) chained.del(key)
     await chained.write({ sync: this.sync })
+    this.reclaimer.wrote(room, base.state.length)
   }
 
   // ---- end of history log ---------------------------------------------------------------
@@ -642,6 +695,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     if (this.closed) return
     this.closed = true
     await this.commits.drained()
+    // The rooms' final states and versions are written by now: their ranges can shrink.
+    await this.reclaimer.all()
     await this.db.close()
   }
 }

@@ -16,8 +16,8 @@ import * as decoding from 'lib0/decoding'
 import { escapeRoom } from './keys.js'
 import type { LogBase } from './store.js'
 
-/** The format this code writes: 2 added the history log (t:, b:, u: kept until folded) and `pinned` versions. */
-export const STORAGE_FORMAT = 2
+/** The format this code writes: 2 added the history log (t:, b:, u: kept until folded) and `pinned` versions, 3 versions stored as the compacted state (a:). */
+export const STORAGE_FORMAT = 3
 export const FORMAT_KEY = '!format'
 
 export const markPrefix = (room: string): string => `t:${escapeRoom(room)}:`

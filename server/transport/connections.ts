@@ -93,7 +93,8 @@ export class ConnectionGuard {
       return this.refuse(socket, 429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address', address)
     }
     this.open++
-    socket.once('close', () => {
+    // `on`: a socket closes once, and `once` would add a wrapper and its state per connection.
+    socket.on('close', () => {
       this.open--
       this.perAddress.release(address)
     })

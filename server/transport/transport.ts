@@ -138,7 +138,8 @@ class WsPeer implements Peer {
     wantsAck: boolean,
     readOnly: boolean,
     private readonly maxBuffered: number,
-    private readonly onSlow: (backlog: number) => void,
+    /** Shared by every connection (a closure each would be kept as long as the connection). */
+    private readonly onSlow: (peer: WsPeer, backlog: number) => void,
   ) {
     this.id = (nextPeerId++).toString(36)
     this.ws = ws
@@ -151,7 +152,7 @@ class WsPeer implements Peer {
     const backlog = this.ws.bufferedAmount
     if (backlog === 0) this.largestPending = 0
     if (this.maxBuffered > 0 && backlog > this.maxBuffered + this.largestPending) {
-      this.onSlow(backlog)
+      this.onSlow(this, backlog)
       this.close(CLOSE_SLOW_CONSUMER)
       // It is not reading, so it will not read the close frame either: free the buffers soon.
       setTimeout(() => this.ws.terminate(), SLOW_CLOSE_GRACE).unref()
@@ -223,6 +224,54 @@ class WsPeer implements Peer {
     return this.probing
   }
 }
+
+/** A y-websocket connection: the peer of one room, and what its socket's listeners need. */
+class YPeer extends WsPeer {
+  room: Room | undefined
+  /** Frames received while the room loads (undefined once it is there, or closed). */
+  queue: Uint8Array[] | undefined = []
+  queuedBytes = 0
+  closed = false
+  /** The close code, once closed (for `peer.left` if the room was still loading). */
+  closeCode = 0
+  paused = false
+  /** Set when the socket was paused while the room loaded: resolved once it has loaded. */
+  loaded: ((room: Room) => void) | undefined
+  expiry: NodeJS.Timeout | undefined
+
+  constructor(
+    ws: WebSocket,
+    readonly roomName: string,
+    wantsAck: boolean,
+    readOnly: boolean,
+    maxBuffered: number,
+    onSlow: (peer: WsPeer, backlog: number) => void,
+    readonly rate: ConnectionRate,
+  ) {
+    super(ws, 'y-websocket', wantsAck, readOnly, maxBuffered, onSlow)
+  }
+
+  /** Stops reading the socket until `settled` (TCP pushes back on the client meanwhile). */
+  pauseUntil(settled: Promise<unknown>): void {
+    this.paused = true
+    this.ws.pause()
+    void settled.then(() => {
+      this.paused = false
+      if (!this.closed) this.ws.resume()
+    })
+  }
+}
+
+const CONNECTION = Symbol('coedit.connection')
+interface SocketConnection { transport: Transport; peer: YPeer }
+type ConnectedSocket = WebSocket & { [CONNECTION]: SocketConnection }
+
+const connectionOf = (ws: WebSocket): SocketConnection => (ws as ConnectedSocket)[CONNECTION]
+// ws calls its listeners with the socket as `this`.
+function onPong(this: WebSocket): void { connectionOf(this).peer.heard() }
+function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void { Transport.received(connectionOf(this), data, isBinary) }
+function onError(this: WebSocket, err: Error & { code?: string }): void { Transport.errored(connectionOf(this), err) }
+function onClose(this: WebSocket, code: number): void { Transport.closed(connectionOf(this), code) }
 
 export class Transport {
   private readonly wss: WebSocketServer
@@ -299,7 +348,7 @@ export class Transport {
     const upgrade = (grant: Grant): void => {
       if (socket.destroyed) return
       if (!this.addresses.acquire(ip)) return refuse(429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address', room)
-      socket.once('close', releaseOnClose(this.addresses, ip))
+      socket.on('close', releaseOnClose(this.addresses, ip))
       socket.off('error', onEarlyError)
       const wantsAck = url.searchParams.get(COEDIT_OPT_IN_PARAM) !== null
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, room, wantsAck, grant, ip))
@@ -374,7 +423,7 @@ export class Transport {
       return refuse(403, 'ORIGIN_FORBIDDEN', 'origin not allowed')
     }
     if (!this.addresses.acquire(ip)) return refuse(429, 'TOO_MANY_CONNECTIONS', 'too many connections from this address')
-    socket.once('close', releaseOnClose(this.addresses, ip))
+    socket.on('close', releaseOnClose(this.addresses, ip))
     // Each document authenticates on its own, later: the hook (if any) gets this request then.
     const request = this.options.authorizer.usesRequest ? authRequestOf(req, ip) : NO_REQUEST
     this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptHocuspocus(ws, ip, request))
@@ -382,12 +431,10 @@ export class Transport {
 
   private acceptHocuspocus(ws: WebSocket, ip: string, request: AuthRequest): void {
     const hub = this.options.hocuspocus!
-    const peer = new WsPeer(ws, 'hocuspocus', false, false, this.options.maxBufferedBytes ?? 0, (backlog) => {
-      this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
-    })
+    const peer = new WsPeer(ws, 'hocuspocus', false, false, this.options.maxBufferedBytes ?? 0, this.slowConsumer)
     this.peers.add(peer)
     const connection = new HocuspocusConnection(peer, hub, request, (room) => this.admitNewRoom(room, ip))
-    const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
+    const rate = this.newRate()
     let paused = false
     this.log.info({ event: 'connection_open', peer: peer.id, ip, protocol: 'hocuspocus' }, 'connection opened')
     peer.events = this.options.events
@@ -425,105 +472,115 @@ export class Transport {
   }
 
   private accept(ws: WebSocket, roomName: string, wantsAck: boolean, grant: Grant, ip: string): void {
-    const peer = new WsPeer(ws, 'y-websocket', wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, (backlog) => {
-      this.log.warn({ event: 'slow_consumer', room: roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
-    })
+    const peer = new YPeer(ws, roomName, wantsAck, grant.access === 'read', this.options.maxBufferedBytes ?? 0, this.slowConsumer, this.newRate())
     if (grant.user !== undefined) peer.user = grant.user
     this.peers.add(peer)
-    const rate = new ConnectionRate(this.options.maxMessagesPerSecond ?? 0, this.options.maxBytesPerSecond ?? 0)
-    let expiry: NodeJS.Timeout | undefined
-    const armExpiry = (at: number): void => {
-      const delay = at - Date.now()
-      expiry = delay > MAX_TIMER
-        ? setTimeout(() => armExpiry(at), MAX_TIMER)
-        : setTimeout(() => {
-          this.log.info({ event: 'token_expired', room: roomName, peer: peer.id }, 'token expired, closing connection')
-          peer.close(CLOSE_UNAUTHORIZED, 'token expired')
-        }, Math.max(0, delay))
-      expiry.unref()
-    }
-    if (grant.expiresAt !== undefined) armExpiry(grant.expiresAt)
-    let room: Room | undefined
-    let queue: Uint8Array[] | undefined = []
-    let queuedBytes = 0
-    let closed = false
-    /** The close code, once closed (for `peer.left` if the room was still loading). */
-    let closeCode = 0
-    let paused = false
-    /** Stops reading the socket until `settled` (TCP pushes back on the client meanwhile). */
-    const pauseUntil = (settled: Promise<unknown>): void => {
-      paused = true
-      ws.pause()
-      void settled.then(() => {
-        paused = false
-        if (!closed) ws.resume()
-      })
-    }
-    /** Set when the socket was paused while the room loaded: resolved once it has loaded. */
-    let loaded: ((room: Room) => void) | undefined
+    if (grant.expiresAt !== undefined) this.armExpiry(peer, grant.expiresAt)
     this.log.info({ event: 'connection_open', room: roomName, peer: peer.id, ip, access: grant.access, protocol: peer.protocol }, 'connection opened')
     peer.events = this.options.events
     this.options.events.emit('socket.opened', { protocol: peer.protocol })
-
-    ws.on('pong', () => peer.heard())
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      const bytes = this.admitFrame(peer, rate, data, isBinary, { room: roomName })
-      if (!bytes) return
-      if (room) {
-        room.receive(peer, bytes)
-        if (!paused && room.writeBacklog > MAX_WRITE_BACKLOG) pauseUntil(room.writesSettled())
-      } else if (queue) {
-        queue.push(bytes)
-        queuedBytes += bytes.length
-        if (queuedBytes > MAX_PRELOAD_BYTES && !paused) {
-          // Read on once the room is there and what was queued is stored.
-          pauseUntil(new Promise<Room>((resolve) => { loaded = resolve }).then((r) => r.writesSettled()))
-        }
-      }
-    })
-    ws.on('error', (err: Error & { code?: string }) => {
-      // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
-      this.log.warn({ event: 'connection_error', room: roomName, peer: peer.id, code: err.code, err: err.message, protocol: peer.protocol }, 'connection error')
-      this.options.events.emit('socket.error', { code: err.code, protocol: peer.protocol })
-    })
-    ws.on('close', (code: number) => {
-      closed = true
-      closeCode = code
-      clearTimeout(expiry)
-      queue = undefined
-      this.peers.delete(peer)
-      room?.removePeer(peer, code)
-      this.options.events.emit('socket.closed', { code, protocol: peer.protocol })
-      this.log.info({
-        event: 'connection_close', room: roomName, peer: peer.id, code, sent: peer.closeSent?.code, protocol: peer.protocol,
-        ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
-      }, 'connection closed')
-    })
+    // Shared listeners that find the connection on the socket: idle connections are many,
+    // and four closures and their context cost each one about half a kilobyte.
+    ;(ws as ConnectedSocket)[CONNECTION] = { transport: this, peer }
+    ws.on('pong', onPong)
+    ws.on('message', onMessage)
+    ws.on('error', onError)
+    ws.on('close', onClose)
 
     this.registry.join(roomName, peer).then(
       (joined) => {
-        if (closed) {
-          joined.removePeer(peer, closeCode)
+        if (peer.closed) {
+          joined.removePeer(peer, peer.closeCode)
           return
         }
         if (!this.admitNewRoom(joined, ip)) {
           // Refused before any of its messages is applied: nothing of it is stored.
           joined.removePeer(peer, CLOSE_TOO_MANY_NEW_ROOMS.code)
-          queue = undefined
+          peer.queue = undefined
           this.log.warn({ event: 'room_creation_limited', room: roomName, peer: peer.id, ip }, 'too many new rooms from this address, closing connection')
           peer.close(CLOSE_TOO_MANY_NEW_ROOMS)
           return
         }
-        room = joined
-        const pending = queue ?? []
-        queue = undefined
+        peer.room = joined
+        const pending = peer.queue ?? []
+        peer.queue = undefined
         for (const bytes of pending) joined.receive(peer, bytes)
-        loaded?.(joined)
+        peer.loaded?.(joined)
+        peer.loaded = undefined
       },
       () => peer.close(CLOSE_TRY_AGAIN_LATER, 'room could not be loaded, try again later'),
     )
   }
+
+  /** Closes `peer` when its token expires (setTimeout fires at once past MAX_TIMER: chained). */
+  private armExpiry(peer: YPeer, at: number): void {
+    const delay = at - Date.now()
+    peer.expiry = delay > MAX_TIMER
+      ? setTimeout(() => this.armExpiry(peer, at), MAX_TIMER)
+      : setTimeout(() => {
+        this.log.info({ event: 'token_expired', room: peer.roomName, peer: peer.id }, 'token expired, closing connection')
+        peer.close(CLOSE_UNAUTHORIZED, 'token expired')
+      }, Math.max(0, delay))
+    peer.expiry.unref()
+  }
+
+  /** A frame of a y-websocket connection (ws's 'message'). */
+  private received(peer: YPeer, data: RawData, isBinary: boolean): void {
+    const bytes = this.admitFrame(peer, peer.rate, data, isBinary, { room: peer.roomName })
+    if (!bytes) return
+    if (peer.room) {
+      peer.room.receive(peer, bytes)
+      if (!peer.paused && peer.room.writeBacklog > MAX_WRITE_BACKLOG) peer.pauseUntil(peer.room.writesSettled())
+    } else if (peer.queue) {
+      peer.queue.push(bytes)
+      peer.queuedBytes += bytes.length
+      if (peer.queuedBytes > MAX_PRELOAD_BYTES && !peer.paused) {
+        // Read on once the room is there and what was queued is stored.
+        peer.pauseUntil(new Promise<Room>((resolve) => { peer.loaded = resolve }).then((r) => r.writesSettled()))
+      }
+    }
+  }
+
+  private errored(peer: YPeer, err: Error & { code?: string }): void {
+    // ws has already started closing (1009 for an oversized frame, 1002 for a bad frame).
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') peer.closeSent = CLOSE_MESSAGE_TOO_BIG
+    this.log.warn({ event: 'connection_error', room: peer.roomName, peer: peer.id, code: err.code, err: err.message, protocol: peer.protocol }, 'connection error')
+    this.options.events.emit('socket.error', { code: err.code, protocol: peer.protocol })
+  }
+
+  private closed(peer: YPeer, code: number): void {
+    peer.closed = true
+    peer.closeCode = code
+    clearTimeout(peer.expiry)
+    peer.queue = undefined
+    this.peers.delete(peer)
+    peer.room?.removePeer(peer, code)
+    this.options.events.emit('socket.closed', { code, protocol: peer.protocol })
+    this.log.info({
+      event: 'connection_close', room: peer.roomName, peer: peer.id, code, sent: peer.closeSent?.code, protocol: peer.protocol,
+      ms: Date.now() - peer.openedAt, bytesIn: peer.bytesIn, bytesOut: peer.bytesOut,
+    }, 'connection closed')
+  }
+
+  /** Per connection, unless both limits are off: then one stateless instance serves all. */
+  private newRate(): ConnectionRate {
+    const perMessage = this.options.maxMessagesPerSecond ?? 0
+    const perByte = this.options.maxBytesPerSecond ?? 0
+    return perMessage > 0 || perByte > 0 ? new ConnectionRate(perMessage, perByte) : (this.unlimitedRate ??= new ConnectionRate(0, 0))
+  }
+
+  /** One function for every connection (see WsPeer's constructor). */
+  private readonly slowConsumer = (peer: WsPeer, backlog: number): void => {
+    if (peer instanceof YPeer) this.log.warn({ event: 'slow_consumer', room: peer.roomName, peer: peer.id, backlog }, 'connection not reading, closing it')
+    else this.log.warn({ event: 'slow_consumer', peer: peer.id, backlog, protocol: 'hocuspocus' }, 'connection not reading, closing it')
+  }
+
+  private unlimitedRate: ConnectionRate | undefined
+
+  /** For the shared listeners below. */
+  static received(c: SocketConnection, data: RawData, isBinary: boolean): void { c.transport.received(c.peer, data, isBinary) }
+  static errored(c: SocketConnection, err: Error & { code?: string }): void { c.transport.errored(c.peer, err) }
+  static closed(c: SocketConnection, code: number): void { c.transport.closed(c.peer, code) }
 
   /**
    * What every frame of either protocol goes through before it is handled: liveness, the
@@ -618,7 +675,8 @@ function frameOf(message: Uint8Array): Buffer {
 }
 
 /**
- * The socket's 'close' listener lives as long as the connection. Made here, outside
+ * The socket's 'close' listener lives as long as the connection (`on`, not `once`: a socket
+ * closes once, and `once` adds a wrapper and its state per connection). Made here, outside
  * handleUpgrade, it holds only the counter and the address: a closure made there would
  * keep the upgrade request, its headers and its URL alive (~1.5 KB per connection).
  */

@@ -244,6 +244,37 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     }
   })
 
+  withLog('a version equal to the compacted state keeps its bytes when the room is compacted again, deleted or backed up', async (store, f) => {
+    assert.ok(isVersionedStore(store))
+    const e = editor()
+    let last = 0
+    for (const ch of ['a', 'b']) last = await store.append('r', [e.edit(ch)])
+    const state = Y.encodeStateAsUpdate(e.doc)
+    await store.compact('r', state, last)
+    // What the history keeper records at unload: the compacted state itself (LevelDB stores it once).
+    const same = (bytes: Uint8Array | undefined): boolean => bytes !== undefined && Buffer.compare(bytes, state) === 0
+    const v1 = await store.putVersion('r', { at: 1, seq: last, state })
+    const v2 = await store.putVersion('r', { at: 2, seq: last, state, pinned: true })
+    assert.ok(same((await store.getVersion('r', v1.id))?.state))
+    const backup = await store.snapshot()
+    assert.deepEqual((await backup.read('r')).versions.map((v) => replay([v.state])), ['ab', 'ab'])
+    await backup.close()
+    await store.deleteVersions('r', [v1.id])
+    const next = await store.append('r', [e.edit('c')])
+    await store.compact('r', Y.encodeStateAsUpdate(e.doc), next)
+    const reopened = (f.reopen ? await f.reopen() : store) as typeof store
+    assert.equal(await reopened.getVersion('r', v1.id), undefined)
+    assert.ok(same((await reopened.getVersion('r', v2.id))?.state))
+    assert.equal(replay((await reopened.load('r')).updates), 'abc')
+    // A version of another moment is stored as itself.
+    const v3 = await reopened.putVersion('r', { at: 3, seq: last, state })
+    assert.ok(same((await reopened.getVersion('r', v3.id))?.state))
+    await reopened.delete('r')
+    assert.deepEqual(await reopened.listVersions('r'), [])
+    await reopened.putVersion('r', { at: 4, seq: 0, state: Y.encodeStateAsUpdate(new Y.Doc()) })
+    assert.equal((await reopened.listVersions('r')).length, 1)
+  })
+
   withLog('a snapshot carries the log and pinned versions; putRoom restores them, or starts a log without one', async (store) => {
     assert.ok(isVersionedStore(store))
     const e = editor()
