@@ -7,7 +7,8 @@
 import { helpColumn, helpRows, parseFlags, type FlagSpecs } from '../server/operator/args.js'
 import { UsageError } from '../server/errors.js'
 import { signToken } from '../server/transport/auth.js'
-import { checkAuthSecret, parseDuration } from '../server/config.js'
+import { checkAuthSecret } from '../server/config.js'
+import { parseDuration } from '../server/operator/duration.js'
 import { confirm, processIO, writeOut, type CliIO } from './cli/io.js'
 import { printable } from './cli/printable.js'
 

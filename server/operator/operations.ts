@@ -6,8 +6,9 @@
  */
 import * as Y from 'yjs'
 import { CoeditError } from '../errors.js'
+import { docFromUpdates, mergeUpdates } from '../room/yjs-log.js'
 import {
-  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeState, parseTimeSpec, resolveVersion, sameContent,
+  computeRevert, containsState, exportDoc, importUpdate, parseTimeSpec, resolveVersion, sameContent,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
@@ -43,7 +44,7 @@ export function storeAccess(store: Store): RoomAccess {
     async current(room) {
       const stored = await store.load(room)
       if (stored.updates.length === 0) return undefined
-      return { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
+      return { state: mergeUpdates(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
     async apply(room, update, meta) {
       // What a live room refuses (see Room.applyAdminUpdate), an offline import must not store either.

@@ -10,7 +10,7 @@
  */
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
-import { applyUpdates, isStackOverflow, keepDeepGarbage } from '../operator/doc-ops.js'
+import { applyUpdates, isStackOverflow, keepDeepGarbage } from './yjs-log.js'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_ROOM_DELETED, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
