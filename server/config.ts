@@ -4,13 +4,13 @@
  * nothing reads the environment anywhere else.
  */
 import { helpRows, parseFlags, type FlagSpecs } from './operator/args.js'
-import { UsageError } from './errors.js'
+import { CoeditError, UsageError } from './errors.js'
 import { webhookKey } from './observability/webhook-signature.js'
-import { MIN_SECRET_BYTES } from './transport/auth.js'
+import { checkAuthSecret } from './transport/auth.js'
 import { formatDuration, parseDuration } from './operator/duration.js'
 import { DEFAULT_RETENTION } from './operator/history.js'
 import { DEFAULT_EXACT_WINDOW } from './operator/history-log.js'
-import { MAX_ROOM_NAME_LENGTH } from './room/room-name.js'
+import { MAX_ROOM_NAME_LENGTH, roomNamePattern } from './room/room-name.js'
 
 export interface ServerConfig {
   port: number
@@ -160,14 +160,6 @@ const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, k: 1024, m: 1024 ** 2, g: 1024 ** 3,
 }
 
-/** The server refuses shorter HS256 secrets; so does `coedit token`, rather than sign tokens no server accepts. */
-export function checkAuthSecret(secret: string, source: string): void {
-  const bytes = Buffer.byteLength(secret, 'utf8')
-  if (bytes < MIN_SECRET_BYTES) {
-    throw new UsageError(`${source} must be at least ${MIN_SECRET_BYTES} bytes, not ${bytes} (make one: openssl rand -base64 32)`)
-  }
-}
-
 /** `1048576`, `512KiB`, `16MiB`, `1MB`. */
 export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
@@ -229,6 +221,25 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
   }
 }
 
+/**
+ * Option combinations coedit refuses wherever it starts: `startServer` calls this before it opens
+ * anything (as ws's WebSocketServer constructor throws on bad options), and `parseServeArgs`
+ * turns its error into a usage error. Throws a CoeditError. `sources` names where a value came
+ * from when it is not its flag (`AUTH_SECRET`).
+ */
+export function validateConfig(config: ServerConfig, sources: { authSecret?: string } = {}): void {
+  if (Boolean(config.redis) !== Boolean(config.postgres)) {
+    throw new CoeditError('CLUSTER_INCOMPLETE', '--redis and --postgres go together: cluster mode needs both')
+  }
+  // An empty secret is the shortest secret of all (and would sign with '').
+  if (config.webhook && !config.webhookSecret) throw new CoeditError('WEBHOOK_SECRET_TOO_SHORT', '--webhook needs --webhook-secret (receivers check the signature)')
+  if (config.webhookSecret) webhookKey(config.webhookSecret)
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new CoeditError('TLS_INCOMPLETE', '--tls-cert and --tls-key go together')
+  if (config.authSecret && config.authPublicKey) throw new CoeditError('AUTH_OPTIONS_EXCLUSIVE', '--auth-secret and --auth-public-key are exclusive: pick one')
+  if (config.authSecret) checkAuthSecret(config.authSecret, sources.authSecret)
+  roomNamePattern(config.roomNamePattern)
+}
+
 /** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean; version: boolean } {
   const options: FlagSpecs = { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } }
@@ -255,26 +266,12 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       config[o.key] = parseValue(o, (values[o.flag] as string[]).join(','), `--${o.flag}`)
     }
   }
-  if (Boolean(config.redis) !== Boolean(config.postgres)) {
-    throw new UsageError('--redis and --postgres go together: cluster mode needs both')
-  }
-  if (config.webhook && !config.webhookSecret) throw new UsageError('--webhook needs --webhook-secret (receivers check the signature)')
-  if (config.webhookSecret) {
-    try {
-      webhookKey(config.webhookSecret as string)
-    } catch (err) {
-      throw new UsageError((err as Error).message)
-    }
-  }
-  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
-  if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
-  if (config.authSecret) checkAuthSecret(config.authSecret as string, typeof values['auth-secret'] === 'string' ? '--auth-secret' : 'AUTH_SECRET')
-  if (config.roomNamePattern) {
-    try {
-      new RegExp(config.roomNamePattern as string, 'u')
-    } catch (err) {
-      throw new UsageError(`--room-name-pattern: ${(err as Error).message}`)
-    }
+  try {
+    validateConfig(config as unknown as ServerConfig, { authSecret: typeof values['auth-secret'] === 'string' ? '--auth-secret' : 'AUTH_SECRET' })
+  } catch (err) {
+    // The same refusal as startServer's, as the CLI reports bad usage: one line, exit 2.
+    if (err instanceof CoeditError) throw new UsageError(err.message)
+    throw err
   }
   return { ...(config as unknown as ServerConfig), help: values.help === true, version: values.version === true }
 }

@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
+import { DEFAULT_CONFIG, validateConfig, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
 import { Redactor, redactUrl } from './observability/redact.js'
 import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http/http.js'
@@ -117,6 +117,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   // Before anything opens: a bad combination is refused with nothing to undo.
   const attached = attachment(options as Record<string, unknown>)
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
+  validateConfig(config)
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
   const security = securityOptions(config)
