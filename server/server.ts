@@ -15,9 +15,8 @@ import { createRequestHandler, editorRoutes, type RequestHandler, type Route } f
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
-import type { Store } from './persistence/store.js'
+import { isReplicaStore, type Store } from './persistence/store.js'
 // Cluster mode only: loaded on demand (pg and ioredis add ~20 MB to every process otherwise).
-import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './room/registry.js'
 import { userOf } from './room/room.js'
@@ -133,9 +132,9 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     : mode
   const ownsStore = typeof mode === 'string'
   let cluster: Cluster | undefined
-  if (clustered) {
+  if (clustered && isReplicaStore(store)) {
     try {
-      cluster = await (await import('./cluster/cluster.js')).Cluster.start(store as PostgresStore, {
+      cluster = await (await import('./cluster/cluster.js')).Cluster.start(store, {
         redisUrl: config.redis, redisPrefix: config.redisPrefix, healInterval: config.healInterval, livenessTtl: config.livenessTtl,
       }, log)
     } catch (err) {

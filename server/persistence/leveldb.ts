@@ -16,7 +16,7 @@ import { GroupCommit, type Append } from './group-commit.js'
 import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
-import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, roomDeletedError } from './store.js'
 import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import {
@@ -106,6 +106,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async load(room: string): Promise<StoredRoom> {
+    assertOpen(this.closed)
     const generation = this.generations.get(room) ?? 0
     const updates: Uint8Array[] = []
     let upTo = 0
@@ -133,7 +134,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     // Checked at the call, and queued at once: a delete called after this append is written after it.
     this.fence(room, meta)
     return this.commits.add(room, updates, meta)
@@ -200,6 +201,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    assertOpen(this.closed)
     this.fence(room, fence)
     // On the room's chain: a delete never runs between its two steps.
     await this.serialized(room, async () => {
@@ -222,8 +224,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
    * reads. Its generation grows at the call, so appends and other writes made for the old
    * one are refused from that moment.
    */
-  delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
-    if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
+  async delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    assertOpen(this.closed)
     const deleted = this.generations.get(room) ?? 0
     this.generations.set(room, deleted + 1)
     return this.serialized(room, async () => {
@@ -280,6 +282,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async listRooms(): Promise<RoomInfo[]> {
+    assertOpen(this.closed)
     const rooms = new Map<string, RoomInfo>()
     const info = (escaped: string): RoomInfo => {
       let r = rooms.get(escaped)
@@ -316,7 +319,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
     return [...rooms.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
 
-  // ---- history and backup (operator CLI, issue 4) -----------------------------------
+  // ---- versions and backup ---------------------------------------------------------------
 
   /**
    * A room's writes besides appends (versions, compaction, folds, restore, delete) run one at
@@ -345,7 +348,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.fence(room, fence)
     return this.serialized(room, async () => {
       this.fence(room, fence)
@@ -364,6 +367,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async listVersions(room: string): Promise<VersionInfo[]> {
+    assertOpen(this.closed)
     return this.readVersionInfos(room, undefined)
   }
 
@@ -377,12 +381,14 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
+    assertOpen(this.closed)
     const [meta, state] = await this.db.getMany([versionMetaKey(room, id), versionStateKey(room, id)])
     if (meta === undefined || state === undefined) return undefined
     return { id, ...decodeVersionMeta(meta), state }
   }
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
+    assertOpen(this.closed)
     if (ids.length === 0) return
     await this.serialized(room, () => this.db.batch(ids.flatMap((id) => [
       { type: 'del' as const, key: versionMetaKey(room, id) },
@@ -392,7 +398,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   /** Reads go through one LevelDB snapshot: writes made after this call are not seen. */
   async snapshot(): Promise<StoreSnapshot> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     const snapshot = this.db.snapshot()
     try {
       const names = new Set<string>()
@@ -446,7 +452,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     await this.serialized(record.name, () => this.putRoomNow(record))
   }
 
@@ -491,9 +497,10 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- end of history and backup ------------------------------------------------------
 
-  // ---- history log (issue 18) -----------------------------------------------------------
+  // ---- history log -----------------------------------------------------------------------
 
-  readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+  async readLog(room: string, range: { afterSeq?: number; untilAt?: number } = {}): Promise<HistoryLog> {
+    assertOpen(this.closed)
     return this.readLogFrom(room, range, undefined)
   }
 
@@ -529,7 +536,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.fence(room, fence)
     await this.serialized(room, () => this.foldLogNow(room, base, fence))
   }
@@ -548,11 +555,11 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- end of history log ---------------------------------------------------------------
 
-  // ---- health (operations, issue 7) ---------------------------------------------------
+  // ---- health ----------------------------------------------------------------------------
 
   /** A tiny write and read back of a key outside every room's range (not fsynced: it proves writability, not durability). */
   async ping(): Promise<void> {
-    if (this.closed || this.db.status !== 'open') throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed || this.db.status !== 'open')
     const value = textEncoder.encode(String(Date.now()))
     await this.db.put(HEALTH_KEY, value)
     const back = await this.db.get(HEALTH_KEY)

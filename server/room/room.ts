@@ -17,7 +17,7 @@ import {
 import {
   ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
-import { isRoomDeleted, type Store } from '../persistence/store.js'
+import { isRoomDeleted, type Store, type StoredSince } from '../persistence/store.js'
 import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
@@ -623,7 +623,7 @@ export class Room {
   }
 
   /** Applies what the store holds after `appliedThrough` (cluster mode: heals missed messages). */
-  catchUp(since: { state: { upTo: number; data: Uint8Array } | undefined; updates: Array<{ seq: number; data: Uint8Array }>; lastSeq: number }): void {
+  catchUp(since: Omit<StoredSince, 'generation'>): void {
     if (this.destroyed) return
     const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
     let healed: Uint8Array | undefined
