@@ -16,7 +16,7 @@ import { GroupCommit, type Append } from './group-commit.js'
 import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
-import { EMPTY_STATE, assertOpen, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import {
@@ -316,7 +316,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       r.bytes += value.length
       r.lastSeq = Math.max(r.lastSeq, seq)
     }
-    return [...rooms.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    return [...rooms.values()].sort((a, b) => byName(a.name, b.name))
   }
 
   // ---- versions and backup ---------------------------------------------------------------
@@ -405,7 +405,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       for (const range of [{ gt: 'm:', lt: 'm;' }, { gt: 's:', lt: 's;' }]) {
         for await (const key of this.db.keys({ ...range, snapshot })) names.add(unescapeRoom(key.slice(2)))
       }
-      const rooms = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      const rooms = [...names].sort(byName)
       return {
         rooms,
         read: (room) => this.readRoom(room, snapshot),

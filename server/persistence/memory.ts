@@ -1,7 +1,7 @@
 /** In-memory store: for tests and for `startServer({ storage: 'memory' })`. Nothing survives the process. */
 import { CoeditError } from '../errors.js'
 import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, RoomInfo, StoredRoom, WriteFence } from './store.js'
-import { EMPTY_STATE, assertOpen, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import { isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
@@ -108,7 +108,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
         updatedAt: r.updatedAt,
         lastSeq: r.nextSeq - 1,
       }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .sort((a, b) => byName(a.name, b.name))
   }
 
   // ---- versions and backup ---------------------------------------------------------------
@@ -165,7 +165,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
         log: { base: r.logBase, entries: [...r.logEntries] },
       })
     }
-    const rooms = [...records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const rooms = [...records.keys()].sort(byName)
     return {
       rooms,
       read: async (room) => {

@@ -18,7 +18,7 @@ import type { EventSink } from '../room/events.js'
 import type { StoreEvents } from './store.js'
 import { Redactor, redactUrl } from '../observability/redact.js'
 import { StoreClock } from './clock.js'
-import { EMPTY_STATE, assertOpen, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, PingableStore, ReplicaStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredSince, StoredVersion, VersionInfo, VersionedStore, WriteFence,
@@ -295,7 +295,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       counts.set(p.room, n)
       ends.push(n)
     }
-    const rooms = [...counts.keys()].sort()
+    const rooms = [...counts.keys()].sort(byName)
     const ns = rooms.map((r) => counts.get(r)!)
     const generations = rooms.map((r) => fences.get(r) ?? null)
     const started = performance.now()
@@ -573,7 +573,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       const { rows } = await client.query<{ name: string }>(
         `SELECT name FROM ${this.s}.rooms WHERE last_seq > 0 UNION SELECT room FROM ${this.s}.states ORDER BY 1`,
       )
-      const rooms = rows.map((r) => r.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      const rooms = rows.map((r) => r.name).sort(byName)
       return { rooms, read: (room) => this.readRoom(client, room), close: end }
     } catch (err) {
       await end()

@@ -48,6 +48,11 @@ export function roomDeletedError(room: string): CoeditError {
   return new CoeditError('ROOM_DELETED', `room "${room}" was deleted since this write's copy of it was loaded`)
 }
 
+/** The order of room names every store lists them in: UTF-16 code units, as `<` compares. */
+export function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
 /**
  * The first line of every public store method (abstract-level's pattern: the public method
  * asserts, then does the work): after `close()` each rejects with STORE_CLOSED, the same for
