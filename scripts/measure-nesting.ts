@@ -12,7 +12,8 @@
  */
 import { spawnSync } from 'node:child_process'
 import * as Y from 'yjs'
-import { computeRevert, docFromUpdates, docToJson, exportDoc } from '../server/operator/doc-ops.js'
+import { computeRevert, docToJson, exportDoc } from '../server/operator/doc-ops.js'
+import { docFromUpdates } from '../server/room/yjs-log.js'
 
 const KINDS = ['map', 'array', 'xmlelement', 'xmltext', 'xmlfragment', 'mixed'] as const
 type Kind = (typeof KINDS)[number]

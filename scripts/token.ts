@@ -6,8 +6,8 @@
  */
 import { helpColumn, helpRows, parseFlags, type FlagSpecs } from '../server/operator/args.js'
 import { UsageError } from '../server/errors.js'
-import { signToken } from '../server/transport/auth.js'
-import { checkAuthSecret, parseDuration } from '../server/config.js'
+import { checkAuthSecret, signToken } from '../server/transport/auth.js'
+import { parseDuration } from '../server/operator/duration.js'
 import { confirm, processIO, writeOut, type CliIO } from './cli/io.js'
 import { printable } from './cli/printable.js'
 
@@ -55,7 +55,13 @@ export async function token(argv: string[], io: CliIO = processIO()): Promise<nu
   const secret = (values.secret as string | undefined) ?? io.env.AUTH_SECRET
   const privateKeyFile = values['private-key'] as string | undefined
   if (!secret === !privateKeyFile) throw new UsageError('give exactly one of --secret (or AUTH_SECRET) and --private-key')
-  if (secret) checkAuthSecret(secret, values.secret !== undefined ? '--secret' : 'AUTH_SECRET')
+  if (secret) {
+    try {
+      checkAuthSecret(secret, values.secret !== undefined ? '--secret' : 'AUTH_SECRET')
+    } catch (err) {
+      throw new UsageError((err as Error).message)
+    }
+  }
   const rooms = values.room as string[] | undefined
   if (!rooms || rooms.length === 0) throw new UsageError('--room is required (a name or a glob such as team/*)')
   let ttl: number

@@ -4,14 +4,13 @@
  * nothing reads the environment anywhere else.
  */
 import { helpRows, parseFlags, type FlagSpecs } from './operator/args.js'
-import { UsageError } from './errors.js'
+import { CoeditError, UsageError } from './errors.js'
 import { webhookKey } from './observability/webhook-signature.js'
-import { MIN_SECRET_BYTES } from './transport/auth.js'
-import { parseDuration } from './operator/duration.js'
-
-// Its home is errors.ts; re-exported for the modules that took it from here.
-export { UsageError } from './errors.js'
-export { parseDuration } from './operator/duration.js'
+import { checkAuthSecret } from './transport/auth.js'
+import { formatDuration, parseDuration } from './operator/duration.js'
+import { DEFAULT_RETENTION } from './operator/history.js'
+import { DEFAULT_EXACT_WINDOW } from './operator/history-log.js'
+import { MAX_ROOM_NAME_LENGTH, roomNamePattern } from './room/room-name.js'
 
 export interface ServerConfig {
   port: number
@@ -115,7 +114,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxNewRoomsPerMinute', flag: 'max-new-rooms-per-minute', env: 'MAX_NEW_ROOMS_PER_MINUTE', kind: 'limit', default: 60, help: 'rooms with nothing stored that one client address may open per minute (loopback exempt); more close with 4429 (document API: its own budget, HTTP 429) (0 = no limit)' }),
   spec({ key: 'maxRestoreSize', flag: 'max-restore-size', env: 'MAX_RESTORE_SIZE', kind: 'size', default: 1024 ** 3, help: 'largest backup accepted by POST /admin/restore; bigger ones get 413 (other admin bodies: --max-message-size)' }),
   spec({ key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', default: 10_000, help: 'rooms loaded in memory; the least recently used idle room is unloaded to make space, else joins close with 1013' }),
-  spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: 512, help: 'longest room name in UTF-16 code units; longer ones are closed with 4400 after the upgrade' }),
+  spec({ key: 'maxRoomNameLength', flag: 'max-room-name-length', env: 'MAX_ROOM_NAME_LENGTH', kind: 'count', default: MAX_ROOM_NAME_LENGTH, help: 'longest room name in UTF-16 code units; longer ones are closed with 4400 after the upgrade' }),
   spec({ key: 'roomNamePattern', flag: 'room-name-pattern', env: 'ROOM_NAME_PATTERN', kind: 'string', default: '', help: 'regular expression every room name must match in full (default: any name without control, bidi or invisible formatting characters)' }),
   spec({ key: 'maxClockAdvance', flag: 'max-clock-advance', env: 'MAX_CLOCK_ADVANCE', kind: 'count', default: 2 ** 26, help: 'an update may reach at most this many clock units beyond what the room has of each client; beyond: close 4400' }),
   spec({ key: 'maxAwarenessSize', flag: 'max-awareness-size', env: 'MAX_AWARENESS_SIZE', kind: 'size', default: 64 * 1024, help: 'largest awareness state (presence: cursor, name), in bytes of JSON; larger closes with 4400 AWARENESS_STATE_TOO_LARGE' }),
@@ -140,8 +139,8 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'livenessTtl', flag: 'liveness-ttl', env: 'LIVENESS_TTL', kind: 'duration', default: 6000, help: 'cluster mode: a process silent this long is dead; its clients\' presence is removed' }),
   spec({ key: 'adminToken', flag: 'admin-token', env: 'ADMIN_TOKEN', kind: 'string', default: '', help: 'turn on the admin HTTP API (/admin/...) for `coedit --server`, with this bearer token' }),
   spec({ key: 'historyInterval', flag: 'history-interval', env: 'HISTORY_INTERVAL', kind: 'duration', default: 60_000, help: 'record a version of each changed room this often (coedit history/revert)' }),
-  spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: '1h:1m,1d:10m,7d:1h,30d:1d', help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
-  spec({ key: 'historyExact', flag: 'history-exact', env: 'HISTORY_EXACT', kind: 'duration', min: 0, default: 86_400_000, help: 'keep the log of every stored update (with its time and user) this long: export --at, revert --to and diff are exact to the millisecond within it' }),
+  spec({ key: 'historyRetention', flag: 'history-retention', env: 'HISTORY_RETENTION', kind: 'string', default: DEFAULT_RETENTION, help: 'versions kept: AGE:EVERY tiers, one version per EVERY while younger than AGE (units s m h d w)' }),
+  spec({ key: 'historyExact', flag: 'history-exact', env: 'HISTORY_EXACT', kind: 'duration', min: 0, default: DEFAULT_EXACT_WINDOW, help: 'keep the log of every stored update (with its time and user) this long: export --at, revert --to and diff are exact to the millisecond within it' }),
   spec({ key: 'metricsToken', flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'string', default: '', help: 'require this bearer token on GET /metrics' }),
   spec({ key: 'webhook', flag: 'webhook', env: 'WEBHOOK', kind: 'urls', default: '', help: 'POST a signed notice here when a room\'s document changed; repeatable, or comma-separated (needs --webhook-secret)' }),
   spec({ key: 'webhookSecret', flag: 'webhook-secret', env: 'WEBHOOK_SECRET', kind: 'string', default: '', help: 'HMAC-SHA256 key of webhook signatures (Standard Webhooks: webhook-signature), at least 32 bytes, or whsec_<base64>; prefer the env var' }),
@@ -161,14 +160,6 @@ export const DEFAULT_CONFIG: ServerConfig = Object.fromEntries(
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, k: 1024, m: 1024 ** 2, g: 1024 ** 3,
-}
-
-/** The server refuses shorter HS256 secrets; so does `coedit token`, rather than sign tokens no server accepts. */
-export function checkAuthSecret(secret: string, source: string): void {
-  const bytes = Buffer.byteLength(secret, 'utf8')
-  if (bytes < MIN_SECRET_BYTES) {
-    throw new UsageError(`${source} must be at least ${MIN_SECRET_BYTES} bytes, not ${bytes} (make one: openssl rand -base64 32)`)
-  }
 }
 
 /** `1048576`, `512KiB`, `16MiB`, `1MB`. */
@@ -232,6 +223,25 @@ function parseValue(o: OptionSpec, text: string, source: string): ServerConfig[k
   }
 }
 
+/**
+ * Option combinations coedit refuses wherever it starts: `startServer` calls this before it opens
+ * anything (as ws's WebSocketServer constructor throws on bad options), and `parseServeArgs`
+ * turns its error into a usage error. Throws a CoeditError. `sources` names where a value came
+ * from when it is not its flag (`AUTH_SECRET`).
+ */
+export function validateConfig(config: ServerConfig, sources: { authSecret?: string } = {}): void {
+  if (Boolean(config.redis) !== Boolean(config.postgres)) {
+    throw new CoeditError('CLUSTER_INCOMPLETE', '--redis and --postgres go together: cluster mode needs both')
+  }
+  // An empty secret is the shortest secret of all (and would sign with '').
+  if (config.webhook && !config.webhookSecret) throw new CoeditError('WEBHOOK_SECRET_TOO_SHORT', '--webhook needs --webhook-secret (receivers check the signature)')
+  if (config.webhookSecret) webhookKey(config.webhookSecret)
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new CoeditError('TLS_INCOMPLETE', '--tls-cert and --tls-key go together')
+  if (config.authSecret && config.authPublicKey) throw new CoeditError('AUTH_OPTIONS_EXCLUSIVE', '--auth-secret and --auth-public-key are exclusive: pick one')
+  if (config.authSecret) checkAuthSecret(config.authSecret, sources.authSecret)
+  roomNamePattern(config.roomNamePattern)
+}
+
 /** Parses `coedit serve` arguments over the environment over the defaults. Throws UsageError. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig & { help: boolean; version: boolean } {
   const options: FlagSpecs = { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } }
@@ -258,26 +268,12 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       config[o.key] = parseValue(o, (values[o.flag] as string[]).join(','), `--${o.flag}`)
     }
   }
-  if (Boolean(config.redis) !== Boolean(config.postgres)) {
-    throw new UsageError('--redis and --postgres go together: cluster mode needs both')
-  }
-  if (config.webhook && !config.webhookSecret) throw new UsageError('--webhook needs --webhook-secret (receivers check the signature)')
-  if (config.webhookSecret) {
-    try {
-      webhookKey(config.webhookSecret as string)
-    } catch (err) {
-      throw new UsageError((err as Error).message)
-    }
-  }
-  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together')
-  if (config.authSecret && config.authPublicKey) throw new UsageError('--auth-secret and --auth-public-key are exclusive: pick one')
-  if (config.authSecret) checkAuthSecret(config.authSecret as string, typeof values['auth-secret'] === 'string' ? '--auth-secret' : 'AUTH_SECRET')
-  if (config.roomNamePattern) {
-    try {
-      new RegExp(config.roomNamePattern as string, 'u')
-    } catch (err) {
-      throw new UsageError(`--room-name-pattern: ${(err as Error).message}`)
-    }
+  try {
+    validateConfig(config as unknown as ServerConfig, { authSecret: typeof values['auth-secret'] === 'string' ? '--auth-secret' : 'AUTH_SECRET' })
+  } catch (err) {
+    // The same refusal as startServer's, as the CLI reports bad usage: one line, exit 2.
+    if (err instanceof CoeditError) throw new UsageError(err.message)
+    throw err
   }
   return { ...(config as unknown as ServerConfig), help: values.help === true, version: values.version === true }
 }
@@ -290,13 +286,6 @@ export function formatDefault(o: OptionSpec): string {
   if (o.kind === 'duration') return formatDuration(v as number)
   if (o.kind === 'size') return formatSize(v as number)
   return String(v)
-}
-
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`
-  if (ms % 1000 === 0) return `${ms / 1000}s`
-  return `${ms}ms`
 }
 
 export function formatSize(bytes: number): string {

@@ -8,16 +8,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { DEFAULT_CONFIG, type ServerConfig } from './config.js'
+import { DEFAULT_CONFIG, validateConfig, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
 import { Redactor, redactUrl } from './observability/redact.js'
 import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http/http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
 import { MemoryStore } from './persistence/memory.js'
-import type { Store } from './persistence/store.js'
+import { isReplicaStore, type ReplicaStore, type Store } from './persistence/store.js'
 // Cluster mode only: loaded on demand (pg and ioredis add ~20 MB to every process otherwise).
-import type { PostgresStore } from './persistence/postgres.js'
 import type { Cluster } from './cluster/cluster.js'
 import { RoomRegistry } from './room/registry.js'
 import { userOf } from './room/room.js'
@@ -114,11 +113,50 @@ export interface CoeditServer {
   close(): Promise<void>
 }
 
+/** Where documents live: a store coedit opens (and closes), or the caller's own. */
+async function openStore(mode: 'memory' | 'leveldb' | 'postgres' | Store, config: ServerConfig, events: ServerBus, clock: (() => number) | undefined): Promise<Store> {
+  if (mode === 'memory') return new MemoryStore({ now: clock })
+  if (mode === 'leveldb') return LevelStore.open(config.dataDir, { sync: config.fsync, events, now: clock })
+  if (mode === 'postgres') return (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, events, now: clock })
+  return mode
+}
+
+/** Cluster mode: the Redis bus and replication over `store`; closes the store if Redis cannot be reached. */
+async function joinCluster(store: ReplicaStore, config: ServerConfig, log: Logger): Promise<Cluster> {
+  try {
+    return await (await import('./cluster/cluster.js')).Cluster.start(store, {
+      redisUrl: config.redis, redisPrefix: config.redisPrefix, healInterval: config.healInterval, livenessTtl: config.livenessTtl,
+    }, log)
+  } catch (err) {
+    await store.close()
+    // No `cause`: the driver's error can quote the URL, password and all.
+    throw new CoeditError('REDIS_FAILED', `cannot connect to Redis at ${redactUrl(config.redis)}: ${new Redactor([config.redis]).text((err as Error).message)}`)
+  }
+}
+
+/** Listens on `config.port`/`host`; a port in use or any other failure as a coded error. */
+async function listen(http: Server | HttpsServer, config: ServerConfig): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject)
+      http.listen(config.port, config.host, () => {
+        http.off('error', reject)
+        resolve()
+      })
+    })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EADDRINUSE') throw new CoeditError('PORT_IN_USE', `port ${config.port} on ${config.host} is already in use`, { cause: err })
+    throw new CoeditError('LISTEN_FAILED', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
 export async function startServer(options: StartOptions = {}): Promise<CoeditServer> {
   const { storage, logger, faults, clock, hooks, server: _server, path: _path, ...overrides } = options
   // Before anything opens: a bad combination is refused with nothing to undo.
   const attached = attachment(options as Record<string, unknown>)
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', ...stripUndefined(overrides) }
+  validateConfig(config)
   const log = logger ?? createLogger(config.logLevel)
   const retention = parseRetention(config.historyRetention)
   const security = securityOptions(config)
@@ -128,28 +166,14 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
   const events: ServerBus = new Events(containment)
   const ops = new Ops({ config, log, containment, events, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
-  const store: Store = mode === 'memory' ? new MemoryStore({ now: clock })
-    : mode === 'leveldb' ? await LevelStore.open(config.dataDir, { sync: config.fsync, events, now: clock })
-    : mode === 'postgres' ? await (await import('./persistence/postgres.js')).PostgresStore.open({ connectionString: config.postgres, schema: config.postgresSchema, events, now: clock })
-    : mode
+  const store = await openStore(mode, config, events, clock)
   const ownsStore = typeof mode === 'string'
   if (store instanceof LevelStore && store.repairedLogs.length > 0) {
     // An older coedit wrote these rooms (a downgrade, then this upgrade): their exact window restarts now.
     log.warn({ event: 'history_log_restarted', rooms: store.repairedLogs.map((r) => r.room), at: store.repairedLogs[0]!.at },
       `an older coedit wrote to ${store.repairedLogs.length} room(s) without recording when: their history is exact from now on; earlier instants come from versions`)
   }
-  let cluster: Cluster | undefined
-  if (clustered) {
-    try {
-      cluster = await (await import('./cluster/cluster.js')).Cluster.start(store as PostgresStore, {
-        redisUrl: config.redis, redisPrefix: config.redisPrefix, healInterval: config.healInterval, livenessTtl: config.livenessTtl,
-      }, log)
-    } catch (err) {
-      await store.close()
-      // No `cause`: the driver's error can quote the URL, password and all.
-      throw new CoeditError('REDIS_FAILED', `cannot connect to Redis at ${redactUrl(config.redis)}: ${new Redactor([config.redis]).text((err as Error).message)}`)
-    }
-  }
+  const cluster = clustered && isReplicaStore(store) ? await joinCluster(store, config, log) : undefined
 
   const history = new HistoryKeeper(store, { interval: config.historyInterval, retention, log, containment, exactWindow: config.historyExact, now: clock })
   const pathTrace = config.tracePath ? new PathTrace() : undefined
@@ -302,20 +326,12 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   })
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject)
-      http.listen(config.port, config.host, () => {
-        http.off('error', reject)
-        resolve()
-      })
-    })
+    await listen(http, config)
   } catch (err) {
     await ops.close()
     await cluster?.close()
     if (ownsStore) await store.close()
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'EADDRINUSE') throw new CoeditError('PORT_IN_USE', `port ${config.port} on ${config.host} is already in use`, { cause: err })
-    throw new CoeditError('LISTEN_FAILED', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, { cause: err })
+    throw err
   }
   const port = (http.address() as AddressInfo).port
   const urlHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host

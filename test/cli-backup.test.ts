@@ -13,7 +13,7 @@ import { LevelStore } from '../server/persistence/leveldb.js'
 import { decodeBackup, encodeBackup, verifyBackup, type BackupRoom } from '../server/operator/backup-format.js'
 import { encodeTombstone } from '../server/room/tombstone.js'
 import type { StoreSnapshot } from '../server/persistence/store.js'
-import { docFromUpdates, mergeState } from '../server/operator/doc-ops.js'
+import { docFromUpdates, mergeUpdates } from '../server/room/yjs-log.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
 import { RawClient } from './helpers/raw-client.js'
@@ -171,7 +171,7 @@ test('restore-backup: refuses a used directory without --force, a bad file chang
   const check = await LevelStore.open(into)
   t.after(() => check.close())
   assert.deepEqual((await check.listRooms()).map((r) => r.name), ['a', 'b', 'c/d'])
-  assert.equal(docFromUpdates([mergeState((await check.load('c/d')).updates)]).getText('text').toString(), 'room c/d')
+  assert.equal(docFromUpdates([mergeUpdates((await check.load('c/d')).updates)]).getText('text').toString(), 'room c/d')
   assert.equal((await check.listVersions('a')).length, 1, 'history comes along')
   const missing = await cli(['restore-backup', join(dir.path, 'nope.coedit'), '--data', join(dir.path, 'x')])
   assert.equal(missing.code, 1)
@@ -285,7 +285,7 @@ test('a stored update with a clock gap: live and offline backups succeed and res
   const restored = await cli(['restore-backup', offline, '--data', two, '--json'])
   assert.equal(restored.code, 0, restored.stderr)
   const store = await LevelStore.open(two)
-  const stored = mergeState((await store.load('gap-room')).updates)
+  const stored = mergeUpdates((await store.load('gap-room')).updates)
   await store.close()
   assert.ok(holdsGap(stored), 'restored offline with the pending struct')
   const doc = docFromUpdates([stored])
@@ -297,7 +297,7 @@ test('a stored update with a clock gap: live and offline backups succeed and res
   t.after(() => three.close())
   const liveRestore = await cli(['restore-backup', live, '--json', '--server', three.httpUrl, '--token', 'tok'])
   assert.equal(liveRestore.code, 0, liveRestore.stderr)
-  assert.ok(holdsGap(mergeState((await three.store.load('gap-room')).updates)), 'restored live with the pending struct')
+  assert.ok(holdsGap(mergeUpdates((await three.store.load('gap-room')).updates)), 'restored live with the pending struct')
 })
 
 test('backup and export of a store holding one unreadable room: every other room succeeds, the bad one is named (exit 3)', async (t) => {

@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { startServer } from '../server/index.js'
-import { docFromUpdates } from '../server/operator/doc-ops.js'
+import { docFromUpdates } from '../server/room/yjs-log.js'
 import {
   SKIP_MESSAGE, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, setCaret, waitForConnected,
 } from './helpers/browser.js'

@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { startServer } from '../server/index.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
-import { docFromUpdates, docToJson, mergeState } from '../server/operator/doc-ops.js'
+import { docToJson } from '../server/operator/doc-ops.js'
+import { docFromUpdates, mergeUpdates } from '../server/room/yjs-log.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
 import { captureLog } from './helpers/log-capture.js'
@@ -63,8 +64,8 @@ test('offline: export → import into a fresh room gives an equal document (upda
   const i1 = await cli(['import', 'copy-update', upd, '--data', data])
   assert.equal(i1.code, 0, i1.stderr)
   const store = await LevelStore.open(data)
-  const a = mergeState((await store.load('source room/1')).updates)
-  const b = mergeState((await store.load('copy-update')).updates)
+  const a = mergeUpdates((await store.load('source room/1')).updates)
+  const b = mergeUpdates((await store.load('copy-update')).updates)
   await store.close()
   assert.deepEqual(Y.encodeStateVector(docFromUpdates([b])), Y.encodeStateVector(docFromUpdates([a])))
   assert.deepEqual(docToJson(docFromUpdates([b])), docToJson(source))

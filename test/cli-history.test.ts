@@ -11,7 +11,7 @@ import { HistoryKeeper, parseRetention, retentionBound, versionsToDrop, DEFAULT_
 import { LevelStore } from '../server/persistence/leveldb.js'
 import { MemoryStore } from '../server/persistence/memory.js'
 import type { VersionedStore, VersionInfo } from '../server/persistence/store.js'
-import { UsageError } from '../server/config.js'
+import { UsageError } from '../server/errors.js'
 import { startServer } from '../server/index.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor } from './helpers/index.js'
 /** waitFor with a generous default timeout: the CPU is shared with other test runs. */

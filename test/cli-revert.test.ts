@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { startServer, type CoeditServer } from '../server/index.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
-import { docFromUpdates, mergeState } from '../server/operator/doc-ops.js'
+import { docFromUpdates, mergeUpdates } from '../server/room/yjs-log.js'
 import { connect, synced, tempDir, waitFor, type Client } from './helpers/index.js'
 import { cli } from './helpers/cli.js'
 /** waitFor with a generous default timeout: the CPU is shared with other test runs. */
@@ -108,7 +108,7 @@ test('revert offline by time (ISO and relative), and a no-op revert', async (t) 
   await store.append('r', [Y.encodeStateAsUpdate(doc, before)])
   await store.putVersion('r', { at: t0 + 3_600_000, seq: 2, state: Y.encodeStateAsUpdate(doc) })
   doc.getText('text').insert(0, 'later: ')
-  await store.append('r', [Y.encodeStateAsUpdate(doc, Y.encodeStateVector(docFromUpdates([mergeState((await store.load('r')).updates)])))])
+  await store.append('r', [Y.encodeStateAsUpdate(doc, Y.encodeStateVector(docFromUpdates([mergeUpdates((await store.load('r')).updates)])))])
   await store.close()
   const text = async (): Promise<string> => (await cli(['export', 'r', '--data', dir.path])).out
 

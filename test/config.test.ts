@@ -2,6 +2,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SERVE_OPTIONS, formatDefault, parseServeArgs } from '../server/config.js'
+import { UsageError } from '../server/errors.js'
+import { startServer } from '../server/server.js'
+import { INVALID_CONFIGS } from './helpers/invalid-config.js'
 import { LevelStore } from '../server/persistence/leveldb.js'
 import { runCli } from './helpers/child-server.js'
 import { tempDir } from './helpers/index.js'
@@ -43,6 +46,30 @@ test('a bad value is one line on stderr and exit code 2', async () => {
     assert.equal(lines.length, 1, `${what}: one line, got ${JSON.stringify(stderr)}`)
     assert.ok(lines[0]!.includes(c.mention), `${what}: names ${c.mention}: ${lines[0]}`)
     assert.equal(stdout.includes('listening'), false, `${what}: did not start`)
+  }))
+})
+
+// One table (test/helpers/invalid-config.ts), both ways in: what the CLI refuses, startServer refuses.
+for (const c of INVALID_CONFIGS) {
+  test(`refused both ways: ${c.what}`, async () => {
+    assert.throws(() => parseServeArgs(c.args, c.env ?? {}), (err: unknown) => err instanceof UsageError && err.message.includes(c.mention))
+    await assert.rejects(startServer({ storage: 'memory', ...c.options }), (err: { code?: unknown; message?: string }) => {
+      assert.equal(err.code, c.code, `${c.what}: ${err.message}`)
+      assert.ok(err.message?.includes(c.mention), `${c.what}: names ${c.mention}: ${err.message}`)
+      return true
+    })
+  })
+}
+
+test('coedit serve refuses every invalid combination: one line on stderr, exit code 2, nothing started', async () => {
+  // Two at a time: each is a tsx start-up, slow on a loaded machine.
+  for (let i = 0; i < INVALID_CONFIGS.length; i += 2) await Promise.all(INVALID_CONFIGS.slice(i, i + 2).map(async (c) => {
+    const { code, stderr, stdout } = await runCli(['serve', '--port', '0', ...c.args], c.env, 180_000)
+    assert.equal(code, 2, `${c.what}: exit code (${stderr})`)
+    const lines = stderr.trim().split('\n')
+    assert.equal(lines.length, 1, `${c.what}: one line, got ${JSON.stringify(stderr)}`)
+    assert.ok(lines[0]!.includes(c.mention), `${c.what}: names ${c.mention}: ${lines[0]}`)
+    assert.equal(stdout.includes('listening'), false, `${c.what}: did not start`)
   }))
 })
 

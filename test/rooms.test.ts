@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { startServer, LevelStore, MemoryStore } from '../server/index.js'
 import { encodeSyncStep1, encodeSyncUpdate } from '../server/room/protocol.js'
-import { mergeMany } from '../server/operator/doc-ops.js'
+import { mergeUpdates } from '../server/room/yjs-log.js'
 import { connect, prng, synced, tempDir, testSeed, waitFor, type Client } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 import { ControlledStore, gate } from './helpers/controlled-store.js'
@@ -445,6 +445,6 @@ test('a room stored as a state and a long log (what a kill -9 under a fast write
   assert.deepEqual(Y.encodeStateVector(server.registry.rooms[0]!.doc), Y.encodeStateVector(doc))
   // What a backup writes for the room: one update holding the state and the whole log.
   const merged = new Y.Doc()
-  Y.applyUpdate(merged, mergeMany(stored.updates))
+  Y.applyUpdate(merged, mergeUpdates(stored.updates))
   assert.equal(merged.getText('text').toString(), text.toString())
 })

@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { PostgresStore } from '../persistence/postgres.js'
+import type { ReplicaStore } from '../persistence/store.js'
 import type { Room } from '../room/room.js'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
@@ -42,20 +42,20 @@ export interface ClusterOptions {
 export class Cluster {
   readonly processId = randomBytes(6).toString('base64url')
   private bus!: RedisBus
-  private readonly store: PostgresStore
+  private readonly store: ReplicaStore
   private readonly options: ClusterOptions
   private readonly log: Logger
   private readonly rooms = new Map<string, Room>()
   private readonly healing = new Map<string, Promise<void>>()
   private healTimer: NodeJS.Timeout | undefined
 
-  private constructor(store: PostgresStore, options: ClusterOptions, log: Logger) {
+  private constructor(store: ReplicaStore, options: ClusterOptions, log: Logger) {
     this.store = store
     this.options = options
     this.log = log.child({ process: this.processId })
   }
 
-  static async start(store: PostgresStore, options: ClusterOptions, log: Logger): Promise<Cluster> {
+  static async start(store: ReplicaStore, options: ClusterOptions, log: Logger): Promise<Cluster> {
     const cluster = new Cluster(store, options, log)
     cluster.bus = await RedisBus.connect(
       { url: options.redisUrl, prefix: options.redisPrefix, processId: cluster.processId, livenessTtl: options.livenessTtl },

@@ -20,7 +20,7 @@
  */
 import * as Y from 'yjs'
 import { CoeditError } from '../errors.js'
-import { docFromUpdates } from '../operator/doc-ops.js'
+import { docFromUpdates } from '../room/yjs-log.js'
 import { userIdOf } from '../transport/auth.js'
 import type { ParsedRoom } from '../room/room-name.js'
 import type { RoomRegistry } from '../room/registry.js'

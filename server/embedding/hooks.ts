@@ -14,11 +14,12 @@ import type * as Y from 'yjs'
 import type { Logger } from 'pino'
 import type { Access } from '../transport/auth.js'
 import type { AuthenticateHook } from '../transport/authorizer.js'
-import { docFromUpdates } from '../operator/doc-ops.js'
+import { docFromUpdates } from '../room/yjs-log.js'
 import type { EventSource } from '../room/events.js'
 import type { StatelessEvent } from '../transport/hocuspocus.js'
 import type { RegistryEvents } from '../room/registry.js'
-import type { Peer, Room, RoomEvents, UpdateOrigin, User } from '../room/room.js'
+import type { Room, RoomEvents, UpdateOrigin } from '../room/room.js'
+import type { Peer, User } from '../room/peer.js'
 
 /** A connection to a room, as hooks see it (the same object in `connected` and `disconnected`). */
 export interface Connection {

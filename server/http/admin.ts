@@ -25,7 +25,8 @@ import { pipeline } from 'node:stream/promises'
 import * as Y from 'yjs'
 import { refuse, type BearerGuard } from './bearer.js'
 import { CoeditError } from '../errors.js'
-import { EXPORT_FORMATS, IMPORT_FORMATS, mergeState, type ExportFormat, type ImportFormat } from '../operator/doc-ops.js'
+import { EXPORT_FORMATS, IMPORT_FORMATS, type ExportFormat, type ImportFormat } from '../operator/doc-ops.js'
+import { mergeUpdates } from '../room/yjs-log.js'
 import { verifyBackup } from '../operator/backup-format.js'
 import { DIFF_FORMATS, type DiffFormat } from '../operator/diff.js'
 import { DEFAULT_ACTIVITY_BUCKET, DEFAULT_ACTIVITY_LIMIT, MAX_ACTIVITY_LIMIT } from '../operator/history-log.js'
@@ -71,7 +72,7 @@ export function liveAccess(registry: RoomRegistry, store: Store, history: Histor
       // A room may hold only structs pending beyond a clock gap: it exists all the same.
       if (loaded) return loaded.lastApplied === 0 && loaded.doc.store.clients.size === 0 && !loaded.doc.store.pendingStructs ? undefined : { state: Y.encodeStateAsUpdate(loaded.doc), seq: loaded.lastApplied, generation: loaded.generation }
       const stored = await store.load(room)
-      return stored.updates.length === 0 ? undefined : { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
+      return stored.updates.length === 0 ? undefined : { state: mergeUpdates(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
     async apply(room, update, meta) {
       const live = await registry.get(room)

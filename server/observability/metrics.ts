@@ -40,7 +40,6 @@ export const MESSAGE_KINDS = [
   'sync_step1', 'sync_step2', 'sync_update', 'awareness', 'auth', 'query_awareness', 'coedit', 'other',
   'stateless', 'sync_status',
 ] as const
-export type MessageKind = (typeof MESSAGE_KINDS)[number]
 const OTHER = 7
 
 /** The label of a y-websocket frame, from its first bytes (every type and subtype below 128 is one byte). */
@@ -81,10 +80,6 @@ function kindAt(m: Uint8Array, at: number, protocol: WireProtocol): number {
 
 function countIndex(m: Uint8Array, protocol: WireProtocol): number {
   return protocol === 'hocuspocus' ? KINDS + hocuspocusKindIndex(m) : messageKindIndex(m)
-}
-
-export function messageKind(m: Uint8Array, protocol: WireProtocol = 'y-websocket'): MessageKind {
-  return MESSAGE_KINDS[protocol === 'hocuspocus' ? hocuspocusKindIndex(m) : messageKindIndex(m)]!
 }
 
 /** delivered; failed (one attempt, retried later); dropped (gave up after the last retry, or superseded in a full queue). */

@@ -19,6 +19,7 @@ import * as Y from 'yjs'
 import { Redactor } from './redact.js'
 import { legacySignature, standardSignatureHeaders, webhookKey } from './webhook-signature.js'
 import type { Room } from '../room/room.js'
+import { DEFAULT_TEXT_NAME } from '../room/protocol.js'
 import type { WebhookResult } from './metrics.js'
 import { createContainment, type Containment } from '../room/containment.js'
 import type { EventSink } from '../room/events.js'
@@ -26,8 +27,6 @@ import type { EventSink } from '../room/events.js'
 /** Deprecated, sent for one more release: signs the body only (see webhook-signature.ts). */
 export const SIGNATURE_HEADER = 'X-Coedit-Signature'
 export const EVENT_DOCUMENT_CHANGED = 'document.changed'
-/** The shared text the editor binds to, sent with `includeText`. */
-const TEXT_NAME = 'text'
 /** Deliveries in flight per endpoint. */
 const CONCURRENCY = 4
 /** Users listed in one notice; past it `moreUsers` says the list is incomplete. */
@@ -352,7 +351,7 @@ export class Webhooks {
         time: new Date().toISOString(),
         seq: target.lastApplied,
         stateVector: Buffer.from(Y.encodeStateVector(target.doc)).toString('base64'),
-        ...(this.options.includeText ? { text: target.doc.getText(TEXT_NAME).toString() } : {}),
+        ...(this.options.includeText ? { text: target.doc.getText(DEFAULT_TEXT_NAME).toString() } : {}),
         ...authors.fields(),
       }
     }, { room: target.name })

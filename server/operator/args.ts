@@ -7,9 +7,6 @@
 
 import { UsageError } from '../errors.js'
 
-// Its home is errors.ts; still exported here for the modules that import it from the parser.
-export { UsageError }
-
 export interface FlagSpec {
   type: 'string' | 'boolean'
   /** Repeatable: the values are collected in an array. */

@@ -31,7 +31,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import * as Y from 'yjs'
-import { mergeMany } from './doc-ops.js'
+import { mergeUpdates } from '../room/yjs-log.js'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { CoeditError } from '../errors.js'
@@ -89,8 +89,7 @@ const bad = (why: string): CoeditError => new CoeditError('BAD_BACKUP', `not a v
 async function roomBody(snapshot: StoreSnapshot, name: string, containment: Containment): Promise<Uint8Array> {
   containment.check('backup', name)
   const record = await snapshot.read(name)
-  // A short log is merged without integrating; a long one through a document (linear).
-  const state = mergeMany(record.updates)
+  const state = mergeUpdates(record.updates)
   checkUpdate(state, `room "${name}"`)
   for (const v of record.versions) checkUpdate(v.state, `version ${v.id} of room "${name}"`)
   const payload = encoding.createEncoder()

@@ -6,7 +6,9 @@
  */
 import { createTwoFilesPatch } from 'diff'
 import { CoeditError } from '../errors.js'
-import { DEFAULT_TEXT_NAME, docFromUpdates, docToJson, exportDoc } from './doc-ops.js'
+import { docToJson, exportDoc } from './doc-ops.js'
+import { DEFAULT_TEXT_NAME } from '../room/protocol.js'
+import { docFromUpdates } from '../room/yjs-log.js'
 
 export const DIFF_FORMATS = ['text', 'json'] as const
 export type DiffFormat = (typeof DIFF_FORMATS)[number]

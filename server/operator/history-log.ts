@@ -14,7 +14,7 @@
  * versions remain, thinned by the retention policy as before.
  */
 import * as Y from 'yjs'
-import { applyUpdates, mergeState } from './doc-ops.js'
+import { applyUpdates, mergeUpdates } from '../room/yjs-log.js'
 import {
   EMPTY_STATE, isHistoryLogStore, isVersionedStore, type HistoryLogStore, type LogEntry, type Store,
 } from '../persistence/store.js'
@@ -71,7 +71,7 @@ export async function stateAt(store: Store, room: string, at: number): Promise<E
   const parts = [...(log.base ? [log.base.state] : []), ...log.entries.map((e) => e.update)]
   const seq = log.entries.length > 0 ? log.entries[log.entries.length - 1]!.seq : log.base?.upTo ?? 0
   if (parts.length === 0) return { state: EMPTY_STATE, seq: 0, at }
-  return { state: mergeState(parts), seq, at }
+  return { state: mergeUpdates(parts), seq, at }
 }
 
 function contiguous(entries: readonly LogEntry[]): boolean {
@@ -80,7 +80,7 @@ function contiguous(entries: readonly LogEntry[]): boolean {
 }
 
 function build(parts: Uint8Array[], entries: readonly LogEntry[], at: number): ExactState {
-  return { state: parts.length === 1 ? parts[0]! : mergeState(parts), seq: entries[entries.length - 1]!.seq, at }
+  return { state: parts.length === 1 ? parts[0]! : mergeUpdates(parts), seq: entries[entries.length - 1]!.seq, at }
 }
 
 /** The first instant the log answers exactly (undefined: the log reaches back to the room's start, or there is none). */

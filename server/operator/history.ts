@@ -7,7 +7,7 @@
  */
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
-import { UsageError } from './args.js'
+import { UsageError } from '../errors.js'
 import { parseDuration } from './duration.js'
 import { isHistoryLogStore, isRoomDeleted, isVersionedStore, type HistoryLogStore, type Store, type VersionInfo, type VersionedStore } from '../persistence/store.js'
 import { createContainment, type Containment } from '../room/containment.js'

@@ -6,8 +6,9 @@
  */
 import * as Y from 'yjs'
 import { CoeditError } from '../errors.js'
+import { docFromUpdates, mergeUpdates } from '../room/yjs-log.js'
 import {
-  computeRevert, containsState, docFromUpdates, exportDoc, importUpdate, mergeMany, mergeState, parseTimeSpec, resolveVersion, sameUpdate,
+  computeRevert, containsState, exportDoc, importUpdate, parseTimeSpec, resolveVersion, sameUpdate,
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
@@ -49,7 +50,7 @@ export function storeAccess(store: Store): RoomAccess {
     async current(room) {
       const stored = await store.load(room)
       if (stored.updates.length === 0) return undefined
-      return { state: mergeState(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
+      return { state: mergeUpdates(stored.updates), seq: stored.lastSeq, generation: stored.generation ?? 0 }
     },
     async apply(room, update, meta) {
       // What a live room refuses (see Room.applyAdminUpdate), an offline import must not store either.
@@ -314,7 +315,7 @@ export class Operations {
       // integrated: two integrations of the same structs need not agree (see sameUpdate).
       const ok = this.access.live
         ? await this.access.current(record.name).then((now) => now !== undefined && containsState(now.state, record.updates[0]!))
-        : await store.load(record.name).then((stored) => stored.updates.length > 0 && sameUpdate(mergeMany(stored.updates), record.updates[0]!))
+        : await store.load(record.name).then((stored) => stored.updates.length > 0 && sameUpdate(mergeUpdates(stored.updates), record.updates[0]!))
           && (await store.listVersions(record.name)).length === record.versions.length
       if (!ok) throw new CoeditError('RESTORE_VERIFY_FAILED', `room "${record.name}" does not read back as the backup holds it`)
     }

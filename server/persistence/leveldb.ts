@@ -16,7 +16,7 @@ import { GroupCommit, type Append } from './group-commit.js'
 import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
-import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import {
@@ -139,6 +139,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async load(room: string): Promise<StoredRoom> {
+    assertOpen(this.closed)
     const generation = this.generations.get(room) ?? 0
     const updates: Uint8Array[] = []
     let upTo = 0
@@ -166,7 +167,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     // Checked at the call, and queued at once: a delete called after this append is written after it.
     this.fence(room, meta)
     return this.commits.add(room, updates, meta)
@@ -240,6 +241,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    assertOpen(this.closed)
     this.fence(room, fence)
     // On the room's chain: a delete never runs between its two steps.
     await this.serialized(room, async () => {
@@ -266,8 +268,8 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
    * reads. Its generation grows at the call, so appends and other writes made for the old
    * one are refused from that moment.
    */
-  delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
-    if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
+  async delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    assertOpen(this.closed)
     const deleted = this.generations.get(room) ?? 0
     this.generations.set(room, deleted + 1)
     return this.serialized(room, async () => {
@@ -325,6 +327,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async listRooms(): Promise<RoomInfo[]> {
+    assertOpen(this.closed)
     const rooms = new Map<string, RoomInfo>()
     const info = (escaped: string): RoomInfo => {
       let r = rooms.get(escaped)
@@ -358,10 +361,10 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
       r.bytes += value.length
       r.lastSeq = Math.max(r.lastSeq, seq)
     }
-    return [...rooms.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    return [...rooms.values()].sort((a, b) => byName(a.name, b.name))
   }
 
-  // ---- history and backup (operator CLI, issue 4) -----------------------------------
+  // ---- versions and backup ---------------------------------------------------------------
 
   /**
    * A room's writes besides appends (versions, compaction, folds, restore, delete) run one at
@@ -406,7 +409,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.fence(room, fence)
     return this.serialized(room, async () => {
       this.fence(room, fence)
@@ -433,6 +436,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async listVersions(room: string): Promise<VersionInfo[]> {
+    assertOpen(this.closed)
     return this.readVersionInfos(room, undefined)
   }
 
@@ -446,6 +450,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
+    assertOpen(this.closed)
     const [meta, state] = await this.db.getMany([versionMetaKey(room, id), versionStateKey(room, id)])
     if (meta === undefined) return undefined
     const info = decodeVersionMeta(meta)
@@ -462,6 +467,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
+    assertOpen(this.closed)
     if (ids.length === 0) return
     await this.serialized(room, () => this.db.batch(ids.flatMap((id) => [
       { type: 'del' as const, key: versionMetaKey(room, id) },
@@ -472,14 +478,14 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   /** Reads go through one LevelDB snapshot: writes made after this call are not seen. */
   async snapshot(): Promise<StoreSnapshot> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     const snapshot = this.db.snapshot()
     try {
       const names = new Set<string>()
       for (const range of [{ gt: 'm:', lt: 'm;' }, { gt: 's:', lt: 's;' }]) {
         for await (const key of this.db.keys({ ...range, snapshot })) names.add(unescapeRoom(key.slice(2)))
       }
-      const rooms = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      const rooms = [...names].sort(byName)
       const tombstones = new Map<string, Uint8Array>()
       for await (const [key, value] of this.db.iterator({ gt: 'x:', lt: 'x;', snapshot })) tombstones.set(unescapeRoom(key.slice(2)), value)
       return {
@@ -537,7 +543,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     await this.serialized(record.name, () => this.putRoomNow(record))
   }
 
@@ -584,9 +590,10 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- end of history and backup ------------------------------------------------------
 
-  // ---- history log (issue 18) -----------------------------------------------------------
+  // ---- history log -----------------------------------------------------------------------
 
   async readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
+    assertOpen(this.closed)
     // One view of base, updates, marks and state: a fold or compaction meanwhile would
     // otherwise look like a gap in the log (and make an exact instant look inexact).
     // Read before the log: a delete meanwhile then refuses a fold of what was read.
@@ -658,7 +665,7 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
   }
 
   async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.fence(room, fence)
     await this.serialized(room, () => this.foldLogNow(room, base, fence))
   }
@@ -678,11 +685,11 @@ export class LevelStore implements VersionedStore, HistoryLogStore {
 
   // ---- end of history log ---------------------------------------------------------------
 
-  // ---- health (operations, issue 7) ---------------------------------------------------
+  // ---- health ----------------------------------------------------------------------------
 
   /** A tiny write and read back of a key outside every room's range (not fsynced: it proves writability, not durability). */
   async ping(): Promise<void> {
-    if (this.closed || this.db.status !== 'open') throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed || this.db.status !== 'open')
     const value = textEncoder.encode(String(Date.now()))
     await this.db.put(HEALTH_KEY, value)
     const back = await this.db.get(HEALTH_KEY)

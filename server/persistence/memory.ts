@@ -1,7 +1,7 @@
 /** In-memory store: for tests and for `startServer({ storage: 'memory' })`. Nothing survives the process. */
 import { CoeditError } from '../errors.js'
 import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence } from './store.js'
-import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
@@ -12,7 +12,7 @@ interface MemoryRoom {
   log: Array<{ seq: number; update: Uint8Array }>
   nextSeq: number
   updatedAt: number | undefined
-  /** The history log (issue 18): folded base and entries after it. */
+  /** The history log: folded base and entries after it. */
   logBase: LogBase | undefined
   logEntries: LogEntry[]
 }
@@ -51,6 +51,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async load(name: string): Promise<StoredRoom> {
+    assertOpen(this.closed)
     const r = this.rooms.get(name)
     if (!r) return { updates: [], lastSeq: 0, pendingUpdates: 0, ...this.incarnation(name) }
     const updates = r.state ? [r.state, ...r.log.map((e) => e.update)] : r.log.map((e) => e.update)
@@ -58,7 +59,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async append(name: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.fence(name, meta)
     const r = this.room(name)
     const at = this.clock.stamp()
@@ -73,6 +74,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async compact(name: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    assertOpen(this.closed)
     this.fence(name, fence)
     const r = this.room(name)
     r.state = state.slice()
@@ -81,7 +83,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async delete(name: string, options: DeleteOptions = {}): Promise<DeleteResult> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     const r = this.rooms.get(name)
     const versions = this.versions.get(name)
     const existed = r !== undefined || (versions !== undefined && versions.list.length > 0) || this.tombstones.has(name)
@@ -97,6 +99,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async listRooms(): Promise<RoomInfo[]> {
+    assertOpen(this.closed)
     return [...this.rooms.entries()]
       .map(([name, r]) => ({
         name,
@@ -105,10 +108,10 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
         updatedAt: r.updatedAt,
         lastSeq: r.nextSeq - 1,
       }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .sort((a, b) => byName(a.name, b.name))
   }
 
-  // ---- history and backup (operator CLI, issue 4) -----------------------------------
+  // ---- versions and backup ---------------------------------------------------------------
 
   private readonly versions = new Map<string, { nextId: number; list: StoredVersion[] }>()
 
@@ -122,7 +125,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.fence(room, fence)
     const v = this.versionsOf(room)
     const stored: StoredVersion = { id: v.nextId++, at: version.at, seq: version.seq, bytes: version.state.length, state: version.state.slice(), ...(version.pinned ? { pinned: true } : {}) }
@@ -131,14 +134,17 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async listVersions(room: string): Promise<VersionInfo[]> {
+    assertOpen(this.closed)
     return (this.versions.get(room)?.list ?? []).map(infoOf)
   }
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
+    assertOpen(this.closed)
     return this.versions.get(room)?.list.find((v) => v.id === id)
   }
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
+    assertOpen(this.closed)
     const v = this.versions.get(room)
     if (!v) return
     const drop = new Set(ids)
@@ -147,6 +153,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
 
   /** Copies everything now: the event loop makes the copy one moment. */
   async snapshot(): Promise<StoreSnapshot> {
+    assertOpen(this.closed)
     const records = new Map<string, RoomRecord>()
     for (const [name, r] of this.rooms) {
       records.set(name, {
@@ -158,7 +165,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
         log: { base: r.logBase, entries: [...r.logEntries] },
       })
     }
-    const rooms = [...records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const rooms = [...records.keys()].sort(byName)
     return {
       rooms,
       tombstones: new Map([...this.tombstones].map(([name, t]) => [name, t.slice()])),
@@ -178,7 +185,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     this.tombstones.delete(record.name)
     const [first, ...rest] = record.updates
     const upTo = record.lastSeq - rest.length
@@ -202,9 +209,10 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
 
   // ---- end of history and backup ------------------------------------------------------
 
-  // ---- history log (issue 18) -----------------------------------------------------------
+  // ---- history log -----------------------------------------------------------------------
 
   async readLog(name: string, range: LogRange = {}): Promise<HistoryLog> {
+    assertOpen(this.closed)
     const r = this.rooms.get(name)
     const generation = this.generations.get(name)
     const of = generation ? { generation } : {}
@@ -221,6 +229,7 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
   }
 
   async foldLog(name: string, base: LogBase, fence?: WriteFence): Promise<void> {
+    assertOpen(this.closed)
     this.fence(name, fence)
     const r = this.room(name)
     r.logBase = { ...base, state: base.state.slice() }
@@ -229,10 +238,10 @@ export class MemoryStore implements VersionedStore, HistoryLogStore {
 
   // ---- end of history log ---------------------------------------------------------------
 
-  // ---- health (operations, issue 7) ---------------------------------------------------
+  // ---- health ----------------------------------------------------------------------------
 
   async ping(): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
   }
 
   // ---- end of health ------------------------------------------------------------------

@@ -18,10 +18,10 @@ import type { EventSink } from '../room/events.js'
 import type { StoreEvents } from './store.js'
 import { Redactor, redactUrl } from '../observability/redact.js'
 import { StoreClock } from './clock.js'
-import { EMPTY_STATE, roomDeletedError } from './store.js'
+import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import type {
-  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, PingableStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
-  StoredVersion, VersionInfo, VersionedStore, WriteFence,
+  AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, PingableStore, ReplicaStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
+  StoredSince, StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
 import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
 
@@ -39,15 +39,6 @@ export interface PostgresStoreOptions {
 }
 
 
-/** Everything stored after a sequence number: the compacted state if it overlaps, then updates. */
-export interface StoredSince {
-  updates: Array<{ seq: number; data: Uint8Array }>
-  /** Set when compaction folded updates after `afterSeq`: apply it first (idempotent). */
-  state: { upTo: number; data: Uint8Array } | undefined
-  lastSeq: number
-  /** The room's generation now: another than the reader's means the room was deleted (see Store.delete). */
-  generation: number
-}
 
 const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
   (s) => `
@@ -115,7 +106,7 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
 const CONNECT_TIMEOUT = 5000
 const RETRYABLE = new Set(['40P01', '40001']) // deadlock, serialization failure
 
-export class PostgresStore implements VersionedStore, PingableStore, HistoryLogStore {
+export class PostgresStore implements VersionedStore, PingableStore, HistoryLogStore, ReplicaStore {
   private readonly pool: pg.Pool
   private readonly s: string
   private readonly events: PostgresStoreOptions['events']
@@ -187,6 +178,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async load(room: string): Promise<StoredRoom> {
+    assertOpen(this.closed)
     // One statement, one snapshot: a concurrent compaction cannot make us miss updates.
     const { rows } = await this.pool.query<{ kind: number; seq: string; data: Buffer | null; generation: string }>(
       `SELECT 0 AS kind, up_to AS seq, data, 0::bigint AS generation FROM ${this.s}.states WHERE room = $1
@@ -218,6 +210,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
 
   /** Everything after `afterSeq`, for a process catching up on updates it did not receive. */
   async readSince(room: string, afterSeq: number): Promise<StoredSince> {
+    assertOpen(this.closed)
     const { rows } = await this.pool.query<{ kind: number; seq: string; data: Buffer | null }>(
       `SELECT 0 AS kind, up_to AS seq, data FROM ${this.s}.states WHERE room = $1 AND up_to > $2
        UNION ALL
@@ -243,14 +236,15 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
 
   /** Last sequence number and generation of each of `rooms` (rooms never written are absent). */
   async lastSeqs(rooms: readonly string[]): Promise<Map<string, { lastSeq: number; generation: number }>> {
+    assertOpen(this.closed)
     const { rows } = await this.pool.query<{ name: string; last_seq: string; generation: string }>(
       `SELECT name, last_seq, generation FROM ${this.s}.rooms WHERE name = ANY($1::text[])`, [rooms],
     )
     return new Map(rows.map((r) => [r.name, { lastSeq: Number(r.last_seq), generation: Number(r.generation) }]))
   }
 
-  append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
-    if (this.closed) return Promise.reject(new CoeditError('STORE_CLOSED', 'store is closed'))
+  async append(room: string, updates: readonly Uint8Array[], meta?: AppendMeta): Promise<number> {
+    assertOpen(this.closed)
     return this.commits.add(room, updates, meta)
   }
 
@@ -301,7 +295,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       counts.set(p.room, n)
       ends.push(n)
     }
-    const rooms = [...counts.keys()].sort()
+    const rooms = [...counts.keys()].sort(byName)
     const ns = rooms.map((r) => counts.get(r)!)
     const generations = rooms.map((r) => fences.get(r) ?? null)
     const started = performance.now()
@@ -366,6 +360,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async compact(room: string, state: Uint8Array, upTo: number, fence?: WriteFence): Promise<void> {
+    assertOpen(this.closed)
     await this.transaction(async (client) => {
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [`coedit-compact:${this.s}:${room}`])
       // Another process is folding this room right now; its state will do.
@@ -397,7 +392,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
    * sequence back at 0 and the tombstone if one was asked for.
    */
   async delete(room: string, options: DeleteOptions = {}): Promise<DeleteResult> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     // This process's appends called before it are written first (and deleted with the rest);
     // the transaction itself does not hold up the group commit: appends of the room made
     // after it wait for its row lock, and see the generation it leaves.
@@ -438,6 +433,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async listRooms(): Promise<RoomInfo[]> {
+    assertOpen(this.closed)
     const { rows } = await this.pool.query<{ name: string; last_seq: string; updated_at: Date; updates: string; bytes: string }>(
       `SELECT r.name, r.last_seq, r.updated_at,
               (SELECT count(*) FROM ${this.s}.updates u WHERE u.room = r.name
@@ -475,7 +471,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async putVersion(room: string, version: { at: number; seq: number; state: Uint8Array; pinned?: boolean }, fence?: WriteFence): Promise<VersionInfo> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     return this.inRoomTransaction(room, async (client) => {
       await this.checkFence(client, room, fence)
       const { rows } = await client.query<{ id: string }>(
@@ -489,6 +485,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async listVersions(room: string): Promise<VersionInfo[]> {
+    assertOpen(this.closed)
     const { rows } = await this.pool.query<{ id: string; at: string; seq: string; bytes: number; pinned: boolean }>(
       `SELECT id, at, seq, length(data) AS bytes, pinned FROM ${this.s}.versions WHERE room = $1 ORDER BY id`, [room],
     )
@@ -496,6 +493,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async getVersion(room: string, id: number): Promise<StoredVersion | undefined> {
+    assertOpen(this.closed)
     const { rows } = await this.pool.query<{ at: string; seq: string; data: Buffer; pinned: boolean }>(
       `SELECT at, seq, data, pinned FROM ${this.s}.versions WHERE room = $1 AND id = $2`, [room, id],
     )
@@ -503,9 +501,10 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
     return r && { id, at: Number(r.at), seq: Number(r.seq), bytes: r.data.length, state: r.data, ...(r.pinned ? { pinned: true } : {}) }
   }
 
-  // ---- history log (issue 18) -----------------------------------------------------------
+  // ---- history log -----------------------------------------------------------------------
 
-  readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
+  async readLog(room: string, range: LogRange = {}): Promise<HistoryLog> {
+    assertOpen(this.closed)
     return this.readLogWith(this.pool, room, range)
   }
 
@@ -568,7 +567,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async foldLog(room: string, base: LogBase, fence?: WriteFence): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     await this.inRoomTransaction(room, async (client) => {
       await this.checkFence(client, room, fence)
       const { rowCount } = await client.query(
@@ -584,13 +583,14 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   // ---- end of history log ---------------------------------------------------------------
 
   async deleteVersions(room: string, ids: readonly number[]): Promise<void> {
+    assertOpen(this.closed)
     if (ids.length === 0) return
     await this.pool.query(`DELETE FROM ${this.s}.versions WHERE room = $1 AND id = ANY($2::bigint[])`, [room, ids])
   }
 
   /** A REPEATABLE READ transaction: every read sees the database as of its first query. */
   async snapshot(): Promise<StoreSnapshot> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     const client = await this.pool.connect()
     const end = async (): Promise<void> => {
       await client.query('COMMIT').catch(() => {})
@@ -601,7 +601,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
       const { rows } = await client.query<{ name: string }>(
         `SELECT name FROM ${this.s}.rooms WHERE last_seq > 0 UNION SELECT room FROM ${this.s}.states ORDER BY 1`,
       )
-      const rooms = rows.map((r) => r.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      const rooms = rows.map((r) => r.name).sort(byName)
       const marked = await client.query<{ name: string; tombstone: Buffer }>(`SELECT name, tombstone FROM ${this.s}.rooms WHERE tombstone IS NOT NULL`)
       const tombstones = new Map(marked.rows.map((r) => [r.name, new Uint8Array(r.tombstone)]))
       return { rooms, tombstones, read: (room) => this.readRoom(client, room), close: end }
@@ -653,7 +653,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     const room = record.name
     const [first, ...rest] = record.updates
     const upTo = record.lastSeq - rest.length
@@ -704,7 +704,7 @@ export class PostgresStore implements VersionedStore, PingableStore, HistoryLogS
   }
 
   async ping(): Promise<void> {
-    if (this.closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+    assertOpen(this.closed)
     const now = Date.now()
     const { rows } = await this.pool.query<{ at: string }>(
       `INSERT INTO ${this.s}.health (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at RETURNING at`, [now],

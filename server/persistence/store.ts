@@ -49,6 +49,20 @@ export function roomDeletedError(room: string): CoeditError {
   return new CoeditError('ROOM_DELETED', `room "${room}" was deleted since this write's copy of it was loaded`)
 }
 
+/** The order of room names every store lists them in: UTF-16 code units, as `<` compares. */
+export function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/**
+ * The first line of every public store method (abstract-level's pattern: the public method
+ * asserts, then does the work): after `close()` each rejects with STORE_CLOSED, the same for
+ * every backend (the conformance suite calls each one).
+ */
+export function assertOpen(closed: boolean): void {
+  if (closed) throw new CoeditError('STORE_CLOSED', 'store is closed')
+}
+
 export function isRoomDeleted(err: unknown): boolean {
   return err instanceof CoeditError && err.code === 'ROOM_DELETED'
 }
@@ -76,7 +90,7 @@ export interface RoomInfo {
   lastSeq: number
 }
 
-/** Who made the updates of one append (issue 18): the connection's user, when known. */
+/** Who made the updates of one append: the connection's user, when known (the history log records it). */
 export interface AppendMeta extends WriteFence {
   /** `user.id`: the token's `sub`, or what an `authenticate` hook says. */
   user?: string
@@ -102,7 +116,7 @@ export interface Store {
   close(): Promise<void>
 }
 
-// ---- history and backup (operator CLI, issue 4) -------------------------------------
+// ---- versions and backup (optional) ----------------------------------------------------
 // Optional capabilities: every built-in store implements them; a store of your own
 // without them serves rooms but has no history and no backup.
 
@@ -174,7 +188,7 @@ export interface VersionedStore extends Store {
   putTombstone?(room: string, tombstone: Uint8Array): Promise<void>
 }
 
-// ---- history log (exact point in time, issue 18) --------------------------------------
+// ---- history log (exact point in time, optional) --------------------------------------
 // Every stored update is also written, with when it was stored and by whom, to a history
 // log that compaction does not touch. The log's oldest part is folded into a base state
 // (server/operator/history-log.ts decides when), so the log covers a window, not all time.
@@ -238,7 +252,7 @@ export function isHistoryLogStore(store: Store): store is HistoryLogStore {
 /** An empty Yjs update: the state of a room with nothing in it. */
 export const EMPTY_STATE = new Uint8Array([0, 0])
 
-// ---- health (operations, issue 7) ----------------------------------------------------
+// ---- health (optional) -----------------------------------------------------------------
 // Optional too: /readyz reports a store without it as ready but unchecked.
 
 export interface PingableStore extends Store {
@@ -250,7 +264,31 @@ export function isPingableStore(store: Store): store is PingableStore {
   return typeof (store as Partial<PingableStore>).ping === 'function'
 }
 
-// ---- end of health --------------------------------------------------------------------
+// ---- replicas: several processes on one store (cluster/) ---------------------------------
+// A store that more than one process writes (PostgreSQL) lets each read what the others
+// stored, to heal what the bus missed. cluster/ takes any store with these two methods.
+
+/** Everything stored after a sequence number: the compacted state if it overlaps, then updates. */
+export interface StoredSince {
+  updates: Array<{ seq: number; data: Uint8Array }>
+  /** Set when compaction folded updates after `afterSeq`: apply it first (idempotent). */
+  state: { upTo: number; data: Uint8Array } | undefined
+  lastSeq: number
+  /** The room's generation now: another than the reader's means the room was deleted (see Store.delete). */
+  generation: number
+}
+
+export interface ReplicaStore extends Store {
+  /** What `room` stored after `afterSeq` (another process's writes included). */
+  readSince(room: string, afterSeq: number): Promise<StoredSince>
+  /** The last stored sequence number and generation of each of `rooms` that exists. */
+  lastSeqs(rooms: readonly string[]): Promise<Map<string, { lastSeq: number; generation: number }>>
+}
+
+export function isReplicaStore(store: Store): store is ReplicaStore {
+  const s = store as Partial<ReplicaStore>
+  return typeof s.readSince === 'function' && typeof s.lastSeqs === 'function'
+}
 
 export function isVersionedStore(store: Store): store is VersionedStore {
   const s = store as Partial<VersionedStore>

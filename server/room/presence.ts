@@ -21,7 +21,7 @@ import {
   ProtocolError, type AwarenessLimits, type ReceivedAwarenessEntry, decodeAwarenessEntries, encodeAwareness, encodeAwarenessUpdate,
   isAwarenessRemoval, parseAwarenessState, readAwarenessUpdate,
 } from './protocol.js'
-import type { Peer } from './room.js'
+import type { Peer } from './peer.js'
 import type { Containment } from './containment.js'
 
 export interface PresenceLimits extends AwarenessLimits {

@@ -44,6 +44,12 @@ export const COEDIT_PERSISTED = 0
 export const COEDIT_OPT_IN_PARAM = 'coedit'
 export const COEDIT_PROTOCOL_VERSION = 1
 
+/**
+ * The shared text clients bind to (`doc.getText(DEFAULT_TEXT_NAME)`): the editor, the README's
+ * client example, webhooks' `includeText`, and the default of every `name` an export or diff takes.
+ */
+export const DEFAULT_TEXT_NAME = 'text'
+
 export type ClientMessage =
   | { type: 'sync-step1'; stateVector: Uint8Array }
   | { type: 'sync-step2'; update: Uint8Array }

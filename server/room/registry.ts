@@ -6,7 +6,8 @@
  * A room being deleted (see `remove`) is loaded by nobody until the delete is done.
  */
 import type { Logger } from 'pino'
-import { Room, type Peer, type RoomEvents, type RoomOptions, type RoomOwner } from './room.js'
+import { Room, type RoomEvents, type RoomOptions, type RoomOwner } from './room.js'
+import type { Peer } from './peer.js'
 import type { Store } from '../persistence/store.js'
 import { CoeditError } from '../errors.js'
 import type { BeforeSink, EventSink } from './events.js'

@@ -10,14 +10,14 @@
  */
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
-import { applyUpdates, isStackOverflow, keepDeepGarbage } from '../operator/doc-ops.js'
+import { applyUpdates, isStackOverflow, keepDeepGarbage } from './yjs-log.js'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_ROOM_DELETED, CLOSE_TRY_AGAIN_LATER, type CloseCode,
 } from './close-codes.js'
 import {
   ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
-import { isRoomDeleted, type Store } from '../persistence/store.js'
+import { isRoomDeleted, type Store, type StoredSince } from '../persistence/store.js'
 import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
@@ -29,37 +29,7 @@ import { forRoom, type Containment } from './containment.js'
 import type { EventSink } from './events.js'
 import { CoeditError } from '../errors.js'
 import { PathTrace, type PathMarks } from './path-trace.js'
-
-export interface Peer {
-  /** Short id for logs. */
-  readonly id: string
-  /** Opted into coedit extension messages (`?coedit=1`). */
-  readonly wantsAck: boolean
-  /** A reader: receives the document and awareness, but its document changes are never applied, relayed or stored. */
-  readonly readOnly?: boolean
-  /** Who is connected, when known (the token's `sub`, or an `authenticate` hook): the history log records it. */
-  readonly user?: User
-  send(message: Uint8Array): void
-  close(close: CloseCode, detail?: string): void
-  /**
-   * The server ends this connection's part in the room (the room was deleted, or
-   * `rooms.disconnect`). Absent: `close`. A Hocuspocus document leaves alone; the other
-   * documents of its socket stay.
-   */
-  leave?(close: CloseCode, detail?: string): void
-  /**
-   * Checks that the connection is still there (a WebSocket ping): true once it shows any
-   * sign of life, false if none comes within a short timeout. Presence asks before handing
-   * a client ID it owns to another connection; absent = never handed over.
-   */
-  probe?(): Promise<boolean>
-}
-
-/** Who made a change: the history log records `id`; hooks and webhooks are told. */
-export interface User {
-  readonly id: string
-  readonly name?: string
-}
+import type { Peer, User } from './peer.js'
 
 /** Transaction origins, so an update is relayed once and never persisted twice. */
 export type UpdateOrigin =
@@ -668,7 +638,7 @@ export class Room {
   }
 
   /** Applies what the store holds after `appliedThrough` (cluster mode: heals missed messages). */
-  catchUp(since: { state: { upTo: number; data: Uint8Array } | undefined; updates: Array<{ seq: number; data: Uint8Array }>; lastSeq: number }): void {
+  catchUp(since: Omit<StoredSince, 'generation'>): void {
     if (this.destroyed) return
     const parts = [...(since.state ? [since.state.data] : []), ...since.updates.filter((u) => u.seq > this.appliedThrough).map((u) => u.data)]
     let healed: Uint8Array | undefined

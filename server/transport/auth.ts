@@ -38,6 +38,17 @@ export type AuthResult =
 /** HS256 needs a key at least as long as its hash (RFC 7518 §3.2). */
 export const MIN_SECRET_BYTES = 32
 
+/**
+ * The server refuses shorter HS256 secrets; so does `coedit token`, rather than sign tokens no
+ * server accepts. `source` names where the secret came from (`--auth-secret`, `AUTH_SECRET`).
+ */
+export function checkAuthSecret(secret: string, source = '--auth-secret'): void {
+  const bytes = Buffer.byteLength(secret, 'utf8')
+  if (bytes < MIN_SECRET_BYTES) {
+    throw new CoeditError('AUTH_SECRET_TOO_SHORT', `${source} must be at least ${MIN_SECRET_BYTES} bytes, not ${bytes} (make one: openssl rand -base64 32)`)
+  }
+}
+
 /** The grant of every connection when tokens are off. */
 export const OPEN_GRANT: Grant = { access: 'write', rooms: ['**'], expiresAt: undefined }
 
@@ -49,11 +60,8 @@ export class Authenticator {
   /** Undefined when tokens are off (neither option set). Throws CoeditError on a bad key. */
   static fromOptions(options: { authSecret: string; authPublicKey: string }): Authenticator | undefined {
     if (options.authSecret) {
-      const key = new TextEncoder().encode(options.authSecret)
-      if (key.length < MIN_SECRET_BYTES) {
-        throw new CoeditError('AUTH_SECRET_TOO_SHORT', `--auth-secret must be at least ${MIN_SECRET_BYTES} bytes (try: openssl rand -base64 32)`)
-      }
-      return new Authenticator(key, 'HS256')
+      checkAuthSecret(options.authSecret)
+      return new Authenticator(new TextEncoder().encode(options.authSecret), 'HS256')
     }
     if (options.authPublicKey) {
       const key = readKey(options.authPublicKey, 'public')

@@ -159,7 +159,6 @@ function grantOf(answer: unknown, room: string): Grant | undefined {
   return { access, rooms: [room], expiresAt: undefined, user: { id: userId, name: userName } }
 }
 
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g
 function printable(text: string): string {
   return text.replace(CONTROL, ' ').trim()

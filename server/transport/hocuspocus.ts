@@ -27,7 +27,8 @@ import {
   decodeHpAuth, decodeHpFrame, decodeHpStateless, encodeHpAuthenticated, encodeHpClose, encodeHpDenied,
   encodeHpMessage, encodeHpStateless, encodeHpSyncStatus,
 } from './protocol-hocuspocus.js'
-import type { Peer, Room, User } from '../room/room.js'
+import type { Room } from '../room/room.js'
+import type { Peer, User } from '../room/peer.js'
 import type { ParsedRoom } from '../room/room-name.js'
 import { validateUpdate } from '../room/update-checks.js'
 

@@ -22,10 +22,8 @@ type SecurityConfig = Pick<ServerConfig,
   | 'authSecret' | 'authPublicKey' | 'allowedOrigins' | 'trustProxy' | 'loopbackExempt' | 'maxConnectionsPerIp' | 'maxMessagesPerSecond'
   | 'maxBytesPerSecond' | 'maxBufferedBytes' | 'maxRoomNameLength' | 'roomNamePattern' | 'tlsCert' | 'tlsKey'>
 
+/** `config` has passed validateConfig (server/config.ts): the TLS pair is whole or absent. */
 export function securityOptions(config: SecurityConfig): Security {
-  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) {
-    throw new CoeditError('TLS_INCOMPLETE', '--tls-cert and --tls-key go together')
-  }
   return {
     tokens: Authenticator.fromOptions(config),
     transport: {

@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { isHistoryLogStore, isVersionedStore, type HistoryLogStore, type Store } from '../../server/persistence/store.js'
+import { isHistoryLogStore, isPingableStore, isReplicaStore, isVersionedStore, type HistoryLogStore, type Store } from '../../server/persistence/store.js'
 import { decodeTombstone } from '../../server/room/tombstone.js'
 
 export interface StoreFixture {
@@ -485,5 +485,60 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     assert.deepEqual([...decodeTombstone(loaded.tombstone!).keys()], [5555], 'replaced, not merged')
     assert.equal(replay(loaded.updates), 'new', 'the content stays')
     await assert.rejects(store.putTombstone('x', new Uint8Array([5])), 'a value that is no tombstone is refused')
+  })
+
+  withStore('every method rejects with STORE_CLOSED after close()', async ({ store }) => {
+    const e = editor(5555)
+    const seq = await store.append('r', [e.edit('before')])
+    await store.close()
+    const state = Y.encodeStateAsUpdate(e.doc)
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['load', () => store.load('r')],
+      ['append', () => store.append('r', [e.edit('after')])],
+      ['compact', () => store.compact('r', state, seq)],
+      ['delete', () => store.delete('r')],
+      ['listRooms', () => store.listRooms()],
+    ]
+    if (isVersionedStore(store)) {
+      calls.push(
+        ['putVersion', () => store.putVersion('r', { at: Date.now(), seq, state })],
+        ['listVersions', () => store.listVersions('r')],
+        ['getVersion', () => store.getVersion('r', 1)],
+        ['deleteVersions', () => store.deleteVersions('r', [1])],
+        ['snapshot', () => store.snapshot()],
+        ['putRoom', () => store.putRoom({ name: 'r', updatedAt: Date.now(), lastSeq: seq, updates: [state], versions: [] })],
+      )
+    }
+    if (isHistoryLogStore(store)) {
+      calls.push(
+        ['readLog', () => store.readLog('r')],
+        ['foldLog', () => store.foldLog('r', { upTo: seq, at: Date.now(), state })],
+      )
+    }
+    if (isPingableStore(store)) calls.push(['ping', () => store.ping()])
+    if (isReplicaStore(store)) {
+      calls.push(
+        ['readSince', () => store.readSince('r', 0)],
+        ['lastSeqs', () => store.lastSeqs(['r'])],
+      )
+    }
+    for (const [method, call] of calls) {
+      // A method that throws before returning its promise counts too: callers await either way.
+      await assert.rejects(async () => call(), { code: 'STORE_CLOSED' }, `${method} after close()`)
+    }
+    await store.close()
+  })
+
+  withStore('a replica store reads back what was stored after a sequence number (cluster catch-up)', async ({ store }) => {
+    if (!isReplicaStore(store)) return
+    const e = editor(6666)
+    const s1 = await store.append('r', [e.edit('a')])
+    const s2 = await store.append('r', [e.edit('b')])
+    const since = await store.readSince('r', s1)
+    assert.deepEqual(since.updates.map((u) => u.seq), [s2])
+    assert.equal(since.lastSeq, s2)
+    const last = await store.lastSeqs(['r', 'never-written'])
+    assert.equal(last.get('r')?.lastSeq, s2)
+    assert.equal(last.has('never-written'), false)
   })
 }

@@ -6,7 +6,7 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
-import { AUTH_PERMISSION_DENIED, COEDIT_OPT_IN_PARAM, COEDIT_PROTOCOL_VERSION, MESSAGE_AUTH } from '../../server/room/protocol.js'
+import { AUTH_PERMISSION_DENIED, COEDIT_OPT_IN_PARAM, COEDIT_PROTOCOL_VERSION, DEFAULT_TEXT_NAME, MESSAGE_AUTH } from '../../server/room/protocol.js'
 import { TextareaBinding } from './binding.js'
 import { byId } from './dom.js'
 import { loadUser, saveName, MAX_NAME_LENGTH } from './identity.js'
@@ -18,8 +18,6 @@ import { HistoryPanel } from './history-panel.js'
 import * as decoding from 'lib0/decoding'
 import { decodeRoomPath } from '../../server/room/room-path.js'
 
-/** The shared type other clients bind to: `doc.getText(TEXT_NAME)`. */
-export const TEXT_NAME = 'text'
 
 const CONNECTION_TEXT: Record<Connection, string> = {
   connected: 'Connected',
@@ -58,7 +56,7 @@ function start(): void {
   byId('room-name').textContent = room
 
   const doc = new Y.Doc()
-  const ytext = doc.getText(TEXT_NAME)
+  const ytext = doc.getText(DEFAULT_TEXT_NAME)
   const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
   const token = tokenFromFragment(location.hash)
   const provider = new WebsocketProvider(wsBase, encodeURIComponent(room), doc, {
