@@ -106,7 +106,7 @@ export async function session(ctx: RunContext, sizes: SessionSizes): Promise<Met
     }
     server.resetCpu()
     await Promise.all(docs.map((_, i) => type(i)))
-    await settle(() => received, () => received >= marks * readers, 3000, ctx.sizes.drainMs)
+    await settle(() => received, () => received >= marks * readers, ctx.sizes.idleMs, ctx.sizes.drainMs)
     snapshot()
     closeAll([...readerClients, ...authorClients])
     return checkpoints.map((c, i) => {
