@@ -206,3 +206,52 @@ test('a reconnected client that removes and re-sets its presence is visible agai
   fourth.send(presence(88, 3, { name: 'e' }))
   await seen(88, 'e')
 })
+
+test('an echo of a state its owner just removed is not taken for the owner coming back', async (t) => {
+  // Seed 818940427 of the seeded test above: a provider with no state of its own echoes
+  // the greeting it was sent; the owner's removal landed first, and the echo used to be
+  // taken for a reconnect (shifted past the removal, owned by the echoing connection), so
+  // the owner's real return was refused as a claim on a live connection.
+  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
+  const observer = connect(server.url, 'echo')
+  const raws: RawClient[] = []
+  t.after(async () => {
+    for (const r of raws) r.close()
+    observer.destroy()
+    await server.close()
+  })
+  await synced(observer)
+  const open = async (): Promise<RawClient> => {
+    const r = await RawClient.open(`${server.url}/echo`)
+    raws.push(r)
+    await r.waitForMessage('sync-step1')
+    return r
+  }
+  const states = observer.provider.awareness.getStates()
+  const owner = await open()
+  owner.send(presence(500, 9, { name: 's75' }))
+  await waitFor(() => (states.get(500) as { name?: string } | undefined)?.name === 's75', { message: 'the owner\'s state' })
+  // Greeted with the owner's state, then silent.
+  const echoer = await open()
+  await echoer.waitForMessage('awareness')
+  // The owner removes its state (same clock, as y-websocket's disconnect does), then the echo arrives.
+  owner.send(presence(500, 9, null))
+  await waitFor(() => !states.has(500), { message: 'the removal' })
+  echoer.send(presence(500, 9, { name: 's75' }))
+  const before = echoer.messages.length
+  echoer.send(encodeQueryAwareness())
+  await echoer.waitForMessage('awareness', before)
+  const room = server.registry.rooms.find((r) => r.name === 'echo')!
+  assert.equal(room.awareness.getStates().has(500), false, 'the echo brought no departed state back')
+  // The owner comes back on a new connection with its next clocks: it is the owner again.
+  owner.close()
+  const back = await open()
+  back.send(presence(500, 15, { name: 'final' }))
+  await waitFor(() => (states.get(500) as { name?: string } | undefined)?.name === 'final', { message: 'the owner back' })
+  // A connection greeted after the departure, sending a stale clock, is a client coming back.
+  back.send(presence(500, 16, null))
+  await waitFor(() => !states.has(500), { message: 'removed again' })
+  const later = await open()
+  later.send(presence(500, 3, { name: 'reloaded' }))
+  await waitFor(() => (states.get(500) as { name?: string } | undefined)?.name === 'reloaded', { message: 'a reload with a lower clock' })
+})

@@ -120,6 +120,18 @@ export class Presence {
    * have had to pass its own.
    */
   private clockFloor = 0
+  /** The clock of each state held, as it was set (see departures). */
+  private readonly stateClocks = new Map<number, number>()
+  /**
+   * Departed IDs (pruned with their clocks, see forgetDeparted): the clock of their last
+   * state, and the departure's number in the room's count of departures. A connection
+   * greeted before that number had been sent that state, so what it sends of it is an
+   * echo, not a client coming back (see receive).
+   */
+  private readonly departures = new Map<number, { clock: number; seq: number }>()
+  private departuresSeen = 0
+  /** Each connection's greeting, as the count of departures then. */
+  private readonly greeted = new WeakMap<Peer, number>()
 
   constructor(private readonly doc: Y.Doc, private readonly options: PresenceOptions) {
     this.limits = options.limits ?? NO_PRESENCE_LIMITS
@@ -131,6 +143,7 @@ export class Presence {
 
   /** Sends a new connection everyone's state, if anyone is here. */
   greet(peer: Peer): void {
+    this.greeted.set(peer, this.departuresSeen)
     if (this.awareness.getStates().size > 0) this.answerQuery(peer)
   }
 
@@ -224,7 +237,7 @@ export class Presence {
         // The connection's own offset counts: after it removed its state (a client setting
         // null) its raw clocks stay behind the shifted ones the room knows.
         if (known !== undefined && ref.clock + offset <= known) {
-          if (!first) continue
+          if (!first || this.heard(peer, id, ref.clock)) continue
           offset = known + 1 - ref.clock
         }
         if (seen.has(id)) continue
@@ -290,6 +303,19 @@ export class Presence {
     if (accepted.length === 0) return
     const filtered = accepted.length === count && !rewritten ? update : encodeAwarenessUpdate(accepted)
     this.apply(filtered, accepted, peer)
+  }
+
+  /**
+   * Whether `peer` was sent the state of departed `id` at `clock` or later: it was greeted
+   * before the ID departed. A stock provider echoes every change it hears, its first
+   * awareness message included when it has no state of its own to send (seed 818940427 of
+   * the awareness test: an echo of a state its owner had just removed was taken for the
+   * owner coming back, and the echoing connection kept the ID).
+   */
+  private heard(peer: Peer, id: number, clock: number): boolean {
+    const departure = this.departures.get(id)
+    if (departure === undefined || clock > departure.clock) return false
+    return (this.greeted.get(peer) ?? -1) < departure.seq
   }
 
   /** Records a claim and probes the ID's owner, once per probe: later claims replace the entry. */
@@ -410,6 +436,7 @@ export class Presence {
     departed.sort((a, b) => a[1].lastUpdated - b[1].lastUpdated)
     for (const [id, m] of departed.slice(0, departed.length - DEPARTED_CLIENTS_KEPT / 2)) {
       meta.delete(id)
+      this.departures.delete(id)
       this.clockFloor = Math.max(this.clockFloor, Math.min(m.clock, CLOCK_FLOOR_MAX))
     }
   }
@@ -455,6 +482,9 @@ export class Presence {
     for (const id of change.updated) this.held(id)
     for (const id of change.removed) {
       this.dirty.add(id)
+      const clock = this.stateClocks.get(id)
+      this.stateClocks.delete(id)
+      if (clock !== undefined) this.departures.set(id, { clock, seq: ++this.departuresSeen })
       this.roomBytes -= this.sizes.get(id) ?? 0
       this.sizes.delete(id)
       const owner = this.owners.get(id)
@@ -470,6 +500,8 @@ export class Presence {
   /** A state was set: it is news, and it weighs what it was received as. */
   private held(id: number): void {
     this.dirty.add(id)
+    this.stateClocks.set(id, this.awareness.meta.get(id)?.clock ?? 0)
+    this.departures.delete(id)
     const size = this.incoming?.get(id)
     if (size === undefined) return
     this.roomBytes += size - (this.sizes.get(id) ?? 0)
