@@ -104,10 +104,8 @@ test('before listeners are awaited in order; a rejection fails the room load cle
 test('no second callback mechanism in server/: an on... callback field is one of the few that are not notifications', async () => {
   // Not notifications of the server's life, so not events: a backup's per-call progress
   // (its caller's progress bar), a room's own presence part telling the room (which emits
-  // awareness.local), the upgrade handler the attach code hands to the HTTP server, and the
-  // transport's one slow-consumer handler that its connections share (the transport logs and
-  // counts it; a closure per connection would cost memory per connection).
-  const allowed = new Set(['backup-format.ts onRoom', 'backup-format.ts onUnreadable', 'presence.ts onLocalChange', 'room.ts onLocalChange', 'server.ts onUpgrade', 'transport.ts onSlow'])
+  // awareness.local), and the upgrade handler the attach code hands to the HTTP server.
+  const allowed = new Set(['backup-format.ts onRoom', 'backup-format.ts onUnreadable', 'presence.ts onLocalChange', 'room.ts onLocalChange', 'server.ts onUpgrade'])
   const found: string[] = []
   const walk = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {

@@ -10,7 +10,8 @@
  * one sync-status message per stored document message, so the provider's
  * `unsyncedChanges` reaches 0 only once its edits are on disk.
  *
- * No `ws` here: the transport hands over a `Wire` (send, close) and the socket's frames.
+ * No `ws` here: the socket (`HocuspocusSocket`, connection.ts) is a `Wire` (send, close) and
+ * hands over its frames.
  */
 import type { Logger } from 'pino'
 import type { AuthResult, Access } from './auth.js'
