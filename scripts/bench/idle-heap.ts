@@ -7,11 +7,11 @@
  * with no document open yet (connected to the root path; the server sends them nothing, so
  * each waits for its socket to open) and the rooms play no part.
  *
- *   node --expose-gc --import tsx scripts/idle-heap.ts [clients=2000] [rooms=200] [hocuspocus]
+ *   node --expose-gc --import tsx scripts/bench/idle-heap.ts [clients=2000] [rooms=200] [hocuspocus]
  */
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { startServer } from '../server/index.js'
+import { startServer } from '../../server/index.js'
 
 const clients = Number(process.argv[2] ?? 2000)
 const rooms = Number(process.argv[3] ?? 200)
