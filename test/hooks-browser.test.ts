@@ -7,7 +7,6 @@
  * Needs Debian's `chromium` (/usr/bin/chromium); skipped without it outside CI.
  */
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import { after, before } from 'node:test'
 import type { BrowserContext } from 'playwright-core'
 import { startServer, MemoryStore, type ChangeOrigin, type CoeditServer } from '../server/index.js'
@@ -15,6 +14,7 @@ import { createLogger } from '../server/log.js'
 import { openEditor, setCaret, waitForSaved, type EditorPage } from './helpers/browser.js'
 import { browserSuite, editorTest as test, storedText, waitForValue } from './helpers/editor-suite.js'
 import { waitFor } from './helpers/index.js'
+import { captureLog } from './helpers/log-capture.js'
 
 const SESSIONS: Record<string, { id: string; name: string; access: 'read' | 'write'; rooms: string[] }> = {
   's-alice': { id: 'alice', name: 'Alice', access: 'write', rooms: ['plan'] },
@@ -26,15 +26,13 @@ browserSuite('authenticate hook in Chromium', (fx) => {
   let server: CoeditServer
   const store = new MemoryStore()
   const changes: Array<{ room: string; origin: ChangeOrigin }> = []
-  let logText = ''
-  const refusals = (): Array<Record<string, unknown>> => logText.split('\n').filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'upgrade_refused')
+  const log = captureLog()
+  const refusals = (): Array<Record<string, unknown>> => log.events('upgrade_refused')
 
   before(async () => {
-    const stream = new Writable({ write(chunk: Buffer, _e, done) { logText += chunk.toString(); done() } })
     server = await startServer({
       storage: store,
-      logger: createLogger('info', stream),
+      logger: createLogger('info', log.stream),
       hooks: {
         authenticate: ({ room, request }) => {
           const session = SESSIONS[request.cookies.session ?? '']
