@@ -17,7 +17,7 @@ import {
   decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness, type AwarenessEntry,
 } from '../server/room/protocol.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
-import { RawClient } from './helpers/raw-client.js'
+import { RawClient, presenceScene } from './helpers/raw-client.js'
 import { startChildServer } from './helpers/child-server.js'
 
 type RawEntry = { clientID: number; clock: number; json: string }
@@ -235,22 +235,8 @@ test('one connection introducing 1,000,000 client IDs is closed at the 9th; a st
 })
 
 test('client IDs cycled through 1,250 reconnects (10,000 IDs) leave the room\'s awareness bookkeeping bounded; a forgotten ID\'s stale echo is not held, its client\'s return is seen', { timeout: 300_000 }, async (t) => {
-  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
-  const observer = connect(server.url, 'churn')
-  const closers: Array<() => void> = [() => observer.destroy()]
-  t.after(async () => {
-    for (const c of closers) c()
-    await server.close()
-  })
-  await synced(observer)
+  const { server, states, open } = await presenceScene(t, 'churn')
   const room = server.registry.rooms.find((r) => r.name === 'churn')!
-  const open = async (): Promise<RawClient> => {
-    const raw = await RawClient.open(`${server.url}/churn`)
-    closers.push(() => raw.close())
-    await raw.waitForMessage('sync-step1')
-    return raw
-  }
-  const states = observer.provider.awareness.getStates()
 
   // A client that will come back after the churn, with the same ID and clock (a laptop waking up).
   const veteran = await open()
@@ -294,22 +280,11 @@ test('client IDs cycled through 1,250 reconnects (10,000 IDs) leave the room\'s 
 test('--max-awareness-room-size: a state that would pass it is dropped, the connection stays, and it fits once space frees', { timeout: 60_000 }, async (t) => {
   const { sink, lines } = logSink()
   const roomLimit = 4096
-  const server = await startServer({ storage: 'memory', awarenessInterval: 1, maxAwarenessRoomSize: roomLimit, logger: createLogger('warn', sink) })
-  const observer = connect(server.url, 'crowd')
-  const raws: RawClient[] = []
-  t.after(async () => {
-    for (const r of raws) r.close()
-    observer.destroy()
-    await server.close()
-  })
-  await synced(observer)
-  const states = observer.provider.awareness.getStates()
+  const { server, states, open, raws } = await presenceScene(t, 'crowd', { maxAwarenessRoomSize: roomLimit, logger: createLogger('warn', sink) })
   const state = (i: number): unknown => ({ user: { name: `u${i}` }, pad: 'x'.repeat(980) })
   // Each entry weighs about 1,010 bytes: four fit in 4,096, the fifth does not.
   for (let i = 0; i < 5; i++) {
-    const raw = await RawClient.open(`${server.url}/crowd`)
-    raws.push(raw)
-    await raw.waitForMessage('sync-step1')
+    const raw = await open()
     raw.send(presence(300 + i, 1, state(i)))
     await settled(raw)
   }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { startServer } from '../server/index.js'
 import { decodeAwarenessUpdate, encodeAwareness, encodeAwarenessUpdate, encodeQueryAwareness } from '../server/room/protocol.js'
 import { connect, prng, synced, testSeed, waitFor } from './helpers/index.js'
-import { RawClient } from './helpers/raw-client.js'
+import { RawClient, presenceScene } from './helpers/raw-client.js'
 
 const presence = (clientID: number, clock: number, state: unknown): Uint8Array =>
   encodeAwareness(encodeAwarenessUpdate([{ clientID, clock, state }]))
@@ -162,22 +162,7 @@ test('seeded random presence changes, disconnects and reconnects: every awarenes
 })
 
 test('a reconnected client that removes and re-sets its presence is visible again', async (t) => {
-  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
-  const observer = connect(server.url, 'again')
-  const raws: RawClient[] = []
-  t.after(async () => {
-    for (const r of raws) r.close()
-    observer.destroy()
-    await server.close()
-  })
-  await synced(observer)
-  const open = async (): Promise<RawClient> => {
-    const r = await RawClient.open(`${server.url}/again`)
-    raws.push(r)
-    await r.waitForMessage('sync-step1')
-    return r
-  }
-  const states = observer.provider.awareness.getStates()
+  const { states, open } = await presenceScene(t, 'again')
   const seen = (id: number, name: string) => waitFor(() => (states.get(id) as { name?: string } | undefined)?.name === name, { message: `${id} as ${name}` })
   const gone = (id: number) => waitFor(() => !states.has(id), { message: `${id} removed` })
 
@@ -212,22 +197,7 @@ test('an echo of a state its owner just removed is not taken for the owner comin
   // the greeting it was sent; the owner's removal landed first, and the echo used to be
   // taken for a reconnect (shifted past the removal, owned by the echoing connection), so
   // the owner's real return was refused as a claim on a live connection.
-  const server = await startServer({ storage: 'memory', awarenessInterval: 1 })
-  const observer = connect(server.url, 'echo')
-  const raws: RawClient[] = []
-  t.after(async () => {
-    for (const r of raws) r.close()
-    observer.destroy()
-    await server.close()
-  })
-  await synced(observer)
-  const open = async (): Promise<RawClient> => {
-    const r = await RawClient.open(`${server.url}/echo`)
-    raws.push(r)
-    await r.waitForMessage('sync-step1')
-    return r
-  }
-  const states = observer.provider.awareness.getStates()
+  const { server, states, open } = await presenceScene(t, 'echo')
   const owner = await open()
   owner.send(presence(500, 9, { name: 's75' }))
   await waitFor(() => (states.get(500) as { name?: string } | undefined)?.name === 's75', { message: 'the owner\'s state' })

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startServer } from '../server/index.js'
 import { signToken } from '../server/transport/auth.js'
-import { assertNoErrors, openEditor, setCaret, waitForConnected, waitForSaved } from './helpers/browser.js'
+import { assertNoErrors, openEditor, setCaret, tabTo, waitForConnected, waitForSaved } from './helpers/browser.js'
 import { ARTIFACTS, storedText, waitForValue, editorSuite, editorTest } from './helpers/editor-suite.js'
 import { waitFor } from './helpers/index.js'
 
@@ -17,13 +17,11 @@ editorSuite('web editor in Chromium: access', (fx) => {
     // [as a link would encode it, as a person would type it, the room]
     const cases = [['100%25', '100%', '100%'], ['Q3%2050%25%20plan', 'Q3 50% plan', 'Q3 50% plan']] as const
     for (const [encoded, typed, name] of cases) {
-      const a = await openEditor(fx.browser, `${fx.server.httpUrl}/r/${encoded}`, { name: 'Linked' })
-      const b = await openEditor(fx.browser, `${fx.server.httpUrl}/r/${typed}`, { name: 'Typed' })
+      const a = await fx.openAt(`${fx.server.httpUrl}/r/${encoded}`, { name: 'Linked' })
+      const b = await fx.openAt(`${fx.server.httpUrl}/r/${typed}`, { name: 'Typed' })
       try {
         // The browser sends a typed % as it is (spaces encoded): the page decodes it by the server's rule.
         t.diagnostic(`"${typed}" was sent as ${new URL(b.page.url()).pathname}`)
-        await waitForConnected(a.page)
-        await waitForConnected(b.page)
         assert.equal(await a.page.textContent('#room-name'), name)
         assert.equal(await b.page.textContent('#room-name'), name)
         await setCaret(a.page, 0)
@@ -44,11 +42,9 @@ editorSuite('web editor in Chromium: access', (fx) => {
     const url = (r: string, token: string): string => `${secured.httpUrl}/r/${r}#token=${token}`
     const writer = await signToken({ rooms: ['team/*'], access: 'write', ttl: 3_600_000, secret })
     const reader = await signToken({ rooms: ['team/*'], access: 'read', ttl: 3_600_000, secret })
-    const a = await openEditor(fx.browser, url('team%2Fplan', writer), { name: 'Writer' })
-    const b = await openEditor(fx.browser, url('team%2Fplan', reader), { name: 'Reader' })
+    const a = await fx.openAt(url('team%2Fplan', writer), { name: 'Writer' })
+    const b = await fx.openAt(url('team%2Fplan', reader), { name: 'Reader' })
     try {
-      await waitForConnected(a.page)
-      await waitForConnected(b.page)
       await setCaret(a.page, 0)
       await a.page.keyboard.type('written with a token')
       await waitForSaved(a.page)
@@ -78,8 +74,7 @@ editorSuite('web editor in Chromium: access', (fx) => {
 
   editorTest('phone width, keyboard only, labelled text area', async () => {
     const r = fx.room('phone')
-    const a = await fx.open(r, 'Pat', { viewport: { width: 360, height: 740 } })
-    try {
+    await fx.editors(r, ['Pat'], async ([a]) => {
       const overflow = await a.page.evaluate(() => {
         const g = globalThis as unknown as { document: { documentElement: { scrollWidth: number } }; innerWidth: number }
         return g.document.documentElement.scrollWidth - g.innerWidth
@@ -91,29 +86,16 @@ editorSuite('web editor in Chromium: access', (fx) => {
       assert.ok(box && box.width >= 300 && box.height >= 200, `the text area fills the phone screen: ${JSON.stringify(box)}`)
 
       // Tab from the top of the page reaches the text area, then typing works.
-      let reached = false
-      for (let i = 0; i < 8 && !reached; i++) {
-        await a.page.keyboard.press('Tab')
-        reached = await a.page.evaluate(() => (globalThis as unknown as { document: { activeElement: { id: string } | null } }).document.activeElement?.id === 'editor')
-      }
-      assert.ok(reached, 'the text area is reachable with Tab')
+      await tabTo(a.page, 'editor', 8)
       await a.page.keyboard.type('typed with the keyboard')
       await waitFor(() => storedText(fx.inner, r).then((v) => v === 'typed with the keyboard'), { timeout: 10_000, message: 'the text to be stored' })
       // Tab on to the name field; replace the name from the keyboard.
-      let onName = false
-      for (let i = 0; i < 8 && !onName; i++) {
-        await a.page.keyboard.press('Tab')
-        onName = await a.page.evaluate(() => (globalThis as unknown as { document: { activeElement: { id: string } | null } }).document.activeElement?.id === 'name')
-      }
-      assert.ok(onName, 'the name field is reachable with Tab')
+      await tabTo(a.page, 'name', 8)
       await a.page.keyboard.press('Control+a')
       await a.page.keyboard.type('Pat K.')
       await a.page.waitForSelector('#people .person-name:text-is("Pat K.")')
       await mkdir(ARTIFACTS, { recursive: true })
       await a.page.screenshot({ path: join(ARTIFACTS, 'editor-phone.png') })
-      assertNoErrors(a)
-    } finally {
-      await a.close()
-    }
+    }, { viewport: { width: 360, height: 740 } })
   })
 })

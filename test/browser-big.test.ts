@@ -4,7 +4,7 @@
  * beside it, are printed, not asserted.
  */
 import assert from 'node:assert/strict'
-import { assertNoErrors, setCaret, waitForSaved, type TextArea } from './helpers/browser.js'
+import { setCaret, waitForSaved, type TextArea } from './helpers/browser.js'
 import { storedText, summary, timeTyping, waitForValue, editorSuite, editorTest } from './helpers/editor-suite.js'
 import { connect, synced, waitFor } from './helpers/index.js'
 
@@ -20,8 +20,7 @@ editorSuite('web editor in Chromium: a 1 MB document', (fx) => {
     seeder.destroy()
 
     const started = Date.now()
-    const a = await fx.open(r, 'Big')
-    try {
+    await fx.editors(r, ['Big'], async ([a]) => {
       await waitForValue(a.page, (v) => v.length === text.length, 'the 1 MB document in the text area', 30_000)
       const openMs = Date.now() - started
       const typed = 'typing into a big one'
@@ -45,9 +44,6 @@ editorSuite('web editor in Chromium: a 1 MB document', (fx) => {
       t.diagnostic(report)
       await waitFor(async () => (await storedText(fx.inner, r)).includes(typed), { timeout: 20_000, message: 'the typing to be stored' })
       await waitForSaved(a.page)
-      assertNoErrors(a)
-    } finally {
-      await a.close()
-    }
+    })
   })
 })

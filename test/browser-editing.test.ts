@@ -6,7 +6,7 @@
  * cut and paste sync; and the page and its assets as served.
  */
 import assert from 'node:assert/strict'
-import { assertNoErrors, editorValue, selection, setCaret, waitForSaved, type EditorPage, type TextArea } from './helpers/browser.js'
+import { editorValue, selection, setCaret, waitForSaved, type EditorPage, type TextArea } from './helpers/browser.js'
 import { storedText, until, waitForValue, editorSuite, editorTest } from './helpers/editor-suite.js'
 import { prng, testSeed, waitFor } from './helpers/index.js'
 
@@ -31,8 +31,6 @@ editorSuite('web editor in Chromium: editing', (fx) => {
     t.diagnostic(`seed ${seed} (replay with SEED=${seed})`)
     const random = prng(seed)
     const r = fx.room('converge')
-    const a = await fx.open(r, 'Alice')
-    const b = await fx.open(r, 'Bob')
     // Each user's script is drawn up front so the interleaving is the only thing left to chance.
     // Each op: put the caret (or select a few characters, to type over them), press Backspace, type.
     const script = (): Array<{ at: number; select: number; text: string; backspaces: number }> =>
@@ -54,28 +52,24 @@ editorSuite('web editor in Chromium: editing', (fx) => {
     const scriptA = script()
     const scriptB = script()
     try {
-      await Promise.all([run(a, scriptA), run(b, scriptB)])
-      const final = await until(async () => {
-        const [va, vb, vs] = await Promise.all([editorValue(a.page), editorValue(b.page), storedText(fx.inner, r)])
-        return va === vb && vb === vs ? va : undefined
-      }, 'both text areas and the server to agree')
-      const typed = [...scriptA, ...scriptB].reduce((n, op) => n + op.text.length, 0)
-      assert.ok(final.length <= typed && /^[a-j]*$/.test(final), `the text is made of what was typed: ${JSON.stringify(final)}`)
-      await Promise.all([waitForSaved(a.page), waitForSaved(b.page)])
-      assertNoErrors(a, b)
+      await fx.editors(r, ['Alice', 'Bob'], async ([a, b]) => {
+        await Promise.all([run(a, scriptA), run(b, scriptB)])
+        const final = await until(async () => {
+          const [va, vb, vs] = await Promise.all([editorValue(a.page), editorValue(b.page), storedText(fx.inner, r)])
+          return va === vb && vb === vs ? va : undefined
+        }, 'both text areas and the server to agree')
+        const typed = [...scriptA, ...scriptB].reduce((n, op) => n + op.text.length, 0)
+        assert.ok(final.length <= typed && /^[a-j]*$/.test(final), `the text is made of what was typed: ${JSON.stringify(final)}`)
+        await Promise.all([waitForSaved(a.page), waitForSaved(b.page)])
+      })
     } catch (err) {
       throw new Error(`seed ${seed}: ${(err as Error).message}`, { cause: err })
-    } finally {
-      await a.close()
-      await b.close()
     }
   })
 
   editorTest('a caret and a selection stay at their logical place while the other user edits before them', async () => {
     const r = fx.room('caret')
-    const a = await fx.open(r, 'Alice')
-    const b = await fx.open(r, 'Bob')
-    try {
+    await fx.editors(r, ['Alice', 'Bob'], async ([a, b]) => {
       await setCaret(a.page, 0)
       await a.page.keyboard.type('The quick brown fox jumps')
       await waitForValue(b.page, (v) => v === 'The quick brown fox jumps', 'B to see A\'s text')
@@ -104,18 +98,12 @@ editorSuite('web editor in Chromium: editing', (fx) => {
       await waitForValue(a.page, (x) => x.startsWith('So quick'), 'A to see B\'s second insert')
       const [s2, e2] = await selection(a.page)
       assert.equal((await editorValue(a.page)).slice(s2, e2), 'fox')
-      assertNoErrors(a, b)
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    })
   })
 
   editorTest('remote edits above keep the scroll position; IME composition syncs once composed', async () => {
     const r = fx.room('scroll-ime')
-    const a = await fx.open(r, 'Alice')
-    const b = await fx.open(r, 'Bob')
-    try {
+    await fx.editors(r, ['Alice', 'Bob'], async ([a, b]) => {
       const lines = Array.from({ length: 200 }, (_, i) => `line ${i}`).join('\n')
       await a.page.$eval('#editor', (el, text) => {
         const ta = el as unknown as TextArea & { dispatchEvent(e: unknown): void }
@@ -158,18 +146,12 @@ editorSuite('web editor in Chromium: editing', (fx) => {
       const expected = `>> top\n日本${lines}`
       await waitForValue(a.page, (v) => v === expected, 'A to show the composed text after B\'s edit')
       await waitForValue(b.page, (v) => v === expected, 'B to get the composed text')
-      assertNoErrors(a, b)
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    })
   })
 
   editorTest('undo takes back only this user\'s own edits; cut and paste sync', async () => {
     const r = fx.room('undo')
-    const a = await fx.open(r, 'Alice')
-    const b = await fx.open(r, 'Bob')
-    try {
+    await fx.editors(r, ['Alice', 'Bob'], async ([a, b]) => {
       await setCaret(a.page, 0)
       await a.page.keyboard.type('alpha ')
       await waitForValue(b.page, (v) => v === 'alpha ', 'B to see A\'s text')
@@ -190,10 +172,6 @@ editorSuite('web editor in Chromium: editing', (fx) => {
       await a.page.keyboard.press('Control+v')
       await waitForValue(b.page, (v) => v === 'beta alpha ', 'A\'s cut and paste to reach B')
       await waitFor(async () => (await storedText(fx.inner, r)) === 'beta alpha ', { timeout: 10_000, message: 'the cut and paste to be stored' })
-      assertNoErrors(a, b)
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    })
   })
 })

@@ -6,16 +6,14 @@
 import assert from 'node:assert/strict'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { assertNoErrors, editorValue, selection, setCaret } from './helpers/browser.js'
-import { ARTIFACTS, summary, until, waitForValue, editorSuite, editorTest } from './helpers/editor-suite.js'
+import { editorValue, setCaret } from './helpers/browser.js'
+import { ARTIFACTS, sideBySide, summary, waitForValue, editorSuite, editorTest } from './helpers/editor-suite.js'
 import { waitFor } from './helpers/index.js'
 
 editorSuite('web editor in Chromium: presence', (fx) => {
   editorTest('each user sees the other\'s name and caret; a closed tab leaves at once', async () => {
     const r = fx.room('presence')
-    const a = await fx.open(r, 'Alice')
-    const b = await fx.open(r, 'Bob')
-    try {
+    await fx.editors(r, ['Alice', 'Bob'], async ([a, b]) => {
       await setCaret(a.page, 0)
       await a.page.keyboard.type('Hello')
       await setCaret(b.page, 0)
@@ -30,19 +28,13 @@ editorSuite('web editor in Chromium: presence', (fx) => {
       await b.close()
       await a.page.waitForSelector('#people .person-name:text-is("Bob")', { state: 'detached', timeout: 20_000 })
       assert.equal(await a.page.locator('.remote-caret').count(), 0)
-      assertNoErrors(a, b)
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    })
   })
 
   editorTest('two users editing: screenshot, and keystroke latency between the windows', async (t) => {
     const r = 'team-notes'
     const viewport = { width: 960, height: 540 }
-    const a = await fx.open(r, 'Ada', { viewport })
-    const b = await fx.open(r, 'Grace', { viewport })
-    try {
+    await fx.editors(r, ['Ada', 'Grace'], async ([a, b]) => {
       await setCaret(a.page, 0)
       await a.page.keyboard.type('Meeting notes\n\n- Ship the web editor\n- Measure keystroke latency\n- ')
       await waitForValue(b.page, (v) => v.endsWith('latency\n- '), 'B to see A\'s notes')
@@ -110,24 +102,9 @@ editorSuite('web editor in Chromium: presence', (fx) => {
       await writeFile(join(ARTIFACTS, 'editor-ada.png'), pngA)
       await writeFile(join(ARTIFACTS, 'editor-grace.png'), pngB)
       // Both windows side by side, as two people would see them.
-      const frame = await a.context.newPage()
-      let png: Buffer
-      try {
-        await frame.setViewportSize({ width: 1300, height: 400 })
-        const img = (buf: Buffer, who: string): string =>
-          `<figure style="margin:0"><img alt="${who}'s window" style="width:630px;border:1px solid #d1d5db;display:block" src="data:image/png;base64,${buf.toString('base64')}">` +
-          `<figcaption style="font:13px system-ui,sans-serif;color:#4b5563;padding:4px 0">${who}'s window</figcaption></figure>`
-        await frame.setContent(`<body style="margin:0;padding:12px;display:flex;gap:16px;background:#fff">${img(pngA, 'Ada')}${img(pngB, 'Grace')}</body>`)
-        png = await frame.screenshot()
-      } finally {
-        await frame.close()
-      }
+      const png = await sideBySide(a.context, [[pngA, 'Ada\'s window'], [pngB, 'Grace\'s window']])
       // The README's image, with the history panel in it, is browser-history.test.ts's.
       await writeFile(join(ARTIFACTS, 'editor-two-users.png'), png)
-      assertNoErrors(a, b)
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    }, { viewport })
   })
 })

@@ -249,6 +249,22 @@ async function settle(raw: RawClient): Promise<{ code: number; reason: string } 
   return done === 'pong' ? undefined : done
 }
 
+/** A log destination that keeps the server's error and fatal lines (pino levels 50 and up): a fuzz run must leave none. */
+function errorSink(): { sink: Writable; problems: Array<Record<string, unknown>> } {
+  const problems: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk: Buffer, _e, done) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue
+        const entry = JSON.parse(line) as Record<string, unknown>
+        if ((entry.level as number) >= 50) problems.push(entry)
+      }
+      done()
+    },
+  })
+  return { sink, problems }
+}
+
 async function open(server: CoeditServer, room: string): Promise<RawClient> {
   const raw = await RawClient.open(`${server.url}/${room}`)
   await raw.waitForMessage('sync-step1', 0, 10_000)
@@ -284,17 +300,7 @@ test(`fuzz: ${RUNS} runs of random and mutated protocol messages`, { timeout: Ma
   // A failing run keeps its fuzzed store and backup: a finding can be studied without a replay.
   let passed = false
   t.after(() => (passed ? dir.remove() : t.diagnostic(`fuzzed store kept: ${dir.path}`)))
-  const problems: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write(chunk: Buffer, _e, done) {
-      for (const line of chunk.toString().split('\n')) {
-        if (!line) continue
-        const entry = JSON.parse(line) as Record<string, unknown>
-        if ((entry.level as number) >= 50) problems.push(entry)
-      }
-      done()
-    },
-  })
+  const { sink, problems } = errorSink()
   const options = { dataDir: dir.path, logger: createLogger('warn', sink), roomGrace: 60_000 }
   let server = await startServer(options)
   let closed = false
@@ -531,17 +537,7 @@ test(`fuzz: ${Math.ceil(RUNS / 10)} runs of deeply nested shared types`, { timeo
   const limit = 24
   const dir = await tempDir()
   t.after(() => dir.remove())
-  const problems: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write(chunk: Buffer, _e, done) {
-      for (const line of chunk.toString().split('\n')) {
-        if (!line) continue
-        const entry = JSON.parse(line) as Record<string, unknown>
-        if ((entry.level as number) >= 50) problems.push(entry)
-      }
-      done()
-    },
-  })
+  const { sink, problems } = errorSink()
   const options = { dataDir: dir.path, logger: createLogger('warn', sink), roomGrace: 60_000, maxNestingDepth: limit }
   let server = await startServer(options)
   t.after(() => server.close())

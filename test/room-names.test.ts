@@ -6,32 +6,15 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import { stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
-import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
-import { createLogger } from '../server/log.js'
 import { checkRoomName, decodeRoomPath, escapeRoomName } from '../server/room/room-name.js'
 import { connect, synced, tempDir, waitFor } from './helpers/index.js'
+import { serverWithLogs } from './helpers/log-capture.js'
 import { cli } from './helpers/cli.js'
-
-type Log = Record<string, unknown>
-
-async function serverWith(t: { after: (fn: () => Promise<void>) => void }, options: StartOptions = {}): Promise<{ server: CoeditServer; logs: Log[] }> {
-  const logs: Log[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _e, done) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Log)
-      done()
-    },
-  })
-  const server = await startServer({ storage: 'memory', logger: createLogger('info', sink), ...options })
-  t.after(() => server.close())
-  return { server, logs }
-}
 
 /** Names the check must refuse, one per kind, each a character an attacker would pick. */
 const REFUSED: Array<[string, string]> = [
@@ -100,7 +83,7 @@ test('escapeRoomName writes what a terminal would act on as \\xNN or \\u{...}', 
 })
 
 test('a stock provider opens rooms whose names are not valid percent-encoding: /100% and /Q3 50% plan', async (t) => {
-  const { server } = await serverWith(t)
+  const { server } = await serverWithLogs(t)
   for (const room of ['100%', 'Q3 50% plan']) {
     const writer = connect(server.url, room)
     const reader = connect(server.url, room)
@@ -114,7 +97,7 @@ test('a stock provider opens rooms whose names are not valid percent-encoding: /
 })
 
 test('a refused name closes a stock provider once with 4400 and the reason: no retry loop', async (t) => {
-  const { server, logs } = await serverWith(t)
+  const { server, logs } = await serverWithLogs(t)
   const attempts = (): number => logs.filter((l) => l.event === 'upgrade_refused' && l.code === 'BAD_ROOM_NAME').length
   const doc = new Y.Doc()
   // A short backoff, so that a retry loop, if there were one, shows within a few attempts.
@@ -142,7 +125,7 @@ test('a refused name closes a stock provider once with 4400 and the reason: no r
 })
 
 test('the admin API refuses the names the WebSocket path refuses', async (t) => {
-  const { server } = await serverWith(t, { adminToken: 'admin-token-for-names' })
+  const { server } = await serverWithLogs(t, { adminToken: 'admin-token-for-names' })
   const update = (() => {
     const doc = new Y.Doc()
     doc.getText('text').insert(0, 'x')

@@ -12,7 +12,7 @@ import { request, type IncomingHttpHeaders } from 'node:http'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import WebSocket from 'ws'
 import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
-import { waitFor } from './helpers/index.js'
+import { upgrade, waitFor } from './helpers/index.js'
 import { PROBE_RESERVE } from '../server/transport/connections.js'
 import { ensureWebBuild } from './helpers/browser.js'
 
@@ -36,18 +36,6 @@ function get(url: string, options: { method?: string; headers?: Record<string, s
     })
     req.on('error', reject)
     req.end(options.body)
-  })
-}
-
-function upgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ws?: WebSocket }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers })
-    ws.once('open', () => resolve({ status: 101, ws }))
-    ws.once('unexpected-response', (_req, res) => {
-      res.resume()
-      resolve({ status: res.statusCode ?? 0 })
-    })
-    ws.once('error', reject)
   })
 }
 

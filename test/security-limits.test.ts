@@ -7,49 +7,20 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
-import { startServer, type CoeditServer, type StartOptions } from '../server/index.js'
-import { createLogger } from '../server/log.js'
 import { TokenBucket } from '../server/transport/limits.js'
 import { encodeAwareness, encodeQueryAwareness, encodeSyncStep1, encodeSyncUpdate } from '../server/room/protocol.js'
-import { connect, synced, tempDir, waitFor } from './helpers/index.js'
+import { connect, synced, tempDir, upgrade, waitFor } from './helpers/index.js'
+import { serverWithLogs } from './helpers/log-capture.js'
 import { RawClient } from './helpers/raw-client.js'
-
-type Log = Record<string, unknown>
-
-async function serverWith(t: { after: (fn: () => Promise<void>) => void }, options: StartOptions): Promise<{ server: CoeditServer; logs: Log[] }> {
-  const logs: Log[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _e, done) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Log)
-      done()
-    },
-  })
-  const server = await startServer({ storage: 'memory', logger: createLogger('info', sink), ...options })
-  t.after(() => server.close())
-  return { server, logs }
-}
 
 /** A Yjs update inserting `text` from a fresh client. */
 function textUpdate(text: string): Uint8Array {
   const doc = new Y.Doc()
   doc.getText('text').insert(0, text)
   return Y.encodeStateAsUpdate(doc)
-}
-
-function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ws?: WebSocket }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers })
-    ws.once('open', () => resolve({ status: 101, ws }))
-    ws.once('unexpected-response', (_req, res) => {
-      res.resume()
-      resolve({ status: res.statusCode ?? 0 })
-    })
-    ws.once('error', reject)
-  })
 }
 
 /** A v1 update made by hand: structs of one client, then a delete set. */
@@ -85,7 +56,7 @@ test('token bucket: bursts up to capacity, then refills at the rate', () => {
 })
 
 test('a message over --max-message-size closes with 1009', async (t) => {
-  const { server } = await serverWith(t, { maxMessageSize: 1024 })
+  const { server } = await serverWithLogs(t, { maxMessageSize: 1024 })
   const raw = await RawClient.open(`${server.url}/r`)
   t.after(() => raw.close())
   raw.send(encodeSyncUpdate(textUpdate('x'.repeat(2000))))
@@ -95,7 +66,7 @@ test('a message over --max-message-size closes with 1009', async (t) => {
 test('updates that would take a room past --max-document-size are refused with 4413; the room stays usable', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
-  const { server } = await serverWith(t, { storage: 'leveldb', dataDir: dir.path, maxDocumentSize: 8 * 1024 })
+  const { server } = await serverWithLogs(t, { storage: 'leveldb', dataDir: dir.path, maxDocumentSize: 8 * 1024 })
   const raw = await RawClient.open(`${server.url}/big`)
   t.after(() => raw.close())
   await raw.waitForMessage('sync-step1')
@@ -118,7 +89,7 @@ test('updates that would take a room past --max-document-size are refused with 4
 })
 
 test('more messages per second than --max-messages-per-second closes with 4429; a paced client is fine', async (t) => {
-  const { server, logs } = await serverWith(t, { maxMessagesPerSecond: 10 })
+  const { server, logs } = await serverWithLogs(t, { maxMessagesPerSecond: 10 })
   const paced = await RawClient.open(`${server.url}/r`)
   const flood = await RawClient.open(`${server.url}/r`)
   t.after(() => { paced.close(); flood.close() })
@@ -133,7 +104,7 @@ test('more messages per second than --max-messages-per-second closes with 4429; 
 })
 
 test('more bytes per second than --max-bytes-per-second closes with 4429', async (t) => {
-  const { server, logs } = await serverWith(t, { maxBytesPerSecond: 1000 })
+  const { server, logs } = await serverWithLogs(t, { maxBytesPerSecond: 1000 })
   const raw = await RawClient.open(`${server.url}/r`)
   t.after(() => raw.close())
   // 10 s worth is 10,000 bytes: the third 4 KB message is over.
@@ -144,37 +115,37 @@ test('more bytes per second than --max-bytes-per-second closes with 4429', async
 
 test('--max-connections-per-ip refuses the next upgrade with 429 and frees the slot on close', async (t) => {
   // Behind a trusted proxy the address comes from X-Forwarded-For: several clients from one test process.
-  const { server } = await serverWith(t, { maxConnectionsPerIp: 3, trustProxy: true })
+  const { server } = await serverWithLogs(t, { maxConnectionsPerIp: 3, trustProxy: true })
   const from = (ip: string): Record<string, string> => ({ 'X-Forwarded-For': `10.9.8.7, ${ip}` })
   const open: WebSocket[] = []
   t.after(() => { for (const ws of open) ws.terminate() })
   for (let i = 0; i < 3; i++) {
-    const r = await upgradeStatus(`${server.url}/r${i}`, from('203.0.113.5'))
+    const r = await upgrade(`${server.url}/r${i}`, from('203.0.113.5'))
     assert.equal(r.status, 101)
     open.push(r.ws!)
   }
-  assert.equal((await upgradeStatus(`${server.url}/r`, from('203.0.113.5'))).status, 429)
-  const other = await upgradeStatus(`${server.url}/r`, from('203.0.113.6'))
+  assert.equal((await upgrade(`${server.url}/r`, from('203.0.113.5'))).status, 429)
+  const other = await upgrade(`${server.url}/r`, from('203.0.113.6'))
   assert.equal(other.status, 101, 'another address is not affected')
   open.push(other.ws!)
   open.shift()!.close()
   await waitFor(async () => {
-    const r = await upgradeStatus(`${server.url}/r`, from('203.0.113.5'))
+    const r = await upgrade(`${server.url}/r`, from('203.0.113.5'))
     if (r.ws) open.push(r.ws)
     return r.status === 101
   }, { message: 'a slot is free again' })
 
   // Loopback (a local tool, or an untrusted proxy) is not limited.
-  const { server: local } = await serverWith(t, { maxConnectionsPerIp: 2 })
+  const { server: local } = await serverWithLogs(t, { maxConnectionsPerIp: 2 })
   for (let i = 0; i < 4; i++) {
-    const r = await upgradeStatus(`${local.url}/r`, from('203.0.113.5'))
+    const r = await upgrade(`${local.url}/r`, from('203.0.113.5'))
     assert.equal(r.status, 101, 'X-Forwarded-For is ignored without --trust-proxy, and loopback is exempt')
     open.push(r.ws!)
   }
 })
 
 test('--max-rooms unloads the least recently used idle room first, and refuses with 1013 when none is idle', async (t) => {
-  const { server } = await serverWith(t, { maxRooms: 2, roomGrace: 60_000 })
+  const { server } = await serverWithLogs(t, { maxRooms: 2, roomGrace: 60_000 })
   const names = (): string[] => server.registry.rooms.map((r) => r.name).sort()
   const visit = async (room: string): Promise<void> => {
     const raw = await RawClient.open(`${server.url}/${room}`)
@@ -204,24 +175,24 @@ test('--max-rooms unloads the least recently used idle room first, and refuses w
 
 /** The close a refused name gets: after the upgrade, so that the stock provider does not retry. */
 async function refusedName(url: string): Promise<{ code: number; reason: string }> {
-  const { status, ws } = await upgradeStatus(url)
+  const { status, ws } = await upgrade(url)
   assert.equal(status, 101, url)
   return new Promise((resolve) => ws!.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
 }
 
 test('room names: too long, control characters or outside --room-name-pattern get 4400; odd names stay apart in storage', async (t) => {
-  const { server } = await serverWith(t, { maxRoomNameLength: 16, roomNamePattern: '[a-z0-9/._:-]+' })
+  const { server } = await serverWithLogs(t, { maxRoomNameLength: 16, roomNamePattern: '[a-z0-9/._:-]+' })
   assert.equal((await refusedName(`${server.url}/${'a'.repeat(17)}`)).code, 4400)
   assert.equal((await refusedName(`${server.url}/a%00b`)).code, 4400)
   assert.equal((await refusedName(`${server.url}/Upper`)).code, 4400)
-  const ok = await upgradeStatus(`${server.url}/${'a'.repeat(16)}`)
+  const ok = await upgrade(`${server.url}/${'a'.repeat(16)}`)
   assert.equal(ok.status, 101)
   ok.ws!.terminate()
 
   // Names that would be dangerous as keys or paths are stored escaped and stay separate.
   const dir = await tempDir()
   t.after(() => dir.remove())
-  const { server: s2 } = await serverWith(t, { storage: 'leveldb', dataDir: dir.path })
+  const { server: s2 } = await serverWithLogs(t, { storage: 'leveldb', dataDir: dir.path })
   const tricky = ['../x', 'u:a:0000000000000001', 'a/../../b', '%2e%2e']
   for (const [i, name] of tricky.entries()) {
     const raw = await RawClient.open(`${s2.url}/${encodeURIComponent(name)}`)
@@ -242,7 +213,7 @@ test('room names: too long, control characters or outside --room-name-pattern ge
 test('updates claiming absurd clocks or deleted ranges are refused with 4400 before storage', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
-  const { server } = await serverWith(t, { storage: 'leveldb', dataDir: dir.path, maxClockAdvance: 1_000_000 })
+  const { server } = await serverWithLogs(t, { storage: 'leveldb', dataDir: dir.path, maxClockAdvance: 1_000_000 })
   const absurd: Array<[string, Uint8Array]> = [
     ['a deleted range of 2^52 items', handUpdate(undefined, [{ client: 7, clock: 0, len: 2 ** 52 }])],
     ['an item at clock 2^50', handUpdate({ client: 7, clock: 2 ** 50, count: 1, write: (e) => { encoding.writeUint8(e, 0); encoding.writeVarUint(e, 1) } }, [])],
@@ -269,7 +240,7 @@ test('updates claiming absurd clocks or deleted ranges are refused with 4400 bef
 })
 
 test('a client that stops reading is cut off with 4408 while a normal client keeps getting every edit', async (t) => {
-  const { server, logs } = await serverWith(t, { maxBufferedBytes: 256 * 1024 })
+  const { server, logs } = await serverWithLogs(t, { maxBufferedBytes: 256 * 1024 })
   const writer = connect(server.url, 'flood')
   const normal = connect(server.url, 'flood')
   t.after(() => { writer.destroy(); normal.destroy() })
@@ -307,7 +278,7 @@ test('a client that stops reading is cut off with 4408 while a normal client kee
 test('forged updates Yjs would mishandle are refused or trimmed before storage (found by the fuzz suite)', async (t) => {
   const dir = await tempDir()
   t.after(() => dir.remove())
-  const { server, logs } = await serverWith(t, { storage: 'leveldb', dataDir: dir.path })
+  const { server, logs } = await serverWithLogs(t, { storage: 'leveldb', dataDir: dir.path })
   const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
   const roomText = (): string => server.registry.rooms.find((r) => r.name === 'found')!.doc.getText('text').toString()
 
@@ -354,7 +325,7 @@ test('forged updates Yjs would mishandle are refused or trimmed before storage (
 })
 
 test('--max-new-rooms-per-minute: past its budget an address opening rooms with nothing stored is closed with 4429, nothing stored; existing rooms and loopback are not limited', async (t) => {
-  const { server, logs } = await serverWith(t, { maxNewRoomsPerMinute: 3, trustProxy: true })
+  const { server, logs } = await serverWithLogs(t, { maxNewRoomsPerMinute: 3, trustProxy: true })
   const from = (ip: string): WebSocket.ClientOptions => ({ headers: { 'X-Forwarded-For': ip } })
   const open: RawClient[] = []
   t.after(() => { for (const c of open) c.close() })

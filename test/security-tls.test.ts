@@ -17,6 +17,17 @@ import { WebsocketProvider } from 'y-websocket'
 import { tempDir, waitFor } from './helpers/index.js'
 import { runCli } from './helpers/child-server.js'
 
+/** A self-signed certificate for 127.0.0.1 (files removed after the test), and itself as the CA a client trusts. */
+async function selfSignedCert(t: { after: (fn: () => Promise<void>) => void }): Promise<{ cert: string; key: string; ca: Buffer }> {
+  const dir = await tempDir()
+  t.after(() => dir.remove())
+  const cert = join(dir.path, 'cert.pem')
+  const key = join(dir.path, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  return { cert, key, ca: await readFile(cert) }
+}
+
 function hasOpenssl(): boolean {
   try {
     execFileSync('openssl', ['version'], { stdio: 'ignore' })
@@ -27,13 +38,7 @@ function hasOpenssl(): boolean {
 }
 
 test('--tls-cert/--tls-key serve https:// and wss://', { skip: hasOpenssl() ? false : 'openssl is not installed' }, async (t) => {
-  const dir = await tempDir()
-  t.after(() => dir.remove())
-  const cert = join(dir.path, 'cert.pem')
-  const key = join(dir.path, 'key.pem')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
-  const ca = await readFile(cert)
+  const { cert, key, ca } = await selfSignedCert(t)
 
   const server = await startServer({ storage: 'memory', tlsCert: cert, tlsKey: key })
   t.after(() => server.close())
@@ -79,13 +84,7 @@ test('--tls-cert/--tls-key serve https:// and wss://', { skip: hasOpenssl() ? fa
 })
 
 test('under TLS a connection past --max-connections is answered 503 after the handshake (a liveness probe 200); past the probe reserve it is closed', { skip: hasOpenssl() ? false : 'openssl is not installed' }, async (t) => {
-  const dir = await tempDir()
-  t.after(() => dir.remove())
-  const cert = join(dir.path, 'cert.pem')
-  const key = join(dir.path, 'key.pem')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
-  const ca = await readFile(cert)
+  const { cert, key, ca } = await selfSignedCert(t)
   const server = await startServer({ storage: 'memory', tlsCert: cert, tlsKey: key, maxConnections: 1 })
   t.after(() => server.close())
   const held = connectTcp(server.port, '127.0.0.1')

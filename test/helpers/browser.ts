@@ -181,3 +181,16 @@ export async function setCaret(page: Page, start: number, end = start): Promise<
     ta.setSelectionRange(s!, e!)
   }, [start, end])
 }
+
+/** The id of the element that has focus ('' for none, or one without an id). */
+export const activeId = (page: Page): Promise<string> =>
+  page.evaluate(() => (globalThis as unknown as { document: { activeElement: { id: string } | null } }).document.activeElement?.id ?? '')
+
+/** Presses Tab until the element `id` has focus (at most `max` times), as someone with only a keyboard would. */
+export async function tabTo(page: Page, id: string, max = 15): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    if (await activeId(page) === id) return
+    await page.keyboard.press('Tab')
+  }
+  assert.equal(await activeId(page), id, `#${id} is reachable with Tab`)
+}

@@ -3,6 +3,8 @@
  * browser-saving, browser-access, browser-big): one headless Chromium and one coedit on port 0
  * per file, over a LevelDB store whose appends can be held back, plus the page helpers those
  * tests use. Split by behaviour, the files run side by side under `--test-concurrency`.
+ * Tests that bring their own servers (browser-history, hooks-browser) take the browser alone
+ * (`browserSuite`).
  *
  * Needs Debian's `chromium` (/usr/bin/chromium). In CI a missing browser fails the run;
  * elsewhere these tests skip with a line saying how to enable them.
@@ -11,12 +13,13 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, before, describe, test as nodeTest, type TestContext } from 'node:test'
 import * as Y from 'yjs'
-import type { Browser, Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { startServer, type CoeditServer, type Store } from '../../server/index.js'
 import { LevelStore } from '../../server/persistence/leveldb.js'
 import { PACKAGE_ROOT } from '../../server/http/paths.js'
 import {
-  SKIP_MESSAGE, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, waitForConnected, type EditorPage,
+  SKIP_MESSAGE, assertNoErrors, browserAvailable, editorValue, ensureWebBuild, launchBrowser, openEditor, waitForConnected,
+  type EditorPage, type OpenOptions,
 } from './browser.js'
 import { tempDir, waitFor } from './index.js'
 
@@ -80,10 +83,11 @@ export async function until<T>(get: () => Promise<T | undefined>, message: strin
   return (found as { value: T }).value
 }
 
-export const waitForValue = (page: Page, check: (value: string) => boolean, message: string, timeout = 20_000): Promise<string> =>
+/** Waits until the editor's text is `expected` (or passes it, a check) and returns the text. */
+export const waitForValue = (page: Page, expected: string | ((value: string) => boolean), message: string, timeout = 20_000): Promise<string> =>
   until(async () => {
     const value = await editorValue(page)
-    return check(value) ? value : undefined
+    return (typeof expected === 'string' ? value === expected : expected(value)) ? value : undefined
   }, message, timeout)
 
 function percentile(sorted: number[], p: number): number {
@@ -117,9 +121,33 @@ export async function timeTyping(page: Page, text: string): Promise<number[]> {
   }, 'every keystroke timed', 10_000)
 }
 
-/** What a file's tests get: set in the suite's `before`, so read it inside a test only. */
-export interface EditorFixture {
+/** Screenshots side by side, each captioned, as one PNG: what two people see at once. */
+export async function sideBySide(context: BrowserContext, shots: ReadonlyArray<readonly [png: Buffer, caption: string]>): Promise<Buffer> {
+  const frame = await context.newPage()
+  try {
+    await frame.setViewportSize({ width: 1300, height: 400 })
+    const img = ([buf, caption]: readonly [Buffer, string]): string =>
+      `<figure style="margin:0"><img alt="${caption}" style="width:630px;border:1px solid #d1d5db;display:block" src="data:image/png;base64,${buf.toString('base64')}">` +
+      `<figcaption style="font:13px system-ui,sans-serif;color:#4b5563;padding:4px 0">${caption}</figcaption></figure>`
+    await frame.setContent(`<body style="margin:0;padding:12px;display:flex;gap:16px;background:#fff">${shots.map(img).join('')}</body>`)
+    return await frame.screenshot()
+  } finally {
+    await frame.close()
+  }
+}
+
+/** One editor page per name, in order. */
+export type EditorsOf<Names extends readonly string[]> = { -readonly [K in keyof Names]: EditorPage }
+
+/** What a file's tests get from `browserSuite`: set in the suite's `before`, so read it inside a test only. */
+export interface BrowserFixture {
   readonly browser: Browser
+  /** Opens the editor at `url` and waits for it to connect (the browser's close closes what a test leaves open). */
+  openAt(url: string, options?: OpenOptions): Promise<EditorPage>
+}
+
+/** What a file's tests get from `editorSuite`. */
+export interface EditorFixture extends BrowserFixture {
   readonly server: CoeditServer
   /** The real store under the holdable one: what the server has stored. */
   readonly inner: LevelStore
@@ -127,7 +155,12 @@ export interface EditorFixture {
   /** A room name unique in this file's run (every run has a fresh data directory). */
   room(name: string): string
   /** Opens the editor on `r` as `name` and waits for it to connect (the browser's close closes what a test leaves open). */
-  open(r: string, name: string, options?: Parameters<typeof openEditor>[2]): Promise<EditorPage>
+  open(r: string, name: string, options?: OpenOptions): Promise<EditorPage>
+  /**
+   * Opens one editor per name on `r`, one after the other, runs `use` with them, then asserts
+   * that no page logged an error; the pages are closed whatever happened.
+   */
+  editors<const Names extends readonly string[]>(r: string, names: Names, use: (pages: EditorsOf<Names>) => Promise<void>, options?: Omit<OpenOptions, 'name'>): Promise<void>
 }
 
 /**
@@ -136,30 +169,25 @@ export interface EditorFixture {
  */
 export const editorTest = (name: string, fn: (t: TestContext) => Promise<void>): void => { nodeTest(name, { timeout: 300_000 }, fn) }
 
-/** Declares `title`'s tests around one browser and one server (or one skip line without Chromium outside CI). */
-export function editorSuite(title: string, body: (fx: EditorFixture) => void): void {
+const ready = <T>(value: T | undefined): T => {
+  assert.ok(value !== undefined, 'the browser fixture is read inside a test, after its before hook')
+  return value
+}
+
+/**
+ * Declares `title`'s tests around one browser (or one skip line without Chromium outside CI).
+ * `body` may add its own `before` and `after` hooks: they run after the browser's.
+ */
+export function browserSuite(title: string, body: (fx: BrowserFixture) => void): void {
   if (!browserAvailable() && !process.env.CI) {
     nodeTest(title, { skip: SKIP_MESSAGE }, () => {})
     return
   }
   let browser: Browser | undefined
-  let server: CoeditServer | undefined
-  let inner: LevelStore | undefined
-  let control: HoldControl | undefined
-  let removeDir: (() => Promise<void>) | undefined
-  let roomCounter = 0
-  const ready = <T>(value: T | undefined): T => {
-    assert.ok(value !== undefined, 'the editor fixture is read inside a test, after its before hook')
-    return value
-  }
-  const fx: EditorFixture = {
+  const fx: BrowserFixture = {
     get browser() { return ready(browser) },
-    get server() { return ready(server) },
-    get inner() { return ready(inner) },
-    get control() { return ready(control) },
-    room: (name) => `${name}-${++roomCounter}`,
-    async open(r, name, options = {}) {
-      const p = await openEditor(ready(browser), `${ready(server).httpUrl}/r/${encodeURIComponent(r)}`, { name, ...options })
+    async openAt(url, options = {}) {
+      const p = await openEditor(ready(browser), url, options)
       await waitForConnected(p.page)
       return p
     },
@@ -168,18 +196,59 @@ export function editorSuite(title: string, body: (fx: EditorFixture) => void): v
     before(async () => {
       assert.ok(browserAvailable(), `CI requires the browser tests: ${SKIP_MESSAGE}`)
       ensureWebBuild()
+      browser = await launchBrowser()
+    })
+
+    after(async () => {
+      await browser?.close()
+    })
+
+    body(fx)
+  })
+}
+
+/** Declares `title`'s tests around one browser and one server (or one skip line without Chromium outside CI). */
+export function editorSuite(title: string, body: (fx: EditorFixture) => void): void {
+  browserSuite(title, (browserFx) => {
+    let server: CoeditServer | undefined
+    let inner: LevelStore | undefined
+    let control: HoldControl | undefined
+    let removeDir: (() => Promise<void>) | undefined
+    let roomCounter = 0
+    const open = (r: string, name: string, options: OpenOptions = {}): Promise<EditorPage> =>
+      browserFx.openAt(`${ready(server).httpUrl}/r/${encodeURIComponent(r)}`, { name, ...options })
+    const fx: EditorFixture = {
+      get browser() { return browserFx.browser },
+      openAt: browserFx.openAt,
+      get server() { return ready(server) },
+      get inner() { return ready(inner) },
+      get control() { return ready(control) },
+      room: (name) => `${name}-${++roomCounter}`,
+      open,
+      async editors(r, names, use, options = {}) {
+        const pages: EditorPage[] = []
+        try {
+          for (const name of names) pages.push(await open(r, name, options))
+          // One page per name, in the names' order: the tuple the body is typed with.
+          await use(pages as EditorsOf<typeof names>)
+          assertNoErrors(...pages)
+        } finally {
+          for (const p of pages) await p.close()
+        }
+      },
+    }
+
+    before(async () => {
       const dir = await tempDir('coedit-browser-')
       removeDir = dir.remove
       inner = await LevelStore.open(dir.path, { sync: false })
       const holdable = holdableStore(inner)
       control = holdable.control
       server = await startServer({ port: 0, dataDir: dir.path, storage: holdable.store })
-      browser = await launchBrowser()
     })
 
     after(async () => {
       control?.release()
-      await browser?.close()
       await server?.close()
       await inner?.close()
       await removeDir?.()

@@ -41,6 +41,19 @@ export async function waitFor<T>(check: () => T | Promise<T>, { timeout = HANG_G
   }
 }
 
+/** The HTTP status a WebSocket upgrade gets, with the socket when it opened (101); the caller closes it. */
+export function upgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ws?: WebSocket }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers })
+    ws.once('open', () => resolve({ status: 101, ws }))
+    ws.once('unexpected-response', (_req, res) => {
+      res.resume()
+      resolve({ status: res.statusCode ?? 0 })
+    })
+    ws.once('error', reject)
+  })
+}
+
 export interface Client {
   doc: Y.Doc
   provider: WebsocketProvider

@@ -4,8 +4,9 @@
  */
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import { startServer, type CoeditServer, type StartOptions } from '../../server/index.js'
 import { decodeServerMessage, type ServerMessage } from '../../server/room/protocol.js'
-import { HANG_GUARD_MS, waitFor } from './index.js'
+import { HANG_GUARD_MS, connect, synced, waitFor } from './index.js'
 
 export interface Closed {
   code: number
@@ -80,4 +81,38 @@ export class RawClient {
   close(): void {
     this.ws.terminate()
   }
+}
+
+export interface PresenceScene {
+  server: CoeditServer
+  /** What a stock provider in the room sees of everyone's presence (live). */
+  states: Map<number, unknown>
+  /** A raw client in the room, greeted (its sync step 1 received) before it is returned. */
+  open(): Promise<RawClient>
+  /** Closed after the test with the rest; a test that opens a raw client its own way adds it here. */
+  raws: RawClient[]
+}
+
+/**
+ * For presence tests: a server (awareness relayed at once, `options` on top), a stock provider
+ * watching `room`'s presence, and raw clients that speak for client IDs by hand; all of it closed
+ * after the test.
+ */
+export async function presenceScene(t: { after(fn: () => Promise<void>): void }, room: string, options: StartOptions = {}): Promise<PresenceScene> {
+  const server = await startServer({ storage: 'memory', awarenessInterval: 1, ...options })
+  const observer = connect(server.url, room)
+  const raws: RawClient[] = []
+  t.after(async () => {
+    for (const r of raws) r.close()
+    observer.destroy()
+    await server.close()
+  })
+  await synced(observer)
+  const open = async (): Promise<RawClient> => {
+    const r = await RawClient.open(`${server.url}/${room}`)
+    raws.push(r)
+    await r.waitForMessage('sync-step1')
+    return r
+  }
+  return { server, states: observer.provider.awareness.getStates(), open, raws }
 }
