@@ -14,8 +14,8 @@ import type { Store } from '../persistence/store.js'
 import { probeRoutes } from './probes.js'
 import type { RoomRegistry } from '../room/registry.js'
 import { Webhooks, type WebhookEvents } from './webhooks.js'
-import type { Containment } from '../room/containment.js'
-import type { EventSink } from '../room/events.js'
+import type { Containment } from '../base/containment.js'
+import type { EventSink } from '../base/events.js'
 import type { WireProtocol } from '../transport/transport.js'
 
 /** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */

@@ -36,7 +36,7 @@ import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { CoeditError } from '../errors.js'
 import type { RoomRecord, StoreSnapshot } from '../persistence/store.js'
-import { createContainment, type Containment } from '../room/containment.js'
+import { createContainment, type Containment } from '../base/containment.js'
 import { createLogger } from '../log.js'
 import { checkHistoryLog, readHistorySection, writeHistorySection } from './backup-history.js'
 

@@ -12,7 +12,7 @@ import {
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
-import type { Containment } from '../room/containment.js'
+import type { Containment } from '../base/containment.js'
 import { isVersionedStore, type AppendMeta, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from '../persistence/store.js'
 import { InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, type DecodedUpdate } from '../room/update-checks.js'
 import { DEFAULT_CONFIG } from '../config.js'

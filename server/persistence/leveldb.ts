@@ -6,7 +6,7 @@
  */
 import { Level } from 'level'
 import { CoeditError } from '../errors.js'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 import type { StoreEvents } from './store.js'
 import {
   decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, tombstoneKey, unescapeRoom,

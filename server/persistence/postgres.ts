@@ -14,9 +14,9 @@
 import pg from 'pg'
 import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 import type { StoreEvents } from './store.js'
-import { Redactor, redactUrl } from '../observability/redact.js'
+import { Redactor, redactUrl } from '../base/redact.js'
 import { StoreClock } from './clock.js'
 import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import type {

@@ -18,7 +18,7 @@
  *   runs, may land on either side of it.)
  */
 import { CoeditError } from '../errors.js'
-import type { PathMarks } from '../room/path-trace.js'
+import type { PathMarks } from '../base/path-trace.js'
 
 export interface StoredRoom {
   /** Updates in the order they must be applied; the compacted state, if any, comes first. */
@@ -98,7 +98,7 @@ export interface AppendMeta extends WriteFence {
   marks?: PathMarks
 }
 
-/** What a built-in store tells (server/room/events.ts), when given an event sink. */
+/** What a built-in store tells (server/base/events.ts), when given an event sink. */
 export interface StoreEvents {
   /** A group commit of `updates` updates (every room's) was written in `ms`. */
   'store.batch': { updates: number; ms: number }

@@ -19,7 +19,7 @@ import type { Peer, User } from '../room/peer.js'
 import { parseRoomPath } from '../room/room-name.js'
 import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Grant, type OriginPolicy } from './auth.js'
 import { NO_REQUEST, authRequestOf, type AuthRequest, type Authorizer } from './authorizer.js'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 import { CLOSE_BAD_ROOM_NAME, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED } from '../room/close-codes.js'
 import { AddressCounter, ConnectionRate, NewRoomLimiter } from './limits.js'
 import { HocuspocusConnection, type HocuspocusHub } from './hocuspocus.js'
@@ -30,7 +30,7 @@ export interface TransportOptions {
   maxMessageSize: number
   /** ms between pings; a peer that has not answered the previous ping is dropped. */
   pingInterval: number
-  /** Where the transport's events go (server/room/events.ts): sockets and every message (metrics). */
+  /** Where the transport's events go (server/base/events.ts): sockets and every message (metrics). */
   events: EventSink<TransportEvents>
   /** Who may open which room (the authenticate hook, tokens, or everyone). */
   authorizer: Authorizer
@@ -89,7 +89,7 @@ export const WIRE_PROTOCOLS = ['y-websocket', 'hocuspocus'] as const
 export type WireProtocol = (typeof WIRE_PROTOCOLS)[number]
 
 /**
- * What the transport tells (server/room/events.ts). The message events are the hot path (every
+ * What the transport tells (server/base/events.ts). The message events are the hot path (every
  * frame in and out): their listeners only add numbers. Connections to rooms are the
  * rooms' events (`peer.joined`, `peer.left`); these are the sockets under them.
  */
