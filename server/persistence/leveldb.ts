@@ -17,7 +17,7 @@ import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
 import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
-import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from './tombstone.js'
 import { StoreClock } from './clock.js'
 import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,

@@ -23,7 +23,7 @@ import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, PingableStore, ReplicaStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredSince, StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
-import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from './tombstone.js'
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db */

@@ -18,7 +18,8 @@ import {
   ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
 import { isRoomDeleted, type Store, type StoredSince } from '../persistence/store.js'
-import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
+import { checkTombstone } from './tombstone.js'
+import { decodeTombstone, type Tombstone } from '../persistence/tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
   InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, validateUpdate, type DecodedUpdate, type ItemDepths,
