@@ -33,7 +33,8 @@ import { HocuspocusHub } from './transport/hocuspocus.js'
 import { clientAddress, originAllowed } from './transport/auth.js'
 import { checkRoomName } from './room/room-name.js'
 import { Rooms, type RoomsEvents } from './embedding/rooms-api.js'
-import type { BearerEvents } from './http/bearer.js'
+import { BearerGuard, type BearerEvents } from './http/bearer.js'
+import { opsRoutes } from './http/ops-routes.js'
 import { attachment, underPath } from './transport/attach.js'
 import { Events } from './base/events.js'
 import { PathTrace } from './base/path-trace.js'
@@ -166,6 +167,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
   const events: ServerBus = new Events(containment)
   const ops = new Ops({ config, log, containment, events, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
+  // Checks the bearer tokens of /metrics, /status.json and the admin API, and limits guessing.
+  const tokens = new BearerGuard({ addressOf: (req) => clientAddress(req, config.trustProxy), events })
   const store = await openStore(mode, config, events, clock)
   const ownsStore = typeof mode === 'string'
   if (store instanceof LevelStore && store.repairedLogs.length > 0) {
@@ -231,7 +234,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   let closing = false
 
   const routes: Route[] = [
-    ...ops.routes(),
+    ...opsRoutes({ ops, tokens, metricsToken: config.metricsToken, adminToken: config.adminToken }),
     // The history panel's three paths under /api/rooms/ROOM first: the document API answers the rest of /api.
     historyRoutes({
       authorize: bearerAuthorizer(authorizer, config.trustProxy), store, registry, history, containment, now: clock,
@@ -245,7 +248,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     }),
     // Attached, the page's WebSocket (the origin's root) would not reach coedit: no editor.
     ...(attached ? [] : [editorRoutes()]),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]
