@@ -11,6 +11,8 @@ import { formatDuration, parseDuration } from './operator/duration.js'
 import { DEFAULT_RETENTION } from './operator/history.js'
 import { DEFAULT_EXACT_WINDOW } from './operator/history-log.js'
 import { MAX_ROOM_NAME_LENGTH, roomNamePattern } from './room/room-name.js'
+import { DEFAULT_MAX_NESTING_DEPTH } from './room/update-checks.js'
+import { LOG_LEVELS, type LogLevel } from './log.js'
 
 export interface ServerConfig {
   port: number
@@ -74,9 +76,6 @@ export interface ServerConfig {
   logLevel: LogLevel
 }
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
-
 type Kind = 'port' | 'string' | 'duration' | 'size' | 'count' | 'limit' | 'boolean' | 'level' | 'urls'
 
 interface OptionSpec<K extends keyof ServerConfig = keyof ServerConfig> {
@@ -121,7 +120,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   spec({ key: 'maxAwarenessDepth', flag: 'max-awareness-depth', env: 'MAX_AWARENESS_DEPTH', kind: 'count', default: 64, help: 'deepest nesting of arrays and objects in an awareness state (editor cursors: 4); deeper closes with 4400 AWARENESS_TOO_DEEP' }),
   spec({ key: 'maxAwarenessClients', flag: 'max-awareness-clients', env: 'MAX_AWARENESS_CLIENTS', kind: 'count', default: 8, help: 'awareness client IDs one connection may introduce (a provider uses one per document); more closes with 4400 AWARENESS_TOO_MANY_CLIENTS' }),
   spec({ key: 'maxAwarenessRoomSize', flag: 'max-awareness-room-size', env: 'MAX_AWARENESS_ROOM_SIZE', kind: 'size', default: 4 * 1024 * 1024, help: 'bytes of all awareness states of a room (what a joiner is greeted with); a state that would pass it is dropped, the connection stays' }),
-  spec({ key: 'maxNestingDepth', flag: 'max-nesting-depth', env: 'MAX_NESTING_DEPTH', kind: 'limit', default: 256, help: 'refuse updates that would nest shared types (and JSON values in them) deeper than this: close 4400 TOO_DEEP; Yjs overflows the stack near 2,000 (0 = no limit)' }),
+  spec({ key: 'maxNestingDepth', flag: 'max-nesting-depth', env: 'MAX_NESTING_DEPTH', kind: 'limit', default: DEFAULT_MAX_NESTING_DEPTH, help: 'refuse updates that would nest shared types (and JSON values in them) deeper than this: close 4400 TOO_DEEP; Yjs overflows the stack near 2,000 (0 = no limit)' }),
   spec({ key: 'maxBufferedBytes', flag: 'max-buffered-bytes', env: 'MAX_BUFFERED_BYTES', kind: 'size', default: 16 * 1024 * 1024, help: 'unsent bytes queued for one connection (besides its largest message) before it is closed with 4408' }),
   spec({ key: 'tlsCert', flag: 'tls-cert', env: 'TLS_CERT', kind: 'string', default: '', help: 'PEM certificate chain file: serve https:// and wss:// (with --tls-key)' }),
   spec({ key: 'tlsKey', flag: 'tls-key', env: 'TLS_KEY', kind: 'string', default: '', help: 'PEM private key file for --tls-cert' }),

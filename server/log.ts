@@ -1,9 +1,11 @@
 /** Structured logging: one JSON line per meaningful event (pino). Never log tokens or document content. */
 import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
-import type { LogLevel } from './config.js'
 
 export type { Logger }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
 
 /**
  * JSON lines, unless writing to a terminal (no `destination` and stdout is a TTY): then

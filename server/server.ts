@@ -1,5 +1,5 @@
 /**
- * Composition: store → rooms → transport → HTTP, and one event bus (server/room/events.ts)
+ * Composition: store → rooms → transport → HTTP, and one event bus (server/base/events.ts)
  * that every consumer subscribes to here, in `subscribe`. `startServer` is both what
  * `coedit serve` runs and the public API (embedding, on its own port or on the app's
  * HTTP server: attach.ts; headless tests).
@@ -10,7 +10,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net'
 import { DEFAULT_CONFIG, validateConfig, type ServerConfig } from './config.js'
 import { CoeditError } from './errors.js'
-import { Redactor, redactUrl } from './observability/redact.js'
+import { Redactor, redactUrl } from './base/redact.js'
 import { createRequestHandler, editorRoutes, type RequestHandler, type Route } from './http/http.js'
 import { createLogger, type Logger } from './log.js'
 import { LevelStore } from './persistence/leveldb.js'
@@ -26,17 +26,18 @@ import { bearerAuthorizer, historyRoutes } from './http/history-api.js'
 import { HistoryKeeper, parseRetention } from './operator/history.js'
 import { securityOptions } from './transport/security.js'
 import { Ops } from './observability/ops.js'
-import { createContainment, type FaultSpec } from './room/containment.js'
+import { createContainment, type FaultSpec } from './base/containment.js'
 import { ConnectionGuard, SERVER_FULL_MESSAGE } from './transport/connections.js'
 import { hostCheck } from './http/host-check.js'
 import { HocuspocusHub } from './transport/hocuspocus.js'
 import { clientAddress, originAllowed } from './transport/auth.js'
 import { checkRoomName } from './room/room-name.js'
 import { Rooms, type RoomsEvents } from './embedding/rooms-api.js'
-import type { BearerEvents } from './http/bearer.js'
+import { BearerGuard, type BearerEvents } from './http/bearer.js'
+import { opsRoutes } from './http/ops-routes.js'
 import { attachment, underPath } from './transport/attach.js'
-import { Events } from './room/events.js'
-import { PathTrace } from './room/path-trace.js'
+import { Events } from './base/events.js'
+import { PathTrace } from './base/path-trace.js'
 import type { StoreEvents } from './persistence/store.js'
 import type { RoomEvents } from './room/room.js'
 import type { RegistryBeforeEvents, RegistryEvents } from './room/registry.js'
@@ -64,7 +65,7 @@ export interface StartOptions extends Partial<ServerConfig> {
   /** A pino logger; default: one at `logLevel` (which defaults to 'silent' here) on stdout. */
   logger?: Logger
   /**
-   * Test seam: make these contained paths throw (see server/room/containment.ts), to prove that
+   * Test seam: make these contained paths throw (see server/base/containment.ts), to prove that
    * an exception there ends at most one connection or room: `relay` (every room) or
    * `relay:ROOM` (that room only). Never set it in production.
    */
@@ -166,6 +167,8 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   const containment = createContainment({ log, count: (path) => ops.metrics.error(path), inject: faults })
   const events: ServerBus = new Events(containment)
   const ops = new Ops({ config, log, containment, events, dataDir: mode === 'leveldb' ? config.dataDir : undefined })
+  // Checks the bearer tokens of /metrics, /status.json and the admin API, and limits guessing.
+  const tokens = new BearerGuard({ addressOf: (req) => clientAddress(req, config.trustProxy), events })
   const store = await openStore(mode, config, events, clock)
   const ownsStore = typeof mode === 'string'
   if (store instanceof LevelStore && store.repairedLogs.length > 0) {
@@ -231,7 +234,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
   let closing = false
 
   const routes: Route[] = [
-    ...ops.routes(),
+    ...opsRoutes({ ops, tokens, metricsToken: config.metricsToken, adminToken: config.adminToken }),
     // The history panel's three paths under /api/rooms/ROOM first: the document API answers the rest of /api.
     historyRoutes({
       authorize: bearerAuthorizer(authorizer, config.trustProxy), store, registry, history, containment, now: clock,
@@ -245,7 +248,7 @@ export async function startServer(options: StartOptions = {}): Promise<CoeditSer
     }),
     // Attached, the page's WebSocket (the origin's root) would not reach coedit: no editor.
     ...(attached ? [] : [editorRoutes()]),
-    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens: ops.tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
+    ...(config.adminToken ? [adminRoutes({ token: config.adminToken, tokens, store, registry, history, rooms, containment, maxImportSize: config.maxMessageSize, now: clock,
       maxRestoreSize: config.maxRestoreSize, maxRoomNameLength: config.maxRoomNameLength, roomNamePattern: security.transport.roomNamePattern,
     })] : []),
   ]

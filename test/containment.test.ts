@@ -1,5 +1,5 @@
 /**
- * Containment (server/room/containment.ts): every background path that runs on client-supplied
+ * Containment (server/base/containment.ts): every background path that runs on client-supplied
  * data is made to throw, in one room ("victim"), by fault injection. For each, the test
  * drives the path and then shows that the exception was logged once as `contained_error`
  * with its path, counted as coedit_errors_total{kind=<path>}, and that the process keeps

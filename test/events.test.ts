@@ -1,5 +1,5 @@
 /**
- * The event surface (server/room/events.ts): a listener that throws, rejects or never settles
+ * The event surface (server/base/events.ts): a listener that throws, rejects or never settles
  * is contained and counted and never stops the others; `before` listeners are awaited and
  * their failure is the action's (a room load fails cleanly, and the next one succeeds).
  */
@@ -8,8 +8,8 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Events } from '../server/room/events.js'
-import { createContainment, type ContainedPath, type FaultSpec } from '../server/room/containment.js'
+import { Events } from '../server/base/events.js'
+import { createContainment, type ContainedPath, type FaultSpec } from '../server/base/containment.js'
 import { createLogger } from '../server/log.js'
 import { RoomRegistry } from '../server/room/registry.js'
 import { MemoryStore } from '../server/persistence/memory.js'
@@ -117,5 +117,5 @@ test('no second callback mechanism in server/: an on... callback field is one of
     }
   }
   await walk(new URL('../server', import.meta.url).pathname)
-  assert.deepEqual(found.filter((f) => !allowed.has(f)), [], 'a callback field: make it an event of server/room/events.ts, subscribed in server.ts')
+  assert.deepEqual(found.filter((f) => !allowed.has(f)), [], 'a callback field: make it an event of server/base/events.ts, subscribed in server.ts')
 })

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { startServer } from '../server/index.js'
 import { encodeSyncUpdate } from '../server/room/protocol.js'
-import { PathTrace, STAGES, type PathSummary } from '../server/room/path-trace.js'
+import { PathTrace, STAGES, type PathSummary } from '../server/base/path-trace.js'
 import { tempDir, waitFor } from './helpers/index.js'
 import { RawClient } from './helpers/raw-client.js'
 

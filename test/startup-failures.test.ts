@@ -7,7 +7,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Socket } from 'node:net'
-import { redactUrl, Redactor } from '../server/observability/redact.js'
+import { redactUrl, Redactor } from '../server/base/redact.js'
 import { runCli } from './helpers/child-server.js'
 import { POSTGRES_URL, clusterServicesMissing, dropSchema, freePort, uniqueNames } from './helpers/services.js'
 

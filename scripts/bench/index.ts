@@ -2,7 +2,7 @@
  * `npm run bench [-- --quick] [--servers a,b] [--only S1,S5] [--reps n] [--out file.json] [--trace]`
  *
  * --trace: coedit runs S1 and S2 with --trace-path, and a second table shows where an
- * update's time goes inside the server, stage by stage (server/room/path-trace.ts).
+ * update's time goes inside the server, stage by stage (server/base/path-trace.ts).
  * --servers coedit-base with BENCH_BASE=/other/checkout: that checkout's coedit alongside.
  * `npm run bench -- --sweep s1|s2|s4|session [--quick] [--points a,b] [--servers a,b] [--out f.json] [--svg f.svg]` (sweep.ts)
  *

@@ -1,7 +1,7 @@
 /** The human table: one row per metric, one column per server, ratios against the peers. */
 import type { Metrics } from './scenarios.js'
 import type { ServerKind } from './servers.js'
-import { STAGES } from '../../server/room/path-trace.js'
+import { STAGES } from '../../server/base/path-trace.js'
 
 export interface Aggregate {
   scenario: string
@@ -150,7 +150,7 @@ export function renderTable(aggregates: Aggregate[], servers: ServerKind[], info
 }
 
 /**
- * --trace: where an update's time goes inside coedit (server/room/path-trace.ts), one column pair
+ * --trace: where an update's time goes inside coedit (server/base/path-trace.ts), one column pair
  * per scenario and traced server; "client end-to-end" is what the bench's readers measured.
  */
 export function renderPathTable(aggregates: Aggregate[]): string {
@@ -166,6 +166,6 @@ export function renderPathTable(aggregates: Aggregate[]): string {
   return [
     ...lines,
     '',
-    'ms, medians over repetitions of each stage\'s p50 and p99 (a stage: from the mark before it; p99s do not add up). Stages: see server/room/path-trace.ts.',
+    'ms, medians over repetitions of each stage\'s p50 and p99 (a stage: from the mark before it; p99s do not add up). Stages: see server/base/path-trace.ts.',
   ].join('\n')
 }

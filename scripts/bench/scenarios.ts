@@ -101,7 +101,7 @@ export async function withServer<T>(ctx: RunContext, fn: (server: ServerProcess,
 
 /**
  * withServer for S1 and S2: with --trace, coedit writes its update path breakdown at
- * shutdown (server/room/path-trace.ts), added to the metrics as `path.STAGE.p50` / `.p99` (ms).
+ * shutdown (server/base/path-trace.ts), added to the metrics as `path.STAGE.p50` / `.p99` (ms).
  */
 async function withTracedServer(ctx: RunContext, fn: (server: ServerProcess) => Promise<Metrics>): Promise<Metrics> {
   if (!ctx.trace || !ctx.spec.traces) return withServer(ctx, fn)

@@ -19,7 +19,7 @@ import { Redis } from 'ioredis'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import type { Logger } from 'pino'
-import { Redactor } from '../observability/redact.js'
+import { Redactor } from '../base/redact.js'
 
 export const AWARENESS_UPDATE = 0
 export const AWARENESS_QUERY = 1

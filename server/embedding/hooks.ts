@@ -1,6 +1,6 @@
 /**
  * The embedder's hooks (`startServer({ hooks })`): the public face of the server's
- * events. `subscribeHooks` turns internal events (server/room/events.ts) into hook calls with
+ * events. `subscribeHooks` turns internal events (server/base/events.ts) into hook calls with
  * public, stable arguments: room names instead of room objects, a `connection` instead of
  * a peer, a copy of the document, a copy of each update.
  *
@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import type { Access } from '../transport/auth.js'
 import type { AuthenticateHook } from '../transport/authorizer.js'
 import { docFromUpdates } from '../room/yjs-log.js'
-import type { EventSource } from '../room/events.js'
+import type { EventSource } from '../base/events.js'
 import type { StatelessEvent } from '../transport/hocuspocus.js'
 import type { RegistryEvents } from '../room/registry.js'
 import type { Room, RoomEvents, UpdateOrigin } from '../room/room.js'

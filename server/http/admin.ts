@@ -36,7 +36,7 @@ import { MAX_EMPTY_BODY, checkDeclaredLength, limitedBody, readBody, sendApiErro
 import { Operations, type RoomAccess } from '../operator/operations.js'
 import { checkRoomName, decodeRoomPath } from '../room/room-name.js'
 import { computeRevertInWorker } from '../operator/revert-thread.js'
-import type { Containment } from '../room/containment.js'
+import type { Containment } from '../base/containment.js'
 import type { Store } from '../persistence/store.js'
 import type { RoomRegistry } from '../room/registry.js'
 import type { Rooms } from '../embedding/rooms-api.js'

@@ -7,7 +7,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 
 export interface BearerEvents {
   /** `address` sent too many wrong tokens: it is refused (429) for the rest of the window. */

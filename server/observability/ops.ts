@@ -1,21 +1,17 @@
 /**
- * Operations, composed: metrics, webhooks, probes and the status page. They hear the
- * core only through the server's events (subscribed in server.ts) and serve HTTP routes.
+ * Operations, composed: metrics, webhooks and the status page's data. They hear the core
+ * only through the server's events (subscribed in server.ts); their HTTP routes (probes,
+ * /metrics, /status.json) are server/http/ops-routes.ts.
  */
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { clientAddress } from '../transport/auth.js'
-import { BearerGuard, bearerOf, refuse, type BearerEvents } from '../http/bearer.js'
 import type { Logger } from 'pino'
-import type { ServerConfig } from '../config.js'
-import { sendJson, sendText, type Route } from '../http/http.js'
 import { Metrics, type TrafficTotals } from './metrics.js'
 import type { Store } from '../persistence/store.js'
-import { probeRoutes } from './probes.js'
 import type { RoomRegistry } from '../room/registry.js'
 import { Webhooks, type WebhookEvents } from './webhooks.js'
-import type { Containment } from '../room/containment.js'
-import type { EventSink } from '../room/events.js'
+import type { Containment } from '../base/containment.js'
+import type { EventSink } from '../base/events.js'
 import type { WireProtocol } from '../transport/transport.js'
 
 /** The status chart: one point every SAMPLE_MS, for the last WINDOW_MS. */
@@ -31,15 +27,28 @@ const STATUS_NAME_LENGTH = 64
 /** How long shutdown waits for webhooks still being delivered. */
 const WEBHOOK_DRAIN_MS = 2000
 
+/** The options ops reads (the composition passes the whole ServerConfig, server/config.ts). */
+export interface OpsConfig {
+  webhook: string
+  webhookSecret: string
+  webhookDebounce: number
+  webhookIncludeText: boolean
+  webhookRetries: number
+  webhookBackoff: number
+  webhookTimeout: number
+  webhookMaxQueue: number
+  adminToken: string
+}
+
 export interface OpsOptions {
-  config: ServerConfig
+  config: OpsConfig
   /** The LevelDB directory, whose size is the storage size; undefined for other stores. */
   dataDir: string | undefined
   log: Logger
   /** Where the webhook notice builder reports an exception. */
   containment?: Containment
   /** Where webhook delivery results go. */
-  events: EventSink<WebhookEvents & BearerEvents>
+  events: EventSink<WebhookEvents>
 }
 
 interface Sample {
@@ -50,12 +59,10 @@ interface Sample {
 export class Ops {
   readonly metrics: Metrics
   readonly webhooks: Webhooks | undefined
-  /** Checks the bearer tokens of /metrics, /status.json and the admin API, and limits guessing. */
-  readonly tokens: BearerGuard
   private readonly options: OpsOptions
   private readonly startedAt = Date.now()
   private shuttingDown = false
-  private store: Store | undefined
+  private attachedStore: Store | undefined
   private registry: RoomRegistry | undefined
   private connections: () => Record<WireProtocol, number> = () => ({ 'y-websocket': 0, hocuspocus: 0 })
   private samples: Sample[] = []
@@ -70,10 +77,6 @@ export class Ops {
       roomsLoaded: () => this.registry?.loadedCount ?? 0,
       storageBytes: () => this.storageBytes(),
       webhookQueue: () => this.webhooks?.queued ?? 0,
-    })
-    this.tokens = new BearerGuard({
-      addressOf: (req) => clientAddress(req, config.trustProxy),
-      events: options.events,
     })
     const urls = config.webhook.split(',').filter((u) => u !== '')
     this.webhooks = urls.length === 0 ? undefined : new Webhooks({
@@ -90,7 +93,7 @@ export class Ops {
 
   /** What exists only once the server is composed; starts sampling traffic for the status chart. */
   attach(store: Store, registry: RoomRegistry, connections: () => Record<WireProtocol, number>): void {
-    this.store = store
+    this.attachedStore = store
     this.registry = registry
     this.connections = connections
     const sample = (): void => {
@@ -100,6 +103,11 @@ export class Ops {
     sample()
     this.sampler = setInterval(sample, SAMPLE_MS)
     this.sampler.unref()
+  }
+
+  /** The store, once the server is composed (the readiness probe asks it). */
+  get store(): Store | undefined {
+    return this.attachedStore
   }
 
   get isShuttingDown(): boolean {
@@ -116,50 +124,6 @@ export class Ops {
   async close(): Promise<void> {
     clearInterval(this.sampler)
     await this.webhooks?.close(WEBHOOK_DRAIN_MS)
-  }
-
-  routes(): Route[] {
-    const { config } = this.options
-    return [
-      probeRoutes(() => this.store, { shuttingDown: () => this.shuttingDown }),
-      async (req, res, url) => {
-        if (url.pathname !== '/metrics') return false
-        const auth = this.tokens.check(req, config.metricsToken)
-        if (!auth.ok) {
-          refuse(res, auth, 'coedit metrics')
-          sendText(res, auth.status, auth.status === 429 ? 'too many wrong tokens\n' : 'unauthorized\n')
-          return true
-        }
-        const { contentType, body } = await this.metrics.exposition()
-        sendText(res, 200, body, contentType)
-        return true
-      },
-      async (req, res, url) => {
-        switch (url.pathname) {
-          case '/status.json': {
-            // Room names are share links and people's names are personal: only the admin token
-            // shows them. Loopback is not trusted for this (a reverse proxy on this host is loopback).
-            // Without a token (or without --admin-token) the figures are aggregate only.
-            if (!config.adminToken || bearerOf(req) === undefined) {
-              sendJson(res, 200, await this.status(false))
-              return true
-            }
-            const auth = this.tokens.check(req, config.adminToken)
-            if (!auth.ok) {
-              refuse(res, auth, 'coedit admin')
-              sendJson(res, auth.status, auth.status === 429
-                ? { error: 'too many wrong tokens', code: 'TOO_MANY_ATTEMPTS' }
-                : { error: 'unauthorized', code: 'ADMIN_TOKEN_REQUIRED' })
-              return true
-            }
-            sendJson(res, 200, await this.status(true))
-            return true
-          }
-          default:
-            return false
-        }
-      },
-    ]
   }
 
   /**
@@ -219,7 +183,7 @@ export class Ops {
       const dir = this.options.dataDir
       const bytes = dir !== undefined
         ? directoryBytes(dir)
-        : this.store ? this.store.listRooms().then((rooms) => rooms.reduce((n, r) => n + r.bytes, 0)) : Promise.resolve(undefined)
+        : this.attachedStore ? this.attachedStore.listRooms().then((rooms) => rooms.reduce((n, r) => n + r.bytes, 0)) : Promise.resolve(undefined)
       this.storage = { at: now, bytes: bytes.catch(() => undefined) }
     }
     return this.storage.bytes

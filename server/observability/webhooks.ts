@@ -16,13 +16,13 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import * as Y from 'yjs'
-import { Redactor } from './redact.js'
+import { Redactor } from '../base/redact.js'
 import { legacySignature, standardSignatureHeaders, webhookKey } from './webhook-signature.js'
 import type { Room } from '../room/room.js'
 import { DEFAULT_TEXT_NAME } from '../room/protocol.js'
 import type { WebhookResult } from './metrics.js'
-import { createContainment, type Containment } from '../room/containment.js'
-import type { EventSink } from '../room/events.js'
+import { createContainment, type Containment } from '../base/containment.js'
+import type { EventSink } from '../base/events.js'
 
 /** Deprecated, sent for one more release: signs the body only (see webhook-signature.ts). */
 export const SIGNATURE_HEADER = 'X-Coedit-Signature'
@@ -32,7 +32,7 @@ const CONCURRENCY = 4
 /** Users listed in one notice; past it `moreUsers` says the list is incomplete. */
 export const WEBHOOK_MAX_USERS = 100
 
-/** What the webhooks tell (server/room/events.ts). */
+/** What the webhooks tell (server/base/events.ts). */
 export interface WebhookEvents {
   /** One delivery attempt's result. */
   'webhook.result': { result: WebhookResult }

@@ -9,7 +9,7 @@
  *         or byte 0x55 'U' (format 2), varuint length, then: varstring name, varstring
  *            reason: a room the backup could not read (it stays in the store as it was; see below)
  *   tomb*    (format 3) byte 0x54 'T', varuint length, then: varstring name, varbytes
- *            tombstone (server/room/tombstone.ts), after every room record; not counted as records
+ *            tombstone (server/persistence/tombstone.ts), after every room record; not counted as records
  *   trailer  byte 0x45 'E', varuint record count, 32 bytes SHA-256 of every byte before it
  *
  * A reader checks every frame and the trailer, so a truncated, corrupted or foreign file
@@ -36,7 +36,7 @@ import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { CoeditError } from '../errors.js'
 import type { RoomRecord, StoreSnapshot } from '../persistence/store.js'
-import { createContainment, type Containment } from '../room/containment.js'
+import { createContainment, type Containment } from '../base/containment.js'
 import { createLogger } from '../log.js'
 import { checkHistoryLog, readHistorySection, writeHistorySection } from './backup-history.js'
 

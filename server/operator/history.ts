@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { UsageError } from '../errors.js'
 import { parseDuration } from './duration.js'
 import { isHistoryLogStore, isRoomDeleted, isVersionedStore, type HistoryLogStore, type Store, type VersionInfo, type VersionedStore } from '../persistence/store.js'
-import { createContainment, type Containment } from '../room/containment.js'
+import { createContainment, type Containment } from '../base/containment.js'
 import { foldLogBefore } from './history-log.js'
 import { RoomQueue } from './room-queue.js'
 

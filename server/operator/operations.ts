@@ -12,10 +12,9 @@ import {
   type ExportFormat, type ImportFormat,
 } from './doc-ops.js'
 import { decodeBackup, encodeBackup, type BackupHeader, type UnreadableRoom } from './backup-format.js'
-import type { Containment } from '../room/containment.js'
+import type { Containment } from '../base/containment.js'
 import { isVersionedStore, type AppendMeta, type RoomInfo, type Store, type VersionInfo, type VersionedStore } from '../persistence/store.js'
-import { InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, type DecodedUpdate } from '../room/update-checks.js'
-import { DEFAULT_CONFIG } from '../config.js'
+import { DEFAULT_MAX_NESTING_DEPTH, InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, type DecodedUpdate } from '../room/update-checks.js'
 import { activity, exactSince, stateAt, type ActivityPage } from './history-log.js'
 import { diffRoom, type DiffFormat } from './diff.js'
 
@@ -60,7 +59,7 @@ export function storeAccess(store: Store): RoomAccess {
       try {
         const none = new InflightUpdates()
         part = partToStore(update, decodeUpdateChecked(update), doc, none, 0)
-        checkRoomNesting(part.decoded, doc, none, DEFAULT_CONFIG.maxNestingDepth)
+        checkRoomNesting(part.decoded, doc, none, DEFAULT_MAX_NESTING_DEPTH)
       } catch (err) {
         throw err instanceof CoeditError ? err : new CoeditError('BAD_UPDATE', (err as Error).message)
       } finally {

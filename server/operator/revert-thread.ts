@@ -4,7 +4,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import { CoeditError } from '../errors.js'
-import type { Containment } from '../room/containment.js'
+import type { Containment } from '../base/containment.js'
 
 /**
  * An exception in the worker (a stack overflow on a hostile document, say) ends the worker,

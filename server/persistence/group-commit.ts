@@ -16,7 +16,7 @@
  */
 import { CoeditError } from '../errors.js'
 import type { AppendMeta } from './store.js'
-import { PathTrace } from '../room/path-trace.js'
+import { PathTrace } from '../base/path-trace.js'
 
 export interface Append {
   room: string

@@ -6,7 +6,7 @@
  *   m:<room>          JSON metadata { updatedAt }
  *   s:<room>          compacted state: varuint upTo, then the merged update
  *   u:<room>:<seq>    one update; seq is 16 hex digits so keys sort numerically
- *   x:<room>          the tombstone a delete left (server/room/tombstone.ts); nothing else of the room
+ *   x:<room>          the tombstone a delete left (server/persistence/tombstone.ts); nothing else of the room
  */
 export const escapeRoom = (room: string): string => encodeURIComponent(room)
 export const unescapeRoom = (escaped: string): string => decodeURIComponent(escaped)

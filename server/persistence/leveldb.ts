@@ -6,7 +6,7 @@
  */
 import { Level } from 'level'
 import { CoeditError } from '../errors.js'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 import type { StoreEvents } from './store.js'
 import {
   decodeState, encodeState, metaKey, prefixEnd, seqOfUpdateKey, stateKey, tombstoneKey, unescapeRoom,
@@ -17,7 +17,7 @@ import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence,
 } from './store.js'
 import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
-import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from './tombstone.js'
 import { StoreClock } from './clock.js'
 import {
   addRun, decodeLogBase, decodeMark, encodeLogBase, encodeMark, logBaseKey, markKey, markPrefix, userAt, type Mark, type Run,

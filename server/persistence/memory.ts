@@ -2,7 +2,7 @@
 import { CoeditError } from '../errors.js'
 import type { AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, RoomInfo, StoredRoom, WriteFence } from './store.js'
 import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
-import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from './tombstone.js'
 import { StoreClock } from './clock.js'
 import type { RoomRecord, StoreSnapshot, StoredVersion, VersionInfo, VersionedStore } from './store.js'
 

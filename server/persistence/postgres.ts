@@ -14,16 +14,16 @@
 import pg from 'pg'
 import { GroupCommit, type Append } from './group-commit.js'
 import { CoeditError } from '../errors.js'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 import type { StoreEvents } from './store.js'
-import { Redactor, redactUrl } from '../observability/redact.js'
+import { Redactor, redactUrl } from '../base/redact.js'
 import { StoreClock } from './clock.js'
 import { EMPTY_STATE, assertOpen, byName, roomDeletedError } from './store.js'
 import type {
   AppendMeta, DeleteOptions, DeleteResult, HistoryLog, HistoryLogStore, LogBase, LogEntry, LogRange, PingableStore, ReplicaStore, RoomInfo, RoomRecord, StoreSnapshot, StoredRoom,
   StoredSince, StoredVersion, VersionInfo, VersionedStore, WriteFence,
 } from './store.js'
-import { decodeTombstone, isEmptyTombstone, tombstoneOf } from '../room/tombstone.js'
+import { decodeTombstone, isEmptyTombstone, tombstoneOf } from './tombstone.js'
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db */

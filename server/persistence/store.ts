@@ -18,7 +18,7 @@
  *   runs, may land on either side of it.)
  */
 import { CoeditError } from '../errors.js'
-import type { PathMarks } from '../room/path-trace.js'
+import type { PathMarks } from '../base/path-trace.js'
 
 export interface StoredRoom {
   /** Updates in the order they must be applied; the compacted state, if any, comes first. */
@@ -29,7 +29,7 @@ export interface StoredRoom {
   pendingUpdates: number
   /** How many times the room was deleted (see `delete`, WriteFence); absent: 0. */
   generation?: number
-  /** Left by `delete(room, { tombstone: true })`: the deleted content's client IDs (server/room/tombstone.ts). */
+  /** Left by `delete(room, { tombstone: true })`: the deleted content's client IDs (server/persistence/tombstone.ts). */
   tombstone?: Uint8Array
 }
 
@@ -68,7 +68,7 @@ export function isRoomDeleted(err: unknown): boolean {
 }
 
 export interface DeleteOptions {
-  /** Keep a tombstone of the deleted content (server/room/tombstone.ts), merged with any earlier one. */
+  /** Keep a tombstone of the deleted content (server/persistence/tombstone.ts), merged with any earlier one. */
   tombstone?: boolean
 }
 
@@ -98,7 +98,7 @@ export interface AppendMeta extends WriteFence {
   marks?: PathMarks
 }
 
-/** What a built-in store tells (server/room/events.ts), when given an event sink. */
+/** What a built-in store tells (server/base/events.ts), when given an event sink. */
 export interface StoreEvents {
   /** A group commit of `updates` updates (every room's) was written in `ms`. */
   'store.batch': { updates: number; ms: number }
@@ -155,7 +155,7 @@ export interface StoreSnapshot {
   /** Every room in the view, sorted by name. */
   readonly rooms: readonly string[]
   /**
-   * The tombstones in the view (server/room/tombstone.ts), by room name: rooms deleted with
+   * The tombstones in the view (server/persistence/tombstone.ts), by room name: rooms deleted with
    * `{ tombstone: true }`, whether or not something was stored under the name since (such a
    * name is in `rooms` too). Absent: the store keeps none.
    */

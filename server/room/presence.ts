@@ -22,7 +22,7 @@ import {
   isAwarenessRemoval, parseAwarenessState, readAwarenessUpdate,
 } from './protocol.js'
 import type { Peer } from './peer.js'
-import type { Containment } from './containment.js'
+import type { Containment } from '../base/containment.js'
 
 export interface PresenceLimits extends AwarenessLimits {
   /** Distinct client IDs one connection may introduce over its life (a provider uses one per document). */

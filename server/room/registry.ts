@@ -10,14 +10,14 @@ import { Room, type RoomEvents, type RoomOptions, type RoomOwner } from './room.
 import type { Peer } from './peer.js'
 import type { Store } from '../persistence/store.js'
 import { CoeditError } from '../errors.js'
-import type { BeforeSink, EventSink } from './events.js'
+import type { BeforeSink, EventSink } from '../base/events.js'
 
 export interface RegistryOptions extends Omit<RoomOptions, 'log' | 'events'> {
   /** ms a room stays loaded after its last connection left. */
   roomGrace: number
   /** Most rooms loaded at once; to load one more, the least recently used idle room is unloaded first. */
   maxRooms?: number
-  /** Where the registry's and its rooms' events go (server/room/events.ts). */
+  /** Where the registry's and its rooms' events go (server/base/events.ts). */
   events: EventSink<RegistryEvents & RoomEvents> & BeforeSink<RegistryBeforeEvents>
 }
 
@@ -50,7 +50,7 @@ export interface RegistryEvents {
   'room.unloaded': { room: Room; reason: UnloadReason }
 }
 
-/** Awaited before the event happens (see server/room/events.ts). */
+/** Awaited before the event happens (see server/base/events.ts). */
 export interface RegistryBeforeEvents {
   /** Loaded from the store, not yet served: cluster mode subscribes and catches up here. A rejection fails the load. */
   'room.loaded': { room: Room }

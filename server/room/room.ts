@@ -18,17 +18,18 @@ import {
   ProtocolError, decodeClientMessage, encodeCoeditPersisted, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
 } from './protocol.js'
 import { isRoomDeleted, type Store, type StoredSince } from '../persistence/store.js'
-import { checkTombstone, decodeTombstone, type Tombstone } from './tombstone.js'
+import { checkTombstone } from './tombstone.js'
+import { decodeTombstone, type Tombstone } from '../persistence/tombstone.js'
 import { CLOSE_DOCUMENT_TOO_LARGE } from './close-codes.js'
 import {
   InflightUpdates, checkRoomNesting, decodeUpdateChecked, partToStore, validateUpdate, type DecodedUpdate, type ItemDepths,
 } from './update-checks.js'
 import { encodeAuthDenied } from './protocol.js'
 import { Presence } from './presence.js'
-import { forRoom, type Containment } from './containment.js'
-import type { EventSink } from './events.js'
+import { forRoom, type Containment } from '../base/containment.js'
+import type { EventSink } from '../base/events.js'
 import { CoeditError } from '../errors.js'
-import { PathTrace, type PathMarks } from './path-trace.js'
+import { PathTrace, type PathMarks } from '../base/path-trace.js'
 import type { Peer, User } from './peer.js'
 
 /** Transaction origins, so an update is relayed once and never persisted twice. */
@@ -49,7 +50,7 @@ const ADMIN_ORIGIN: UpdateOrigin = { source: 'admin' }
 const REMOTE_ORIGIN: UpdateOrigin = { source: 'remote' }
 
 /**
- * What a room tells (server/room/events.ts): metrics, webhooks, history, the cluster and the
+ * What a room tells (server/base/events.ts): metrics, webhooks, history, the cluster and the
  * user's hooks listen. Emitted synchronously, never awaited; a listener cannot hold up or
  * break the room. Updates other processes stored arrive through `applyRemote`/`catchUp`
  * and their awareness through `applyRemoteAwareness`, not as events.
@@ -116,14 +117,14 @@ export interface RoomOptions {
   log: Logger
   /** Where exceptions on background paths (relay, integration, compaction, presence) are reported. */
   containment: Containment
-  /** Where the room's events go (server/room/events.ts). */
+  /** Where the room's events go (server/base/events.ts). */
   events: EventSink<RoomEvents>
   /**
    * Other processes append to this room's log too (cluster mode): stored sequence numbers
    * can reach this process out of order, and a gap is told as `room.gap`.
    */
   sharedStore?: boolean
-  /** --trace-path: where client updates' stage times go (server/room/path-trace.ts); absent = off. */
+  /** --trace-path: where client updates' stage times go (server/base/path-trace.ts); absent = off. */
   pathTrace?: PathTrace
 }
 

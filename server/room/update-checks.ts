@@ -622,6 +622,9 @@ export function pendingStructs(doc: Y.Doc): readonly Struct[] | undefined {
   return structs
 }
 
+/** --max-nesting-depth's default: Yjs overflows the stack near 2,000 levels, this leaves room for any real document. */
+export const DEFAULT_MAX_NESTING_DEPTH = 256
+
 /**
  * checkNestingDepth for a room: against its document, its pending structs and what is in
  * flight. `limit` 0 checks nothing.

@@ -21,7 +21,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import { CoeditError } from '../errors.js'
 import { OPEN_GRANT, userIdOf, type Access, type AuthResult, type Authenticator, type Grant } from './auth.js'
-import type { Containment } from '../room/containment.js'
+import type { Containment } from '../base/containment.js'
 
 /** The HTTP request a client connected with, as the `authenticate` hook sees it. */
 export interface AuthRequest {

@@ -18,7 +18,7 @@ import {
   CLOSE_MESSAGE_TOO_BIG, CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_TRY_AGAIN_LATER,
   CLOSE_UNAUTHORIZED, CLOSE_UNSUPPORTED_DATA, closeReason, type CloseCode,
 } from '../room/close-codes.js'
-import type { EventSink } from '../room/events.js'
+import type { EventSink } from '../base/events.js'
 import type { RoomRegistry } from '../room/registry.js'
 import type { Room } from '../room/room.js'
 import type { Peer, User } from '../room/peer.js'
@@ -26,7 +26,27 @@ import type { Grant } from './auth.js'
 import type { AuthRequest } from './authorizer.js'
 import { HocuspocusConnection, type HocuspocusHub } from './hocuspocus.js'
 import type { ConnectionRate } from './limits.js'
-import type { TransportEvents, WireProtocol } from './transport.js'
+
+/** The two dialects one port speaks (see handleUpgrade): metrics and logs are labelled with it. */
+export const WIRE_PROTOCOLS = ['y-websocket', 'hocuspocus'] as const
+export type WireProtocol = (typeof WIRE_PROTOCOLS)[number]
+
+/**
+ * What the transport tells (server/base/events.ts). The message events are the hot path (every
+ * frame in and out): their listeners only add numbers. Connections to rooms are the
+ * rooms' events (`peer.joined`, `peer.left`); these are the sockets under them.
+ */
+export interface TransportEvents {
+  /** A WebSocket was accepted (y-websocket, or a Hocuspocus socket of many documents). */
+  'socket.opened': { protocol: WireProtocol }
+  'socket.closed': { code: number; protocol: WireProtocol }
+  /** A socket error (ws closes the socket itself). */
+  'socket.error': { code: string | undefined; protocol: WireProtocol }
+  /** A frame received, before any check. */
+  'message.received': { message: Uint8Array; protocol: WireProtocol }
+  /** A frame sent. */
+  'message.sent': { message: Uint8Array; protocol: WireProtocol }
+}
 
 /** setTimeout fires at once for delays past 2^31-1 ms; longer waits are chained. */
 const MAX_TIMER = 2 ** 31 - 1

@@ -19,7 +19,7 @@ import type { AuthRequest, AuthorizeRequest } from './authorizer.js'
 import {
   CLOSE_BAD_MESSAGE, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_RATE_LIMITED, CLOSE_TOO_MANY_NEW_ROOMS, CLOSE_UNAUTHORIZED, type CloseCode,
 } from '../room/close-codes.js'
-import type { Containment } from '../room/containment.js'
+import type { Containment } from '../base/containment.js'
 import {
   MESSAGE_AWARENESS, MESSAGE_COEDIT, MESSAGE_SYNC, ProtocolError, decodeClientMessage, decodeServerMessage,
 } from '../room/protocol.js'

@@ -5,7 +5,6 @@
  */
 import { readFileSync } from 'node:fs'
 import { Authenticator, parseAllowedOrigins } from './auth.js'
-import type { ServerConfig } from '../config.js'
 import { CoeditError } from '../errors.js'
 import { roomNamePattern } from '../room/room-name.js'
 import type { TransportOptions } from './transport.js'
@@ -18,9 +17,22 @@ export interface Security {
   tls: { cert: Buffer; key: Buffer } | undefined
 }
 
-type SecurityConfig = Pick<ServerConfig,
-  | 'authSecret' | 'authPublicKey' | 'allowedOrigins' | 'trustProxy' | 'loopbackExempt' | 'maxConnectionsPerIp' | 'maxMessagesPerSecond'
-  | 'maxBytesPerSecond' | 'maxBufferedBytes' | 'maxRoomNameLength' | 'roomNamePattern' | 'tlsCert' | 'tlsKey'>
+/** The security options of the configuration (the composition passes the whole ServerConfig, server/config.ts). */
+export interface SecurityConfig {
+  authSecret: string
+  authPublicKey: string
+  allowedOrigins: string
+  trustProxy: boolean
+  loopbackExempt: boolean
+  maxConnectionsPerIp: number
+  maxMessagesPerSecond: number
+  maxBytesPerSecond: number
+  maxBufferedBytes: number
+  maxRoomNameLength: number
+  roomNamePattern: string
+  tlsCert: string
+  tlsKey: string
+}
 
 /** `config` has passed validateConfig (server/config.ts): the TLS pair is whole or absent. */
 export function securityOptions(config: SecurityConfig): Security {

@@ -15,8 +15,8 @@ import type { Room } from '../room/room.js'
 import { parseRoomPath } from '../room/room-name.js'
 import { OPEN_GRANT, clientAddress, originAllowed, tokenOf, type Grant, type OriginPolicy } from './auth.js'
 import { NO_REQUEST, authRequestOf, type AuthRequest, type Authorizer } from './authorizer.js'
-import type { EventSink } from '../room/events.js'
-import { Connection, HocuspocusSocket, SLOW_CLOSE_GRACE, type ConnectionContext, type WsPeer } from './connection.js'
+import type { EventSink } from '../base/events.js'
+import { Connection, HocuspocusSocket, SLOW_CLOSE_GRACE, WIRE_PROTOCOLS, type ConnectionContext, type TransportEvents, type WireProtocol, type WsPeer } from './connection.js'
 import { AddressCounter, ConnectionRate, NewRoomLimiter } from './limits.js'
 import type { HocuspocusHub } from './hocuspocus.js'
 import { underPath } from './attach.js'
@@ -26,7 +26,7 @@ export interface TransportOptions {
   maxMessageSize: number
   /** ms between pings; a peer that has not answered the previous ping is dropped. */
   pingInterval: number
-  /** Where the transport's events go (server/room/events.ts): sockets and every message (metrics). */
+  /** Where the transport's events go (server/base/events.ts): sockets and every message (metrics). */
   events: EventSink<TransportEvents>
   /** Who may open which room (the authenticate hook, tokens, or everyone). */
   authorizer: Authorizer
@@ -58,26 +58,8 @@ export interface TransportOptions {
 /** Distinct refused origins warned about; past it a page cycling origins cannot flood the log. */
 const MAX_WARNED_ORIGINS = 100
 
-/** The two dialects one port speaks (see handleUpgrade): metrics and logs are labelled with it. */
-export const WIRE_PROTOCOLS = ['y-websocket', 'hocuspocus'] as const
-export type WireProtocol = (typeof WIRE_PROTOCOLS)[number]
-
-/**
- * What the transport tells (server/room/events.ts). The message events are the hot path (every
- * frame in and out): their listeners only add numbers. Connections to rooms are the
- * rooms' events (`peer.joined`, `peer.left`); these are the sockets under them.
- */
-export interface TransportEvents {
-  /** A WebSocket was accepted (y-websocket, or a Hocuspocus socket of many documents). */
-  'socket.opened': { protocol: WireProtocol }
-  'socket.closed': { code: number; protocol: WireProtocol }
-  /** A socket error (ws closes the socket itself). */
-  'socket.error': { code: string | undefined; protocol: WireProtocol }
-  /** A frame received, before any check. */
-  'message.received': { message: Uint8Array; protocol: WireProtocol }
-  /** A frame sent. */
-  'message.sent': { message: Uint8Array; protocol: WireProtocol }
-}
+// Declared beside the connections that emit them; named here too for the transport's users.
+export { WIRE_PROTOCOLS, type WireProtocol, type TransportEvents }
 
 export class Transport {
   private readonly wss: WebSocketServer

@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { isHistoryLogStore, isPingableStore, isReplicaStore, isVersionedStore, type HistoryLogStore, type Store } from '../../server/persistence/store.js'
-import { decodeTombstone } from '../../server/room/tombstone.js'
+import { decodeTombstone } from '../../server/persistence/tombstone.js'
 
 export interface StoreFixture {
   store: Store

@@ -3,8 +3,8 @@
  * HTTP. /readyz: the store is open and writable and the server is not shutting down;
  * 503 otherwise, so traffic moves elsewhere before connections are closed.
  */
-import type { Route } from '../http/http.js'
-import { sendJson } from '../http/http.js'
+import type { Route } from './http.js'
+import { sendJson } from './http.js'
 import { isPingableStore, type Store } from '../persistence/store.js'
 
 /** A store that has not answered within this is as good as down. */

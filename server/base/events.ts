@@ -12,7 +12,7 @@
  *
  * - `on(name, listener)`: told after the fact, synchronously, in subscription order.
  *   Never awaited: a listener that returns a promise runs on by itself. An exception, or
- *   a rejection of the promise it returns, is contained (server/room/containment.ts): logged
+ *   a rejection of the promise it returns, is contained (server/base/containment.ts): logged
  *   as `contained_error` with path `hook` and counted as coedit_errors_total{kind="hook"};
  *   the emitter and the other listeners carry on. So a listener can never block a room,
  *   lose an update or break the process. The fault-injection seam `hook` (or
