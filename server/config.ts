@@ -5,6 +5,8 @@
  */
 import { helpRows, parseFlags, type FlagSpecs } from './operator/args.js'
 import { CoeditError, UsageError } from './errors.js'
+import type { SecurityConfig } from './transport/security.js'
+import type { OpsConfig } from './observability/ops.js'
 import { webhookKey } from './observability/webhook-signature.js'
 import { checkAuthSecret } from './transport/auth.js'
 import { formatDuration, parseDuration } from './operator/duration.js'
@@ -14,39 +16,30 @@ import { MAX_ROOM_NAME_LENGTH, roomNamePattern } from './room/room-name.js'
 import { DEFAULT_MAX_NESTING_DEPTH } from './room/update-checks.js'
 import { LOG_LEVELS, type LogLevel } from './log.js'
 
-export interface ServerConfig {
+/**
+ * Every option of `coedit serve`. The transport's security options and the operations
+ * options are declared by the modules that read them (SecurityConfig, OpsConfig): one list.
+ */
+export interface ServerConfig extends SecurityConfig, OpsConfig {
   port: number
   host: string
   dataDir: string
   pingInterval: number
   maxMessageSize: number
-  authSecret: string
-  authPublicKey: string
   authTimeout: number
-  allowedOrigins: string
-  trustProxy: boolean
-  loopbackExempt: boolean
   maxDocumentSize: number
-  maxMessagesPerSecond: number
-  maxBytesPerSecond: number
-  maxConnectionsPerIp: number
   maxConnections: number
   headersTimeout: number
   requestTimeout: number
   maxNewRoomsPerMinute: number
   maxRestoreSize: number
   maxRooms: number
-  maxRoomNameLength: number
-  roomNamePattern: string
   maxClockAdvance: number
   maxAwarenessSize: number
   maxAwarenessDepth: number
   maxAwarenessClients: number
   maxAwarenessRoomSize: number
   maxNestingDepth: number
-  maxBufferedBytes: number
-  tlsCert: string
-  tlsKey: string
   roomGrace: number
   awarenessInterval: number
   compactEvery: number
@@ -59,19 +52,10 @@ export interface ServerConfig {
   redisPrefix: string
   healInterval: number
   livenessTtl: number
-  adminToken: string
   historyInterval: number
   historyRetention: string
   historyExact: number
   metricsToken: string
-  webhook: string
-  webhookSecret: string
-  webhookDebounce: number
-  webhookIncludeText: boolean
-  webhookRetries: number
-  webhookBackoff: number
-  webhookTimeout: number
-  webhookMaxQueue: number
   shutdownDelay: number
   logLevel: LogLevel
 }
