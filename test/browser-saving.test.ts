@@ -48,7 +48,9 @@ editorSuite('web editor in Chromium: saving', (fx) => {
       await a.page.waitForSelector('#save-status[data-state="offline-unsaved"]', { timeout: 10_000 })
       await setCaret(b.page, 0)
       await b.page.keyboard.type('B: ')
-      assert.equal(await storedText(fx.inner, r), 'B: online.')
+      // Typing returns once the keys are dispatched, not once the server stored them: wait for
+      // the store (it never equals this if A's offline edit got there first).
+      await waitFor(async () => (await storedText(fx.inner, r)) === 'B: online.', { message: 'B\'s edit stored, without A\'s offline edit' })
 
       offline = false
       await waitForValue(b.page, (v) => v === 'B: online. offline edit.', 'A\'s offline edit to reach B', 30_000)
