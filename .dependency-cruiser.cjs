@@ -36,6 +36,11 @@ const folderRules = FOLDERS.map((folder) => ({
   },
 }))
 
+/** A package that only the named server modules may import (a heavy dependency, one owner). */
+function onlyImportedBy(name, pkg, importers, comment) {
+  return { name, comment, severity: 'error', from: { path: '^server/', pathNot: importers }, to: { path: `(?:^|/)node_modules/${pkg}/` } }
+}
+
 module.exports = {
   forbidden: [
     {
@@ -109,20 +114,10 @@ module.exports = {
       from: { path: '^server/', pathNot: ['^server/cluster/', '^server/persistence/postgres\\.ts$'] },
       to: { path: '^server/(?:cluster/|persistence/postgres\\.ts$)', dependencyTypesNot: ['dynamic-import', 'type-only'] },
     },
-    {
-      name: 'ws-only-in-transport',
-      comment: 'transport/transport.ts and transport/connection.ts are the only server modules that import ws (server/transport/README.md).',
-      severity: 'error',
-      from: { path: '^server/', pathNot: '^server/transport/(transport|connection)\\.ts$' },
-      to: { path: '(?:^|/)node_modules/ws/' },
-    },
-    {
-      name: 'ioredis-only-in-the-bus',
-      comment: 'cluster/bus.ts is the only server module that imports ioredis (server/cluster/README.md).',
-      severity: 'error',
-      from: { path: '^server/', pathNot: '^server/cluster/bus\\.ts$' },
-      to: { path: '(?:^|/)node_modules/ioredis/' },
-    },
+    onlyImportedBy('ws-only-in-transport', 'ws', '^server/transport/(transport|connection)\\.ts$',
+      'transport/transport.ts and transport/connection.ts are the only server modules that import ws (server/transport/README.md).'),
+    onlyImportedBy('ioredis-only-in-the-bus', 'ioredis', '^server/cluster/bus\\.ts$',
+      'cluster/bus.ts is the only server module that imports ioredis (server/cluster/README.md).'),
     {
       name: 'web-imports-only-the-codec',
       comment: 'The browser bundle takes from server/ only the pure codec and the room path spelling (server/room/README.md).',
